@@ -1,0 +1,157 @@
+"""LoginService: the one pipeline every password login goes through.
+
+    defense.precheck → hasher.verify (dummy for unknown) → defense.record → breach check → risk.score
+    → second factor (if the decision or the account asks) → sessions.issue → audit + notify
+
+Each stage is a small service chosen in ``authsvc.services``; stages that later issues build (risk engine,
+MFA) are present as explicit null services so the order lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import select
+
+from authsvc.models import User
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    ip: str | None
+    user_agent: str | None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # allow | step_up | deny
+    score: float = 0.0
+    reasons: tuple[Reason, ...] = ()
+
+
+class RiskScorer(Protocol):
+    def score(self, user: User, ctx: RequestContext, *, breached: bool) -> Decision: ...
+
+    def learn(self, user: User, ctx: RequestContext) -> None: ...
+
+
+class NullRiskScorer:
+    """No risk engine configured: every correct password is allowed, with no reasons."""
+
+    def score(self, user: User, ctx: RequestContext, *, breached: bool) -> Decision:
+        return Decision("allow")
+
+    def learn(self, user: User, ctx: RequestContext) -> None:
+        return None
+
+
+class SecondFactor(Protocol):
+    def required(self, user: User, decision: Decision) -> bool: ...
+
+
+class NullSecondFactor:
+    """No MFA methods exist yet, so none can be required."""
+
+    def required(self, user: User, decision: Decision) -> bool:
+        return False
+
+
+# Outcomes. The three failure causes (unknown user, wrong password, disabled) share one outcome on purpose.
+SUCCESS = "success"
+INVALID = "invalid_credentials"
+UNVERIFIED = "email_unverified"
+MFA_REQUIRED = "mfa_required"
+DENIED = "denied"
+
+
+@dataclass
+class LoginResult:
+    outcome: str
+    user: User | None = None
+    token: str | None = None
+    session: object | None = None
+    decision: Decision | None = None
+    must_change_password: bool = False
+    reasons: list[Reason] = field(default_factory=list)
+
+
+class LoginService:
+    def __init__(self, *, db, hasher, throttle, breach, risk, mfa, sessions, audit, require_verified_email=True):
+        self.db, self.hasher, self.throttle, self.breach = db, hasher, throttle, breach
+        self.risk, self.mfa, self.sessions, self.audit = risk, mfa, sessions, audit
+        self.require_verified_email = require_verified_email
+
+    def login(self, email: str, password: str, ctx: RequestContext) -> LoginResult:
+        email = normalize_email(email)
+        # 1. Cheap refusals first: a throttled attempt never reaches argon2 (raises Throttled → 429).
+        self.throttle.precheck(email, ctx)
+
+        # 2. Same argon2 work whatever the account state: unknown and disabled accounts verify against the
+        #    real or dummy hash too, so neither the answer nor its timing tells them apart.
+        user = self.db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+        result = self.hasher.verify(user.password_hash if user else None, password)
+        ok = result.ok and user is not None and user.is_active
+
+        # 3. Count the outcome (only failures are charged to the limiters).
+        if not ok:
+            self.throttle.record_failure(email, ctx, user_exists=user is not None)
+            why = "unknown_user" if user is None else ("account_disabled" if not user.is_active else "bad_password")
+            self.audit.record("account:login:failure", "failure", subject_id=user.id if user else None,
+                              ip=ctx.ip, user_agent=ctx.user_agent, reason=why)
+            return LoginResult(INVALID)
+        self.throttle.record_success(email, ctx)
+
+        if result.needs_rehash:  # parameters changed since this hash was made: upgrade it transparently
+            user.password_hash = self.hasher.hash(password)
+            self.db.session.commit()
+            self.audit.record("account:password:rehash", "success", subject_id=user.id, ip=ctx.ip,
+                              user_agent=ctx.user_agent, details=self.hasher.parameters)
+
+        if not user.email_verified_at and self.require_verified_email:
+            # Only reachable with the right password, so it reveals nothing to a guesser.
+            self.audit.record("account:login:unverified", "failure", subject_id=user.id, ip=ctx.ip,
+                              user_agent=ctx.user_agent, reason="email_unverified")
+            return LoginResult(UNVERIFIED, user=user)
+
+        # 4. Breached at login: the password is right but public, so the account is at risk.
+        breached = self.breach.is_breached(password)
+        if breached and not user.must_change_password:
+            user.must_change_password = True
+            self.db.session.commit()
+            self.audit.record("account:password:breached", "info", subject_id=user.id, ip=ctx.ip,
+                              user_agent=ctx.user_agent, reason="password found in breach corpus at login")
+
+        # 5. Risk decision with reasons.
+        decision = self.risk.score(user, ctx, breached=breached)
+        if decision.action == "deny":
+            self.audit.record("account:login:denied", "failure", subject_id=user.id, ip=ctx.ip,
+                              user_agent=ctx.user_agent, reason="; ".join(r.text for r in decision.reasons)[:255],
+                              details={"score": decision.score})
+            return LoginResult(DENIED, user=user, decision=decision, reasons=list(decision.reasons))
+
+        # 6. Second factor when the decision or the account asks for one.
+        if self.mfa.required(user, decision):
+            self.audit.record("account:login:mfa_required", "info", subject_id=user.id, ip=ctx.ip,
+                              user_agent=ctx.user_agent, details={"score": decision.score})
+            return LoginResult(MFA_REQUIRED, user=user, decision=decision, reasons=list(decision.reasons))
+
+        # 7. Session, audit, learning.
+        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=1, methods=("pwd",))
+        self.risk.learn(user, ctx)
+        self.audit.record("account:login:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                          user_agent=ctx.user_agent, details={"score": decision.score,
+                                                              "reasons": [r.code for r in decision.reasons]})
+        return LoginResult(SUCCESS, user=user, token=issued.token, session=issued, decision=decision,
+                           must_change_password=user.must_change_password, reasons=list(decision.reasons))
+
+
+def normalize_email(email: str) -> str:
+    return (email or "").strip().lower()

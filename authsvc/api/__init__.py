@@ -1,0 +1,204 @@
+"""JSON API under /api/v1. Bearer session tokens, never cookies, so CSRF does not apply (and is exempted)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, g, jsonify, request
+from jsonschema import Draft202012Validator
+from werkzeug.exceptions import UnsupportedMediaType
+
+from authsvc.accounts import login as L
+from authsvc.accounts.service import InvalidInput, PolicyError
+from authsvc.api.openapi import SCHEMAS, spec
+from authsvc.errors import ServiceError
+from authsvc.services import services
+from authsvc.web.auth import bearer_session
+from authsvc.web.http import request_context
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+_VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Unprocessable(ServiceError):
+    status = 422
+    code = "password_policy"
+
+
+def body(schema: str) -> dict:
+    """Parse and validate the JSON body against the published schema, or raise a clear 4xx."""
+    if not request.is_json:
+        raise UnsupportedMediaType()
+    data = request.get_json(silent=True)
+    if data is None:
+        raise InvalidInput("The body is not valid JSON.")
+    errors = sorted(_VALIDATORS[schema].iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = ".".join(str(p) for p in e.path) or "body"
+        raise InvalidInput(f"{where}: {_explain(e)}", field=where)
+    return data
+
+
+def _explain(e) -> str:
+    if e.validator == "maxLength":
+        return f"is longer than {e.validator_value} characters"
+    if e.validator == "minLength":
+        return "must not be empty"
+    if e.validator == "required":
+        return e.message
+    if e.validator == "additionalProperties":
+        return "unexpected field(s)"
+    if e.validator == "type":
+        return f"must be a {e.validator_value}"
+    return "is not valid"
+
+
+def authenticated(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        session, user = bearer_session()
+        if user is None:
+            raise Unauthorized("Send a valid session token as 'Authorization: Bearer <token>'.")
+        return view(session, user, *args, **kwargs)
+
+    return wrapper
+
+
+def _session_json(info, current_id):
+    return {"id": info.id, "created_at": info.created_at.isoformat(), "last_seen_at": info.last_seen_at.isoformat(),
+            "ip": info.ip, "user_agent": info.user_agent, "aal": info.aal, "methods": list(info.methods),
+            "current": info.id == current_id}
+
+
+def _policy(fn, *a):
+    try:
+        return fn(*a)
+    except PolicyError as exc:
+        raise Unprocessable(exc.message, violations=[v.code for v in exc.violations]) from None
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(spec())
+
+
+@bp.post("/register")
+def register():
+    data = body("Credentials")
+    _policy(services().accounts.register, data["email"], data["password"], request_context())
+    return {"status": "accepted", "message": "If this address can be registered, a confirmation link is on its way."}, 202
+
+
+@bp.post("/email/verify")
+def verify_email():
+    data = body("TokenOnly")
+    if services().accounts.verify_email(data["token"], request_context()) is None:
+        raise InvalidInput("This confirmation link is invalid, expired or already used.", field="token")
+    return "", 204
+
+
+@bp.post("/login")
+def login():
+    data = body("Credentials")
+    result = services().login.login(data["email"], data["password"], request_context())
+    if result.outcome == L.SUCCESS:
+        return {"session_token": result.token, "expires_in": services().settings.session_idle_timeout,
+                "user_id": result.user.id, "must_change_password": result.must_change_password,
+                "reasons": [r.text for r in result.reasons]}
+    if result.outcome == L.UNVERIFIED:
+        services().accounts.send_verification(result.user)
+        return {"error": "email_unverified", "message": "Confirm your e-mail address first; a new link was sent."}, 403
+    if result.outcome == L.DENIED:
+        return {"error": "denied", "message": "This sign-in was blocked to protect the account.",
+                "reasons": [r.text for r in result.reasons]}, 403
+    return {"error": "invalid_credentials", "message": "Incorrect e-mail or password."}, 401
+
+
+@bp.post("/logout")
+@authenticated
+def logout(session, user):
+    services().sessions.revoke(user, session.id, "logout")
+    ctx = request_context()
+    services().audit.record("account:logout:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                            user_agent=ctx.user_agent)
+    return "", 204
+
+
+@bp.get("/session")
+@authenticated
+def whoami(session, user):
+    return {"user_id": user.id, "email": user.email, "session": _session_json(session, session.id)}
+
+
+@bp.get("/sessions")
+@authenticated
+def list_sessions(session, user):
+    return jsonify([_session_json(s, session.id) for s in services().sessions.list_for(user)])
+
+
+@bp.delete("/sessions/<session_id>")
+@authenticated
+def revoke_session(session, user, session_id):
+    if len(session_id) > 64 or not services().sessions.revoke(user, session_id, "user_revoked"):
+        raise NotFound("No such session.")
+    ctx = request_context()
+    services().audit.record("account:session:revoke", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                            user_agent=ctx.user_agent, details={"session": session_id[:12]})
+    return "", 204
+
+
+@bp.post("/sessions/revoke-others")
+@authenticated
+def revoke_others(session, user):
+    n = services().sessions.revoke_all(user, "user_revoked_all", except_sid=session.id)
+    ctx = request_context()
+    services().audit.record("account:session:revoke_others", "success", actor_id=user.id, subject_id=user.id,
+                            ip=ctx.ip, user_agent=ctx.user_agent, details={"count": n})
+    return {"revoked": n}
+
+
+@bp.post("/sessions/revoke-all")
+@authenticated
+def revoke_all(session, user):
+    n = services().sessions.revoke_all(user, "user_revoked_all")
+    ctx = request_context()
+    services().audit.record("account:session:revoke_all", "success", actor_id=user.id, subject_id=user.id,
+                            ip=ctx.ip, user_agent=ctx.user_agent, details={"count": n})
+    return "", 204
+
+
+@bp.post("/password/change")
+@authenticated
+def change_password(session, user):
+    data = body("PasswordChange")
+    changed = _policy(services().accounts.change_password, user, data["current_password"], data["new_password"],
+                      request_context())
+    return {"session_token": changed.new_token, "expires_in": services().settings.session_idle_timeout,
+            "user_id": user.id, "must_change_password": False}
+
+
+@bp.post("/password/reset")
+def reset_request():
+    data = body("EmailOnly")
+    services().accounts.request_reset(data["email"], request_context())
+    return {"status": "accepted", "message": "If an account uses this address, a reset link is on its way."}, 202
+
+
+@bp.post("/password/reset/confirm")
+def reset_confirm():
+    data = body("PasswordReset")
+    user = _policy(services().accounts.reset_password, data["token"], data["new_password"], request_context())
+    if user is None:
+        raise InvalidInput("This reset link is invalid, expired or already used.", field="token")
+    return "", 204

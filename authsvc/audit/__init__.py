@@ -1,0 +1,117 @@
+"""Append-only, hash-chained security event log.
+
+Each row stores ``hash = SHA-256(prev_hash ‖ canonical JSON of the row)``. Editing a row breaks its own hash;
+deleting one breaks the next row's ``prev_hash``; deleting the newest rows is caught by the chain head
+(``audit_head``), which holds the id and hash of the last row. Writers serialise on the head row: the first statement
+of each append is an UPDATE of that row, which takes SQLite's write lock or PostgreSQL's row lock, so two workers can
+never chain onto the same predecessor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from authsvc.models import AuditHead, SecurityEvent
+from authsvc.models.base import utcnow
+
+GENESIS = "0" * 64
+
+
+def _digest(prev_hash: str, ev: SecurityEvent) -> str:
+    body = json.dumps(
+        {
+            "id": ev.id,
+            "at": ev.occurred_at.isoformat(),
+            "tag": ev.tag,
+            "outcome": ev.outcome,
+            "actor": ev.actor_id,
+            "subject": ev.subject_id,
+            "ip": ev.ip,
+            "ua": ev.user_agent,
+            "reason": ev.reason,
+            "details": ev.details,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    checked: int
+    first_bad_id: int | None = None
+    problem: str | None = None
+
+
+class AuditLog:
+    def __init__(self, db, clock):
+        self.db = db
+        self.clock = clock
+
+    def record(
+        self,
+        tag: str,
+        outcome: str,
+        *,
+        actor_id: int | None = None,
+        subject_id: int | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> SecurityEvent:
+        """Append one event and commit. Callers never pass secrets (passwords, tokens, codes) in any field."""
+        session = self.db.session
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id))
+        head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
+        if head is None:  # first event on a fresh database
+            head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
+            session.add(head)
+            session.flush()
+        ev = SecurityEvent(
+            id=head.last_id + 1,
+            occurred_at=self.clock.now(),
+            tag=tag,
+            outcome=outcome,
+            actor_id=actor_id,
+            subject_id=subject_id,
+            ip=ip,
+            user_agent=(user_agent or "")[:512] or None,
+            reason=(reason or "")[:255] or None,
+            details=json.dumps(details, sort_keys=True) if details else None,
+            prev_hash=head.last_hash,
+        )
+        ev.hash = _digest(head.last_hash, ev)
+        session.add(ev)
+        head.last_id = ev.id
+        head.last_hash = ev.hash
+        session.commit()
+        return ev
+
+    def verify(self) -> VerifyReport:
+        session = self.db.session
+        prev = GENESIS
+        expected_id = 1
+        count = 0
+        for ev in session.execute(select(SecurityEvent).order_by(SecurityEvent.id)).scalars().yield_per(1000):
+            if ev.id != expected_id:
+                return VerifyReport(False, count, ev.id, f"row {expected_id} is missing")
+            if ev.prev_hash != prev:
+                return VerifyReport(False, count, ev.id, "prev_hash does not match the previous row")
+            if _digest(prev, ev) != ev.hash:
+                return VerifyReport(False, count, ev.id, "row content does not match its hash (edited)")
+            prev = ev.hash
+            expected_id += 1
+            count += 1
+        head = session.get(AuditHead, 1)
+        last_id = head.last_id if head else 0
+        if last_id != count or (head and head.last_hash != prev and count):
+            return VerifyReport(False, count, count + 1, "rows after the last one were deleted (head mismatch)")
+        return VerifyReport(True, count)

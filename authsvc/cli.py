@@ -1,0 +1,183 @@
+"""The ``authsvc`` command: Flask's CLI group plus our commands (db, admin, audit, serve, breach, risk)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _alembic_config(connection=None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", os.path.join(ROOT, "migrations"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade_database(revision: str = "head") -> None:
+    """Apply migrations inside the current app context (used by the CLI, ./run and the tests)."""
+    from alembic import command
+
+    from authsvc.extensions import db
+
+    with db.engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), revision)
+
+
+# --- db -------------------------------------------------------------------------------------------------------------
+@click.group("db", help="Database migrations (Alembic).")
+def db_group():
+    pass
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision):
+    upgrade_database(revision)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@with_appcontext
+def db_downgrade(revision):
+    from alembic import command
+
+    from authsvc.extensions import db
+
+    with db.engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), revision)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command("revision", help="Create a migration from model changes (developers).")
+@click.option("-m", "--message", required=True)
+@with_appcontext
+def db_revision(message):
+    from alembic import command
+
+    from authsvc.extensions import db
+
+    with db.engine.begin() as conn:
+        command.revision(_alembic_config(conn), message=message, autogenerate=True)
+
+
+# --- admin ----------------------------------------------------------------------------------------------------------
+@click.group("admin", help="Administrators.")
+def admin_group():
+    pass
+
+
+@admin_group.command("create")
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (never argv).")
+@with_appcontext
+def admin_create(email, password_stdin):
+    from authsvc.accounts.login import RequestContext
+    from authsvc.accounts.service import InvalidInput, PolicyError
+    from authsvc.services import services
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else \
+        click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = services().accounts.create_admin(email, password, RequestContext(ip=None, user_agent="cli"))
+    except (PolicyError, InvalidInput) as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"administrator {user.email} (id {user.id}) ready")
+
+
+@admin_group.command("setup-link", help="Print a one-time link for creating the first administrator.")
+@with_appcontext
+def admin_setup_link():
+    from authsvc.services import services
+
+    link = services().accounts.setup_link()
+    click.echo(link or "an administrator exists already; no setup link is needed")
+
+
+# --- audit ----------------------------------------------------------------------------------------------------------
+@click.group("audit", help="Security event log.")
+def audit_group():
+    pass
+
+
+@audit_group.command("verify", help="Check the hash chain; exit 1 if any row was edited or deleted.")
+@with_appcontext
+def audit_verify():
+    from authsvc.services import services
+
+    report = services().audit.verify()
+    if report.ok:
+        click.echo(f"audit log intact: {report.checked} events verified")
+        return
+    click.echo(f"audit log TAMPERED at event {report.first_bad_id}: {report.problem} "
+               f"({report.checked} events verified before it)", err=True)
+    sys.exit(1)
+
+
+# --- serve ----------------------------------------------------------------------------------------------------------
+@click.command("serve", help="Migrate, start the embedded Redis if needed, print the setup link, run gunicorn.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=None, type=int, help="default: number of CPUs")
+@with_appcontext
+def serve(host, port, workers):
+    from authsvc import embedded_redis
+    from authsvc.services import services
+
+    app = current_app._get_current_object()
+    settings = app.config["AUTHSVC"]
+    env = dict(os.environ)
+    if settings.redis_url is None:
+        # One server for every worker (see embedded_redis); workers inherit its URL through the environment.
+        env["AUTHSVC_REDIS_URL"] = embedded_redis.ensure_running(app.instance_path)
+        click.echo(f"embedded redis: {env['AUTHSVC_REDIS_URL']}")
+    env["AUTHSVC_INSTANCE_PATH"] = app.instance_path
+    upgrade_database()
+    link = services().accounts.setup_link()
+    if link:
+        click.secho(f"\nNo administrator yet. Create one (link works once):\n  {link}\n", fg="yellow")
+    workers = workers or os.cpu_count() or 2
+    click.echo(f"serving on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}")
+    os.chdir(ROOT)
+    os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
+                                str(workers), "--access-logfile", "-", "wsgi:app"], env)
+
+
+def init_app(app: Flask) -> None:
+    for group in (db_group, admin_group, audit_group, serve):
+        app.cli.add_command(group)
+
+
+def _create_app():
+    from authsvc import create_app
+
+    return create_app()
+
+
+class AuthsvcGroup(FlaskGroup):
+    pass
+
+
+def _add_standalone(group: click.Group) -> None:
+    """Commands that need no app (breach corpus, risk evaluation) hang off the root group directly."""
+    for module, name in (("authsvc.breach.cli", "breach"), ("authsvc.risk.cli", "risk")):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ImportError:
+            continue
+        group.add_command(getattr(mod, name))
+
+
+main = AuthsvcGroup(create_app=_create_app, add_default_commands=False, add_version_option=False,
+                    help="authsvc — account-takeover defense and authentication service.")
+_add_standalone(main)

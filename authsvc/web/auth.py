@@ -1,0 +1,58 @@
+"""Which user is behind this request: the session cookie for pages, a bearer token for the API."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort, current_app, g, redirect, request, url_for
+
+from authsvc.services import services
+
+
+def _load(token: str | None):
+    if "authsvc_session" not in g:
+        found = services().sessions.check(token) if token else None
+        g.authsvc_session, g.authsvc_user = found if found else (None, None)
+        g.authsvc_token = token if found else None
+    return g.authsvc_session, g.authsvc_user
+
+
+def cookie_session():
+    return _load(request.cookies.get(current_app.config["AUTHSVC"].session_cookie_name))
+
+
+def bearer_session():
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return _load(token.strip() if scheme.lower() == "bearer" else None)
+
+
+def login_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        session, user = cookie_session()
+        if user is None:
+            return redirect(url_for("web.login", next=request.full_path if request.method == "GET" else None))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def admin_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        session, user = cookie_session()
+        if user is None:
+            return redirect(url_for("web.login", next=request.full_path))
+        if not user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site relative paths: no open redirect through ?next=."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("web.account")

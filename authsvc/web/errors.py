@@ -1,0 +1,106 @@
+"""One handler per failure kind; each gives one clear answer, HTML or JSON as the client asked. Never a trace."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from authsvc.errors import DependencyUnavailable, ServiceError, Throttled
+
+log = logging.getLogger("authsvc")
+
+MESSAGES = {
+    400: "The request could not be understood.",
+    401: "Please sign in.",
+    403: "You are not allowed to do that.",
+    404: "There is nothing here.",
+    405: "That method is not allowed here.",
+    413: "The request is too large.",
+    415: "Send JSON with Content-Type: application/json.",
+    429: "Too many attempts. Please wait before trying again.",
+    503: "The service is temporarily unavailable. Please try again shortly.",
+}
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None, **data):
+    if wants_json():
+        body = {"error": code, "message": message}
+        body.update({k: v for k, v in data.items() if v is not None})
+        resp = jsonify(body)
+    else:
+        resp = render_template("error.html", status=status, message=message, **data)
+    resp = (resp, status, headers or {})
+    return resp
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code is None or exc.code < 400:
+            return exc
+        msg = MESSAGES.get(exc.code, exc.name)
+        description = getattr(exc, "description", None)
+        if exc.code == 400 and description and "CSRF" in description:
+            msg = "Your form expired or was sent from another site. Reload the page and try again."
+            return error_response(400, "csrf_failed", msg)
+        headers = {}
+        if exc.code == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        return error_response(exc.code, exc.name.lower().replace(" ", "_"), msg, headers)
+
+    @app.errorhandler(Throttled)
+    def throttled(exc: Throttled):
+        return error_response(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)},
+                              retry_after=exc.retry_after)
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        return error_response(exc.status, exc.code, exc.message, **exc.data)
+
+    def unavailable(what: str, exc: Exception):
+        # Fail closed and say so in the log (ASVS 16.5.2/16.5.3); the client gets no internals.
+        log.error("dependency unavailable: %s: %s", what, type(exc).__name__)
+        from authsvc.extensions import db
+
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - the connection may be gone; rollback is best effort
+            pass
+        return error_response(503, "unavailable", MESSAGES[503], {"Retry-After": "5"})
+
+    @app.errorhandler(DependencyUnavailable)
+    def dep(exc: DependencyUnavailable):
+        return unavailable(exc.what, exc)
+
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    @app.errorhandler(redis.exceptions.BusyLoadingError)
+    def redis_down(exc):
+        return unavailable("redis", exc)
+
+    @app.errorhandler(OperationalError)
+    def db_down(exc):
+        return unavailable("database", exc)
+
+    @app.errorhandler(DBAPIError)
+    def db_error(exc: DBAPIError):
+        if exc.connection_invalidated:
+            return unavailable("database", exc)
+        log.exception("database error")
+        return error_response(500, "internal_error", "Something went wrong on our side.")
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "Something went wrong on our side.")

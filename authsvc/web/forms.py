@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, PasswordField
+from wtforms.validators import DataRequired, Length
+
+# Limits are generous (the policy counts code points; 1024 leaves room for any 256-code-point password in UTF-8)
+# and exist so that a multi-megabyte "password" is refused before it reaches argon2.
+EMAIL = [DataRequired(), Length(max=254)]
+PASSWORD = [DataRequired(), Length(max=1024)]
+
+
+class RegisterForm(FlaskForm):
+    email = EmailField("E-mail", validators=EMAIL, render_kw={"autocomplete": "email"})
+    password = PasswordField("Password", validators=PASSWORD, render_kw={"autocomplete": "new-password"})
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("E-mail", validators=EMAIL, render_kw={"autocomplete": "username"})
+    password = PasswordField("Password", validators=PASSWORD, render_kw={"autocomplete": "current-password"})
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=PASSWORD,
+                                     render_kw={"autocomplete": "current-password"})
+    new_password = PasswordField("New password", validators=PASSWORD, render_kw={"autocomplete": "new-password"})
+
+
+class ResetRequestForm(FlaskForm):
+    email = EmailField("E-mail", validators=EMAIL, render_kw={"autocomplete": "email"})
+
+
+class NewPasswordForm(FlaskForm):
+    new_password = PasswordField("New password", validators=PASSWORD, render_kw={"autocomplete": "new-password"})
+
+
+class SetupForm(RegisterForm):
+    pass
+
+
+class ActionForm(FlaskForm):
+    """A button that changes state: only the CSRF token, plus an optional target."""
+
+    target = HiddenField(validators=[Length(max=128)])

@@ -1,0 +1,94 @@
+"""Request plumbing shared by every blueprint: client IP, security headers, the login-session cookie."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from flask import Flask, Request, current_app, g, request
+
+from authsvc.accounts.login import RequestContext
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@lru_cache(maxsize=16)
+def _networks(cidrs: tuple[str, ...]):
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def client_ip(req: Request, trusted: tuple[str, ...]) -> str | None:
+    """The peer address, or the right-most untrusted X-Forwarded-For hop when the peer is a trusted proxy.
+
+    Anything a client can write is ignored unless it arrived through a proxy the operator listed (ASVS 15.3.4);
+    walking from the right means a client cannot prepend a fake address.
+    """
+    peer = req.remote_addr
+    nets = _networks(trusted)
+    if not nets or not peer:
+        return peer
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in nets)
+
+    if not is_trusted(peer):
+        return peer
+    hops = [h.strip() for h in req.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # garbage in the chain: fall back to what we can see for ourselves
+        if not is_trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
+def request_context() -> RequestContext:
+    if "authsvc_ctx" not in g:
+        settings = current_app.config["AUTHSVC"]
+        g.authsvc_ctx = RequestContext(
+            ip=client_ip(request, settings.trusted_proxies),
+            user_agent=(request.headers.get("User-Agent") or "")[:512] or None,
+        )
+    return g.authsvc_ctx
+
+
+def _security_headers(resp):
+    h = resp.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    if request.is_secure:
+        h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    if not request.path.startswith("/static/"):
+        h.setdefault("Cache-Control", "no-store")  # pages carry personal data and CSRF tokens
+    return resp
+
+
+def set_session_cookie(resp, token: str, max_age: int) -> None:
+    settings = current_app.config["AUTHSVC"]
+    # __Host- prefix: Secure, Path=/, no Domain — the browser refuses it otherwise, so it cannot be planted by a
+    # sibling sub-domain. Chromium accepts Secure cookies on http://localhost, so the local default works too.
+    resp.set_cookie(settings.session_cookie_name, token, max_age=max_age, path="/", secure=True, httponly=True,
+                    samesite="Lax")
+
+
+def clear_session_cookie(resp) -> None:
+    settings = current_app.config["AUTHSVC"]
+    resp.delete_cookie(settings.session_cookie_name, path="/", secure=True, httponly=True, samesite="Lax")
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_security_headers)
