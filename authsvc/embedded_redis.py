@@ -14,6 +14,8 @@ import subprocess
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def _binary() -> str:
@@ -74,6 +76,7 @@ def stop(instance_path: str) -> None:
     sock = socket_path(instance_path)
     if _answers(sock):
         try:
-            redis.Redis(unix_socket_path=sock).shutdown(nosave=False)
+            # No retries: the server closing the connection is the success case here.
+            redis.Redis(unix_socket_path=sock, retry=Retry(NoBackoff(), 0)).shutdown(nosave=False)
         except redis.exceptions.ConnectionError:
             pass  # the server closes the connection as it shuts down

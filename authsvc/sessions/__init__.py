@@ -187,11 +187,15 @@ class SessionService:
             .values(revoked_at=self.clock.now(), revoke_reason=reason)
         )
         self.db.session.commit()
+        if res.rowcount == 0:
+            # Not this user's session (or already revoked): touch nothing in Redis, or one user could end
+            # another's session by guessing its id.
+            return False
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(_skey(sid))
         pipe.srem(_ukey(user.id), sid)
         pipe.execute()
-        return res.rowcount > 0
+        return True
 
     def revoke_all(self, user: User, reason: str, *, except_sid: str | None = None) -> int:
         """Revoke every session of ``user`` (but ``except_sid``). Durable first, then Redis."""

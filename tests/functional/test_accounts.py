@@ -1,0 +1,236 @@
+"""End-user account flows through the real app (real SQL, real Redis, real argon2 at test parameters)."""
+
+import pytest
+from sqlalchemy import select
+
+from authsvc.extensions import db
+from authsvc.models import SecurityEvent, User
+from authsvc.passwords import PasswordHasherService
+from tests.conftest import PASSWORD, create_user, csrf_token, outbox_link
+from tests.functional.helpers import form_post, login, strip_volatile
+
+
+def tags(app):
+    with app.app_context():
+        return [e.tag for e in db.session.execute(select(SecurityEvent).order_by(SecurityEvent.id)).scalars()]
+
+
+def test_register_verify_login_sessions_logout(app, client):
+    r = form_post(client, "/register", {"email": "Alice@Example.com", "password": PASSWORD})
+    assert r.status_code == 200 and b"Check your e-mail" in r.data
+    link = outbox_link(app, "alice@example.com", "verify")
+    path = link.split("localhost:5000", 1)[1]
+    assert login(client).status_code == 403  # not verified yet
+    page = client.get(path)  # GET does not use the link up (mail scanners)
+    assert page.status_code == 200
+    r = client.post(path, data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert r.status_code == 302
+    assert client.post(path, data={"csrf_token": csrf_token(page.get_data(as_text=True))}).status_code == 400
+    r = login(client)
+    assert r.status_code == 302 and r.headers["Location"] == "/account"
+    page = client.get("/account").get_data(as_text=True)
+    assert "This device" in page and "alice@example.com" in page
+    r = client.post("/logout", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302
+    assert client.get("/account").status_code == 302  # back to login
+    assert tags(app) == ["account:register:success", "account:login:unverified", "account:email:verified",
+                         "account:login:success", "account:logout:success"]
+
+
+def test_session_cookie_attributes(app, client):
+    create_user(app)
+    r = login(client)
+    cookie = [h for h in r.headers.getlist("Set-Cookie") if h.startswith("__Host-authsvc=")][0]
+    for attr in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attr in cookie
+    assert "Domain=" not in cookie
+
+
+class CountingHasher(PasswordHasherService):
+    """The real hasher, counting argon2 verifications (to show equal work)."""
+
+    verifies = 0
+
+    def verify(self, stored, password):
+        CountingHasher.verifies += 1
+        return super().verify(stored, password)
+
+
+def test_wrong_password_unknown_user_disabled_user_are_indistinguishable(app):
+    create_user(app)
+    create_user(app, email="carol@example.com", status="disabled")
+    from authsvc.services import services
+
+    with app.app_context():
+        services().login.hasher = CountingHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    answers = []
+    for email, password in [("alice@example.com", "wrong password but long"), ("nobody@example.com", PASSWORD),
+                            ("carol@example.com", PASSWORD)]:
+        before = CountingHasher.verifies
+        r = login(app.test_client(), email, password)
+        assert CountingHasher.verifies - before == 1  # exactly one argon2 verify in every case
+        body = strip_volatile(r.get_data(as_text=True)).replace(email, "EMAIL")
+        answers.append((r.status_code, body))
+    assert answers[0][0] == 401
+    assert answers[0] == answers[1] == answers[2]
+    # The API too.
+    api = [app.test_client().post("/api/v1/login", json={"email": e, "password": p})
+           for e, p in [("alice@example.com", "wrong password but long"), ("nobody@example.com", PASSWORD),
+                        ("carol@example.com", PASSWORD)]]
+    assert len({(r.status_code, r.data) for r in api}) == 1
+
+
+def test_revoked_session_is_rejected_at_once_in_the_other_client(app):
+    create_user(app)
+    laptop, phone = app.test_client(), app.test_client()
+    login(laptop)
+    login(phone)
+    assert phone.get("/account").status_code == 200
+    page = laptop.get("/account").get_data(as_text=True)
+    assert page.count('name="target"') == 2
+    r = laptop.post("/account/sessions/revoke-others", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302
+    assert phone.get("/account").status_code == 302  # the very next request
+    assert laptop.get("/account").status_code == 200
+
+
+def test_revoke_one_by_id_and_revoke_all(app):
+    create_user(app)
+    a, b = app.test_client(), app.test_client()
+    login(a)
+    login(b)
+    whoami = b.get("/account").get_data(as_text=True)
+    import re
+
+    current_b = re.search(r'class="session current" data-session="([0-9a-f]+)"', whoami).group(1)
+    page = a.get("/account").get_data(as_text=True)
+    target = [t for t in re.findall(r'name="target" value="([0-9a-f]{64})"', page) if t.startswith(current_b)][0]
+    a.post("/account/sessions/revoke", data={"csrf_token": csrf_token(page), "target": target})
+    assert b.get("/account").status_code == 302 and a.get("/account").status_code == 200
+    page = a.get("/account").get_data(as_text=True)
+    a.post("/account/sessions/revoke-all", data={"csrf_token": csrf_token(page)})
+    assert a.get("/account").status_code == 302
+
+
+def test_change_password_needs_current_and_ends_other_sessions(app):
+    create_user(app)
+    me, other = app.test_client(), app.test_client()
+    login(me)
+    login(other)
+    new = "a completely different passphrase"
+    r = form_post(me, "/account/password", {"current_password": "not the password at all", "new_password": new})
+    assert r.status_code == 400 and b"current password is not correct" in r.data
+    r = form_post(me, "/account/password", {"current_password": PASSWORD, "new_password": "short"})
+    assert r.status_code == 400 and b"at least 15" in r.data
+    r = form_post(me, "/account/password", {"current_password": PASSWORD, "new_password": new})
+    assert r.status_code == 302
+    assert me.get("/account").status_code == 200  # re-issued session for this device
+    assert other.get("/account").status_code == 302
+    assert login(app.test_client(), password=PASSWORD).status_code == 401
+    assert login(app.test_client(), password=new).status_code == 302
+    assert any("password was changed" in m.subject for m in _outbox(app))
+
+
+def _outbox(app):
+    from authsvc.services import services
+
+    with app.app_context():
+        return services().outbox.messages()
+
+
+def test_reset_is_single_use_expires_and_ends_sessions(app):
+    create_user(app)
+    logged_in = app.test_client()
+    login(logged_in)
+    c = app.test_client()
+    r = form_post(c, "/reset", {"email": "alice@example.com"})
+    r2 = form_post(c, "/reset", {"email": "nobody@example.com"})
+    assert r.status_code == r2.status_code == 200
+    assert strip_volatile(r.get_data(as_text=True)) == strip_volatile(r2.get_data(as_text=True))
+    assert [m.to for m in _outbox(app) if "Reset" in m.subject] == ["alice@example.com"]
+    path = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
+    new = "brand new passphrase for the owner"
+    assert form_post(c, path, {"new_password": new}).status_code == 302
+    assert c.get(path).status_code == 400  # used up
+    assert logged_in.get("/account").status_code == 302  # every session ended
+    assert login(app.test_client(), password=new).status_code == 302
+
+
+def test_reset_link_expires_after_30_minutes(app):
+    create_user(app)
+    c = app.test_client()
+    form_post(c, "/reset", {"email": "alice@example.com"})
+    path = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
+    from authsvc.services import services
+
+    with app.app_context():
+        services().clock.advance(1801)
+    assert c.get(path).status_code == 400
+
+
+def test_only_newest_reset_link_works(app):
+    create_user(app)
+    c = app.test_client()
+    form_post(c, "/reset", {"email": "alice@example.com"})
+    first = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
+    form_post(c, "/reset", {"email": "alice@example.com"})
+    assert c.get(first).status_code == 400
+
+
+def test_duplicate_registration_looks_the_same_and_mails_the_owner(app, client):
+    create_user(app)
+    r1 = form_post(client, "/register", {"email": "alice@example.com", "password": "another long passphrase"})
+    r2 = form_post(client, "/register", {"email": "newbie@example.com", "password": "another long passphrase"})
+    assert r1.status_code == r2.status_code == 200
+    assert strip_volatile(r1.get_data(as_text=True)) == strip_volatile(r2.get_data(as_text=True))
+    assert any(m.to == "alice@example.com" and "tried to register" in m.subject for m in _outbox(app))
+
+
+@pytest.mark.parametrize("password, message", [
+    ("short", b"at least 15"),
+    ("my authsvc account password", b"service"),
+])
+def test_registration_refuses_weak_passwords_with_reason(client, password, message):
+    r = form_post(client, "/register", {"email": "dora@example.com", "password": password})
+    assert r.status_code == 400 and message in r.data
+
+
+def test_rehash_on_login_when_parameters_change(make_app):
+    old = make_app()
+    uid = create_user(old)
+    new = make_app(argon2_time_cost=2)
+    assert login(new.test_client()).status_code == 302
+    with new.app_context():
+        assert "t=2" in db.session.get(User, uid).password_hash
+    assert "account:password:rehash" in tags(new)
+
+
+def test_first_admin_setup_link_is_single_use(app, client):
+    from authsvc.services import services
+
+    with app.app_context():
+        link = services().accounts.setup_link()
+    path = link.split("localhost:5000", 1)[1]
+    r = form_post(client, path, {"email": "root@example.com", "password": "the operator's long passphrase"})
+    assert r.status_code == 302
+    assert client.get(path).status_code == 400
+    with app.app_context():
+        assert services().accounts.setup_link() is None
+        assert db.session.execute(select(User).where(User.email == "root@example.com")).scalar_one().is_admin
+
+
+def test_outbox_view_is_admin_only(app):
+    create_user(app)
+    create_user(app, email="root@example.com", is_admin=True)
+    user, admin = app.test_client(), app.test_client()
+    login(user)
+    login(admin, "root@example.com")
+    assert user.get("/admin/outbox").status_code == 403
+    r = admin.get("/admin/outbox")
+    assert r.status_code == 200 and b"Confirm your e-mail" in r.data
+
+
+def test_open_redirect_is_refused(app, client):
+    create_user(app)
+    r = form_post(client, "/login?next=//evil.example/x", {"email": "alice@example.com", "password": PASSWORD})
+    assert r.headers["Location"] == "/account"
