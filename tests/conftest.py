@@ -58,7 +58,8 @@ def database_url(tmp_path_factory) -> str:
 def redis_url(tmp_path_factory) -> str:
     url = os.environ.get("AUTHSVC_TEST_REDIS_URL")
     if url:
-        return url
+        yield url
+        return
     folder = str(tmp_path_factory.mktemp("redis"))
     url = embedded_redis.ensure_running(folder)
     yield url
@@ -99,7 +100,8 @@ def make_app(database_url, redis_url, migrated, tmp_path):
     apps = []
 
     def factory(**extra):
-        app = create_app(_config(database_url, redis_url, str(tmp_path / "instance"), **extra))
+        cfg = {"database_url": database_url, "redis_url": redis_url, **extra}
+        app = create_app(_config(cfg.pop("database_url"), cfg.pop("redis_url"), str(tmp_path / "instance"), **cfg))
         if not apps:
             _reset(app)
         apps.append(app)
@@ -202,3 +204,48 @@ def redis_client(app):
 
 
 __all__ = ["PASSWORD", "create_user", "csrf_token", "outbox_link", "need_tool", "in_ci", "redis_lib"]
+
+
+class LiveServer:
+    """The app on a real socket in a thread (werkzeug), optionally over TLS with a throwaway CA."""
+
+    def __init__(self, app, tls: bool, tmp_path):
+        import ssl
+        import threading
+
+        from werkzeug.serving import make_server
+
+        self.ca_path = None
+        ctx = None
+        if tls:
+            import trustme
+
+            ca = trustme.CA()
+            cert = ca.issue_cert("localhost", "127.0.0.1")
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            cert.configure_cert(ctx)
+            self.ca_path = str(tmp_path / "ca.pem")
+            ca.cert_pem.write_to_path(self.ca_path)
+        self.server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=ctx)
+        self.port = self.server.server_port
+        self.url = f"{'https' if tls else 'http'}://localhost:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def live_server(app, tmp_path):
+    server = LiveServer(app, tls=False, tmp_path=tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tls_server(app, tmp_path):
+    server = LiveServer(app, tls=True, tmp_path=tmp_path)
+    yield server
+    server.stop()

@@ -66,7 +66,9 @@ def _security_headers(resp):
     h.setdefault("Content-Security-Policy", CSP)
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: Flask-WTF checks the Referer of HTTPS form posts (WTF_CSRF_SSL_STRICT),
+    # so the browser must send it to us — and only to us.
+    h.setdefault("Referrer-Policy", "same-origin")
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
     h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")

@@ -1,0 +1,105 @@
+"""The JSON API: the same account actions, bearer tokens, and clear 4xx for bad input."""
+
+import pytest
+
+from tests.conftest import PASSWORD, create_user, outbox_link
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def api_login(client, email="alice@example.com", password=PASSWORD):
+    r = client.post("/api/v1/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.json
+    return r.json["session_token"]
+
+
+def test_full_flow_over_the_api(app, client):
+    r = client.post("/api/v1/register", json={"email": "alice@example.com", "password": PASSWORD})
+    assert r.status_code == 202
+    assert client.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD}).status_code == 403
+    token = outbox_link(app, "alice@example.com", "verify").rsplit("/", 1)[1]
+    assert client.post("/api/v1/email/verify", json={"token": token}).status_code == 204
+    assert client.post("/api/v1/email/verify", json={"token": token}).status_code == 400
+    t1, t2 = api_login(client), api_login(client)
+    who = client.get("/api/v1/session", headers=bearer(t1))
+    assert who.status_code == 200 and who.json["email"] == "alice@example.com" and who.json["session"]["current"]
+    sessions = client.get("/api/v1/sessions", headers=bearer(t1)).json
+    assert len(sessions) == 2
+    other = [s["id"] for s in sessions if not s["current"]][0]
+    assert client.delete(f"/api/v1/sessions/{other}", headers=bearer(t1)).status_code == 204
+    assert client.get("/api/v1/session", headers=bearer(t2)).status_code == 401
+    assert client.delete(f"/api/v1/sessions/{other}", headers=bearer(t1)).status_code == 404
+    r = client.post("/api/v1/password/change", headers=bearer(t1),
+                    json={"current_password": PASSWORD, "new_password": "another long passphrase here"})
+    assert r.status_code == 200
+    assert client.get("/api/v1/session", headers=bearer(t1)).status_code == 401  # re-issued on change
+    t3 = r.json["session_token"]
+    assert client.post("/api/v1/logout", headers=bearer(t3)).status_code == 204
+    assert client.get("/api/v1/session", headers=bearer(t3)).status_code == 401
+
+
+def test_reset_over_the_api(app, client):
+    create_user(app)
+    assert client.post("/api/v1/password/reset", json={"email": "alice@example.com"}).status_code == 202
+    assert client.post("/api/v1/password/reset", json={"email": "ghost@example.com"}).status_code == 202
+    token = outbox_link(app, "alice@example.com", "reset").rsplit("/", 1)[1]
+    r = client.post("/api/v1/password/reset/confirm", json={"token": token, "new_password": "short"})
+    assert r.status_code == 422 and r.json["violations"] == ["too_short"]
+    r = client.post("/api/v1/password/reset/confirm", json={"token": token, "new_password": "a fine new passphrase"})
+    assert r.status_code == 204
+    r = client.post("/api/v1/password/reset/confirm", json={"token": token, "new_password": "a fine new passphrase"})
+    assert r.status_code == 400
+
+
+def test_cookies_are_ignored_by_the_api(app, client):
+    create_user(app)
+    from tests.functional.helpers import login
+
+    login(client)  # the browser cookie is set…
+    assert client.get("/api/v1/session").status_code == 401  # …but the API wants a bearer token (no CSRF)
+
+
+@pytest.mark.parametrize("kwargs, status, needle", [
+    ({"data": "{not json", "content_type": "application/json"}, 400, "not valid JSON"),
+    ({"data": "email=a", "content_type": "application/x-www-form-urlencoded"}, 415, "JSON"),
+    ({"json": {"email": "a@b.co"}}, 400, "'password' is a required property"),
+    ({"json": {"email": "a@b.co", "password": 5}}, 400, "password: must be a string"),
+    ({"json": {"email": "a@b.co", "password": "x" * 1025}}, 400, "password: is longer than 1024"),
+    ({"json": {"email": "a" * 300 + "@b.co", "password": "x"}}, 400, "email: is longer than 254"),
+    ({"json": {"email": "a@b.co", "password": "x", "admin": True}}, 400, "unexpected field"),
+    ({"json": ["email", "password"]}, 400, "must be a object"),
+    ({"data": "{\"email\": \"" + "a" * 70000 + "\"}", "content_type": "application/json"}, 413, "too large"),
+])
+def test_bad_input_gets_a_clear_4xx(client, kwargs, status, needle):
+    r = client.post("/api/v1/login", **kwargs)
+    assert r.status_code == status
+    assert r.is_json and needle in r.json["message"]
+    assert "Traceback" not in r.get_data(as_text=True)
+
+
+def test_unknown_route_and_method_are_json_in_the_api(client):
+    r = client.get("/api/v1/nope")
+    assert r.status_code == 404 and r.json["error"] == "not_found"
+    r = client.get("/api/v1/login")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+
+
+def test_html_errors_for_pages(client):
+    r = client.get("/no-such-page", headers={"Accept": "text/html"})
+    assert r.status_code == 404 and b"<html" in r.data
+    r = client.get("/no-such-page", headers={"Accept": "application/json"})
+    assert r.status_code == 404 and r.json["error"] == "not_found"
+
+
+def test_openapi_lists_every_api_route(app, client):
+    spec = client.get("/api/v1/openapi.json").json
+    assert spec["openapi"].startswith("3.1")
+    documented = {(p, m.upper()) for p, ops in spec["paths"].items() for m in ops}
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/") and rule.endpoint != "api.openapi":
+            path = rule.rule.replace("<session_id>", "{session_id}")
+            routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert routed == documented
