@@ -22,7 +22,7 @@ def _alembic_config(connection=None):
     return cfg
 
 
-def upgrade_database(revision: str = "head") -> None:
+def upgrade_database(revision: str = "heads") -> None:
     """Apply migrations inside the current app context (used by the CLI, ./run and the tests)."""
     from alembic import command
 
@@ -39,7 +39,7 @@ def db_group():
 
 
 @db_group.command("upgrade")
-@click.argument("revision", default="head")
+@click.argument("revision", default="heads")
 @with_appcontext
 def db_upgrade(revision):
     upgrade_database(revision)

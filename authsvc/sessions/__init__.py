@@ -80,6 +80,13 @@ class SessionService:
         self.idle = idle_timeout
         self.absolute = absolute_timeout
         self._touch = None
+        # Called with (user_id, [session ids]) after sessions are revoked, so that what was issued *from* a session
+        # (OAuth tokens, trusted-device marks) dies with it. Listeners must not raise for "nothing to do".
+        self.revocation_listeners: list = []
+
+    def _revoked(self, user_id: int, sids: list[str]) -> None:
+        for listener in self.revocation_listeners:
+            listener(user_id, sids)
 
     @property
     def redis(self):
@@ -195,18 +202,20 @@ class SessionService:
         pipe.delete(_skey(sid))
         pipe.srem(_ukey(user.id), sid)
         pipe.execute()
+        self._revoked(user.id, [sid])
         return True
 
     def revoke_all(self, user: User, reason: str, *, except_sid: str | None = None) -> int:
         """Revoke every session of ``user`` (but ``except_sid``). Durable first, then Redis."""
         now = self.clock.now()
-        q = update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+        cond = [UserSession.user_id == user.id, UserSession.revoked_at.is_(None)]
         if except_sid:
-            q = q.where(UserSession.id != except_sid)
+            cond.append(UserSession.id != except_sid)
         else:
             # The cut-off also kills sessions whose rows a concurrent login is still writing.
             user.sessions_valid_after = now
-        n = self.db.session.execute(q.values(revoked_at=now, revoke_reason=reason)).rowcount
+        ended = list(self.db.session.execute(select(UserSession.id).where(*cond)).scalars())
+        n = self.db.session.execute(update(UserSession).where(*cond).values(revoked_at=now, revoke_reason=reason)).rowcount
         self.db.session.commit()
         r = self.redis
         sids = [s for s in r.smembers(_ukey(user.id)) if s != except_sid]
@@ -216,4 +225,5 @@ class SessionService:
                 pipe.delete(_skey(sid))
             pipe.srem(_ukey(user.id), *sids)
             pipe.execute()
+        self._revoked(user.id, ended)
         return n
