@@ -87,6 +87,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
 
+    from authsvc.oauth import init_app as init_oauth
+
+    init_oauth(app)  # OAuth 2.0 / OIDC provider: its blueprints, CLI groups and the session-revocation listener
+
     from authsvc.cli import init_app as init_cli
 
     init_cli(app)

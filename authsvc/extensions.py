@@ -36,20 +36,32 @@ class RedisExtension:
             return client
         with state["lock"]:
             if state["client"] is None:
-                settings = app.config["AUTHSVC"]
-                url = settings.redis_url
-                if url is None:
-                    from authsvc import embedded_redis
-
-                    url = embedded_redis.ensure_running(app.instance_path)
-                state["client"] = redis.Redis.from_url(
-                    url,
-                    socket_timeout=settings.redis_socket_timeout,
-                    socket_connect_timeout=settings.redis_socket_timeout,
-                    health_check_interval=15,
-                    decode_responses=True,
-                )
+                state["client"] = _connect(app)
             return state["client"]
+
+
+def _connect(app: Flask):
+    """Standalone, Cluster or Sentinel. The code above this line never knows which: every multi-key script keeps its
+    keys under one hash tag, so it runs on a Cluster unchanged."""
+    settings = app.config["AUTHSVC"]
+    opts = dict(socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=settings.redis_socket_timeout,
+                decode_responses=True)
+    if settings.redis_mode == "cluster":
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(settings.redis_url, **opts)
+    if settings.redis_mode == "sentinel":
+        from redis.sentinel import Sentinel
+
+        hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in settings.redis_sentinels]
+        return Sentinel(hosts, sentinel_kwargs={"socket_timeout": settings.redis_socket_timeout}, **opts) \
+            .master_for(settings.redis_sentinel_master, **opts)
+    url = settings.redis_url
+    if url is None:
+        from authsvc import embedded_redis
+
+        url = embedded_redis.ensure_running(app.instance_path)
+    return redis.Redis.from_url(url, health_check_interval=15, **opts)
 
 
 redis_ext = RedisExtension()

@@ -7,15 +7,18 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from authsvc.accounts.login import LoginService, NullRiskScorer, NullSecondFactor
+from authsvc.accounts.activity import ActivityService
+from authsvc.accounts.login import LoginService, NullRiskScorer
 from authsvc.accounts.service import AccountService
 from authsvc.accounts.tokens import EmailTokenService
 from authsvc.audit import AuditLog
 from authsvc.clock import Clock
 from authsvc.config import Settings
-from authsvc.defense import NullThrottle
+from authsvc.defense import NullThrottle, RedisThrottle
 from authsvc.extensions import RedisExtension, db
+from authsvc.mfa import build_mfa
 from authsvc.notify import OutboxMailer, SmtpMailer
+from authsvc.notify.alerts import LoginAlerts
 from authsvc.passwords import PasswordHasherService, PasswordPolicy
 from authsvc.sessions import SessionService
 
@@ -34,26 +37,21 @@ class Services:
     breach: object
     accounts: AccountService
     login: LoginService
+    throttle: object
+    activity: ActivityService
+    mfa: object = None  # authsvc.mfa.MfaService
 
 
 def _breach_checker(settings: Settings, app: Flask):
-    """The breached-password corpus; its own package decides how (see authsvc/breach)."""
-    try:
-        from authsvc import breach
-        breach.ensure_default_corpus  # noqa: B018
-    except (ImportError, AttributeError):  # TEMP until the corpus package lands
-        return _NoBreach()
-    checkers = []
+    """The breached-password corpus (authsvc/breach): the configured file, else the default list shipped with the
+    package, plus the k-anonymity range service when a mirror is configured (fail closed)."""
+    from authsvc import breach
+
     path = settings.breach_corpus or breach.ensure_default_corpus(app.instance_path)
-    checkers.append(breach.CorpusBreachChecker(path))
+    checkers = [breach.CorpusBreachChecker(path)]
     if settings.breach_range_url:
         checkers.append(breach.RangeBreachChecker(settings.breach_range_url, fail_closed=True))
     return checkers[0] if len(checkers) == 1 else breach.ChainBreachChecker(checkers)
-
-
-class _NoBreach:
-    def is_breached(self, password: str) -> bool:
-        return False
 
 
 def build_services(app: Flask, settings: Settings) -> Services:
@@ -77,12 +75,26 @@ def build_services(app: Flask, settings: Settings) -> Services:
                             sender=settings.mail_from)
     else:
         mailer = outbox = OutboxMailer(os.path.join(app.instance_path, "outbox"), settings.mail_from)
+    if settings.throttle_enabled:
+        budget = settings.throttle_unfamiliar_per_second or (
+            0.5 * (os.cpu_count() or 1) / max(hasher.seconds_per_hash, 1e-4))
+        throttle = RedisThrottle(redis_getter=lambda: RedisExtension.client_for(app), settings=settings,
+                                 secret=app.config["SECRET_KEY"].encode(), unfamiliar_budget=budget)
+    else:  # the operator runs an equivalent limiter in front of us
+        throttle = NullThrottle()
     accounts = AccountService(db=db, hasher=hasher, policy=policy, sessions=sessions, tokens=tokens, mailer=mailer,
-                              audit=audit, settings=settings, clock=clock)
-    login = LoginService(db=db, hasher=hasher, throttle=NullThrottle(), breach=breach, risk=NullRiskScorer(),
-                         mfa=NullSecondFactor(), sessions=sessions, audit=audit,
+                              audit=audit, settings=settings, clock=clock, throttle=throttle)
+    mfa = build_mfa(app=app, settings=settings, db=db, redis_getter=lambda: RedisExtension.client_for(app),
+                    clock=clock, sessions=sessions, audit=audit, mailer=mailer)
+    login = LoginService(db=db, hasher=hasher, throttle=throttle, breach=breach, risk=NullRiskScorer(),
+                         mfa=mfa, sessions=sessions, audit=audit, clock=clock,
+                         alerts=LoginAlerts(mailer=mailer, tokens=tokens, settings=settings),
                          require_verified_email=settings.require_verified_email)
-    return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login)
+    mfa.login = login  # an MFA-completed login finishes through the same last stage (session, receipts, alerts)
+    # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
+    accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
+    return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
+                    throttle, ActivityService(db), mfa)
 
 
 def services() -> Services:

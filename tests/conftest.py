@@ -55,7 +55,26 @@ def database_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory) -> str:
+def redis_settings(tmp_path_factory):
+    """Redis settings for the whole run: standalone by default, or a real Cluster / Sentinel topology that the
+    harness starts (AUTHSVC_TEST_REDIS_MODE=cluster|sentinel) to show the same code and scripts run there."""
+    mode = os.environ.get("AUTHSVC_TEST_REDIS_MODE", "standalone")
+    if mode == "standalone":
+        yield None
+        return
+    from tests import redis_topologies
+
+    start = {"cluster": redis_topologies.start_cluster, "sentinel": redis_topologies.start_sentinel}[mode]
+    topo = start(str(tmp_path_factory.mktemp(f"redis-{mode}")))
+    yield topo.settings
+    topo.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory, redis_settings) -> str:
+    if redis_settings:
+        yield redis_settings["redis_url"]
+        return
     url = os.environ.get("AUTHSVC_TEST_REDIS_URL")
     if url:
         yield url
@@ -67,7 +86,13 @@ def redis_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated(database_url, redis_url, tmp_path_factory):
+def migrated(database_url, redis_url, redis_settings, tmp_path_factory):
+    _REDIS_TOPOLOGY.clear()
+    _REDIS_TOPOLOGY.update(redis_settings or {})
+    # The default breach corpus, built once for the run instead of once per test's instance folder.
+    from authsvc.breach import ensure_default_corpus
+
+    _REDIS_TOPOLOGY["breach_corpus"] = ensure_default_corpus(str(tmp_path_factory.mktemp("breach")))
     app = create_app(_config(database_url, redis_url, str(tmp_path_factory.mktemp("migrate"))))
     from authsvc.cli import upgrade_database
 
@@ -76,9 +101,16 @@ def migrated(database_url, redis_url, tmp_path_factory):
     return True
 
 
+_REDIS_TOPOLOGY: dict = {}
+
+
 def _config(database_url, redis_url, instance, **extra):
     cfg = {"database_url": database_url, "redis_url": redis_url, "instance_path": instance,
            "secret_key": "test-secret-key", "TESTING": True, **FAST_ARGON2}
+    if "redis_url" not in extra:  # a test that brings its own Redis server means a standalone one
+        cfg.update({k: v for k, v in _REDIS_TOPOLOGY.items() if k.startswith("redis_") and k != "redis_url"})
+    if "breach_corpus" in _REDIS_TOPOLOGY:
+        cfg["breach_corpus"] = _REDIS_TOPOLOGY["breach_corpus"]
     cfg.update(extra)
     return cfg
 
@@ -91,7 +123,9 @@ def _reset(app):
             for table in reversed(Base.metadata.sorted_tables):
                 conn.execute(table.delete())
             conn.execute(text("INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
-        get_redis().flushdb()
+        from tests.redis_topologies import flush
+
+        flush(get_redis())
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ MFA) are present as explicit null services so the order lives here and nowhere e
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,13 +55,13 @@ class NullRiskScorer:
 
 
 class SecondFactor(Protocol):
-    def required(self, user: User, decision: Decision) -> bool: ...
+    def required(self, user: User, decision: Decision, ctx: RequestContext | None = None) -> bool: ...
 
 
 class NullSecondFactor:
     """No MFA methods exist yet, so none can be required."""
 
-    def required(self, user: User, decision: Decision) -> bool:
+    def required(self, user: User, decision: Decision, ctx: RequestContext | None = None) -> bool:
         return False
 
 
@@ -84,15 +85,18 @@ class LoginResult:
 
 
 class LoginService:
-    def __init__(self, *, db, hasher, throttle, breach, risk, mfa, sessions, audit, require_verified_email=True):
+    def __init__(self, *, db, hasher, throttle, breach, risk, mfa, sessions, audit, clock, alerts=None,
+                 require_verified_email=True):
         self.db, self.hasher, self.throttle, self.breach = db, hasher, throttle, breach
         self.risk, self.mfa, self.sessions, self.audit = risk, mfa, sessions, audit
+        self.clock, self.alerts = clock, alerts
         self.require_verified_email = require_verified_email
 
     def login(self, email: str, password: str, ctx: RequestContext) -> LoginResult:
         email = normalize_email(email)
-        # 1. Cheap refusals first: a throttled attempt never reaches argon2 (raises Throttled → 429).
-        self.throttle.precheck(email, ctx)
+        # 1. Cheap refusals first: a throttled attempt never reaches argon2 (raises Throttled → 429). Nothing is
+        #    written to SQL for it either, so a flood costs Redis round trips, not database writes.
+        verdict = self.throttle.precheck(email, ctx, password)
 
         # 2. Same argon2 work whatever the account state: unknown and disabled accounts verify against the
         #    real or dummy hash too, so neither the answer nor its timing tells them apart.
@@ -102,10 +106,15 @@ class LoginService:
 
         # 3. Count the outcome (only failures are charged to the limiters).
         if not ok:
-            self.throttle.record_failure(email, ctx, user_exists=user is not None)
+            counts = self.throttle.record_failure(email, ctx, user_exists=user is not None, password=password,
+                                                  familiar=verdict.familiar)
             why = "unknown_user" if user is None else ("account_disabled" if not user.is_active else "bad_password")
+            if user is not None:
+                self._event(user, ctx, "failed")
             self.audit.record("account:login:failure", "failure", subject_id=user.id if user else None,
-                              ip=ctx.ip, user_agent=ctx.user_agent, reason=why)
+                              ip=ctx.ip, user_agent=ctx.user_agent, reason=why,
+                              details={"familiar": verdict.familiar,
+                                       "account_failures": counts.get("account_consecutive")})
             return LoginResult(INVALID)
         self.throttle.record_success(email, ctx)
 
@@ -117,6 +126,7 @@ class LoginService:
 
         if not user.email_verified_at and self.require_verified_email:
             # Only reachable with the right password, so it reveals nothing to a guesser.
+            self._event(user, ctx, "unverified")
             self.audit.record("account:login:unverified", "failure", subject_id=user.id, ip=ctx.ip,
                               user_agent=ctx.user_agent, reason="email_unverified")
             return LoginResult(UNVERIFIED, user=user)
@@ -132,25 +142,75 @@ class LoginService:
         # 5. Risk decision with reasons.
         decision = self.risk.score(user, ctx, breached=breached)
         if decision.action == "deny":
+            self._event(user, ctx, "denied", decision)
             self.audit.record("account:login:denied", "failure", subject_id=user.id, ip=ctx.ip,
                               user_agent=ctx.user_agent, reason="; ".join(r.text for r in decision.reasons)[:255],
                               details={"score": decision.score})
             return LoginResult(DENIED, user=user, decision=decision, reasons=list(decision.reasons))
 
         # 6. Second factor when the decision or the account asks for one.
-        if self.mfa.required(user, decision):
+        if self.mfa.required(user, decision, ctx):  # ctx: a trusted device (ctx.device_id) may skip it
+            self._event(user, ctx, "mfa_required", decision)
             self.audit.record("account:login:mfa_required", "info", subject_id=user.id, ip=ctx.ip,
-                              user_agent=ctx.user_agent, details={"score": decision.score})
-            return LoginResult(MFA_REQUIRED, user=user, decision=decision, reasons=list(decision.reasons))
+                              user_agent=ctx.user_agent, details={"score": decision.score,
+                                                                  "reasons": [r.code for r in decision.reasons]})
+            return LoginResult(MFA_REQUIRED, user=user, decision=decision, reasons=list(decision.reasons),
+                               must_change_password=user.must_change_password)
 
-        # 7. Session, audit, learning.
-        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=1, methods=("pwd",))
+        # 7. Session, audit, learning, notice.
+        return self.complete(user, ctx, decision, aal=1, methods=("pwd",))
+
+    def complete(self, user: User, ctx: RequestContext, decision: Decision, *, aal: int,
+                 methods: tuple[str, ...]) -> LoginResult:
+        """The last stage, shared by password logins and the second-factor step that finishes one."""
+        new_place = self._is_new_place(user, ctx)
+        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=aal, methods=methods)
         self.risk.learn(user, ctx)
+        self._event(user, ctx, "success", decision, session_id=issued.info.id, method="+".join(methods))
         self.audit.record("account:login:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
-                          user_agent=ctx.user_agent, details={"score": decision.score,
+                          user_agent=ctx.user_agent, details={"score": decision.score, "aal": aal,
                                                               "reasons": [r.code for r in decision.reasons]})
+        if self.alerts is not None and (new_place or any(r.code in ("new_device", "new_country")
+                                                         for r in decision.reasons)):
+            self.alerts.new_sign_in(user, ctx, decision)
         return LoginResult(SUCCESS, user=user, token=issued.token, session=issued, decision=decision,
                            must_change_password=user.must_change_password, reasons=list(decision.reasons))
+
+    # --- receipts -----------------------------------------------------------------------------------------------------
+    def _event(self, user: User, ctx: RequestContext, outcome: str, decision: Decision | None = None, *,
+               session_id: str | None = None, method: str = "password") -> None:
+        from authsvc.models import LoginEvent
+
+        self.db.session.add(LoginEvent(
+            user_id=user.id, occurred_at=self.clock.now(), outcome=outcome, method=method,
+            ip=ctx.ip, user_agent=(ctx.user_agent or "")[:512] or None, device_id=ctx.device_id,
+            country=getattr(decision, "country", None), asn=getattr(decision, "asn", None),
+            score=decision.score if decision else None, decision=decision.action if decision else None,
+            reasons=json.dumps([{"code": r.code, "text": r.text} for r in decision.reasons]) if decision else None,
+            session_id=session_id,
+        ))
+        self.db.session.commit()
+
+    def _is_new_place(self, user: User, ctx: RequestContext) -> bool:
+        """A first sign-in from this browser on this network (or this trusted device), among earlier successes.
+
+        The risk engine's reasons (new_device / new_country) cover this when it is on; this check keeps the notice
+        working without it. The very first login of an account is not "new" — there is nothing to compare with.
+        """
+        from authsvc.defense import prefix_of
+        from authsvc.models import LoginEvent
+
+        rows = self.db.session.execute(
+            select(LoginEvent.ip, LoginEvent.user_agent, LoginEvent.device_id)
+            .where(LoginEvent.user_id == user.id, LoginEvent.outcome == "success")
+            .order_by(LoginEvent.occurred_at.desc()).limit(200)
+        ).all()
+        if not rows:
+            return False
+        if ctx.device_id and any(r.device_id == ctx.device_id for r in rows):
+            return False
+        here = prefix_of(ctx.ip)
+        return not any(prefix_of(r.ip) == here and r.user_agent == ctx.user_agent for r in rows)
 
 
 def normalize_email(email: str) -> str:

@@ -45,9 +45,13 @@ def valid_email(email: str) -> bool:
 
 
 class AccountService:
-    def __init__(self, *, db, hasher, policy, sessions, tokens, mailer, audit, settings, clock):
+    def __init__(self, *, db, hasher, policy, sessions, tokens, mailer, audit, settings, clock, throttle=None):
         self.db, self.hasher, self.policy, self.sessions = db, hasher, policy, sessions
         self.tokens, self.mailer, self.audit, self.settings, self.clock = tokens, mailer, audit, settings, clock
+        self.throttle = throttle
+        # Called with the user when the owner reports a compromise ("this wasn't me"): other parts forget what
+        # they trust about the account (trusted devices, OAuth grants). Sessions are ended here directly.
+        self.lockdown_listeners: list = []
 
     def _link(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + path
@@ -162,10 +166,33 @@ class AccountService:
             self.db.session.commit()
         # Reset never logs the user in: when MFA exists, the next login still asks for it (ASVS 6.4.3).
         self.sessions.revoke_all(user, "password_reset")
+        if self.throttle is not None:
+            self.throttle.clear_account(user.email)  # the mailbox was the stronger proof NIST asks for
         self.audit.record("account:reset:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)
         self.mailer.send(user.email, f"Your {self.settings.service_name} password was reset",
                          "Your password was reset and every session was signed out.\n")
+        return user
+
+    # --- "this wasn't me" ------------------------------------------------------------------------------------------
+    def report_not_me(self, token: str, ctx: RequestContext) -> User | None:
+        """The owner says a sign-in was not theirs: end everything, forget trust, require a new password."""
+        row = self.tokens.consume("notme", token)
+        if row is None:
+            return None
+        user = self.db.session.get(User, row.user_id)
+        if user is None:
+            return None
+        # No password works any more until the owner resets it by e-mail: the attacker knows the current one.
+        user.password_hash = None
+        user.must_change_password = True
+        self.db.session.commit()
+        ended = self.sessions.revoke_all(user, "reported_compromise")
+        for listener in self.lockdown_listeners:
+            listener(user)
+        self.audit.record("account:compromise:reported", "success", actor_id=user.id, subject_id=user.id,
+                          ip=ctx.ip, user_agent=ctx.user_agent, details={"sessions_ended": ended})
+        self.request_reset(user.email, ctx)
         return user
 
     # --- first administrator (no default credentials, ASVS 6.3.2) -----------------------------------------------------

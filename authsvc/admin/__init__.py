@@ -1,19 +1,524 @@
-"""Operator pages. The full panel is its own issue; the foundation ships the outbox view behind the admin role."""
+"""Operator panel: dashboard, users, attacks, OAuth clients, audit log, outbox.
+
+Every view goes through ``admin_gate`` (admin role, aal2 when MFA is installed and ``admin_require_mfa``, a proof
+within ``admin_fresh_seconds``; see gate.py). Every state change is a CSRF-protected POST and is written to the
+audit log as ``admin:<object>:<action>`` with the operator as actor and the user as subject.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+import datetime as dt
+import ipaddress
+import json
 
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from authsvc.admin import charts, stats
+from authsvc.admin import throttles as th
+from authsvc.admin.gate import admin_gate, is_fresh, record_proof
+from authsvc.models import LoginEvent, SecurityEvent, User, UserSession
 from authsvc.services import services
-from authsvc.web.auth import admin_required
+from authsvc.web.auth import cookie_session, login_required, safe_next
+from authsvc.web.forms import ActionForm
+from authsvc.web.http import request_context
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
+def _db():
+    return services().audit.db
+
+
+def _audit(tag: str, admin: User, subject: User | None = None, *, outcome: str = "success", reason=None,
+           details=None):
+    ctx = request_context()
+    services().audit.record(tag, outcome, actor_id=admin.id, subject_id=subject.id if subject else None, ip=ctx.ip,
+                            user_agent=ctx.user_agent, reason=reason, details=details)
+
+
+def _oauth_clients():
+    from authsvc.web.center import oauth_service
+
+    provider = oauth_service()
+    clients = getattr(provider, "clients", None)
+    if clients is None and provider is not None and hasattr(provider, "rotate_secret"):
+        clients = provider
+    return clients
+
+
+def _redis():
+    return services().sessions.redis
+
+
+@bp.app_context_processor
+def _nav():
+    return {"admin_sections": (("admin.dashboard", "Dashboard"), ("admin.users", "Users"),
+                               ("admin.attacks", "Attacks"), ("admin.oauth_clients", "OAuth clients"),
+                               ("admin.audit", "Audit log"), ("admin.outbox", "Outbox"))}
+
+
+# --- re-authentication without the MFA package ---------------------------------------------------------------------
+class ConfirmForm(FlaskForm):
+    password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+@bp.route("/confirm", methods=["GET", "POST"])
+@login_required
+def confirm():
+    """Fresh password proof for the panel when no MFA service exists (with MFA, /mfa/step-up does this)."""
+    from authsvc.web.center import privacy
+
+    session, user = cookie_session()
+    if not user.is_admin:
+        abort(403)
+    next_url = safe_next(request.args.get("next") or url_for("admin.dashboard"))
+    form = ConfirmForm()
+    status = 200
+    if form.validate_on_submit():
+        if privacy().check_password(user, form.password.data):
+            record_proof(session)
+            _audit("admin:reauth:success", user, user)
+            return redirect(next_url)
+        _audit("admin:reauth:failure", user, user, outcome="failure", reason="bad_password")
+        form.password.errors = ["That password is not right."]
+        status = 401
+    return render_template("admin/confirm.html", form=form, fresh=is_fresh(session)), status
+
+
+# --- dashboard ---------------------------------------------------------------------------------------------------------
+@bp.get("/")
+@admin_gate
+def dashboard(session, admin):
+    db, now = _db(), services().clock.now()
+    day = now - dt.timedelta(hours=24)
+    labels, series = stats.logins_per_hour(db, now)
+    per_hour = charts.stacked_bars(
+        "logins-chart", "Sign-ins per hour, last 24 hours", "Stacked bars by outcome: allowed, stepped up, denied, "
+        "failed.", labels, [(name, css, series[o]) for o, name, css in stats.OUTCOMES])
+    s_labels, s_by = stats.score_distribution(db, day)
+    scores = charts.stacked_bars(
+        "score-chart", "Risk scores, last 24 hours", "Number of scored sign-ins per score range, by decision.",
+        s_labels, [("allowed", "bar-allowed", s_by.get("allow", [0] * len(s_labels))),
+                   ("stepped up", "bar-stepup", s_by.get("step_up", [0] * len(s_labels))),
+                   ("denied", "bar-denied", s_by.get("deny", [0] * len(s_labels)))],
+        width=420, height=200, label_every=1)
+    marks = th.scan(_redis(), limit=2000)
+    force = th.in_force(marks, services().settings)
+    adoption = stats.mfa_adoption(db) if getattr(services(), "mfa", None) is not None else None
+    meter = None
+    if adoption:
+        share = adoption[0] / adoption[1] if adoption[1] else 0.0
+        meter = charts.meter("mfa-meter", "Active users with a second factor", share)
+    return render_template(
+        "admin/dashboard.html", per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
+        scores=scores, s_labels=s_labels, s_by=s_by, marks_total=len(marks), in_force=force[:10],
+        in_force_total=len(force), sources=stats.top_sources(db, day), breached=stats.breached_hits(db, day),
+        breached_total=stats.count_tag(db, "account:password:breached"), adoption=adoption, meter=meter,
+        users_total=db.session.execute(select(func.count()).select_from(User)).scalar_one(),
+        chain=services().audit.verify())
+
+
+# --- users ---------------------------------------------------------------------------------------------------------------
+@bp.get("/users")
+@admin_gate
+def users(session, admin):
+    q = (request.args.get("q") or "").strip()[:254]
+    db = _db()
+    query = select(User).order_by(User.created_at.desc()).limit(100)
+    how = None
+    if q:
+        try:
+            ip = str(ipaddress.ip_address(q))
+        except ValueError:
+            ip = None
+        if ip:
+            how = "IP address"
+            ids = select(LoginEvent.user_id).where(LoginEvent.ip == ip).union(
+                select(UserSession.user_id).where(UserSession.ip == ip))
+            query = query.where(User.id.in_(ids))
+        elif q.isdigit():
+            how = "id"
+            query = query.where(User.id == int(q))
+        else:
+            how = "e-mail"
+            pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(User.email.like(pattern, escape="\\"))
+    rows = list(db.session.execute(query).scalars())
+    last = {}
+    if rows:
+        for uid, at in db.session.execute(
+                select(LoginEvent.user_id, func.max(LoginEvent.occurred_at))
+                .where(LoginEvent.user_id.in_([u.id for u in rows]), LoginEvent.outcome == "success")
+                .group_by(LoginEvent.user_id)):
+            last[uid] = at
+    return render_template("admin/users.html", users=rows, q=q, how=how, last=last)
+
+
+def _user_or_404(user_id: int) -> User:
+    user = _db().session.get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+@bp.get("/users/<int:user_id>")
+@admin_gate
+def user_detail(session, admin, user_id: int):
+    user = _user_or_404(user_id)
+    mfa = getattr(services(), "mfa", None)
+    overview = mfa.overview(user) if mfa is not None else None
+    from authsvc.web.center import consents_for
+
+    return render_template("admin/user.html", user=user, receipts=services().activity.recent(user, limit=50),
+                           sessions=services().sessions.list_for(user), overview=overview, mfa_enabled=mfa is not None,
+                           consents=consents_for(user), form=ActionForm())
+
+
+USER_ACTIONS = {
+    "disable": "admin:user:disable", "enable": "admin:user:enable", "end-sessions": "admin:user:sessions_revoke",
+    "reset-factors": "admin:user:factors_reset", "require-password-change": "admin:user:password_change_required",
+    "unlock": "admin:user:unlock", "revoke-device": "admin:user:device_revoke",
+}
+
+
+@bp.post("/users/<int:user_id>/<action>")
+@admin_gate
+def user_action(session, admin, user_id: int, action: str):
+    if action not in USER_ACTIONS:
+        abort(404)
+    form = ActionForm()
+    if not form.validate_on_submit():
+        flash("The form expired. Reload the page and try again.", "warning")
+        return redirect(url_for("admin.user_detail", user_id=user_id)), 400
+    user = _user_or_404(user_id)
+    db, tag, details, message = _db(), USER_ACTIONS[action], None, None
+    if action == "disable":
+        if user.id == admin.id:
+            flash("You cannot disable your own account.", "warning")
+            return redirect(url_for("admin.user_detail", user_id=user_id))
+        user.status = "disabled"
+        db.session.commit()
+        details = {"sessions_ended": services().sessions.revoke_all(user, "admin_disabled")}
+        message = "Account disabled; its sessions ended."
+    elif action == "enable":
+        user.status = "active"
+        db.session.commit()
+        message = "Account enabled."
+    elif action == "end-sessions":
+        details = {"count": services().sessions.revoke_all(user, "admin_revoked")}
+        message = f"Ended {details['count']} session{'s' if details['count'] != 1 else ''}."
+    elif action == "reset-factors":
+        mfa = getattr(services(), "mfa", None)
+        if mfa is None:
+            flash("Two-step verification is not installed on this server.", "warning")
+            return redirect(url_for("admin.user_detail", user_id=user_id))
+        details = mfa.reset_factors(user, admin, request_context())
+        message = "Every second factor and remembered device was removed; the user was told by e-mail."
+    elif action == "require-password-change":
+        user.must_change_password = True
+        db.session.commit()
+        message = "The user must choose a new password at the next sign-in."
+    elif action == "unlock":
+        services().throttle.clear_account(user.email)
+        message = "Lockout and failure counters of this account were cleared."
+    elif action == "revoke-device":
+        mfa = getattr(services(), "mfa", None)
+        try:
+            device_id = int(form.target.data or "")
+        except ValueError:
+            abort(400)
+        if mfa is None or not mfa.revoke_device(user, device_id, admin, request_context()):
+            flash("That device was already forgotten.", "warning")
+            return redirect(url_for("admin.user_detail", user_id=user_id))
+        details = {"device": device_id}
+        message = "The device will be asked for a second factor again."
+    _audit(tag, admin, user, details=details)
+    flash(message, "success")
+    return redirect(url_for("admin.user_detail", user_id=user_id))
+
+
+# --- attacks -----------------------------------------------------------------------------------------------------------
+@bp.get("/attacks")
+@admin_gate
+def attacks(session, admin):
+    settings = services().settings
+    marks = th.scan(_redis(), limit=5000)
+    force = th.in_force(marks, settings)
+    sprays = [m for m in marks if m.kind in ("ip", "pfx") and m.suffix == "b"]
+    sprayed_pw = [m for m in marks if m.kind == "pw" and m.suffix == "b"]
+    pw_tries = sorted((m for m in marks if m.kind == "pw" and m.suffix == "u"), key=lambda m: -m.value)[:10]
+    spreading = sorted((m for m in marks if m.kind in ("ip", "pfx") and m.suffix == "u"), key=lambda m: -m.value)[:10]
+    counting = sorted((m for m in marks if m not in force and m.suffix != "known"), key=lambda m: -m.value)[:50]
+    now = services().clock.now()
+    return render_template("admin/attacks.html", in_force=force, sprays=sprays, sprayed_pw=sprayed_pw,
+                           pw_tries=pw_tries, spreading=spreading, counting=counting,
+                           hour=stats.top_sources(_db(), now - dt.timedelta(hours=1)),
+                           day=stats.top_sources(_db(), now - dt.timedelta(hours=24)),
+                           form=ActionForm(), settings=settings)
+
+
+@bp.post("/attacks/unblock")
+@admin_gate
+def unblock(session, admin):
+    form = ActionForm()
+    if not form.validate_on_submit() or not form.target.data:
+        abort(400)
+    tag = form.target.data
+    if th.parse_key(f"th:{{{tag}}}") is None or any(ch in tag for ch in "*?[]{}\\"):
+        abort(400)  # one entity, never a pattern
+    n = th.unblock(_redis(), tag)
+    kind = tag.split(":", 1)[0]
+    _audit("admin:throttle:unblock", admin, details={"kind": kind, "entity": tag.split(":", 1)[1][:64], "keys": n})
+    flash(f"Unblocked {th.KIND_TEXT.get(kind, kind)} ({n} counter{'s' if n != 1 else ''} cleared)." if n
+          else "Nothing to unblock: it had already expired.", "success" if n else "warning")
+    return redirect(url_for("admin.attacks"))
+
+
+# --- OAuth clients -------------------------------------------------------------------------------------------------
+try:  # WTForms ≥ 3.3 wants SelectChoice objects; older versions take (value, label) tuples
+    from wtforms import SelectChoice
+
+    def _choices(pairs):
+        return [SelectChoice(v, label) for v, label in pairs]
+except ImportError:  # pragma: no cover
+    def _choices(pairs):
+        return list(pairs)
+
+
+class MultiCheckbox(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+class ClientForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    client_type = SelectField("Type", choices=_choices([
+        ("confidential", "Confidential (has a secret: server-side app)"),
+        ("public", "Public (no secret: mobile, desktop or browser app)")]))
+    redirect_uris = TextAreaField("Redirect URIs (one per line)", validators=[Length(max=4000)])
+    grant_types = MultiCheckbox("Grants", choices=_choices([
+        ("authorization_code", "Authorization code (+PKCE)"), ("refresh_token", "Refresh token"),
+        ("client_credentials", "Client credentials"),
+        ("urn:ietf:params:oauth:grant-type:device_code", "Device code")]))
+    scopes = MultiCheckbox("Scopes", choices=_choices((s, s) for s in ("openid", "profile", "email", "offline_access")))
+    token_format = SelectField("Access tokens", choices=_choices([("opaque", "Opaque (revocable at once)"),
+                                                                 ("jwt", "JWT (RFC 9068, ≤ 15 min)")]))
+    access_token_ttl = IntegerField("Access-token lifetime (seconds)", validators=[Optional(), NumberRange(10, 86400)])
+    quota_per_minute = IntegerField("Quota (token requests per minute)",
+                                    validators=[DataRequired(), NumberRange(1, 1_000_000)])
+
+
+def _uris(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+@bp.get("/oauth")
+@admin_gate
+def oauth_clients(session, admin):
+    clients = _oauth_clients()
+    if clients is None:
+        return render_template("admin/oauth_off.html")
+    rows = clients.list()
+    return render_template("admin/oauth_list.html", clients=rows, loads=json.loads, form=ActionForm())
+
+
+@bp.route("/oauth/new", methods=["GET", "POST"])
+@bp.route("/oauth/<client_id>/edit", methods=["GET", "POST"])
+@admin_gate
+def oauth_edit(session, admin, client_id: str | None = None):
+    clients = _oauth_clients()
+    if clients is None:
+        return render_template("admin/oauth_off.html")
+    row = None
+    if client_id is not None:
+        row = next((c for c in clients.list() if c.id == client_id), None)
+        if row is None:
+            abort(404)
+    form = ClientForm()
+    if request.method == "GET":
+        if row is not None:
+            form.name.data, form.client_type.data = row.name, row.client_type
+            form.redirect_uris.data = "\n".join(json.loads(row.redirect_uris))
+            form.grant_types.data, form.scopes.data = row.grant_types.split(), row.scopes.split()
+            form.token_format.data, form.access_token_ttl.data = row.token_format, row.access_token_ttl
+            form.quota_per_minute.data = row.quota_per_minute
+        else:
+            form.grant_types.data = ["authorization_code", "refresh_token"]
+            form.scopes.data = ["openid", "profile", "email"]
+            form.quota_per_minute.data = 600
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.validate_on_submit():
+            from authsvc.oauth.clients import ClientError
+
+            fields = {"name": form.name.data, "redirect_uris": _uris(form.redirect_uris.data),
+                      "grant_types": form.grant_types.data, "scopes": form.scopes.data,
+                      "token_format": form.token_format.data, "quota_per_minute": form.quota_per_minute.data}
+            if form.access_token_ttl.data:
+                fields["access_token_ttl"] = form.access_token_ttl.data
+            try:
+                if row is None:
+                    created, secret = clients.create(client_type=form.client_type.data, actor_id=admin.id, **fields)
+                    _audit("admin:oauth:create", admin, details={"client_id": created.id})
+                    return render_template("admin/oauth_secret.html", client=created, secret=secret, new=True)
+                clients.update(row.id, actor_id=admin.id, **fields)
+                _audit("admin:oauth:update", admin, details={"client_id": row.id, "fields": sorted(fields)})
+                flash(f"Saved “{fields['name']}”.", "success")
+                return redirect(url_for("admin.oauth_clients"))
+            except ClientError as exc:
+                target = {"redirect_uri": form.redirect_uris, "grant_types": form.grant_types,
+                          "scopes": form.scopes, "access_token_ttl": form.access_token_ttl,
+                          "quota_per_minute": form.quota_per_minute, "token_format": form.token_format,
+                          "client_type": form.client_type}.get(exc.field)
+                if target is not None:
+                    target.errors = list(target.errors) + [exc.message]
+                else:
+                    form.form_errors.append(exc.message)
+    return render_template("admin/oauth_form.html", form=form, client=row), status
+
+
+@bp.post("/oauth/<client_id>/rotate")
+@admin_gate
+def oauth_rotate(session, admin, client_id: str):
+    clients = _oauth_clients()
+    form = ActionForm()
+    if clients is None or not form.validate_on_submit():
+        abort(400)
+    from authsvc.oauth.clients import ClientError
+
+    try:
+        secret = clients.rotate_secret(client_id, actor_id=admin.id)
+    except ClientError as exc:
+        flash(exc.message, "warning")
+        return redirect(url_for("admin.oauth_clients"))
+    _audit("admin:oauth:rotate_secret", admin, details={"client_id": client_id})
+    row = next((c for c in clients.list() if c.id == client_id), None)
+    return render_template("admin/oauth_secret.html", client=row, secret=secret, new=False)
+
+
+@bp.post("/oauth/<client_id>/delete")
+@admin_gate
+def oauth_delete(session, admin, client_id: str):
+    clients = _oauth_clients()
+    form = ActionForm()
+    if clients is None or not form.validate_on_submit():
+        abort(400)
+    from authsvc.oauth.clients import ClientError
+
+    try:
+        clients.delete(client_id, actor_id=admin.id)
+    except ClientError as exc:
+        flash(exc.message, "warning")
+        return redirect(url_for("admin.oauth_clients"))
+    _audit("admin:oauth:delete", admin, details={"client_id": client_id})
+    flash("Client deleted; its tokens and consents are gone.", "success")
+    return redirect(url_for("admin.oauth_clients"))
+
+
+# --- audit log ---------------------------------------------------------------------------------------------------------
+def _parse_time(raw: str | None) -> dt.datetime | None:
+    if not raw:
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+        try:
+            return dt.datetime.strptime(raw.strip()[:19], fmt).replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def _audit_filters() -> tuple[list, dict, list[str]]:
+    args, cond, problems = request.args, [], []
+    f = {k: (args.get(k) or "").strip()[:64] for k in ("tag", "actor", "subject", "since", "until", "outcome")}
+    if f["tag"]:
+        pattern = f["tag"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        cond.append(SecurityEvent.tag.like(pattern + "%", escape="\\"))
+    for key, col in (("actor", SecurityEvent.actor_id), ("subject", SecurityEvent.subject_id)):
+        if f[key]:
+            if f[key].isdigit():
+                cond.append(col == int(f[key]))
+            elif "@" in f[key]:  # an e-mail address → that user's id
+                uid = _db().session.execute(select(User.id).where(User.email == f[key].lower())).scalar()
+                cond.append(col == (uid if uid is not None else -1))
+            else:
+                problems.append(f"{key}: enter a user id or an e-mail address")
+    for key, op in (("since", "ge"), ("until", "lt")):
+        if f[key]:
+            when = _parse_time(f[key])
+            if when is None:
+                problems.append(f"{key}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)")
+            else:
+                cond.append(SecurityEvent.occurred_at >= when if op == "ge" else SecurityEvent.occurred_at < when)
+    if f["outcome"] in ("success", "failure", "info"):
+        cond.append(SecurityEvent.outcome == f["outcome"])
+    return cond, f, problems
+
+
+def _event_json(ev: SecurityEvent) -> dict:
+    return {"id": ev.id, "at": ev.occurred_at.isoformat(), "tag": ev.tag, "outcome": ev.outcome,
+            "actor_id": ev.actor_id, "subject_id": ev.subject_id, "ip": ev.ip, "user_agent": ev.user_agent,
+            "reason": ev.reason, "details": json.loads(ev.details) if ev.details else None,
+            "prev_hash": ev.prev_hash, "hash": ev.hash}
+
+
+@bp.get("/audit")
+@admin_gate
+def audit(session, admin):
+    cond, f, problems = _audit_filters()
+    before = request.args.get("before", type=int)
+    q = select(SecurityEvent).where(*cond).order_by(SecurityEvent.id.desc()).limit(101)
+    if before:
+        q = q.where(SecurityEvent.id < before)
+    rows = list(_db().session.execute(q).scalars())
+    more = len(rows) > 100
+    rows = rows[:100]
+    tags = sorted(_db().session.execute(select(SecurityEvent.tag).distinct()).scalars())
+    details = {ev.id: json.loads(ev.details) if ev.details else None for ev in rows}
+    return render_template("admin/audit.html", events=rows, f=f, problems=problems, more=more, details=details,
+                           next_before=rows[-1].id if rows and more else None, tags=tags,
+                           chain=services().audit.verify(),
+                           export_args={k: v for k, v in f.items() if v})
+
+
+@bp.get("/audit/export.jsonl")
+@admin_gate
+def audit_export(session, admin):
+    cond, f, problems = _audit_filters()
+    if problems:
+        abort(400, "; ".join(problems))
+    _audit("admin:audit:export", admin, details={k: v for k, v in f.items() if v} or None)
+    db = _db()
+    q = select(SecurityEvent).where(*cond).order_by(SecurityEvent.id)
+
+    def lines():
+        last = 0
+        while True:  # keyset pages: constant memory however long the log is
+            page = list(db.session.execute(q.where(SecurityEvent.id > last).limit(1000)).scalars())
+            if not page:
+                return
+            for ev in page:
+                yield json.dumps(_event_json(ev), ensure_ascii=False) + "\n"
+            last = page[-1].id
+
+    stamp = services().clock.now().strftime("%Y%m%dT%H%M")
+    return Response(stream_with_context(lines()), mimetype="application/x-ndjson",
+                    headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.jsonl"'})
+
+
+# --- outbox ------------------------------------------------------------------------------------------------------------
 @bp.get("/outbox")
-@admin_required
-def outbox():
+@admin_gate
+def outbox(session, admin):
     box = services().outbox
     if box is None:
         abort(404)  # SMTP is configured: mail left the building, nothing is kept here
     return render_template("admin/outbox.html", messages=box.messages()[:200])
+
+
+__all__ = ["bp"]

@@ -119,6 +119,11 @@ def login():
     if result.outcome == L.UNVERIFIED:
         services().accounts.send_verification(result.user)
         return {"error": "email_unverified", "message": "Confirm your e-mail address first; a new link was sent."}, 403
+    if result.outcome == L.MFA_REQUIRED:
+        # The API is password-only for now: an account with a second factor gets no session here (never a
+        # half-authenticated one). Sign in through the web pages, which ask for the factor.
+        return {"error": "mfa_required",
+                "message": "This account uses two-step verification; sign in through the web page."}, 403
     if result.outcome == L.DENIED:
         return {"error": "denied", "message": "This sign-in was blocked to protect the account.",
                 "reasons": [r.text for r in result.reasons]}, 403
@@ -136,9 +141,14 @@ def logout(session, user):
 
 
 @bp.get("/session")
-@authenticated
-def whoami(session, user):
-    return {"user_id": user.id, "email": user.email, "session": _session_json(session, session.id)}
+def whoami():
+    # The hot path for apps that check a session on every request: no ORM objects (see SessionService.check_light).
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    found = services().sessions.check_light(token.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
+        raise Unauthorized("Send a valid session token as 'Authorization: Bearer <token>'.")
+    session, email = found
+    return {"user_id": session.user_id, "email": email, "session": _session_json(session, session.id)}
 
 
 @bp.get("/sessions")
@@ -201,4 +211,38 @@ def reset_confirm():
     user = _policy(services().accounts.reset_password, data["token"], data["new_password"], request_context())
     if user is None:
         raise InvalidInput("This reset link is invalid, expired or already used.", field="token")
+    return "", 204
+
+
+# --- my data: export and erasure (security center) ------------------------------------------------------------------
+class Forbidden(ServiceError):
+    status = 403
+    code = "reauth_required"
+
+
+def _require_fresh(session):
+    mfa = getattr(services(), "mfa", None)
+    if mfa is not None and not mfa.is_fresh(session):
+        raise Forbidden("Sign in again (POST /api/v1/login) and retry with the new token: this needs a recent "
+                        "sign-in.")
+
+
+@bp.get("/me/export")
+@authenticated
+def export_me(session, user):
+    from authsvc.web.center import _export_response
+
+    _require_fresh(session)
+    return _export_response(user)
+
+
+@bp.delete("/me")
+@authenticated
+def delete_me(session, user):
+    from authsvc.web.center import oauth_service, privacy
+
+    data = body("PasswordOnly")
+    if not privacy().check_password(user, data["password"]):
+        raise Unauthorized("The password is not right. After 5 wrong tries, wait 15 minutes.")
+    privacy().erase(user, oauth=oauth_service())
     return "", 204

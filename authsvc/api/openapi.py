@@ -17,6 +17,7 @@ SCHEMAS = {
     "TokenOnly": _obj(token=TOKEN),
     "PasswordChange": _obj(current_password=PASSWORD, new_password=PASSWORD),
     "PasswordReset": _obj(token=TOKEN, new_password=PASSWORD),
+    "PasswordOnly": _obj(password=PASSWORD),
     "Error": {
         "type": "object",
         "required": ["error", "message"],
@@ -83,7 +84,9 @@ def spec() -> dict:
         "/api/v1/login": {"post": {"summary": "Password login", "requestBody": _body("Credentials"),
                                     "responses": {"200": _resp("Signed in", "LoginOk"),
                                                   "401": _resp("Wrong credentials", "Error"),
-                                                  "403": _resp("Not allowed (unverified or denied)", "Error"),
+                                                  "403": _resp("Not allowed: email_unverified, denied, or mfa_required "
+                                                               "(the account has a second factor; no session is "
+                                                               "issued — sign in on the web)", "Error"),
                                                   "429": _resp("Throttled", "Error"), **ERRORS}}},
         "/api/v1/logout": {"post": {"summary": "End this session", "security": SECURED,
                                      "responses": {"204": _resp("Signed out"), **AUTH, **ERRORS}}},
@@ -114,6 +117,18 @@ def spec() -> dict:
                                                      "responses": {"204": _resp("Changed"),
                                                                    "400": _resp("Bad link", "Error"),
                                                                    "422": _resp("Refused", "Error"), **ERRORS}}},
+        "/api/v1/me/export": {"get": {
+            "summary": "Download my data (profile, factors without secrets, sessions, login history with risk "
+                       "receipts, consents, audit events about me); needs a recent sign-in",
+            "security": SECURED,
+            "responses": {"200": {"description": "The export (authsvc-export/1)",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          "403": _resp("reauth_required: sign in again first", "Error"), **AUTH, **ERRORS}}},
+        "/api/v1/me": {"delete": {
+            "summary": "Delete my account and erase my personal data (password required)", "security": SECURED,
+            "requestBody": _body("PasswordOnly"),
+            "responses": {"204": _resp("Deleted; every token of the account is dead"),
+                          "401": _resp("Not signed in, or wrong password", "Error"), **AUTH, **ERRORS}}},
     }
     return {
         "openapi": "3.1.0",

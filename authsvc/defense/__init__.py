@@ -1,31 +1,42 @@
-"""Throttles that run *before* any password hashing (issue: risk-scored logins and attack defense).
+"""Throttles that run *before* any password hashing.
 
-The foundation ships the contract and a no-op twin; the Redis implementation replaces ``NullThrottle`` in
-``authsvc.services`` without touching the pipeline.
+``RedisThrottle`` (redis_throttle.py) is the real one; ``NullThrottle`` exists for operators who put an external
+limiter in front and switch ours off (``AUTHSVC_THROTTLE_ENABLED=false``).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from authsvc.errors import Throttled  # noqa: F401  (re-exported: the exception a throttle raises)
+from authsvc.defense.redis_throttle import RedisThrottle, ResetRequired, Verdict, prefix_of
+from authsvc.errors import Throttled
 
 
 class Throttle(Protocol):
-    def precheck(self, email: str, ctx) -> None:
-        """Raise ``Throttled`` if this attempt must be refused without hashing."""
+    def precheck(self, email: str, ctx, password: str | None = None) -> Verdict:
+        """Raise ``Throttled`` / ``ResetRequired`` if this attempt must be refused without hashing."""
 
-    def record_failure(self, email: str, ctx, *, user_exists: bool) -> None: ...
+    def record_failure(self, email: str, ctx, *, user_exists: bool, password: str | None = None,
+                       familiar: bool = False) -> dict: ...
 
     def record_success(self, email: str, ctx) -> None: ...
 
+    def clear_account(self, email: str) -> None: ...
+
 
 class NullThrottle:
-    def precheck(self, email: str, ctx) -> None:
-        return None
+    def precheck(self, email: str, ctx, password: str | None = None) -> Verdict:
+        return Verdict(familiar=False, counts={})
 
-    def record_failure(self, email: str, ctx, *, user_exists: bool) -> None:
-        return None
+    def record_failure(self, email: str, ctx, *, user_exists: bool, password: str | None = None,
+                       familiar: bool = False) -> dict:
+        return {}
 
     def record_success(self, email: str, ctx) -> None:
         return None
+
+    def clear_account(self, email: str) -> None:
+        return None
+
+
+__all__ = ["NullThrottle", "RedisThrottle", "ResetRequired", "Throttle", "Throttled", "Verdict", "prefix_of"]

@@ -90,3 +90,9 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+from authsvc.models.activity import LoginEvent  # noqa: E402,F401  (registers the table on Base.metadata)
+from authsvc.models.mfa import RecoveryCode, TotpCredential, TrustedDevice, WebAuthnCredential  # noqa: E402,F401
+from authsvc.models.oauth import OAuthClient, OAuthConsent, OAuthGrant, OAuthSigningKey  # noqa: E402,F401
+from authsvc.models import admin as _admin  # noqa: E402,F401  (users.notify_new_sign_in, migration 0005_admin)

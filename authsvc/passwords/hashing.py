@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
@@ -24,7 +25,10 @@ class PasswordHasherService:
         )
         # A real hash of a random password at the *current* parameters. Verifying against it for an unknown or
         # disabled account costs exactly what a real verify costs, so timing does not tell accounts apart.
+        started = time.perf_counter()
         self._dummy = self._ph.hash(secrets.token_urlsafe(32))
+        # One hash's wall time at these parameters, measured here and now: sizes the throttle's global budget.
+        self.seconds_per_hash = time.perf_counter() - started
 
     @property
     def parameters(self) -> dict[str, int]:

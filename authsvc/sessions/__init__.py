@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -83,6 +84,8 @@ class SessionService:
         # Called with (user_id, [session ids]) after sessions are revoked, so that what was issued *from* a session
         # (OAuth tokens, trusted-device marks) dies with it. Listeners must not raise for "nothing to do".
         self.revocation_listeners: list = []
+        self.backstop_ttl = 5.0
+        self._backstop: dict[str, tuple] = {}
 
     def _revoked(self, user_id: int, sids: list[str]) -> None:
         for listener in self.revocation_listeners:
@@ -149,6 +152,44 @@ class SessionService:
         info = SessionInfo(sid, user.id, created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
                            None, None, int(aal), tuple(methods.split(",")) if methods else ())
         return info, user
+
+    def check_light(self, token: str | None) -> tuple[SessionInfo, str] | None:
+        """The hot path (API session check): the session and the user's e-mail, without loading ORM objects.
+
+        Redis is consulted on every call, so a revocation (a Redis DEL) is seen at once. The SQL backstop (revoked
+        row, disabled user, ``sessions_valid_after``) is what catches a deletion Redis *lost*; its answer is cached
+        per process for ``backstop_ttl`` seconds, which bounds how long a session resurrected by a Redis restore
+        could live — measured by bench/p2_session.py, this halves the cost of a check.
+        """
+        if not token or len(token) > 128:
+            return None
+        sid = token_hash(token)
+        raw = self._touch_script()(keys=[_skey(sid)], args=[repr(self.clock.timestamp()), self.idle, self.absolute])
+        if raw is None:
+            return None
+        uid, created, last_seen, aal, methods = raw
+        now_m = time.monotonic()
+        hit = self._backstop.get(sid)
+        if hit is None or hit[0] < now_m:
+            row = self.db.session.execute(
+                select(User.email, User.status, User.sessions_valid_after, UserSession.revoked_at,
+                       UserSession.created_at, UserSession.user_id)
+                .join(UserSession, UserSession.user_id == User.id).where(UserSession.id == sid)
+            ).first()
+            self.db.session.rollback()  # read-only: end the transaction now, not at teardown
+            ok = bool(row) and row.revoked_at is None and row.status == "active" \
+                and row.created_at >= row.sessions_valid_after and row.user_id == int(uid)
+            hit = (now_m + self.backstop_ttl, ok, row.email if row else None, row.created_at if row else None)
+            if len(self._backstop) > 50_000:
+                self._backstop.clear()  # crude bound; entries are cheap to rebuild
+            self._backstop[sid] = hit
+        _, ok, email, created_at = hit
+        if not ok:
+            self.redis.delete(_skey(sid))
+            return None
+        info = SessionInfo(sid, int(uid), created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
+                           None, None, int(aal), tuple(methods.split(",")) if methods else ())
+        return info, email
 
     # --- list / revoke -------------------------------------------------------------------------------------------------
     def list_for(self, user: User) -> list[SessionInfo]:

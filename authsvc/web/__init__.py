@@ -14,6 +14,14 @@ from authsvc.web.http import clear_session_cookie, request_context, set_session_
 
 bp = Blueprint("web", __name__)
 
+
+@bp.record_once
+def _mfa(state):
+    from authsvc.mfa.views import init_app  # MFA pages, device context and `authsvc mfa` ride along with the site
+
+    init_app(state.app)
+
+
 GENERIC_LOGIN_ERROR = "Incorrect e-mail or password."
 
 
@@ -85,6 +93,10 @@ def login():
     if result.outcome == L.DENIED:
         return render_template("login.html", form=form, reasons=result.reasons,
                                denied=True), 403
+    if result.outcome == L.MFA_REQUIRED:  # no session yet: a pending-login cookie and the second-factor page
+        from authsvc.mfa.views import begin_second_factor
+
+        return begin_second_factor(result, request.args.get("next"))
     # invalid_credentials — one message for unknown user, wrong password and disabled account.
     form.form_errors.append(GENERIC_LOGIN_ERROR)
     return render_template("login.html", form=form), 401
@@ -112,8 +124,9 @@ def logout():
 @login_required
 def account():
     session, user = cookie_session()
-    return render_template("account.html", user=user, sessions=services().sessions.list_for(user),
-                           form=ActionForm())
+    from authsvc.web.center import center_context  # devices, trusted devices, apps, notifications (security center)
+
+    return render_template("account.html", user=user, form=ActionForm(), **center_context(user, session))
 
 
 @bp.post("/account/sessions/revoke")
@@ -218,6 +231,39 @@ def reset_confirm(token: str):
     return render_template("reset_confirm.html", form=form), 400 if form.errors else 200
 
 
+# --- recent activity with risk receipts ---------------------------------------------------------------------------
+@bp.get("/account/activity")
+@login_required
+def activity():
+    session, user = cookie_session()
+    return render_template("activity.html", events=services().activity.recent(user, limit=50))
+
+
+# --- "this wasn't me" -----------------------------------------------------------------------------------------------
+@bp.route("/not-me/<token>", methods=["GET", "POST"])
+def not_me(token: str):
+    form = ActionForm()
+    invalid = {"title": "Link not valid", "message": "This link is invalid, expired or already used. If you think "
+               "someone else is using your account, reset your password now."}
+    if request.method == "POST" and form.validate_on_submit():
+        user = services().accounts.report_not_me(token, request_context())
+        if user is None:
+            return render_template("message.html", **invalid), 400
+        resp = redirect(url_for("web.not_me_done"))
+        clear_session_cookie(resp)
+        return resp
+    if services().tokens.peek("notme", token) is None:
+        return render_template("message.html", **invalid), 400
+    return render_template("not_me.html", form=form)
+
+
+@bp.get("/not-me/done")
+def not_me_done():
+    return render_template("message.html", title="Your account is locked down",
+                           message="We signed you out everywhere and switched off your old password. We sent you a "
+                                   "link to choose a new one.")
+
+
 # --- first administrator ------------------------------------------------------------------------------------------
 @bp.route("/setup/<token>", methods=["GET", "POST"])
 def setup(token: str):
@@ -265,3 +311,8 @@ def readyz():
         checks["redis"] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
     return {"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+
+
+from authsvc.web.center import init_routes as _center_routes  # noqa: E402  (security center: export, delete, apps)
+
+_center_routes(bp)

@@ -27,12 +27,20 @@ def bearer_session():
     return _load(token.strip() if scheme.lower() == "bearer" else None)
 
 
+PASSWORD_CHANGE_ALLOWED = {"web.change_password", "web.logout", "web.revoke_session", "web.revoke_others",
+                           "web.revoke_all"}
+
+
 def login_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         session, user = cookie_session()
         if user is None:
             return redirect(url_for("web.login", next=request.full_path if request.method == "GET" else None))
+        if user.must_change_password and request.endpoint not in PASSWORD_CHANGE_ALLOWED:
+            # A breached or reported-compromised password: nothing else until it is replaced (NIST: force a change
+            # on evidence of compromise). Signing out and ending sessions stay possible.
+            return redirect(url_for("web.change_password"))
         return view(*args, **kwargs)
 
     return wrapper

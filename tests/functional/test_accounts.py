@@ -219,7 +219,8 @@ def test_first_admin_setup_link_is_single_use(app, client):
         assert db.session.execute(select(User).where(User.email == "root@example.com")).scalar_one().is_admin
 
 
-def test_outbox_view_is_admin_only(app):
+def test_outbox_view_is_admin_only(make_app):
+    app = make_app(admin_require_mfa=False)  # the panel's MFA gate has its own tests (tests/functional/test_admin.py)
     create_user(app)
     create_user(app, email="root@example.com", is_admin=True)
     user, admin = app.test_client(), app.test_client()
@@ -234,3 +235,65 @@ def test_open_redirect_is_refused(app, client):
     create_user(app)
     r = form_post(client, "/login?next=//evil.example/x", {"email": "alice@example.com", "password": PASSWORD})
     assert r.headers["Location"] == "/account"
+
+
+def test_breached_password_at_login_forces_a_change(app):
+    """The password is right but in the breach corpus (the default list): sign-in works, then a change is forced."""
+    from authsvc.services import services
+
+    with app.app_context():
+        assert services().breach.is_breached("password123")
+    uid = create_user(app)
+    with app.app_context():  # an old account whose password was set before it appeared in the corpus
+        user = db.session.get(User, uid)
+        user.password_hash = services().hasher.hash("password123")
+        db.session.commit()
+    c = app.test_client()
+    r = login(c, password="password123")
+    assert r.status_code == 302 and r.headers["Location"] == "/account/password"
+    assert c.get("/account").headers["Location"] == "/account/password"  # nothing else until it is changed
+    assert "account:password:breached" in tags(app)
+    r = form_post(c, "/account/password", {"current_password": "password123",
+                                           "new_password": "a fresh unlisted passphrase"})
+    assert r.status_code == 302
+    assert c.get("/account").status_code == 200
+    api = app.test_client().post("/api/v1/login", json={"email": "alice@example.com",
+                                                        "password": "a fresh unlisted passphrase"})
+    assert api.json["must_change_password"] is False
+
+
+def test_api_login_reports_breached_password(app):
+    from authsvc.services import services
+
+    uid = create_user(app)
+    with app.app_context():
+        user = db.session.get(User, uid)
+        user.password_hash = services().hasher.hash("password123")
+        db.session.commit()
+    r = app.test_client().post("/api/v1/login", json={"email": "alice@example.com", "password": "password123"})
+    assert r.status_code == 200 and r.json["must_change_password"] is True
+
+
+def test_corpus_listed_password_refused_at_registration_change_and_reset(make_app, tmp_path):
+    """A real corpus file built by the CLI from a plain list, configured as the operator would."""
+    from click.testing import CliRunner
+
+    from authsvc.breach.cli import breach
+
+    listing = tmp_path / "leaked.txt"
+    listing.write_text("correct horse battery staple\nanother leaked passphrase\n")
+    corpus = tmp_path / "leaked.corpus"
+    assert CliRunner().invoke(breach, ["build", str(listing), "-o", str(corpus)]).exit_code == 0
+    app = make_app(breach_corpus=str(corpus))
+    c = app.test_client()
+    r = form_post(c, "/register", {"email": "dora@example.com", "password": "another leaked passphrase"})
+    assert r.status_code == 400 and b"breaches" in r.data
+    create_user(app, password="a perfectly fine passphrase")
+    login(c, password="a perfectly fine passphrase")
+    r = form_post(c, "/account/password", {"current_password": "a perfectly fine passphrase",
+                                           "new_password": "another leaked passphrase"})
+    assert r.status_code == 400 and b"breaches" in r.data
+    form_post(app.test_client(), "/reset", {"email": "alice@example.com"})
+    path = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
+    r = form_post(app.test_client(), path, {"new_password": "another leaked passphrase"})
+    assert r.status_code == 400 and b"breaches" in r.data

@@ -26,8 +26,9 @@ def test_register_login_list_and_revoke_over_https(app, tls_server):
     for s in (laptop, phone):
         s.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would override our throwaway CA
         s.verify = tls_server.ca_path
-    laptop.headers["User-Agent"] = "Laptop/1.0"
-    phone.headers["User-Agent"] = "Phone/1.0"
+    laptop.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    phone.headers["User-Agent"] = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+                                   "Chrome/131.0.0.0 Mobile Safari/537.36")
 
     r = _post_form(laptop, base + "/register", {"email": "alice@example.com", "password": PASSWORD})
     assert r.status_code == 200 and "Check your e-mail" in r.text
@@ -42,7 +43,7 @@ def test_register_login_list_and_revoke_over_https(app, tls_server):
         assert cookie.secure and cookie.path == "/" and not cookie.domain_specified
     page = laptop.get(base + "/account", allow_redirects=False)
     assert page.status_code == 200
-    assert "Laptop/1.0" in page.text and "Phone/1.0" in page.text
+    assert "Firefox 128 on Linux" in page.text and "Chrome Mobile 131 on Android 14" in page.text
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
     # Without the Referer (or from another origin) an HTTPS form post is refused even with a valid token.
     r = laptop.post(base + "/account/sessions/revoke-others", data={"csrf_token": _csrf(page.text)},

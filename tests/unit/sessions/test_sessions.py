@@ -16,7 +16,7 @@ def test_token_is_256_bits_and_only_its_hash_is_stored(svc, user, redis_client):
     issued = svc.sessions.issue(user, ip="192.0.2.1", user_agent="UA")
     assert len(issued.token) >= 43  # 32 bytes base64url
     sid = token_hash(issued.token)
-    keys = redis_client.keys("*")
+    keys = list(redis_client.scan_iter("*"))  # scan walks every node on a Cluster, KEYS only one
     assert _skey(sid) in keys
     assert not any(issued.token in k for k in keys)
     assert issued.token not in str(redis_client.hgetall(_skey(sid)))
@@ -109,3 +109,18 @@ def test_disabled_user_sessions_die(svc, user):
     user.status = "disabled"
     db.session.commit()
     assert svc.sessions.check(token) is None
+
+
+def test_light_check_sees_revocation_at_once_and_lost_deletes_within_the_backstop(svc, user, redis_client):
+    token = svc.sessions.issue(user, ip=None, user_agent=None).token
+    info, email = svc.sessions.check_light(token)
+    assert info.user_id == user.id and email == user.email
+    key = _skey(token_hash(token))
+    snapshot = redis_client.hgetall(key)
+    svc.sessions.revoke(user, token_hash(token), "test")
+    assert svc.sessions.check_light(token) is None  # Redis DEL: seen immediately, cache or not
+    redis_client.hset(key, mapping=snapshot)  # a restore brings it back…
+    svc.sessions.backstop_ttl = 0  # …and once the cached backstop answer ages out, SQL refuses it
+    svc.sessions._backstop.clear()
+    assert svc.sessions.check_light(token) is None
+    assert redis_client.exists(key) == 0  # and the resurrected record is cleaned up

@@ -1,0 +1,231 @@
+"""Export my data, delete my account (GDPR Art. 15/20 and Art. 17).
+
+Export
+  One JSON document: profile, factors *without secrets* (no TOTP seed, recovery-code hash, credential public key or
+  device token hash), sessions, login history with the risk receipt of every attempt, OAuth consents, and the audit
+  events about the user. Built from an allow-list of fields, never by dumping rows, so a column added later cannot
+  leak a secret into the file.
+
+Erasure
+  1. every session is revoked (the revocation listeners end OAuth grants issued from them), and the user's OAuth
+     grants are revoked in Redis;
+  2. SQL: every row of every table with a foreign key to ``users.id`` is deleted (found from the metadata, so a table
+     added by another package is covered without touching this file), then the user row;
+  3. Redis: the session hashes and the per-user index, every key with the user's hash tag ``{u<id>}`` (MFA
+     counters, enrolment, one-time code display), and the OAuth grant/access-token records of the user's grants;
+  4. the outbox (embedded mail delivery) loses the messages addressed to the user;
+  5. the audit log gets a tombstone ``account:delete:success`` carrying the user id only.
+
+  Throttle marks stay: they are keyed by an HMAC of the e-mail address (no address in clear) and expire by
+  themselves within their windows (the ``known`` set after 180 days).
+
+  **The audit log is not rewritten.** Its rows are hash-chained; editing one to remove an IP or user agent would
+  break verification of everything after it. Past events keep their IP and user agent as the security record of
+  what happened to the account (legitimate interest / establishment and defence of legal claims, GDPR
+  Art. 6(1)(f), 17(3)(e)); they carry the numeric user id, never the e-mail address, so after erasure they no
+  longer point to a person. Operators prune the log by age under their retention policy (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import delete, or_, select
+
+from authsvc.models import Base, LoginEvent, SecurityEvent, User, UserSession
+
+EXPORT_FORMAT = "authsvc-export/1"
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    user_id: int
+    sql_rows: dict
+    redis_keys: int
+    outbox_messages: int
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+class PrivacyService:
+    def __init__(self, *, db, redis_getter, clock, audit, sessions, hasher, outbox=None):
+        self.db, self._redis, self.clock, self.audit = db, redis_getter, clock, audit
+        self.sessions, self.hasher, self.outbox = sessions, hasher, outbox
+        # Packages that keep per-user state elsewhere register ``callable(user)`` here; called before the SQL rows go.
+        self.erasure_listeners: list = []
+
+    # --- fresh proof for the delete form: the password, with a small per-user budget --------------------------------
+    MAX_PASSWORD_FAILURES = 5
+    FAILURE_WINDOW = 900
+
+    def check_password(self, user: User, password: str) -> bool:
+        """True if ``password`` is the user's. At most 5 wrong tries per 15 minutes (then False without hashing)."""
+        r = self._redis()
+        key = f"privacy:pwfail:{{u{user.id}}}"
+        if int(r.get(key) or 0) >= self.MAX_PASSWORD_FAILURES:
+            return False
+        if user.password_hash and self.hasher.verify(user.password_hash, password or "").ok:
+            r.delete(key)
+            return True
+        pipe = r.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, self.FAILURE_WINDOW)
+        pipe.execute()
+        return False
+
+    # --- export ---------------------------------------------------------------------------------------------------------
+    def export(self, user: User, *, mfa=None, oauth_consents=None) -> dict:
+        s = self.db.session
+        sessions_live = {i.id: i for i in self.sessions.list_for(user)}
+        sessions = []
+        for row in s.execute(select(UserSession).where(UserSession.user_id == user.id)
+                             .order_by(UserSession.created_at.desc())).scalars():
+            live = sessions_live.get(row.id)
+            sessions.append({
+                "id": row.id[:12],  # a prefix names it; the full hash is a lookup key and stays out of files
+                "created_at": _iso(row.created_at), "ip": row.ip, "user_agent": row.user_agent, "aal": row.aal,
+                "methods": row.methods.split(",") if row.methods else [], "active": live is not None,
+                "last_seen_at": _iso(live.last_seen_at) if live else None,
+                "revoked_at": _iso(row.revoked_at), "revoke_reason": row.revoke_reason,
+            })
+        logins = []
+        for e in s.execute(select(LoginEvent).where(LoginEvent.user_id == user.id)
+                           .order_by(LoginEvent.occurred_at.desc(), LoginEvent.id.desc())).scalars():
+            logins.append({
+                "at": _iso(e.occurred_at), "outcome": e.outcome, "method": e.method, "ip": e.ip,
+                "user_agent": e.user_agent, "country": e.country, "asn": e.asn, "risk_score": e.score,
+                "decision": e.decision, "reasons": json.loads(e.reasons) if e.reasons else [],
+            })
+        audit = []
+        for ev in s.execute(select(SecurityEvent).where(or_(SecurityEvent.subject_id == user.id,
+                                                            SecurityEvent.actor_id == user.id))
+                            .order_by(SecurityEvent.id)).scalars():
+            audit.append({"id": ev.id, "at": _iso(ev.occurred_at), "tag": ev.tag, "outcome": ev.outcome,
+                          "by_you": ev.actor_id == user.id, "about_you": ev.subject_id == user.id,
+                          "ip": ev.ip, "user_agent": ev.user_agent, "reason": ev.reason,
+                          "details": json.loads(ev.details) if ev.details else None})
+        return {
+            "format": EXPORT_FORMAT,
+            "exported_at": _iso(self.clock.now()),
+            "profile": {"id": user.id, "email": user.email, "status": user.status, "is_admin": user.is_admin,
+                        "email_verified_at": _iso(user.email_verified_at), "created_at": _iso(user.created_at),
+                        "password_changed_at": _iso(user.password_changed_at),
+                        "must_change_password": user.must_change_password,
+                        "notifications": {"new_sign_in": bool(getattr(user, "notify_new_sign_in", True))}},
+            "factors": self._factors(user, mfa),
+            "sessions": sessions,
+            "login_history": logins,
+            "oauth_consents": oauth_consents or [],
+            "audit_events": audit,
+        }
+
+    @staticmethod
+    def _factors(user: User, mfa) -> dict:
+        out = {"password": {"set": bool(user.password_hash), "changed_at": _iso(user.password_changed_at)}}
+        if mfa is None:
+            return out
+        ov = mfa.overview(user)
+        totp = ov.get("totp")
+        out["totp"] = {"enrolled": totp is not None, "created_at": _iso(getattr(totp, "created_at", None)),
+                       "last_used_at": _iso(getattr(totp, "last_used_at", None))}
+        out["security_keys_and_passkeys"] = [
+            {"name": c.name, "created_at": _iso(c.created_at), "last_used_at": _iso(c.last_used_at),
+             "transports": (c.transports or "").split(",") if c.transports else []}
+            for c in ov.get("webauthn", [])]
+        out["recovery_codes"] = {"set": bool(ov.get("recovery_set")), "unused": ov.get("recovery_remaining", 0)}
+        out["trusted_devices"] = [
+            {"name": d.name, "created_at": _iso(d.created_at), "last_used_at": _iso(d.last_used_at),
+             "expires_at": _iso(d.expires_at)} for d in ov.get("devices", [])]
+        return out
+
+    # --- erasure --------------------------------------------------------------------------------------------------------
+    def erase(self, user: User, *, ip: str | None = None, oauth=None) -> ErasureReport:
+        uid, email = user.id, user.email
+        s = self.db.session
+        # 1. Nothing issued to this user may keep working: sessions (+ listeners), then OAuth grants.
+        self.sessions.revoke_all(user, "account_deleted")
+        sids = list(s.execute(select(UserSession.id).where(UserSession.user_id == uid)).scalars())
+        gids = self._oauth_grants(uid)
+        tokens = getattr(oauth, "tokens", None)
+        if tokens is not None and gids:
+            from authsvc.models import OAuthGrant
+
+            tokens.revoke_grants_where(OAuthGrant.user_id == uid, reason="account_deleted")
+        for listener in self.erasure_listeners:
+            listener(user)
+        # 2. SQL: every table that points at users.id, children before parents, then the user.
+        counts = {}
+        for table in reversed(Base.metadata.sorted_tables):
+            cols = [c for c in table.columns for fk in c.foreign_keys if fk.column.table.name == "users"]
+            for col in cols:
+                n = s.execute(delete(table).where(col == uid)).rowcount
+                if n:
+                    counts[table.name] = counts.get(table.name, 0) + n
+        s.execute(delete(User).where(User.id == uid))
+        counts["users"] = 1
+        s.commit()
+        # 3. Redis.
+        redis_keys = self._erase_redis(uid, sids, gids)
+        # 4. Mail kept by the embedded outbox.
+        mails = self._erase_outbox(email)
+        # 5. Tombstone: the id only — no e-mail, no IP, no user agent.
+        self.audit.record("account:delete:success", "success", actor_id=uid, subject_id=uid,
+                          details={"sql_rows": sum(counts.values()), "redis_keys": redis_keys})
+        return ErasureReport(uid, counts, redis_keys, mails)
+
+    def _oauth_grants(self, uid: int) -> list[str]:
+        try:
+            from authsvc.models import OAuthGrant
+        except ImportError:  # pragma: no cover - the OAuth models ship with the schema
+            return []
+        return list(self.db.session.execute(select(OAuthGrant.id).where(OAuthGrant.user_id == uid)).scalars())
+
+    def _erase_redis(self, uid: int, sids: list[str], gids: list[str]) -> int:
+        r = self._redis()
+        keys = {f"usess:{{u{uid}}}"} | {f"sess:{{{sid}}}" for sid in sids}
+        for gid in gids:
+            keys |= {f"oauth:grant:{{{gid}}}", f"oauth:grantat:{{{gid}}}"}
+            for h in r.smembers(f"oauth:grantat:{{{gid}}}") or ():
+                keys.add(f"oauth:at:{{{h}}}")
+        keys |= set(r.scan_iter(match=f"*{{u{uid}}}*", count=1000))
+        # Short-lived records that name the user inside their value (pending logins, codes, access tokens).
+        for pattern in ("mfa:pending:*", "oauth:code:*", "oauth:at:*", "oauth:dev:*"):
+            for key in r.scan_iter(match=pattern, count=1000):
+                if self._names_user(r, key, uid):
+                    keys.add(key)
+        keys = sorted(keys)
+        n = 0
+        for i in range(0, len(keys), 500):
+            n += r.delete(*keys[i:i + 500])
+        return n
+
+    @staticmethod
+    def _names_user(r, key: str, uid: int) -> bool:
+        kind = r.type(key)
+        if kind == "hash":
+            h = r.hgetall(key)
+            return any(h.get(f) == str(uid) for f in ("uid", "user_id", "sub"))
+        if kind == "string":
+            raw = r.get(key) or ""
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                return False
+            return isinstance(data, dict) and any(data.get(f) in (uid, str(uid)) for f in ("uid", "user_id", "sub"))
+        return False
+
+    def _erase_outbox(self, email: str) -> int:
+        if self.outbox is None:
+            return 0
+        n = 0
+        for m in self.outbox.messages(to=email):
+            try:
+                os.remove(os.path.join(self.outbox.folder, m.name))
+                n += 1
+            except FileNotFoundError:
+                pass
+        return n

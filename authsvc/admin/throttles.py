@@ -1,0 +1,133 @@
+"""Read the Redis throttle marks (``th:{<entity>}:<suffix>``, layout in authsvc/defense/redis_throttle.py) for the
+operator: what is blocked or counting right now, with its counter and time left.
+
+Reads are a SCAN (never KEYS) in batches with one pipeline per batch, capped at ``limit`` keys, so the page stays
+cheap on a large Redis. Accounts and passwords appear only as keyed hashes; the panel shows them as such.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+KEY = re.compile(r"^th:\{(?P<tag>[^}]*)\}(?::(?P<suffix>[a-z]+))?$")
+
+KIND_TEXT = {"a": "account", "p": "account × IP", "ip": "IP address", "pfx": "network prefix", "asn": "ASN",
+             "pw": "password (keyed hash)"}
+SUFFIX_TEXT = {
+    None: "failures (account × IP)", "f": "failures", "sf": "failures in spray window", "u": "distinct accounts tried",
+    "x": "failures on unknown accounts", "b": "blocked (spray)", "c": "consecutive failures",
+    "fu": "failures from unfamiliar places", "ff": "failures from familiar places", "lu": "locked (unfamiliar places)",
+    "lf": "locked (familiar places)", "known": "familiar places (not a block)",
+}
+BLOCK_SUFFIXES = {"b", "lu", "lf"}
+
+
+@dataclass(frozen=True)
+class Mark:
+    key: str
+    kind: str
+    entity: str
+    suffix: str | None
+    value: int
+    ttl: int
+
+    @property
+    def kind_text(self) -> str:
+        return KIND_TEXT.get(self.kind, self.kind)
+
+    @property
+    def what(self) -> str:
+        return SUFFIX_TEXT.get(self.suffix, self.suffix or "")
+
+    @property
+    def tag(self) -> str:
+        return f"{self.kind}:{self.entity}"
+
+
+def parse_key(key: str) -> tuple[str, str, str | None] | None:
+    m = KEY.match(key)
+    if not m or ":" not in m.group("tag"):
+        return None
+    kind, entity = m.group("tag").split(":", 1)
+    return kind, entity, m.group("suffix")
+
+
+def scan(redis, *, limit: int = 2000) -> list[Mark]:
+    marks: list[Mark] = []
+    batch: list[str] = []
+
+    def flush():
+        if not batch:
+            return
+        pipe = redis.pipeline(transaction=False)
+        for k in batch:
+            pipe.type(k)
+            pipe.ttl(k)
+        res = pipe.execute()
+        pipe = redis.pipeline(transaction=False)
+        for i, k in enumerate(batch):
+            t = res[2 * i]
+            if t == "set":
+                pipe.scard(k)
+            elif t == "string":
+                pipe.get(k)
+            else:
+                pipe.exists(k)
+        values = pipe.execute()
+        for i, k in enumerate(batch):
+            parsed = parse_key(k)
+            if parsed is None:
+                continue
+            try:
+                value = int(values[i] or 0)
+            except (TypeError, ValueError):
+                value = 0
+            ttl = int(res[2 * i + 1])
+            if ttl == -2:  # expired between SCAN and TTL
+                continue
+            marks.append(Mark(k, parsed[0], parsed[1], parsed[2], value, ttl))
+        batch.clear()
+
+    for key in redis.scan_iter(match="th:*", count=500):
+        if key.endswith(":u"):  # HyperLogLog: a string to TYPE, but its value is a count, not an integer
+            parsed = parse_key(key)
+            if parsed:
+                pipe = redis.pipeline(transaction=False)
+                pipe.pfcount(key)
+                pipe.ttl(key)
+                n, ttl = pipe.execute()
+                if ttl != -2:
+                    marks.append(Mark(key, parsed[0], parsed[1], parsed[2], int(n), int(ttl)))
+            continue
+        batch.append(key)
+        if len(batch) >= 200:
+            flush()
+        if len(marks) + len(batch) >= limit:
+            break
+    flush()
+    return marks
+
+
+def in_force(marks: list[Mark], settings) -> list[Mark]:
+    """Marks that refuse logins now: block keys, and counters at or over their limit."""
+    limits = {("p", None): settings.throttle_pair_limit, ("ip", "f"): settings.throttle_ip_limit,
+              ("pfx", "f"): settings.throttle_prefix_limit, ("asn", "f"): settings.throttle_asn_limit,
+              ("a", "c"): settings.account_failure_cap}
+    out = []
+    for m in marks:
+        if m.suffix in BLOCK_SUFFIXES:
+            out.append(m)
+            continue
+        limit = limits.get((m.kind, m.suffix))
+        if limit is not None and m.value >= limit:
+            out.append(m)
+    return sorted(out, key=lambda m: -m.ttl)
+
+
+def unblock(redis, tag: str) -> int:
+    """Delete every mark of one entity (``ip:1.2.3.4``, ``a:<hash>`` …) except the familiar-places set."""
+    if not tag or "}" in tag or "*" in tag or "?" in tag or "[" in tag:
+        return 0
+    keys = [k for k in redis.scan_iter(match=f"th:{{{tag}}}*", count=500) if not k.endswith(":known")]
+    return redis.delete(*keys) if keys else 0

@@ -1,0 +1,315 @@
+"""MfaService: the second-factor stage of the login pipeline, step-up, enrolment and the admin reset.
+
+Assurance levels recorded on sessions (``aal`` + ``methods``, AMR-like names):
+  aal1  ``pwd`` (password only; also ``pwd,device`` on a trusted device, where the factor was remembered)
+  aal2  ``pwd,otp`` / ``pwd,rc`` (recovery code) / ``pwd,hwk`` (security key) / ``hwk,uv`` (passkey with user
+        verification — passkey login always requires UV, so it is aal2 by itself)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from authsvc.accounts.login import Decision, Reason, RequestContext
+from authsvc.errors import Throttled
+from authsvc.mfa.webauthn import SignCountRegression, WebAuthnError
+from authsvc.models import User
+
+AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk"}
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished MFA proof: the new session, and where the pending record wanted to go."""
+
+    user: User
+    issued: object  # sessions.IssuedSession
+    next: str | None
+    method: str
+
+
+class MfaService:
+    def __init__(self, *, db, settings, store, totp, recovery, webauthn, devices, sessions, audit, mailer, clock):
+        self.db, self.settings, self.store = db, settings, store
+        self.totp, self.recovery, self.webauthn, self.devices = totp, recovery, webauthn, devices
+        self.sessions, self.audit, self.mailer, self.clock = sessions, audit, mailer, clock
+        self.login = None  # the LoginService (set in services.py): MFA-completed logins finish through it
+
+    # --- what the user has ----------------------------------------------------------------------------------------
+    def has_factors(self, user: User) -> bool:
+        return self.totp.enrolled(user) or bool(self.webauthn.credentials(user))
+
+    def overview(self, user: User) -> dict:
+        return {"totp": self.totp.credential(user), "webauthn": self.webauthn.credentials(user),
+                "recovery_remaining": self.recovery.remaining(user), "recovery_set": self.recovery.has_any(user),
+                "devices": self.devices.list_for(user)}
+
+    # --- the pipeline stage (SecondFactor protocol) -------------------------------------------------------------------
+    def required(self, user: User, decision: Decision, ctx: RequestContext | None = None) -> bool:
+        has = self.has_factors(user)
+        if decision.action == "step_up":
+            if not has:
+                # Risk asked for more than the account can give: let it through at aal1, but on the record.
+                self._audit("mfa:stepup:unavailable", "info", user, ctx,
+                            reason="; ".join(r.text for r in decision.reasons)[:255] or "risk step_up, no factor")
+                return False
+            return True  # an explicit step-up is never satisfied by a remembered device
+        if not has:
+            return False
+        if ctx is not None and self.devices.is_trusted_id(user, ctx.device_id):
+            self.devices.touch(int(ctx.device_id))
+            self._audit("mfa:device:trusted", "info", user, ctx, details={"device": int(ctx.device_id)})
+            return False
+        return True
+
+    def begin_login(self, user: User, ctx: RequestContext, decision: Decision | None, next_url: str | None) -> str:
+        """The pending login between password and second factor: a Redis record behind a random cookie token."""
+        d = decision or Decision("allow")
+        return self.store.create_pending({
+            "uid": user.id, "methods": ["pwd"], "next": next_url, "created": self.clock.timestamp(),
+            "decision": {"action": d.action, "score": d.score,
+                         "reasons": [[r.code, r.text] for r in d.reasons]}})
+
+    def pending_user(self, token: str | None) -> tuple[dict, User] | None:
+        data = self.store.get_pending(token)
+        if not data or data.get("uid") is None:
+            return None
+        user = self.db.session.get(User, data["uid"])
+        if user is None or not user.is_active or \
+                self.clock.timestamp() - data["created"] > self.settings.pending_ttl:
+            return None
+        return data, user
+
+    # --- proving a factor ---------------------------------------------------------------------------------------------
+    def check_totp(self, user: User, code: str, ctx: RequestContext, purpose: str) -> bool:
+        try:
+            ok = self.totp.verify(user, code)
+        except Throttled:
+            self._audit("mfa:totp:verify", "failure", user, ctx, reason="throttled", details={"purpose": purpose})
+            raise
+        self._audit("mfa:totp:verify", "success" if ok else "failure", user, ctx,
+                    reason=None if ok else "wrong or reused code", details={"purpose": purpose})
+        return ok
+
+    def check_recovery(self, user: User, code: str, ctx: RequestContext, purpose: str) -> bool:
+        try:
+            ok = self.recovery.use(user, code)
+        except Throttled:
+            self._audit("mfa:recovery:use", "failure", user, ctx, reason="throttled", details={"purpose": purpose})
+            raise
+        self._audit("mfa:recovery:use", "success" if ok else "failure", user, ctx,
+                    reason=None if ok else "wrong or used code", details={"purpose": purpose})
+        if ok:
+            left = self.recovery.remaining(user)
+            self._notify(user, "A recovery code was used",
+                         f"A recovery code was just used to sign in to your {self._service()} account "
+                         f"(from IP {ctx.ip or 'unknown'}). {left} unused code{'s' if left != 1 else ''} remain.\n\n"
+                         "If this was not you, reset your password now and contact support.")
+        return ok
+
+    def check_webauthn(self, user: User | None, binding: str, credential: dict, ctx: RequestContext,
+                       purpose: str):
+        """Returns (credential row, user_verified) or None; every outcome is audited."""
+        try:
+            row, uv = self.webauthn.authenticate(binding, credential, user=user)
+        except SignCountRegression as exc:
+            self._audit("mfa:webauthn:signcount", "failure", self.db.session.get(User, exc.credential.user_id), ctx,
+                        reason="sign count did not increase (possible cloned authenticator)",
+                        details={"credential": exc.credential.id, "stored": exc.stored, "received": exc.received})
+            return None
+        except WebAuthnError as exc:
+            self._audit("mfa:webauthn:verify", "failure", user, ctx, reason=exc.reason[:255],
+                        details={"purpose": purpose})
+            return None
+        owner = user or self.db.session.get(User, row.user_id)
+        self._audit("mfa:webauthn:verify", "success", owner, ctx,
+                    details={"purpose": purpose, "credential": row.id, "uv": uv})
+        return row, uv
+
+    # --- finishing ---------------------------------------------------------------------------------------------------
+    def complete_login(self, token: str, method: str, ctx: RequestContext, *, user_verified: bool = False,
+                       user: User | None = None) -> Completed | None:
+        """Consume the pending record (GETDEL: one winner) and finish through the pipeline's last stage
+        (``LoginService.complete``: new session token, receipts, risk learning, new-sign-in notice)."""
+        data = self.store.consume_pending(token)
+        if not data:
+            return None
+        if user is None:
+            user = self.db.session.get(User, data["uid"])
+        elif data.get("uid") not in (None, user.id):
+            return None
+        if user is None or not user.is_active:
+            return None
+        if data.get("uid") is None:
+            # Passkey login skipped the password pipeline; the risk engine still gets its say (no password, so no
+            # breach signal). A deny stops it here; step_up is already met by a user-verified passkey.
+            decision = self.login.risk.score(user, ctx, breached=False)
+            if decision.action == "deny":
+                self._audit("account:login:denied", "failure", user, ctx, details={"score": decision.score},
+                            reason="; ".join(r.text for r in decision.reasons)[:255] or "risk deny (passkey)")
+                return None
+        else:
+            d = data.get("decision") or {}
+            decision = Decision(d.get("action", "allow"), d.get("score", 0.0),
+                                tuple(Reason(c, t) for c, t in d.get("reasons", [])))
+        methods = tuple(data.get("methods") or ()) + (AMR[method],) + (("uv",) if user_verified else ())
+        aal = 2 if (len(methods) > 1 or user_verified) else 1
+        result = self.login.complete(user, ctx, decision, aal=aal, methods=methods)
+        return Completed(user, result.session, data.get("next"), method)
+
+    def begin_passkey(self) -> str:
+        """An anonymous pending record: what a username-less passkey challenge is bound to."""
+        return self.store.create_pending({"uid": None, "methods": [], "next": None,
+                                          "created": self.clock.timestamp(), "risk": "allow"})
+
+    def step_up(self, session, user: User, method: str, ctx: RequestContext, *, user_verified: bool = False):
+        """Re-issue the session at aal2 with a NEW token and revoke the old one (ASVS 7.2.4)."""
+        methods = tuple(dict.fromkeys(tuple(m for m in session.methods if m) + (AMR[method],)))
+        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=2, methods=methods)
+        self.sessions.revoke(user, session.id, "step_up")
+        self._audit("mfa:stepup:success", "success", user, ctx, details={"method": method, "aal": 2})
+        return issued
+
+    def reauthenticate_password(self, session, user: User, password: str, ctx: RequestContext, hasher):
+        """Fresh proof for an account without factors: the password again, then a new token at the same level."""
+        self.store.precheck(user.id)
+        if not hasher.verify(user.password_hash, password).ok:
+            self.store.record_failure(user.id)
+            self._audit("account:reauth:failure", "failure", user, ctx, reason="bad_password")
+            return None
+        self.store.clear_failures(user.id)
+        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=session.aal,
+                                     methods=tuple(session.methods) or ("pwd",))
+        self.sessions.revoke(user, session.id, "reauthenticated")
+        self._audit("account:reauth:success", "success", user, ctx)
+        return issued
+
+    # --- freshness and step-up, for views and for the OAuth engineer ---------------------------------------------------
+    def is_fresh(self, session) -> bool:
+        """A password or factor was proven within ``fresh_auth_seconds``: every proof issues a new session, so the
+        session's creation time is the time of the last proof."""
+        age = (self.clock.now() - session.created_at).total_seconds()
+        return age <= self.settings.fresh_auth_seconds
+
+    def needs_step_up(self, session, *, min_aal: int = 2, max_age: int | None = None) -> bool:
+        """For OAuth ``acr_values``/``max_age`` and sensitive actions: True → send the user to ``step_up_url``."""
+        if session is None or session.aal < min_aal:
+            return True
+        return max_age is not None and (self.clock.now() - session.created_at).total_seconds() > max_age
+
+    @staticmethod
+    def step_up_url(next_url: str) -> str:
+        return "/mfa/step-up?" + urlencode({"next": next_url})
+
+    # --- trusted devices ----------------------------------------------------------------------------------------------
+    def is_trusted_device(self, user: User, request) -> bool:
+        from authsvc.mfa.devices import DEVICE_COOKIE
+
+        row = self.devices.lookup(request.cookies.get(DEVICE_COOKIE))
+        return row is not None and row.user_id == user.id
+
+    def trust_device(self, user: User, ctx: RequestContext) -> str:
+        row, token = self.devices.create(user, ctx.user_agent)
+        self._audit("mfa:device:remember", "success", user, ctx, details={"device": row.id, "name": row.name})
+        return token
+
+    def revoke_device(self, user: User, device_id: int, actor: User | None, ctx: RequestContext) -> bool:
+        """Revoke one trusted device; the admin panel calls this with the admin as ``actor``."""
+        ok = self.devices.revoke(user, device_id)
+        if ok:
+            self._audit("mfa:device:revoke", "success", user, ctx, actor=actor, details={"device": device_id})
+        return ok
+
+    # --- enrolment and removal (views check freshness first) -------------------------------------------------------
+    def confirm_totp(self, user: User, code: str, ctx: RequestContext) -> bool:
+        ok = self.totp.confirm(user, code)
+        self._audit("mfa:totp:enrol", "success" if ok else "failure", user, ctx,
+                    reason=None if ok else "wrong code")
+        if ok:
+            self._notify(user, "Authenticator app added",
+                         f"An authenticator app was added to your {self._service()} account "
+                         f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+        return ok
+
+    def remove_totp(self, user: User, ctx: RequestContext) -> bool:
+        ok = self.totp.remove(user)
+        if ok:
+            self._audit("mfa:totp:remove", "success", user, ctx)
+            self._notify(user, "Authenticator app removed",
+                         f"The authenticator app was removed from your {self._service()} account "
+                         f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+            self._after_factor_removed(user, ctx)
+        return ok
+
+    def regenerate_recovery(self, user: User, ctx: RequestContext) -> list[str]:
+        codes = self.recovery.generate(user)
+        self._audit("mfa:recovery:generate", "success", user, ctx, details={"count": len(codes)})
+        self._notify(user, "New recovery codes",
+                     f"New recovery codes were created for your {self._service()} account; the old ones no longer "
+                     f"work (from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+        return codes
+
+    def register_webauthn(self, user: User, binding: str, credential: dict, name: str, ctx: RequestContext):
+        try:
+            row = self.webauthn.register(user, binding, credential, name)
+        except WebAuthnError as exc:
+            self._audit("mfa:webauthn:register", "failure", user, ctx, reason=exc.reason[:255])
+            return None
+        self._audit("mfa:webauthn:register", "success", user, ctx, details={"credential": row.id, "name": row.name})
+        self._notify(user, "Security key or passkey added",
+                     f"The security key or passkey “{row.name}” was added to your {self._service()} account "
+                     f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+        return row
+
+    def remove_webauthn(self, user: User, cred_id: int, ctx: RequestContext) -> bool:
+        row = self.webauthn.remove(user, cred_id)
+        if row is None:
+            return False
+        self._audit("mfa:webauthn:remove", "success", user, ctx, details={"credential": cred_id, "name": row.name})
+        self._notify(user, "Security key or passkey removed",
+                     f"The security key or passkey “{row.name}” was removed from your {self._service()} account "
+                     f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+        self._after_factor_removed(user, ctx)
+        return True
+
+    def _after_factor_removed(self, user: User, ctx: RequestContext) -> None:
+        if not self.has_factors(user):
+            # No factor left: recovery codes and remembered devices would only be confusing leftovers.
+            self.recovery.remove_all(user)
+            self.devices.revoke_all(user)
+
+    # --- admin --------------------------------------------------------------------------------------------------------
+    def reset_factors(self, user: User, actor: User | None, ctx: RequestContext | None = None) -> dict:
+        """Remove every factor and trusted device of ``user`` (lost phone, support call). Audited; user notified."""
+        ctx = ctx or RequestContext(ip=None, user_agent=None)
+        removed = {"totp": int(self.totp.remove(user)), "webauthn": 0, "recovery": self.recovery.remaining(user),
+                   "devices": self.devices.revoke_all(user)}
+        for row in self.webauthn.credentials(user):
+            self.webauthn.remove(user, row.id)
+            removed["webauthn"] += 1
+        self.recovery.remove_all(user)
+        self.store.clear_failures(user.id)
+        self._audit("mfa:factors:reset", "success", user, ctx, actor=actor, details=removed)
+        self._notify(user, "Your sign-in factors were reset",
+                     f"An administrator removed every second factor (authenticator app, security keys, passkeys, "
+                     f"recovery codes, remembered devices) from your {self._service()} account. You can sign in with "
+                     f"your password and set up a new factor.\n\nIf you did not ask for this, contact support.")
+        return removed
+
+    # --- plumbing -------------------------------------------------------------------------------------------------------
+    def _service(self) -> str:
+        return self.settings.totp_issuer
+
+    def _audit(self, tag, outcome, user, ctx, *, actor=None, reason=None, details=None):
+        self.audit.record(tag, outcome, actor_id=(actor.id if actor else (user.id if user else None)),
+                          subject_id=user.id if user else None, ip=ctx.ip if ctx else None,
+                          user_agent=ctx.user_agent if ctx else None, reason=reason, details=details)
+
+    def _notify(self, user: User, subject: str, body: str) -> None:
+        self.mailer.send(user.email, subject, body)
+
+
+def device_cookie_max_age(days: int) -> int:
+    return int(dt.timedelta(days=days).total_seconds())

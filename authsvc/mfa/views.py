@@ -1,0 +1,445 @@
+"""MFA pages and the WebAuthn JSON endpoints. Views parse input, call MfaService, render — nothing else.
+
+Cookies:
+  ``__Host-authsvc-pending``  the pending login (password done, second factor outstanding) — a random token naming
+                              a short-lived Redis record; never Flask's cookie session.
+  ``__Host-authsvc-device``   a trusted device (see mfa.devices).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest
+
+from authsvc.errors import ServiceError
+from authsvc.mfa.devices import DEVICE_COOKIE
+from authsvc.mfa.forms import ConfirmTotpForm, PasskeyNameForm, PasswordConfirmForm, RecoveryForm, TotpForm
+from authsvc.mfa.service import device_cookie_max_age
+from authsvc.mfa.totp import provisioning_uri, qr_data_uri
+from authsvc.mfa.webauthn import loads
+from authsvc.services import services
+from authsvc.web.auth import cookie_session, login_required, safe_next
+from authsvc.web.forms import ActionForm
+from authsvc.web.http import request_context, set_session_cookie
+
+bp = Blueprint("mfa", __name__, url_prefix="/mfa")
+
+PENDING_COOKIE = "__Host-authsvc-pending"
+WRONG_CODE = "That code is not valid. Check the code and try again."
+
+
+class JsonError(ServiceError):
+    def __init__(self, status: int, code: str, message: str, **data):
+        super().__init__(message, **data)
+        self.status, self.code = status, code
+
+
+def mfa():
+    return services().mfa
+
+
+def _ctx():
+    return request_context()
+
+
+# --- cookies -------------------------------------------------------------------------------------------------------
+def _set_cookie(resp, name, value, max_age):
+    resp.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="Lax")
+
+
+def _clear_cookie(resp, name):
+    resp.delete_cookie(name, path="/", secure=True, httponly=True, samesite="Lax")
+
+
+def _pending_token() -> str | None:
+    return request.cookies.get(PENDING_COOKIE)
+
+
+# --- the hook the password login calls ----------------------------------------------------------------------------
+def begin_second_factor(result, next_url: str | None):
+    """Password accepted, second factor outstanding: pending record + its cookie, then the challenge page."""
+    token = mfa().begin_login(result.user, _ctx(), result.decision, next_url)
+    resp = redirect(url_for("mfa.challenge"))
+    _set_cookie(resp, PENDING_COOKIE, token, mfa().settings.pending_ttl)
+    return resp
+
+
+def _finish_login(done, remember: bool, *, json: bool = False):
+    target = safe_next(done.next)
+    if done.user.must_change_password:
+        flash("Your password appears in a list of breached passwords. Please choose a new one now.", "warning")
+        target = url_for("web.change_password")
+    resp = jsonify({"redirect": target}) if json else redirect(target)
+    set_session_cookie(resp, done.issued.token, services().settings.session_absolute_timeout)
+    _clear_cookie(resp, PENDING_COOKIE)
+    if remember and mfa().settings.trusted_device_days > 0:
+        token = mfa().trust_device(done.user, _ctx())
+        _set_cookie(resp, DEVICE_COOKIE, token, device_cookie_max_age(mfa().settings.trusted_device_days))
+    return resp
+
+
+def _require_fresh(session, next_url: str):
+    """None when the last proof is recent enough to add or remove a factor, else a redirect to prove it again."""
+    if mfa().is_fresh(session):
+        return None
+    flash("For your security, confirm it's you before changing sign-in methods.", "warning")
+    return redirect(mfa().step_up_url(next_url))
+
+
+# --- the challenge: second factor of a password login -------------------------------------------------------------
+@bp.route("/challenge", methods=["GET", "POST"])
+def challenge():
+    found = mfa().pending_user(_pending_token())
+    if found is None:
+        flash("Your sign-in expired. Please sign in again.", "warning")
+        resp = redirect(url_for("web.login"))
+        _clear_cookie(resp, PENDING_COOKIE)
+        return resp
+    data, user = found
+    totp_form, recovery_form = TotpForm(), RecoveryForm()
+    method = request.form.get("method")
+    status = 200
+    if request.method == "POST":
+        recovery = method == "recovery"
+        form = recovery_form if recovery else totp_form
+        if form.validate_on_submit():
+            ctx = _ctx()
+            code_field = form.recovery_code if recovery else form.code
+            ok = mfa().check_recovery(user, code_field.data, ctx, "login") if recovery \
+                else mfa().check_totp(user, code_field.data, ctx, "login")
+            if ok:
+                done = mfa().complete_login(_pending_token(), "recovery" if recovery else "totp", ctx)
+                if done is not None:
+                    remember = form.recovery_remember.data if recovery else form.remember.data
+                    return _finish_login(done, bool(remember))
+                form.form_errors.append("This sign-in was already completed or expired. Please sign in again.")
+            else:
+                code_field.errors = [WRONG_CODE]
+        status = 401
+    return render_template("mfa/challenge.html", mode="login", user=user, overview=mfa().overview(user),
+                           totp_form=totp_form, recovery_form=recovery_form, password_form=None,
+                           flow="login"), status
+
+
+# --- step-up / re-authentication of a signed-in session ------------------------------------------------------------
+@bp.route("/step-up", methods=["GET", "POST"])
+@login_required
+def step_up():
+    session, user = cookie_session()
+    next_url = safe_next(request.args.get("next"))
+    overview = mfa().overview(user)
+    has = mfa().has_factors(user)
+    totp_form, recovery_form = TotpForm(), RecoveryForm()
+    password_form = None if has else PasswordConfirmForm()
+    status = 200
+    if request.method == "POST":
+        ctx = _ctx()
+        method = request.form.get("method")
+        issued = None
+        if method == "password" and password_form is not None:
+            if password_form.validate_on_submit():
+                issued = mfa().reauthenticate_password(session, user, password_form.password.data, ctx,
+                                                       services().hasher)
+                if issued is None:
+                    password_form.password.errors = ["That password is not right."]
+        elif method in ("totp", "recovery") and has:
+            form = recovery_form if method == "recovery" else totp_form
+            if form.validate_on_submit():
+                code_field = form.recovery_code if method == "recovery" else form.code
+                ok = mfa().check_recovery(user, code_field.data, ctx, "step_up") if method == "recovery" \
+                    else mfa().check_totp(user, code_field.data, ctx, "step_up")
+                if ok:
+                    issued = mfa().step_up(session, user, method, ctx)
+                else:
+                    code_field.errors = [WRONG_CODE]
+        if issued is not None:
+            resp = redirect(next_url)
+            set_session_cookie(resp, issued.token, services().settings.session_absolute_timeout)
+            return resp
+        status = 401
+    return render_template("mfa/challenge.html", mode="step-up", user=user, overview=overview,
+                           totp_form=totp_form, recovery_form=recovery_form, password_form=password_form,
+                           flow="step-up", next_url=next_url), status
+
+
+# --- passkey login (no username) -----------------------------------------------------------------------------------
+@bp.get("/passkey")
+def passkey_login():
+    _, user = cookie_session()
+    if user is not None:
+        return redirect(url_for("web.account"))
+    return render_template("mfa/passkey_login.html", next_url=safe_next(request.args.get("next")))
+
+
+# --- WebAuthn JSON endpoints (CSRF header X-CSRFToken, checked by Flask-WTF) --------------------------------------
+def _json_body() -> dict:
+    try:
+        return loads(request.get_data(cache=False) or b"{}")
+    except ValueError:
+        raise BadRequest("body must be a JSON object") from None
+
+
+@bp.post("/webauthn/authenticate/options")
+def webauthn_auth_options():
+    flow = _json_body().get("flow")
+    if flow == "login":
+        found = mfa().pending_user(_pending_token())
+        if found is None:
+            raise JsonError(401, "login_expired", "Your sign-in expired. Please sign in again.")
+        return _options_response(mfa().webauthn.authentication_options(
+            mfa().store.binding(_pending_token()), found[1], require_uv=False))
+    if flow == "step-up":
+        session, user = cookie_session()
+        if user is None:
+            raise JsonError(401, "unauthorized", "Please sign in.")
+        return _options_response(mfa().webauthn.authentication_options("s" + session.id, user, require_uv=False))
+    if flow == "passkey":
+        token = mfa().begin_passkey()
+        resp = _options_response(mfa().webauthn.authentication_options(
+            mfa().store.binding(token), None, require_uv=True))  # passwordless → user verification required
+        _set_cookie(resp, PENDING_COOKIE, token, mfa().settings.pending_ttl)
+        return resp
+    raise BadRequest("flow must be login, step-up or passkey")
+
+
+def _options_response(options_json: str):
+    """py_webauthn's ``options_to_json`` output, sent as is (the browser parses it with parse*OptionsFromJSON)."""
+    return current_app.response_class(options_json, mimetype="application/json")
+
+
+@bp.post("/webauthn/authenticate/verify")
+def webauthn_auth_verify():
+    body = _json_body()
+    flow, credential, remember = body.get("flow"), body.get("credential"), bool(body.get("remember"))
+    ctx = _ctx()
+    if not isinstance(credential, dict):
+        raise BadRequest("credential must be an object")
+    if flow in ("login", "passkey"):
+        token = _pending_token()
+        found = mfa().pending_user(token) if flow == "login" else None
+        if flow == "login" and found is None:
+            raise JsonError(401, "login_expired", "Your sign-in expired. Please sign in again.")
+        if flow == "passkey" and not mfa().store.get_pending(token):
+            raise JsonError(401, "login_expired", "This passkey request expired. Please try again.")
+        user = found[1] if found else None
+        checked = mfa().check_webauthn(user, mfa().store.binding(token), credential, ctx, flow)
+        if checked is None:
+            raise JsonError(401, "webauthn_failed", "The security key or passkey could not be verified.")
+        row, uv = checked
+        if flow == "passkey":
+            from authsvc.models import User
+
+            user = services().mfa.db.session.get(User, row.user_id)
+            if not uv:
+                raise JsonError(401, "webauthn_failed", "The passkey did not verify you (PIN or biometric).")
+        done = mfa().complete_login(token, "webauthn", ctx, user_verified=uv and flow == "passkey", user=user)
+        if done is None:
+            raise JsonError(401, "login_expired", "This sign-in was already completed or expired.")
+        return _finish_login(done, remember and flow == "login", json=True)
+    if flow == "step-up":
+        session, user = cookie_session()
+        if user is None:
+            raise JsonError(401, "unauthorized", "Please sign in.")
+        checked = mfa().check_webauthn(user, "s" + session.id, credential, ctx, "step_up")
+        if checked is None:
+            raise JsonError(401, "webauthn_failed", "The security key or passkey could not be verified.")
+        issued = mfa().step_up(session, user, "webauthn", ctx)
+        resp = jsonify({"redirect": safe_next(body.get("next"))})
+        set_session_cookie(resp, issued.token, services().settings.session_absolute_timeout)
+        return resp
+    raise BadRequest("flow must be login, step-up or passkey")
+
+
+@bp.post("/webauthn/register/options")
+def webauthn_register_options():
+    session, user = cookie_session()
+    if user is None:
+        raise JsonError(401, "unauthorized", "Please sign in.")
+    if not mfa().is_fresh(session):
+        raise JsonError(403, "reauth_required", "Confirm it's you first.",
+                        redirect=mfa().step_up_url(url_for("mfa.passkeys")))
+    return _options_response(mfa().webauthn.registration_options(user, "s" + session.id))
+
+
+@bp.post("/webauthn/register/verify")
+def webauthn_register_verify():
+    session, user = cookie_session()
+    if user is None:
+        raise JsonError(401, "unauthorized", "Please sign in.")
+    if not mfa().is_fresh(session):
+        raise JsonError(403, "reauth_required", "Confirm it's you first.",
+                        redirect=mfa().step_up_url(url_for("mfa.passkeys")))
+    body = _json_body()
+    credential, name = body.get("credential"), body.get("name")
+    if not isinstance(credential, dict) or not isinstance(name, (str, type(None))):
+        raise BadRequest("credential must be an object and name a string")
+    row = mfa().register_webauthn(user, "s" + session.id, credential, name or "", _ctx())
+    if row is None:
+        raise JsonError(400, "webauthn_failed", "The security key or passkey could not be registered.")
+    first_codes = None
+    if not mfa().recovery.has_any(user):
+        first_codes = mfa().regenerate_recovery(user, _ctx())
+    if first_codes:
+        return jsonify({"redirect": url_for("mfa.recovery_show", k=_stash_codes(user, first_codes))})
+    flash(f"“{row.name}” was added.", "success")
+    return jsonify({"redirect": url_for("web.account")})
+
+
+def _stash_codes(user, codes) -> str:
+    """Recovery codes made during a JSON ceremony are shown on the next page, once: a 60-s single-use Redis entry."""
+    import json
+    import secrets
+
+    key = secrets.token_urlsafe(16)
+    mfa().store.redis.set(f"mfa:codes:{{u{user.id}}}:{key}", json.dumps(codes), ex=60)
+    return key
+
+
+@bp.get("/recovery/show")
+@login_required
+def recovery_show():
+    import json
+
+    _, user = cookie_session()
+    raw = mfa().store.redis.getdel(f"mfa:codes:{{u{user.id}}}:{(request.args.get('k') or '')[:64]}")
+    if not raw:
+        return redirect(url_for("web.account"))
+    return render_template("mfa/recovery_codes.html", codes=json.loads(raw))
+
+
+# --- enrolment and management pages ---------------------------------------------------------------------------------
+@bp.route("/totp", methods=["GET", "POST"])
+@login_required
+def totp_setup():
+    session, user = cookie_session()
+    again = _require_fresh(session, url_for("mfa.totp_setup"))
+    if again is not None:
+        return again
+    form = ConfirmTotpForm()
+    secret = mfa().totp.pending_secret(user) if request.method == "POST" else None
+    status = 200
+    if request.method == "POST" and form.validate_on_submit():
+        if secret is None:
+            form.form_errors.append("The setup expired. Scan the new QR code below.")
+        elif mfa().confirm_totp(user, form.code.data, _ctx()):
+            if not mfa().recovery.has_any(user):
+                codes = mfa().regenerate_recovery(user, _ctx())
+                return render_template("mfa/recovery_codes.html", codes=codes, first=True)
+            flash("Your authenticator app is set up.", "success")
+            return redirect(url_for("web.account"))
+        else:
+            form.code.errors = [WRONG_CODE]
+        status = 400
+    elif request.method == "POST":
+        status = 400
+    if secret is None:
+        secret = mfa().totp.begin(user)
+    uri = provisioning_uri(secret, user.email, mfa().settings.totp_issuer)
+    grouped = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    return render_template("mfa/totp_setup.html", form=form, qr=qr_data_uri(uri), secret=grouped,
+                           replacing=mfa().totp.enrolled(user)), status
+
+
+@bp.post("/totp/remove")
+@login_required
+def totp_remove():
+    session, user = cookie_session()
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise BadRequest("form expired")
+    again = _require_fresh(session, url_for("web.account"))
+    if again is not None:
+        return again
+    if mfa().remove_totp(user, _ctx()):
+        flash("The authenticator app was removed.", "success")
+    return redirect(url_for("web.account"))
+
+
+@bp.post("/recovery")
+@login_required
+def recovery_regenerate():
+    session, user = cookie_session()
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise BadRequest("form expired")
+    again = _require_fresh(session, url_for("web.account"))
+    if again is not None:
+        return again
+    if not mfa().has_factors(user):
+        flash("Set up an authenticator app or a passkey first.", "warning")
+        return redirect(url_for("web.account"))
+    return render_template("mfa/recovery_codes.html", codes=mfa().regenerate_recovery(user, _ctx()))
+
+
+@bp.get("/passkeys")
+@login_required
+def passkeys():
+    session, user = cookie_session()
+    again = _require_fresh(session, url_for("mfa.passkeys"))
+    if again is not None:
+        return again
+    return render_template("mfa/passkeys.html", form=PasskeyNameForm(), credentials=mfa().webauthn.credentials(user))
+
+
+@bp.post("/webauthn/<cred_id>/remove")
+@login_required
+def webauthn_remove(cred_id: str):
+    session, user = cookie_session()
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise BadRequest("form expired")
+    cred_id = _int_id(cred_id)
+    again = _require_fresh(session, url_for("web.account"))
+    if again is not None:
+        return again
+    if mfa().remove_webauthn(user, cred_id, _ctx()):
+        flash("The security key or passkey was removed.", "success")
+    return redirect(url_for("web.account"))
+
+
+@bp.post("/devices/<device_id>/revoke")
+@login_required
+def device_revoke(device_id: str):
+    _, user = cookie_session()
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise BadRequest("form expired")
+    device_id = _int_id(device_id)
+    if mfa().revoke_device(user, device_id, user, _ctx()):
+        flash("That device will be asked for a second factor again.", "success")
+    return redirect(url_for("web.account"))
+
+
+def _int_id(raw: str) -> int:
+    # A plain <id> segment (not <int:…>) so that the CSRF check answers first for any value; then a 404 for junk.
+    if not raw.isdigit() or len(raw) > 18:
+        abort(404)
+    return int(raw)
+
+
+# --- app wiring -------------------------------------------------------------------------------------------------------
+def _device_context():
+    """Put the trusted device's id into RequestContext.device_id (for the risk engine and the pipeline)."""
+    if request.path.startswith("/static/"):
+        return
+    token = request.cookies.get(DEVICE_COOKIE)
+    if not token:
+        return
+    row = mfa().devices.lookup(token)
+    if row is not None:
+        g.authsvc_ctx = dataclasses.replace(request_context(), device_id=str(row.id))
+
+
+def _template_helpers():
+    return {"mfa_overview": lambda user: mfa().overview(user)}
+
+
+def init_app(app) -> None:
+    from authsvc.mfa.cli import mfa_group
+
+    app.register_blueprint(bp)
+    app.before_request(_device_context)
+    app.context_processor(_template_helpers)
+    app.cli.add_command(mfa_group)

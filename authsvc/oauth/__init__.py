@@ -1,0 +1,43 @@
+"""OAuth 2.0 / OpenID Connect provider built on Authlib, to RFC 9700 (see docs/ARCHITECTURE.md "OAuth/OIDC").
+
+``init_app(app)`` builds the provider from settings, registers its blueprints, and hooks session revocation so that
+tokens issued from a login session end with it. ``current_app.extensions["authsvc.oauth"]`` is the ``OAuthProvider``;
+its ``clients`` attribute is the ``ClientService`` the admin panel can call.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from authsvc.extensions import RedisExtension, csrf, db
+    from authsvc.oauth.clients import ClientService
+    from authsvc.oauth.config import load_oauth_settings
+    from authsvc.oauth.keys import KeyStore, load_kek
+    from authsvc.oauth.provider import DeviceStore, OAuthProvider
+    from authsvc.oauth.tokens import TokenStore
+    from authsvc.oauth.views import api, web
+
+    svc = app.extensions["authsvc"]
+    settings = load_oauth_settings(app.config)
+    redis_getter = lambda: RedisExtension.client_for(app)  # noqa: E731
+    tokens = TokenStore(db, redis_getter, svc.clock, code_ttl=settings.code_ttl,
+                        refresh_ttl=settings.refresh_token_ttl)
+    keys = KeyStore(db, svc.clock, load_kek(settings.key_encryption_key, app.instance_path), settings.signing_alg,
+                    retire_after=max(settings.id_token_ttl, 900) + 300)
+    clients = ClientService(db=db, redis_getter=redis_getter, clock=svc.clock, audit=svc.audit, tokens=tokens,
+                            default_ttl=settings.access_token_ttl)
+    provider = OAuthProvider(app=app, db=db, clock=svc.clock, audit=svc.audit, settings=settings, keys=keys,
+                             tokens=tokens, clients=clients,
+                             device=DeviceStore(redis_getter, svc.clock, settings.device_interval))
+    app.extensions["authsvc.oauth"] = provider
+    svc.sessions.revocation_listeners.append(provider.on_sessions_revoked)
+    csrf.exempt(api)  # clients authenticate with their credentials or PKCE, never a cookie
+    app.register_blueprint(api)
+    app.register_blueprint(web)
+
+    from authsvc.oauth.cli import clients_group, keys_group
+
+    app.cli.add_command(clients_group)
+    app.cli.add_command(keys_group)

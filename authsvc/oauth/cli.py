@@ -1,0 +1,111 @@
+"""``authsvc clients create|list|rotate-secret|delete`` and ``authsvc keys rotate|list``."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+
+def _provider():
+    return current_app.extensions["authsvc.oauth"]
+
+
+@click.group("clients", help="OAuth / OIDC clients (relying parties, native apps, devices, machines).")
+def clients_group():
+    pass
+
+
+@clients_group.command("create")
+@click.option("--name", required=True)
+@click.option("--type", "client_type", type=click.Choice(["public", "confidential"]), default="confidential",
+              show_default=True, help="public = SPA / native / device app without a secret")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="exact match; repeat for several")
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option("--grant", "grants", multiple=True,
+              help="authorization_code, refresh_token, client_credentials, "
+                   "urn:ietf:params:oauth:grant-type:device_code (default: authorization_code + refresh_token)")
+@click.option("--scope", "scopes", multiple=True, help="allowed scopes (default: openid profile email offline_access)")
+@click.option("--audience", "audiences", multiple=True, help="resources it may get tokens for (default: this server)")
+@click.option("--resource", default=None, help="for resource servers: the audience identifier they accept")
+@click.option("--token-format", type=click.Choice(["opaque", "jwt"]), default="opaque", show_default=True)
+@click.option("--access-token-ttl", type=int, default=None)
+@click.option("--quota", "quota", type=int, default=600, show_default=True, help="requests per minute")
+@with_appcontext
+def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes, audiences, resource, token_format,
+                   access_token_ttl, quota):
+    from authsvc.oauth.clients import ClientError
+
+    kwargs = {}
+    if grants:
+        kwargs["grant_types"] = grants
+    if scopes:
+        kwargs["scopes"] = scopes
+    try:
+        row, secret = _provider().clients.create(
+            name=name, client_type=client_type, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout,
+            audiences=audiences, resource=resource, token_format=token_format, access_token_ttl=access_token_ttl,
+            quota_per_minute=quota, **kwargs)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"client_id:     {row.id}")
+    if secret:
+        click.echo(f"client_secret: {secret}")
+        click.secho("The secret is shown once and is not stored; keep it now.", fg="yellow", err=True)
+
+
+@clients_group.command("list")
+@with_appcontext
+def clients_list():
+    for c in _provider().clients.list():
+        click.echo(f"{c.id}\t{c.client_type}\t{c.name}\t{c.grant_types}\t{c.redirect_uris}")
+
+
+@clients_group.command("rotate-secret")
+@click.argument("client_id")
+@with_appcontext
+def clients_rotate(client_id):
+    from authsvc.oauth.clients import ClientError
+
+    try:
+        secret = _provider().clients.rotate_secret(client_id)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"client_secret: {secret}")
+    click.secho("The old secret stopped working. The new one is shown once.", fg="yellow", err=True)
+
+
+@clients_group.command("delete")
+@click.argument("client_id")
+@click.confirmation_option(prompt="Delete the client and revoke every token issued to it?")
+@with_appcontext
+def clients_delete(client_id):
+    from authsvc.oauth.clients import ClientError
+
+    try:
+        _provider().clients.delete(client_id)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"deleted {client_id}")
+
+
+@click.group("keys", help="ID-token / JWT signing keys.")
+def keys_group():
+    pass
+
+
+@keys_group.command("rotate", help="next → current (signs), current → retired (still published), new next.")
+@with_appcontext
+def keys_rotate():
+    states = _provider().keys.rotate()
+    for kid, state in states.items():
+        click.echo(f"{kid}\t{state}")
+
+
+@keys_group.command("list")
+@with_appcontext
+def keys_list():
+    keys = _provider().keys
+    keys.ensure()
+    for k in keys.list():
+        click.echo(f"{k.kid}\t{k.alg}\t{k.state}\t{k.created_at:%Y-%m-%d %H:%M}")

@@ -1,0 +1,278 @@
+"""Registered OAuth clients: the ``ClientService`` (CLI today, the admin panel later) and the Authlib client adapter.
+
+Client secrets are 256 random bits and stored as SHA-256, not argon2: a slow hash protects *guessable* secrets, and
+these have full entropy (2^256 candidates), so stretching buys nothing while costing ~30–150 ms of CPU on every token,
+introspection and revocation request — a throughput loss (PERFORMANCE P2/P3) and a CPU lever for anyone who can send
+requests with a known client_id. Comparison is constant-time. Secrets are shown once, at creation or rotation.
+
+Clients are read on every token/introspection request, so each is cached in Redis as JSON (``oauth:client:{id}``)
+and the cache entry is deleted on every change: no SQL on the hot path, no stale secret after a rotation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from authsvc.models import OAuthClient, OAuthConsent, OAuthGrant
+
+GRANT_TYPES = {"authorization_code", "refresh_token", "client_credentials",
+               "urn:ietf:params:oauth:grant-type:device_code"}
+REFUSED_GRANTS = {"implicit", "password", "token"}  # RFC 9700 §2.1.2, §2.4
+SCOPES = ("openid", "profile", "email", "offline_access")
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+_LOOPBACK = ("127.0.0.1", "[::1]")
+
+
+class ClientError(ValueError):
+    """A client registration is invalid; ``field`` names the offending setting."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _is_loopback_http(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and parts.netloc.rsplit(":", 1)[0] in _LOOPBACK
+
+
+def _without_port(uri: str) -> str:
+    parts = urlsplit(uri)
+    host = parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]") else parts.netloc
+    return parts._replace(netloc=host).geturl()
+
+
+def validate_redirect_uri(uri: str) -> None:
+    parts = urlsplit(uri)
+    if parts.fragment or "#" in uri:
+        raise ClientError("redirect_uri", f"{uri!r} must not contain a fragment")
+    if parts.scheme == "https" and parts.netloc:
+        return
+    if _is_loopback_http(uri):
+        return  # native apps (RFC 8252 §7.3); the port may vary at request time
+    if parts.scheme and "." in parts.scheme and not parts.netloc.startswith("/"):
+        return  # private-use scheme of a native app, reverse-DNS (RFC 8252 §7.1)
+    raise ClientError("redirect_uri", f"{uri!r} must be https, an http loopback IP (127.0.0.1 / [::1]) "
+                                      "or a reverse-DNS private-use scheme")
+
+
+@dataclass
+class Client:
+    """What Authlib needs to know about a client (``ClientMixin`` duck type), built from the cached JSON."""
+
+    client_id: str
+    name: str
+    client_type: str
+    secret_hash: str | None
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    grant_types: list[str]
+    scopes: list[str]
+    audiences: list[str]  # empty → this server's own APIs (the issuer: userinfo)
+    resource: str | None
+    token_format: str
+    access_token_ttl: int
+    quota_per_minute: int
+    client_metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.client_metadata = {"post_logout_redirect_uris": self.post_logout_redirect_uris}
+
+    @property
+    def is_public(self) -> bool:
+        return self.client_type == "public"
+
+    # Authlib ClientMixin
+    def get_client_id(self):
+        return self.client_id
+
+    def get_default_redirect_uri(self):
+        # Only unambiguous: with several registered URIs the request must name one.
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope):
+        if not scope:
+            return ""
+        requested = scope.split()
+        if any(s not in self.scopes for s in requested):
+            return None  # → invalid_scope: say so rather than silently dropping what was asked for
+        return " ".join(dict.fromkeys(requested))
+
+    def check_redirect_uri(self, redirect_uri):
+        if redirect_uri in self.redirect_uris:  # exact string comparison (RFC 9700 §4.1.3)
+            return True
+        # RFC 8252 §7.3: native apps on the loopback interface get an ephemeral port; everything else must match.
+        if _is_loopback_http(redirect_uri):
+            stripped = _without_port(redirect_uri)
+            return any(_is_loopback_http(u) and _without_port(u) == stripped for u in self.redirect_uris)
+        return False
+
+    def check_client_secret(self, client_secret):
+        if not self.secret_hash or not client_secret:
+            return False
+        return hmac.compare_digest(_hash_secret(client_secret), self.secret_hash)
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type):
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type):
+        return grant_type in self.grant_types
+
+    @property
+    def id_token_signed_response_alg(self):
+        return None
+
+
+def _to_dict(row: OAuthClient) -> dict:
+    return {"client_id": row.id, "name": row.name, "client_type": row.client_type, "secret_hash": row.secret_hash,
+            "redirect_uris": json.loads(row.redirect_uris),
+            "post_logout_redirect_uris": json.loads(row.post_logout_redirect_uris),
+            "grant_types": row.grant_types.split(), "scopes": row.scopes.split(),
+            "audiences": json.loads(row.audiences), "resource": row.resource, "token_format": row.token_format,
+            "access_token_ttl": row.access_token_ttl, "quota_per_minute": row.quota_per_minute}
+
+
+class ClientService:
+    def __init__(self, *, db, redis_getter, clock, audit, tokens, default_ttl: int):
+        self.db = db
+        self._redis = redis_getter
+        self.clock = clock
+        self.audit = audit
+        self.tokens = tokens
+        self.default_ttl = default_ttl
+
+    @staticmethod
+    def _ckey(client_id: str) -> str:
+        return f"oauth:client:{{{client_id}}}"
+
+    # --- read (hot path) -------------------------------------------------------------------------------------------
+    def get(self, client_id: str | None) -> Client | None:
+        if not client_id or len(client_id) > 64:
+            return None
+        r = self._redis()
+        raw = r.get(self._ckey(client_id))
+        if raw is None:
+            row = self.db.session.get(OAuthClient, client_id)
+            if row is None:
+                return None
+            raw = json.dumps(_to_dict(row))
+            r.set(self._ckey(client_id), raw, ex=3600)
+        return Client(**json.loads(raw))
+
+    def list(self) -> list[OAuthClient]:
+        return list(self.db.session.execute(select(OAuthClient).order_by(OAuthClient.created_at)).scalars())
+
+    # --- write -----------------------------------------------------------------------------------------------------
+    def _validate(self, row: OAuthClient) -> None:
+        grants = row.grant_types.split()
+        bad = [g for g in grants if g in REFUSED_GRANTS]
+        if bad:
+            raise ClientError("grant_types", f"{', '.join(bad)} is not allowed (RFC 9700: no implicit or password grant)")
+        unknown = [g for g in grants if g not in GRANT_TYPES]
+        if unknown or not grants:
+            raise ClientError("grant_types", f"unknown grant type(s) {unknown}; choose from {sorted(GRANT_TYPES)}")
+        if row.client_type not in ("public", "confidential"):
+            raise ClientError("client_type", "must be public or confidential")
+        if "client_credentials" in grants and row.client_type != "confidential":
+            raise ClientError("grant_types", "client_credentials needs a confidential client")
+        uris = json.loads(row.redirect_uris)
+        if "authorization_code" in grants and not uris:
+            raise ClientError("redirect_uri", "authorization_code needs at least one redirect URI")
+        for u in uris + json.loads(row.post_logout_redirect_uris):
+            validate_redirect_uri(u)
+        unknown_scopes = [s for s in row.scopes.split() if s not in SCOPES]
+        if unknown_scopes:
+            raise ClientError("scopes", f"unknown scope(s) {unknown_scopes}; choose from {list(SCOPES)}")
+        if row.token_format not in ("opaque", "jwt"):
+            raise ClientError("token_format", "must be opaque or jwt")
+        if not 10 <= row.access_token_ttl <= 86400:
+            raise ClientError("access_token_ttl", "must be between 10 and 86400 seconds")
+        if row.token_format == "jwt" and row.access_token_ttl > 900:
+            raise ClientError("access_token_ttl", "JWT access tokens cannot be revoked at resource servers that "
+                                                  "verify them offline: keep them ≤ 900 seconds")
+        if row.quota_per_minute < 1:
+            raise ClientError("quota_per_minute", "must be ≥ 1")
+
+    def create(self, *, name: str, client_type: str = "confidential", redirect_uris=(), grant_types=("authorization_code", "refresh_token"),
+               scopes=("openid", "profile", "email", "offline_access"), post_logout_redirect_uris=(),
+               audiences=(), resource: str | None = None, token_format: str = "opaque",
+               access_token_ttl: int | None = None, quota_per_minute: int = 600,
+               actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
+        """Register a client; returns it and its secret (None for public clients). The secret is not kept."""
+        secret = secrets.token_urlsafe(32) if client_type == "confidential" else None
+        row = OAuthClient(
+            id=secrets.token_urlsafe(18), name=name.strip()[:120] or "unnamed", client_type=client_type,
+            secret_hash=_hash_secret(secret) if secret else None, redirect_uris=json.dumps(list(redirect_uris)),
+            post_logout_redirect_uris=json.dumps(list(post_logout_redirect_uris)),
+            grant_types=" ".join(dict.fromkeys(grant_types)), scopes=" ".join(dict.fromkeys(scopes)),
+            audiences=json.dumps(list(audiences)), resource=resource,
+            token_format=token_format, access_token_ttl=access_token_ttl or self.default_ttl,
+            quota_per_minute=quota_per_minute, created_at=self.clock.now())
+        self._validate(row)
+        self.db.session.add(row)
+        self.db.session.commit()
+        self.audit.record("oauth:client:create", "success", actor_id=actor_id,
+                          details={"client_id": row.id, "type": client_type, "grants": row.grant_types})
+        return row, secret
+
+    def update(self, client_id: str, *, actor_id: int | None = None, **changes) -> OAuthClient:
+        row = self._row(client_id)
+        for key, value in changes.items():
+            if key in ("redirect_uris", "post_logout_redirect_uris", "audiences"):
+                value = json.dumps(list(value))
+            elif key in ("grant_types", "scopes"):
+                value = " ".join(dict.fromkeys(value))
+            elif key not in ("name", "resource", "token_format", "access_token_ttl", "quota_per_minute"):
+                raise ClientError(key, "cannot be changed")
+            setattr(row, key, value)
+        self._validate(row)
+        self.db.session.commit()
+        self._redis().delete(self._ckey(client_id))
+        self.audit.record("oauth:client:update", "success", actor_id=actor_id,
+                          details={"client_id": client_id, "fields": sorted(changes)})
+        return row
+
+    def rotate_secret(self, client_id: str, *, actor_id: int | None = None) -> str:
+        row = self._row(client_id)
+        if row.client_type != "confidential":
+            raise ClientError("client_type", "public clients have no secret")
+        secret = secrets.token_urlsafe(32)
+        row.secret_hash, row.secret_rotated_at = _hash_secret(secret), self.clock.now()
+        self.db.session.commit()
+        self._redis().delete(self._ckey(client_id))
+        self.audit.record("oauth:client:rotate-secret", "success", actor_id=actor_id, details={"client_id": client_id})
+        return secret
+
+    def delete(self, client_id: str, *, actor_id: int | None = None) -> None:
+        row = self._row(client_id)
+        # Tokens die with the client: revoke in Redis before the rows that index them cascade away.
+        self.tokens.revoke_grants_where(OAuthGrant.client_id == client_id, reason="client_deleted")
+        self.db.session.execute(OAuthConsent.__table__.delete().where(OAuthConsent.client_id == client_id))
+        self.db.session.execute(OAuthGrant.__table__.delete().where(OAuthGrant.client_id == client_id))
+        self.db.session.delete(row)
+        self.db.session.commit()
+        self._redis().delete(self._ckey(client_id))
+        self.audit.record("oauth:client:delete", "success", actor_id=actor_id, details={"client_id": client_id})
+
+    def _row(self, client_id: str) -> OAuthClient:
+        row = self.db.session.get(OAuthClient, client_id)
+        if row is None:
+            raise ClientError("client_id", f"no client {client_id!r}")
+        return row

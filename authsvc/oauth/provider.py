@@ -1,0 +1,696 @@
+"""The OAuth 2.0 / OIDC provider: Authlib does the protocol; this module supplies storage hooks and policy.
+
+Grants: authorization code (+ PKCE S256 for every client, + OpenID Connect), refresh token (rotating), client
+credentials, device code. Endpoints: revocation (RFC 7009), introspection (RFC 7662), RP-initiated logout, device
+authorization (RFC 8628), and RFC 9207 ``iss`` on every authorization response. No implicit, no password grant:
+they are simply never registered, so Authlib answers ``unsupported_response_type`` / ``unsupported_grant_type``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint, DeviceCodeGrant
+from authlib.oauth2.rfc8628 import AuthorizationPendingError, ExpiredTokenError, SlowDownError
+from authlib.oauth2.rfc6749.errors import AccessDeniedError
+from authlib.oauth2.rfc9207 import IssuerParameter
+from authlib.oidc.core import OpenIDCode
+from authlib.oidc.rpinitiated import EndSessionEndpoint
+from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from authsvc.errors import Throttled
+from authsvc.models import OAuthGrant, User
+from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, Client
+from authsvc.oauth.keys import ALLOWED_ALGS
+from authsvc.oauth.tokens import ConsumeResult, grant_id_of, new_grant_id, sha256
+
+log = logging.getLogger("authsvc.oauth")
+
+ACR_AAL1, ACR_AAL2 = "urn:authsvc:aal1", "urn:authsvc:aal2"
+AMR = {"pwd": "pwd", "totp": "otp", "otp": "otp", "webauthn": "hwk", "recovery": "otp"}
+
+
+@dataclass
+class EndUser:
+    """The resource owner as the authorization endpoint knows them: the user plus the login session."""
+
+    user: User
+    session: object  # authsvc.sessions.SessionInfo
+
+    @property
+    def id(self):
+        return self.user.id
+
+
+def acr_for(aal: int) -> str:
+    return ACR_AAL2 if aal >= 2 else ACR_AAL1
+
+
+def amr_for(methods) -> list[str]:
+    out = list(dict.fromkeys(AMR.get(m, m) for m in methods if m))
+    if len(out) > 1:
+        out.append("mfa")
+    return out
+
+
+class AuthCode:
+    def __init__(self, data: dict, gid: str):
+        self.data = data
+        self.gid = gid
+
+    def get_redirect_uri(self):
+        return self.data["redirect_uri"]
+
+    def get_scope(self):
+        return self.data["scope"]
+
+    def get_nonce(self):
+        return self.data.get("nonce")
+
+    def get_auth_time(self):
+        return self.data.get("auth_time")
+
+    def get_acr(self):
+        return self.data.get("acr")
+
+    def get_amr(self):
+        return self.data.get("amr")
+
+
+class TokenRef:
+    """An access or refresh token found in storage, as Authlib's revocation/introspection endpoints see it."""
+
+    def __init__(self, kind: str, rec: dict, raw: str):
+        self.kind = kind
+        self.rec = rec
+        self.raw = raw
+
+    def check_client(self, client):
+        return self.rec.get("cid") == client.get_client_id()
+
+    def get_scope(self):
+        return self.rec.get("scope", "")
+
+    def is_expired(self):
+        exp = self.rec.get("exp")
+        return bool(exp) and float(exp) <= current_app.extensions["authsvc.oauth"].clock.timestamp()
+
+    def is_revoked(self):
+        return False  # revoked tokens are deleted / flagged, so they are never found
+
+
+# --- grants ------------------------------------------------------------------------------------------------------------
+class S256CodeChallenge(CodeChallenge):
+    """PKCE for every client (public and confidential), S256 only (RFC 9700 §2.1.1, ASVS 10.4.6).
+
+    Authlib's ``required=True`` only forces public clients at the token endpoint and accepts ``plain``; here a missing
+    challenge, a missing method (which RFC 7636 reads as ``plain``) and ``plain`` are refused at the authorization
+    endpoint, and a missing verifier is refused at the token endpoint whatever the client type.
+    """
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send 'code_challenge' with 'code_challenge_method=S256'.")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("'code_challenge_method' must be S256 ('plain' is not accepted).")
+        return super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant, result):
+        if not grant.request.form.get("code_verifier"):
+            raise InvalidRequestError("Missing 'code_verifier'")
+        return super().validate_code_verifier(grant, result)
+
+    def get_authorization_code_challenge(self, authorization_code):
+        return authorization_code.data.get("challenge")
+
+    def get_authorization_code_challenge_method(self, authorization_code):
+        return authorization_code.data.get("method")
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    @property
+    def provider(self) -> "OAuthProvider":
+        return self.server.provider
+
+    def save_authorization_code(self, code, request):
+        end_user: EndUser = request.user
+        data = request.payload.data
+        self.provider.tokens.save_code(code, {
+            "cid": request.client.get_client_id(), "uid": end_user.user.id, "sid": end_user.session.id,
+            "redirect_uri": request.payload.redirect_uri, "scope": request.scope or "",
+            "nonce": data.get("nonce"), "auth_time": int(end_user.session.created_at.timestamp()),
+            "acr": acr_for(end_user.session.aal), "amr": amr_for(end_user.session.methods),
+            "challenge": data.get("code_challenge"), "method": data.get("code_challenge_method"),
+            "aud": self.provider.requested_audiences(request.client, data.getlist("resource")),
+        })
+
+    def query_authorization_code(self, code, client):
+        gid = new_grant_id()
+        outcome, value = self.provider.tokens.consume_code(code, gid)
+        if outcome == ConsumeResult.REUSED:
+            self.provider.on_code_reuse(value, client)
+            return None
+        if outcome != ConsumeResult.OK or value["cid"] != client.get_client_id():
+            return None
+        return AuthCode(value, gid)
+
+    def delete_authorization_code(self, authorization_code):
+        pass  # consumed atomically by query_authorization_code
+
+    def authenticate_user(self, authorization_code):
+        return self.provider.active_user(authorization_code.data["uid"])
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token):
+        new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
+        result = self.server.provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new)
+        if result.outcome == "reuse":
+            self.server.provider.on_refresh_reuse(result.grant)
+            raise InvalidGrantError("This refresh token was already used; the grant has been revoked.")
+        if result.outcome != "ok":
+            return None
+        self.request.new_refresh_token = new
+        return TokenRef("refresh", result.grant, refresh_token)
+
+    def authenticate_user(self, refresh_token):
+        return self.server.provider.active_user(refresh_token.rec["uid"])
+
+    def revoke_old_credential(self, refresh_token):
+        pass  # the rotation already replaced it
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+@dataclass
+class DeviceCredential:
+    key: str
+    data: dict
+
+    def get_client_id(self):
+        return self.data["cid"]
+
+    def get_scope(self):
+        return self.data.get("scope", "")
+
+    def get_user_code(self):
+        return self.data["user_code"]
+
+    def is_expired(self):
+        return float(self.data["exp"]) <= current_app.extensions["authsvc.oauth"].clock.timestamp()
+
+
+class DeviceGrant(DeviceCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_device_credential(self, device_code):
+        return self.server.provider.device.get(device_code)
+
+    def validate_device_credential(self, credential):
+        if credential.is_expired():
+            raise ExpiredTokenError()
+        status, data = self.server.provider.device.claim(credential)
+        if status == "approved":
+            self.request.device = data
+            user = self.server.provider.active_user(data["uid"])
+            if user is None:
+                raise AccessDeniedError()
+            return user
+        if status == "denied":
+            raise AccessDeniedError()
+        if status == "used":
+            raise InvalidGrantError("This device code was already used.")
+        if self.should_slow_down(credential):
+            raise SlowDownError()
+        raise AuthorizationPendingError()
+
+    def query_user_grant(self, user_code):  # pragma: no cover - validate_device_credential is overridden
+        raise NotImplementedError
+
+    def should_slow_down(self, credential):
+        return self.server.provider.device.too_fast(credential)
+
+
+class DeviceAuthorization(DeviceAuthorizationEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    USER_CODE_TYPE = "string"  # 8 letters from a 20-letter alphabet, no vowels (RFC 8628 §6.1)
+
+    def create_endpoint_response(self, request):
+        client = self.authenticate_client(request)
+        if not client.check_grant_type(DEVICE_GRANT):
+            from authlib.oauth2.rfc6749 import UnauthorizedClientError
+
+            raise UnauthorizedClientError("The client may not use the device grant.")
+        if client.get_allowed_scope(request.payload.scope) is None:
+            from authlib.oauth2.rfc6749 import InvalidScopeError
+
+            raise InvalidScopeError()
+        self.EXPIRES_IN = self.server.provider.settings.device_code_ttl
+        self.INTERVAL = self.server.provider.settings.device_interval
+        return super().create_endpoint_response(request)
+
+    def get_verification_uri(self):
+        return self.server.provider.issuer + "/device"
+
+    def save_device_credential(self, client_id, scope, data):
+        self.server.provider.device.save(client_id, scope or "", data)
+
+
+class OIDCCode(OpenIDCode):
+    def __init__(self, provider: "OAuthProvider"):
+        super().__init__(require_nonce=False)
+        self.provider = provider
+
+    def exists_nonce(self, nonce, request):
+        return False  # the nonce protects the RP; it checks it against its own session
+
+    def resolve_client_private_key(self, client):
+        return self.provider.keys.signing_key()[0]
+
+    def get_client_algorithm(self, client):
+        return self.provider.keys.signing_key()[2]
+
+    def get_encode_header(self, client):
+        _, kid, alg = self.provider.keys.signing_key()
+        return {"alg": alg, "kid": kid, "typ": "JWT"}
+
+    def get_client_claims(self, client):
+        now = int(self.provider.clock.timestamp())
+        return {"iss": self.provider.issuer, "aud": [client.get_client_id()], "iat": now,
+                "exp": now + self.provider.settings.id_token_ttl}
+
+    def generate_user_info(self, user, scope):
+        return self.provider.user_claims(user, scope)
+
+    def get_authorization_code_claims(self, authorization_code):
+        claims = super().get_authorization_code_claims(authorization_code)
+        claims["sid"] = authorization_code.gid  # the grant, never the login-session hash
+        return claims
+
+
+# --- endpoints ----------------------------------------------------------------------------------------------------------
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string, token_type_hint):
+        return self.server.provider.find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token, request):
+        self.server.provider.revoke(token, request.client)
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        return self.server.provider.find_token(token_string, token_type_hint)
+
+    def check_permission(self, token, client, request):
+        # Audience restriction: a resource server sees only tokens meant for it (or the client's own tokens).
+        if token.check_client(client):
+            return True
+        return bool(client.resource) and client.resource in token.rec.get("aud", "").split()
+
+    def introspect_token(self, token):
+        return self.server.provider.introspection_payload(token)
+
+
+class EndSession(EndSessionEndpoint):
+    def get_server_jwks(self):
+        return self.server.provider.keys.public_keyset()
+
+    def get_algorithms(self):
+        return list(ALLOWED_ALGS)
+
+    def resolve_client_from_id_token_claims(self, id_token_claims):
+        aud = id_token_claims.get("aud")
+        if isinstance(aud, list) and len(aud) == 1:  # our ID tokens carry aud as a one-element list
+            aud = aud[0]
+        return self.server.query_client(aud) if isinstance(aud, str) else None
+
+    def end_session(self, end_session_request):
+        pass  # the view ends the cookie session itself (it owns the response that clears the cookie)
+
+
+class Server(AuthorizationServer):
+    def __init__(self, provider: "OAuthProvider"):
+        super().__init__()
+        self.provider = provider
+        self.scopes_supported = list(SCOPES)
+
+    def query_client(self, client_id):
+        return self.provider.clients.get(client_id)
+
+    def save_token(self, token, request):
+        return self.provider.save_token(token, request)
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        client = super().authenticate_client(request, methods, endpoint)
+        # Charged only once the client proved who it is: strangers cannot burn a client's quota with its id.
+        self.provider.charge(f"c:{client.get_client_id()}", client.quota_per_minute, client_id=client.get_client_id(),
+                             what=endpoint)
+        return client
+
+
+class Issuer(IssuerParameter):
+    def __init__(self, provider):
+        self.provider = provider
+
+    def get_issuer(self):
+        return self.provider.issuer
+
+
+# --- the service -------------------------------------------------------------------------------------------------------
+class OAuthProvider:
+    def __init__(self, *, app, db, clock, audit, settings, keys, tokens, clients, device):
+        self.app = app
+        self.db = db
+        self.clock = clock
+        self.audit = audit
+        self.settings = settings
+        self.keys = keys
+        self.tokens = tokens
+        self.clients = clients
+        self.device = device
+        self.server = Server(self)
+        self.server.register_token_generator("default", self.generate_token)
+        self.server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OIDCCode(self)])
+        self.server.register_grant(RefreshTokenGrant)
+        self.server.register_grant(ClientCredentialsGrant)
+        self.server.register_grant(DeviceGrant)
+        self.server.register_endpoint(Revocation)
+        self.server.register_endpoint(Introspection)
+        self.server.register_endpoint(DeviceAuthorization)
+        self.server.register_endpoint(EndSession)
+        self.issuer_ext = Issuer(self)
+        self.server.register_extension(self.issuer_ext)
+
+    @property
+    def issuer(self) -> str:
+        # Read per call so an operator (or a test bound to an ephemeral port) can set OAUTH_ISSUER after start.
+        return (self.app.config.get("OAUTH_ISSUER") or self.settings.issuer
+                or self.app.config["AUTHSVC"].base_url).rstrip("/")
+
+    # --- audit / quota ---------------------------------------------------------------------------------------------
+    def _ctx(self):
+        from flask import has_request_context
+
+        if not has_request_context():
+            return {}
+        from authsvc.web.http import request_context
+
+        ctx = request_context()
+        return {"ip": ctx.ip, "user_agent": ctx.user_agent}
+
+    def record(self, tag: str, outcome: str, *, user_id=None, reason=None, **details):
+        self.audit.record(tag, outcome, actor_id=user_id, subject_id=user_id, reason=reason,
+                          details={k: v for k, v in details.items() if v is not None}, **self._ctx())
+
+    def charge(self, name: str, limit: int, *, client_id: str, what: str) -> None:
+        n, reset = self.tokens.charge(name, limit)
+        if n > limit:
+            if n == limit + 1:  # audit the first refusal of a window, not every one (a flood must not flood SQL)
+                self.record("oauth:quota:exceeded", "failure", reason=what, client_id=client_id,
+                            scope=name.split(":", 1)[0])
+            raise Throttled(reset, scope="oauth")
+
+    # --- users -----------------------------------------------------------------------------------------------------
+    def active_user(self, user_id) -> User | None:
+        if not user_id:
+            return None
+        user = self.db.session.get(User, int(user_id))
+        return user if user is not None and user.is_active else None
+
+    def user_claims(self, user: User, scope: str) -> dict:
+        scopes = (scope or "").split()
+        claims = {"sub": str(user.id)}
+        if "email" in scopes:
+            claims["email"] = user.email
+            claims["email_verified"] = user.email_verified_at is not None
+        return claims
+
+    def requested_audiences(self, client: Client, resources) -> list[str]:
+        allowed = client.audiences or [self.issuer]
+        resources = [r for r in resources if r]
+        if not resources:
+            return allowed
+        if any(r not in allowed for r in resources):
+            from authlib.oauth2.rfc6749 import InvalidRequestError as Bad
+
+            raise Bad("'resource' names an audience this client may not request (RFC 8707 invalid_target).")
+        return resources
+
+    # --- token issue -----------------------------------------------------------------------------------------------
+    def generate_token(self, grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
+        token = {"token_type": "Bearer", "access_token": secrets.token_urlsafe(32),
+                 "expires_in": client.access_token_ttl, "scope": scope or ""}
+        if include_refresh_token and grant_type != "client_credentials":
+            token["refresh_token"] = ""  # filled in by save_token, which knows the grant
+        return token
+
+    def save_token(self, token: dict, request) -> None:
+        client: Client = request.client
+        grant_type = request.payload.grant_type
+        user = request.user
+        uid = user.id if user is not None else None
+        refresh = None
+        if grant_type == "authorization_code":
+            code: AuthCode = request.authorization_code
+            gid, d = code.gid, code.data
+            if "refresh_token" in token:
+                refresh = f"{gid}.{secrets.token_urlsafe(32)}"
+            self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
+                                     scope=d["scope"], audiences=d["aud"], auth_time=d["auth_time"], acr=d["acr"],
+                                     amr=d["amr"], refresh_hash=sha256(refresh) if refresh else None)
+            ctx = {"sid": d["sid"], "at": d["auth_time"], "acr": d["acr"], "aud": d["aud"]}
+        elif grant_type == "refresh_token":
+            g = request.refresh_token.rec
+            gid, refresh = g["gid"], request.new_refresh_token
+            ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"])}
+        elif grant_type == DEVICE_GRANT:
+            d = request.device
+            gid = new_grant_id()
+            if "refresh_token" in token:
+                refresh = f"{gid}.{secrets.token_urlsafe(32)}"
+            aud = client.audiences or [self.issuer]
+            self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
+                                     scope=token["scope"], audiences=aud, auth_time=int(d["at"]), acr=d["acr"],
+                                     amr=d["amr"].split(",") if d["amr"] else [],
+                                     refresh_hash=sha256(refresh) if refresh else None)
+            ctx = {"sid": d["sid"], "at": int(d["at"]), "acr": d["acr"], "aud": aud}
+        else:  # client_credentials: a grant too, so deleting the client (or revoking) reaches these tokens
+            gid = new_grant_id()
+            aud = self.requested_audiences(client, request.payload.datalist.get("resource", []))
+            self.tokens.create_grant(gid, client_id=client.client_id, user_id=None, session_id=None,
+                                     scope=token["scope"], audiences=aud, auth_time=None, acr=None, amr=None,
+                                     refresh_hash=None)
+            ctx = {"sid": None, "at": None, "acr": None, "aud": aud}
+        now = int(self.clock.timestamp())
+        ttl = client.access_token_ttl
+        record = {"gid": gid, "cid": client.client_id, "uid": uid or "", "scope": token["scope"],
+                  "aud": " ".join(ctx["aud"]), "iat": now, "exp": now + ttl, "at": ctx["at"] or "",
+                  "acr": ctx["acr"] or "", "jti": secrets.token_urlsafe(12)}
+        if client.token_format == "jwt":
+            token["access_token"] = self._jwt_access_token(record, client)
+        if refresh:
+            token["refresh_token"] = refresh
+        if not self.tokens.save_access(token["access_token"], record, ttl):
+            raise InvalidGrantError("The grant was revoked.")
+        tag = "oauth:refresh:rotate" if grant_type == "refresh_token" else "oauth:token:issue"
+        self.record(tag, "success", user_id=uid, client_id=client.client_id, grant_type=grant_type,
+                    grant=gid[:8], scope=token["scope"], format=client.token_format)
+
+    def _jwt_access_token(self, record: dict, client: Client) -> str:
+        """RFC 9068 JWT access token: typ at+jwt, signed with the current key, short-lived (≤ 15 min by policy)."""
+        key, kid, alg = self.keys.signing_key()
+        claims = {"iss": self.issuer, "sub": str(record["uid"] or client.client_id), "aud": record["aud"].split(),
+                  "client_id": client.client_id, "iat": record["iat"], "exp": record["exp"], "jti": record["jti"],
+                  "scope": record["scope"]}
+        if record["at"]:
+            claims["auth_time"] = int(record["at"])
+        if record["acr"]:
+            claims["acr"] = record["acr"]
+        return jwt.encode({"alg": alg, "kid": kid, "typ": "at+jwt"}, claims, key, algorithms=[alg])
+
+    # --- token lookup ------------------------------------------------------------------------------------------------
+    def resolve_access(self, token: str) -> dict | None:
+        """The live record behind an access token, or None. JWTs must verify first (allow-listed algorithms only, so
+        ``alg: none`` and HMAC-with-the-public-key forgeries die here), then still be live in Redis (revocation)."""
+        if not token:
+            return None
+        if token.count(".") == 2:
+            try:
+                t = jwt.decode(token, self.keys.public_keyset(), algorithms=list(ALLOWED_ALGS))
+                if t.header.get("typ") != "at+jwt":
+                    return None  # e.g. an ID token presented as an access token
+                jwt.JWTClaimsRegistry(now=int(self.clock.timestamp()), iss={"essential": True, "value": self.issuer},
+                                      exp={"essential": True}).validate(t.claims)
+            except (JoseError, ValueError):
+                return None
+        return self.tokens.lookup_access(token)
+
+    def find_token(self, token: str, hint: str | None) -> TokenRef | None:
+        if hint != "refresh_token":
+            rec = self.resolve_access(token)
+            if rec:
+                return TokenRef("access", rec, token)
+        gid = grant_id_of(token)
+        if gid:
+            rec = self.tokens.redis.hgetall(f"oauth:grant:{{{gid}}}")
+            if rec and rec.get("rev") != "1" and rec.get("cur") == sha256(token):
+                return TokenRef("refresh", {**rec, "gid": gid}, token)
+        return None
+
+    def introspection_payload(self, token: TokenRef) -> dict:
+        rec = token.rec
+        out = {"active": True, "client_id": rec["cid"], "scope": rec.get("scope", ""), "iss": self.issuer}
+        if token.kind == "access":
+            out.update(token_type="Bearer", exp=int(float(rec["exp"])), iat=int(float(rec["iat"])),
+                       aud=rec["aud"].split())
+        else:
+            out.update(token_type="refresh_token", aud=json.loads(rec.get("aud") or "[]"))
+        if rec.get("uid"):
+            out["sub"] = str(rec["uid"])
+        if rec.get("at"):
+            out["auth_time"] = int(float(rec["at"]))
+        if rec.get("acr"):
+            out["acr"] = rec["acr"]
+        return out
+
+    # --- revocation --------------------------------------------------------------------------------------------------
+    def revoke(self, token: TokenRef, client: Client) -> None:
+        if token.kind == "access":
+            self.tokens.revoke_access(token.raw)
+        else:
+            self.tokens.revoke_grant(token.rec["gid"], "client_revoked")
+        self.record("oauth:token:revoke", "success", user_id=token.rec.get("uid") or None, client_id=client.client_id,
+                    kind=token.kind, grant=token.rec.get("gid", "")[:8])
+
+    def on_code_reuse(self, gid: str, client: Client) -> None:
+        revoked = self.tokens.revoke_grant(gid, "code_reuse")
+        self.record("oauth:code:reuse", "failure", reason="authorization code replayed", client_id=client.client_id,
+                    grant=gid[:8], revoked=revoked)
+
+    def on_refresh_reuse(self, grant: dict) -> None:
+        # A rotated refresh token came back: either the client or an attacker holds a stolen copy. Kill the family.
+        self.tokens.revoke_grant(grant["gid"], "refresh_reuse")
+        self.record("oauth:refresh:reuse", "failure", user_id=int(grant["uid"]) if grant.get("uid") else None,
+                    reason="refresh token replayed: possible theft", client_id=grant.get("cid"),
+                    grant=grant["gid"][:8])
+
+    def on_sessions_revoked(self, user_id: int, sids: list[str]) -> None:
+        """Session listener: tokens issued from an ended login session end with it."""
+        if not sids:
+            return
+        rows = self.tokens.revoke_grants_where(OAuthGrant.session_id.in_(list(sids)), reason="session_revoked")
+        if rows:
+            self.record("oauth:token:revoke", "success", user_id=user_id, reason="session ended",
+                        grants=len(rows))
+
+    def revoke_for_user_client(self, user_id: int, client_id: str, reason: str) -> int:
+        return len(self.tokens.revoke_grants_where(OAuthGrant.user_id == user_id, OAuthGrant.client_id == client_id,
+                                                   reason=reason))
+
+
+class DeviceStore:
+    """RFC 8628 device codes in Redis: ``oauth:dev:{h}`` (hash), ``oauth:devuc:{USERCODE}`` → h. TTL = expiry."""
+
+    _CLAIM = """
+local s = redis.call('HGET', KEYS[1], 'status')
+if s == 'approved' then redis.call('HSET', KEYS[1], 'status', 'used') end
+return s
+"""
+
+    def __init__(self, redis_getter, clock, interval: int):
+        self._redis = redis_getter
+        self.clock = clock
+        self.interval = interval
+        self._claim = None
+
+    @staticmethod
+    def normalise(user_code: str) -> str:
+        code = "".join(ch for ch in (user_code or "").upper() if ch.isalpha())
+        return f"{code[:4]}-{code[4:8]}" if len(code) == 8 else ""
+
+    def save(self, client_id: str, scope: str, data: dict) -> None:
+        h = sha256(data["device_code"])
+        ttl = int(data["expires_in"])
+        r = self._redis()
+        pipe = r.pipeline(transaction=False)
+        pipe.hset(f"oauth:dev:{{{h}}}", mapping={"cid": client_id, "scope": scope, "user_code": data["user_code"],
+                                                 "exp": self.clock.timestamp() + ttl, "status": "pending"})
+        pipe.expire(f"oauth:dev:{{{h}}}", ttl)
+        pipe.set(f"oauth:devuc:{{{data['user_code']}}}", h, ex=ttl)
+        pipe.execute()
+
+    def get(self, device_code: str) -> DeviceCredential | None:
+        if not device_code or len(device_code) > 128:
+            return None
+        key = f"oauth:dev:{{{sha256(device_code)}}}"
+        data = self._redis().hgetall(key)
+        return DeviceCredential(key, data) if data else None
+
+    def by_user_code(self, user_code: str) -> DeviceCredential | None:
+        code = self.normalise(user_code)
+        if not code:
+            return None
+        r = self._redis()
+        h = r.get(f"oauth:devuc:{{{code}}}")
+        if not h:
+            return None
+        data = r.hgetall(f"oauth:dev:{{{h}}}")
+        if not data or data.get("status") != "pending" or float(data["exp"]) <= self.clock.timestamp():
+            return None
+        return DeviceCredential(f"oauth:dev:{{{h}}}", data)
+
+    def decide(self, cred: DeviceCredential, end_user: EndUser | None) -> None:
+        r = self._redis()
+        if end_user is None:
+            r.hset(cred.key, "status", "denied")
+        else:
+            s = end_user.session
+            r.hset(cred.key, mapping={"status": "approved", "uid": end_user.user.id, "sid": s.id,
+                                      "at": int(s.created_at.timestamp()), "acr": acr_for(s.aal),
+                                      "amr": ",".join(amr_for(s.methods))})
+        r.delete(f"oauth:devuc:{{{cred.data['user_code']}}}")  # a user code works once
+
+    def claim(self, cred: DeviceCredential) -> tuple[str, dict]:
+        """Atomically turn 'approved' into 'used' so a device code yields tokens once."""
+        r = self._redis()
+        if self._claim is None or self._claim.registered_client is not r:
+            self._claim = r.register_script(self._CLAIM)
+        status = self._claim(keys=[cred.key])
+        data = r.hgetall(cred.key) if status == "approved" else {}
+        return status or "expired", data
+
+    def too_fast(self, cred: DeviceCredential) -> bool:
+        # SET NX with the interval as TTL: a poll inside the interval finds the key and must slow down.
+        return not self._redis().set(cred.key.replace("oauth:dev:", "oauth:devpoll:"), 1, px=self.interval * 1000,
+                                     nx=True)
+
+
+def now_ts() -> int:
+    return int(time.time())

@@ -1,0 +1,280 @@
+"""Where OAuth credentials live, and the atomic steps that keep them single-use.
+
+* Authorization codes: ``oauth:code:{h}`` (JSON, TTL ≤ 10 min). Consuming one is a Lua script that deletes it and
+  leaves ``oauth:codeused:{h}`` = the grant id its tokens will belong to; presenting the code again finds only the
+  marker, and the grant is revoked (RFC 9700 §4.2.4 / ASVS 10.4.3). Both keys share the ``{h}`` hash tag.
+* Access tokens: ``oauth:at:{h}`` (a hash, TTL = lifetime), ``h`` = SHA-256 of the token. Introspection is one
+  HGETALL. Every access token belongs to a grant; ``oauth:grantat:{gid}`` indexes them so revoking the grant deletes
+  them at once.
+* Grants (refresh families): a durable SQL row (``oauth_grants``) plus a Redis twin ``oauth:grant:{gid}`` (hash:
+  client, user, session, scope, ``cur`` = hash of the one live refresh token, ``rev``). A refresh token is
+  ``<gid>.<256 random bits>``: the grant id inside tells us, durably, which family a presented token claims to be
+  from, so a replayed old token is recognised as reuse even after Redis lost its state.
+* Rotation is decided by a single-key Lua script (compare ``cur``, swap, or flag reuse) — of two racing refreshes
+  exactly one wins — and confirmed by a compare-and-set UPDATE in SQL, which stays the durable truth.
+
+Only hashes are stored. Nothing in this module logs a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from authsvc.models import OAuthGrant
+
+_CONSUME_CODE = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[2]))
+  return {'ok', v}
+end
+local used = redis.call('GET', KEYS[2])
+if used then return {'reused', used} end
+return {'none', ''}
+"""
+
+# KEYS[1] = oauth:grant:{gid}; ARGV = presented hash, new hash. One key: atomic and Cluster-safe.
+_ROTATE = """
+local cur = redis.call('HGET', KEYS[1], 'cur')
+if not cur then return 'miss' end
+if redis.call('HGET', KEYS[1], 'rev') == '1' then return 'revoked' end
+if cur ~= ARGV[1] then
+  redis.call('HSET', KEYS[1], 'rev', '1')
+  return 'reuse'
+end
+redis.call('HSET', KEYS[1], 'cur', ARGV[2])
+return 'ok'
+"""
+
+# Fixed one-minute window; returns the count after this request.
+_CHARGE = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], 61) end
+return n
+"""
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_grant_id() -> str:
+    return secrets.token_hex(16)
+
+
+def grant_id_of(refresh_token: str) -> str | None:
+    gid, sep, rest = refresh_token.partition(".")
+    if not sep or len(gid) != 32 or not rest or len(refresh_token) > 200:
+        return None
+    try:
+        int(gid, 16)
+    except ValueError:
+        return None
+    return gid
+
+
+class ConsumeResult:
+    OK, REUSED, INVALID = "ok", "reused", "invalid"
+
+
+@dataclass
+class RotateResult:
+    outcome: str  # ok | reuse | invalid
+    grant: dict | None = None
+
+
+class TokenStore:
+    def __init__(self, db, redis_getter, clock, *, code_ttl: int, refresh_ttl: int):
+        self.db = db
+        self._redis = redis_getter
+        self.clock = clock
+        self.code_ttl = code_ttl
+        self.refresh_ttl = refresh_ttl
+        self._scripts: dict[str, object] = {}
+
+    @property
+    def redis(self):
+        return self._redis()
+
+    def _script(self, name: str, body: str):
+        r = self.redis
+        s = self._scripts.get(name)
+        if s is None or s.registered_client is not r:
+            s = self._scripts[name] = r.register_script(body)
+        return s
+
+    # --- authorization codes -------------------------------------------------------------------------------------------
+    def save_code(self, code: str, data: dict) -> None:
+        h = sha256(code)
+        self.redis.set(f"oauth:code:{{{h}}}", json.dumps(data), ex=self.code_ttl)
+
+    def consume_code(self, code: str, grant_id: str) -> tuple[str, dict | str | None]:
+        """(OK, data) for the first use; (REUSED, grant id of the first use); (INVALID, None)."""
+        if not code or len(code) > 128:
+            return ConsumeResult.INVALID, None
+        h = sha256(code)
+        # The marker outlives the code so a late replay still revokes what the code produced.
+        kind, value = self._script("code", _CONSUME_CODE)(
+            keys=[f"oauth:code:{{{h}}}", f"oauth:codeused:{{{h}}}"], args=[grant_id, 86400])
+        if kind == "ok":
+            return ConsumeResult.OK, json.loads(value)
+        if kind == "reused":
+            return ConsumeResult.REUSED, value
+        return ConsumeResult.INVALID, None
+
+    # --- grants ------------------------------------------------------------------------------------------------------
+    def create_grant(self, gid: str, *, client_id: str, user_id: int | None, session_id: str | None, scope: str,
+                     audiences: list[str], auth_time: int | None, acr: str | None, amr: list[str] | None,
+                     refresh_hash: str | None) -> OAuthGrant:
+        now = self.clock.now()
+        row = OAuthGrant(id=gid, client_id=client_id, user_id=user_id, session_id=session_id, scope=scope,
+                         audiences=json.dumps(audiences), auth_time=auth_time, acr=acr,
+                         amr=",".join(amr or []) or None, current_hash=refresh_hash, generation=0, created_at=now,
+                         expires_at=now + dt.timedelta(seconds=self.refresh_ttl))
+        # SQL first: without the durable record no usable refresh token may exist anywhere.
+        self.db.session.add(row)
+        self.db.session.commit()
+        self._mirror(row)
+        return row
+
+    def _mirror(self, row: OAuthGrant) -> None:
+        ttl = max(1, int((row.expires_at - self.clock.now()).total_seconds()))
+        key = f"oauth:grant:{{{row.id}}}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(key)
+        pipe.hset(key, mapping={
+            "cid": row.client_id, "uid": row.user_id or "", "sid": row.session_id or "", "scope": row.scope,
+            "aud": row.audiences, "at": row.auth_time or "", "acr": row.acr or "", "amr": row.amr or "",
+            "cur": row.current_hash or "-", "rev": "1" if row.revoked_at else "0",
+        })
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+    def rotate_refresh(self, refresh_token: str, client_id: str, new_refresh: str) -> RotateResult:
+        """Swap the family's live refresh token for ``new_refresh`` iff ``refresh_token`` is it.
+
+        A token of the family that is not the live one is a replay: the family is revoked ("reuse"). Of two requests
+        racing with the same token, the Lua script lets exactly one through; the other sees a mismatch.
+        """
+        gid = grant_id_of(refresh_token)
+        if gid is None:
+            return RotateResult("invalid")
+        old, new = sha256(refresh_token), sha256(new_refresh)
+        key = f"oauth:grant:{{{gid}}}"
+        r = self.redis
+        info = r.hgetall(key)
+        if info and info.get("cid") != client_id:
+            return RotateResult("invalid")  # not this client's: touch nothing (RFC 6749 §10.4)
+        outcome = self._script("rotate", _ROTATE)(keys=[key], args=[old, new]) if info else "miss"
+        if outcome == "revoked":
+            return RotateResult("invalid")
+        if outcome == "reuse":
+            return RotateResult("reuse", {"gid": gid, **(info or {})})
+        # ok or miss: SQL decides durably (a Redis restore must not resurrect an old generation).
+        now = self.clock.now()
+        res = self.db.session.execute(
+            update(OAuthGrant)
+            .where(OAuthGrant.id == gid, OAuthGrant.client_id == client_id, OAuthGrant.current_hash == old,
+                   OAuthGrant.revoked_at.is_(None), OAuthGrant.expires_at > now)
+            .values(current_hash=new, generation=OAuthGrant.generation + 1)
+        )
+        self.db.session.commit()
+        row = self.db.session.get(OAuthGrant, gid)
+        if res.rowcount == 1:
+            if outcome == "miss":
+                self._mirror(row)
+            return RotateResult("ok", self.grant_info(row))
+        if row is None or row.client_id != client_id:
+            return RotateResult("invalid")
+        if row.revoked_at is not None or row.expires_at <= now:
+            if outcome == "ok":
+                r.hset(key, "rev", "1")
+            return RotateResult("invalid")
+        return RotateResult("reuse", self.grant_info(row))
+
+    @staticmethod
+    def grant_info(row: OAuthGrant) -> dict:
+        return {"gid": row.id, "cid": row.client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
+                "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr}
+
+    def revoke_grant(self, gid: str, reason: str) -> bool:
+        res = self.db.session.execute(
+            update(OAuthGrant).where(OAuthGrant.id == gid, OAuthGrant.revoked_at.is_(None))
+            .values(revoked_at=self.clock.now(), revoke_reason=reason[:64])
+        )
+        self.db.session.commit()
+        self._kill_in_redis([gid])
+        return res.rowcount == 1
+
+    def revoke_grants_where(self, *cond, reason: str) -> list[OAuthGrant]:
+        rows = list(self.db.session.execute(
+            select(OAuthGrant).where(OAuthGrant.revoked_at.is_(None), *cond)).scalars())
+        if not rows:
+            return []
+        now = self.clock.now()
+        self.db.session.execute(update(OAuthGrant).where(OAuthGrant.id.in_([g.id for g in rows]))
+                                .values(revoked_at=now, revoke_reason=reason[:64]))
+        self.db.session.commit()
+        self._kill_in_redis([g.id for g in rows])
+        return rows
+
+    def _kill_in_redis(self, gids: list[str]) -> None:
+        r = self.redis
+        pipe = r.pipeline(transaction=False)
+        for gid in gids:
+            pipe.hset(f"oauth:grant:{{{gid}}}", "rev", "1")
+            pipe.smembers(f"oauth:grantat:{{{gid}}}")
+        results = pipe.execute()
+        pipe = r.pipeline(transaction=False)
+        for gid, members in zip(gids, results[1::2]):
+            for h in members:
+                pipe.delete(f"oauth:at:{{{h}}}")
+            pipe.delete(f"oauth:grantat:{{{gid}}}")
+        pipe.execute()
+
+    # --- access tokens -----------------------------------------------------------------------------------------------
+    def save_access(self, token: str, record: dict, ttl: int) -> bool:
+        """Store the token under its grant. False (and nothing stored) if the grant was revoked meanwhile.
+
+        A revocation flags the grant *before* it lists the grant's tokens, and we index the token *before* we read
+        the flag, so a token saved while its grant is being revoked is either deleted by the revoker or by us.
+        """
+        h = sha256(token)
+        gkey = f"oauth:grant:{{{record['gid']}}}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(f"oauth:at:{{{h}}}", mapping={k: ("" if v is None else v) for k, v in record.items()})
+        pipe.expire(f"oauth:at:{{{h}}}", ttl)
+        pipe.sadd(f"oauth:grantat:{{{record['gid']}}}", h)
+        pipe.expire(f"oauth:grantat:{{{record['gid']}}}", self.refresh_ttl)
+        pipe.hget(gkey, "rev")
+        if pipe.execute()[-1] == "1":
+            self.redis.delete(f"oauth:at:{{{h}}}")
+            return False
+        return True
+
+    def lookup_access(self, token: str) -> dict | None:
+        """The live access token's record, or None. One HGETALL; raises if Redis is down (→ 503, never 'inactive')."""
+        if not token or len(token) > 4096:
+            return None
+        rec = self.redis.hgetall(f"oauth:at:{{{sha256(token)}}}")
+        if not rec or float(rec.get("exp", 0)) <= self.clock.timestamp():
+            return None
+        return rec
+
+    def revoke_access(self, token: str) -> None:
+        self.redis.delete(f"oauth:at:{{{sha256(token)}}}")
+
+    # --- quotas ------------------------------------------------------------------------------------------------------
+    def charge(self, name: str, limit: int) -> tuple[int, int]:
+        """Count one request against ``name``'s per-minute quota: (count, seconds until the window resets)."""
+        now = int(self.clock.timestamp())
+        window = now // 60
+        n = self._script("charge", _CHARGE)(keys=[f"oauth:q:{{{name}}}:{window}"])
+        return int(n), 60 - now % 60

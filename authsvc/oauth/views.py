@@ -1,0 +1,472 @@
+"""HTTP surface of the provider. ``api`` = machine endpoints (JSON, RFC 6749 errors, no cookies, CSRF-exempt);
+``web`` = pages a person sees (authorize/consent, device, logout, connected apps), CSRF-protected forms."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit
+
+import redis
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from flask import (Blueprint, current_app, flash, jsonify, make_response, redirect, render_template, request,
+                   url_for)
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from authsvc.errors import Throttled
+from authsvc.models import OAuthConsent
+from authsvc.oauth.clients import DEVICE_GRANT, SCOPES
+from authsvc.oauth.keys import ALLOWED_ALGS
+from authsvc.oauth.provider import ACR_AAL1, ACR_AAL2, EndUser, OAuthProvider
+from authsvc.services import services
+from authsvc.web.auth import cookie_session, login_required
+from authsvc.web.forms import ActionForm
+from authsvc.web.http import CSP, clear_session_cookie
+
+log = logging.getLogger("authsvc.oauth")
+
+api = Blueprint("oauth_api", __name__)
+web = Blueprint("oauth", __name__)
+
+REAUTH_PARAM = "authsvc_reauth"  # marks an authorize URL sent through /login: "a login after this instant counts"
+
+
+def provider() -> OAuthProvider:
+    return current_app.extensions["authsvc.oauth"]
+
+
+def _oauth_error(status: int, error: str, description: str, headers: dict | None = None):
+    resp = jsonify({"error": error, "error_description": description})
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+# --- JSON error handling for the machine endpoints (RFC 6749 §5.2 shape, never HTML) -------------------------------------
+@api.errorhandler(Throttled)
+def _throttled(exc: Throttled):
+    return _oauth_error(429, "too_many_requests", "Request quota exceeded; retry later.",
+                        {"Retry-After": str(exc.retry_after)})
+
+
+@api.errorhandler(redis.exceptions.ConnectionError)
+@api.errorhandler(redis.exceptions.TimeoutError)
+@api.errorhandler(redis.exceptions.BusyLoadingError)
+@api.errorhandler(OperationalError)
+@api.errorhandler(DBAPIError)
+def _store_down(exc):
+    # Fail closed: a token we cannot check is neither active nor inactive — it is "ask again later" (503).
+    log.error("oauth: dependency unavailable: %s", type(exc).__name__)
+    from authsvc.extensions import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be gone; best effort
+        pass
+    return _oauth_error(503, "temporarily_unavailable", "A backing store is unavailable.", {"Retry-After": "5"})
+
+
+def _method_not_allowed(allowed: str):
+    return _oauth_error(405, "invalid_request", f"Use {allowed}.", {"Allow": allowed})
+
+
+# --- discovery ---------------------------------------------------------------------------------------------------------
+def _metadata() -> dict:
+    iss = provider().issuer
+    return {
+        "issuer": iss,
+        "authorization_endpoint": iss + "/oauth2/authorize",
+        "token_endpoint": iss + "/oauth2/token",
+        "userinfo_endpoint": iss + "/oauth2/userinfo",
+        "jwks_uri": iss + "/oauth2/jwks",
+        "revocation_endpoint": iss + "/oauth2/revoke",
+        "introspection_endpoint": iss + "/oauth2/introspect",
+        "end_session_endpoint": iss + "/oauth2/logout",
+        "device_authorization_endpoint": iss + "/oauth2/device_authorization",
+        "scopes_supported": list(SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", DEVICE_GRANT],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [provider().settings.signing_alg],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "email",
+                             "email_verified"],
+        "acr_values_supported": [ACR_AAL1, ACR_AAL2],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+    }
+
+
+@api.get("/.well-known/openid-configuration")
+@api.get("/.well-known/oauth-authorization-server")
+def discovery():
+    resp = jsonify(_metadata())
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    resp.headers["Access-Control-Allow-Origin"] = "*"  # public metadata; SPAs fetch it cross-origin
+    return resp
+
+
+@api.get("/oauth2/jwks")
+def jwks():
+    resp = jsonify(provider().keys.jwks())
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    return resp
+
+
+# --- token-side endpoints -------------------------------------------------------------------------------------------------
+@api.route("/oauth2/token", methods=["GET", "POST"])
+def token():
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    return provider().server.create_token_response()
+
+
+@api.route("/oauth2/revoke", methods=["GET", "POST"])
+def revoke():
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    return provider().server.create_endpoint_response("revocation")
+
+
+@api.route("/oauth2/introspect", methods=["GET", "POST"])
+def introspect():
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    return provider().server.create_endpoint_response("introspection")
+
+
+@api.route("/oauth2/device_authorization", methods=["GET", "POST"])
+def device_authorization():
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    return provider().server.create_endpoint_response("device_authorization")
+
+
+@api.route("/oauth2/userinfo", methods=["GET", "POST"])
+def userinfo():
+    p = provider()
+    scheme, _, tok = request.headers.get("Authorization", "").partition(" ")
+    tok = tok.strip()
+    if scheme.lower() != "bearer" or not tok:
+        return _bearer_error(401, "invalid_request", "Send the access token as 'Authorization: Bearer'.")
+    rec = p.resolve_access(tok)
+    if rec is None:
+        return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
+    p.charge("t:" + rec["jti"], p.settings.token_quota_per_minute, client_id=rec["cid"], what="userinfo")
+    client = p.clients.get(rec["cid"])
+    if client is None:
+        return _bearer_error(401, "invalid_token", "The access token's client no longer exists.")
+    p.charge("c:" + client.client_id, client.quota_per_minute, client_id=client.client_id, what="userinfo")
+    if p.issuer not in rec["aud"].split():
+        # Audience restriction: a token minted for another resource server is not accepted here.
+        return _bearer_error(401, "invalid_token", "The access token is not meant for this resource (aud).")
+    if "openid" not in rec["scope"].split() or not rec.get("uid"):
+        return _bearer_error(403, "insufficient_scope", "The 'openid' scope is required.")
+    user = p.active_user(rec["uid"])
+    if user is None:
+        return _bearer_error(401, "invalid_token", "The user is no longer active.")
+    resp = jsonify(p.user_claims(user, rec["scope"]))
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _bearer_error(status: int, error: str, description: str):
+    resp = _oauth_error(status, error, description)
+    resp.headers["WWW-Authenticate"] = f'Bearer error="{error}", error_description="{description}"'
+    return resp
+
+
+# --- authorization endpoint ------------------------------------------------------------------------------------------------
+def _with_iss(resp):
+    if resp.status_code in (301, 302, 303) and resp.location:
+        provider().issuer_ext.add_issuer_parameter(provider().server, resp)  # RFC 9207: errors carry iss too
+    return resp
+
+
+def _error_page(error: OAuth2Error, status: int = 400):
+    # The redirect URI could not be trusted (unknown client, unregistered URI): show the error, never redirect.
+    return render_template("oauth/error.html", error=error.error, description=error.description), status
+
+
+def _authorize_url(**changes) -> str:
+    args = request.args.to_dict(flat=False)
+    for k, v in changes.items():
+        if v is None:
+            args.pop(k, None)
+        else:
+            args[k] = [v]
+    return "/oauth2/authorize?" + urlencode(args, doseq=True)
+
+
+def _reauth(reason: str):
+    """Send the user through /login again; the marker lets the second pass see the login was fresh."""
+    now = int(provider().clock.timestamp())
+    return redirect(url_for("web.login", next=_authorize_url(**{REAUTH_PARAM: str(now)})))
+
+
+def _step_up_url(next_url: str) -> str | None:
+    # The MFA package owns /mfa/step-up (proves a second factor, re-issues the session at aal2). Use it when present.
+    for rule in current_app.url_map.iter_rules():
+        if rule.rule == "/mfa/step-up":
+            return "/mfa/step-up?" + urlencode({"next": next_url})
+    return None
+
+
+def _csp_for(redirect_uri: str) -> str:
+    # Browsers apply form-action to the redirects that follow a form post: the consent form's 302 goes to the client.
+    parts = urlsplit(redirect_uri)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else f"{parts.scheme}:"
+    return CSP.replace("form-action 'self'", f"form-action 'self' {origin}")
+
+
+@web.route("/oauth2/authorize", methods=["GET", "POST"])
+def authorize():
+    p = provider()
+    if request.method == "POST" and not ActionForm().validate_on_submit():  # the consent form: CSRF first
+        return render_template("message.html", title="Nothing changed",
+                               message="Your form expired. Go back to the application and try again."), 400
+    session, user = cookie_session()
+    end_user = EndUser(user, session) if user is not None else None
+    try:
+        grant = p.server.get_consent_grant(end_user=end_user)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return _with_iss(p.server.handle_error_response(None, error))
+        return _error_page(error)
+    redirect_uri = grant.redirect_uri
+    args = request.values
+    prompts = (args.get("prompt") or "").split()
+
+    def fail(error_cls_name: str, description: str):
+        err = OAuth2Error(error=error_cls_name, description=description, redirect_uri=redirect_uri,
+                          state=args.get("state"))
+        return _with_iss(p.server.handle_error_response(None, err))
+
+    if "none" in prompts and len(prompts) > 1:
+        return fail("invalid_request", "'prompt=none' cannot be combined with other values.")
+    try:
+        p.requested_audiences(grant.client, args.getlist("resource"))
+    except OAuth2Error as error:
+        return fail("invalid_target", error.description)  # RFC 8707 §2
+    # 1. signed in?
+    if user is None:
+        if "none" in prompts:
+            return fail("login_required", "The user is not signed in.")
+        return redirect(url_for("web.login", next=_authorize_url()))
+    # 2. fresh enough? (prompt=login, max_age)
+    marker = args.get(REAUTH_PARAM, "")
+    fresh = marker.isdigit() and session.created_at.timestamp() >= int(marker)
+    age = p.clock.timestamp() - session.created_at.timestamp()
+    try:
+        max_age = int(args["max_age"]) if args.get("max_age") else None
+    except ValueError:
+        return fail("invalid_request", "'max_age' must be a number of seconds.")
+    if not fresh and ("login" in prompts or (max_age is not None and age > max_age)):
+        if "none" in prompts:
+            return fail("login_required", "A fresh login is required.")
+        return _reauth("prompt_login")
+    # 3. strong enough? (acr_values asks for aal2)
+    wanted = (args.get("acr_values") or "").split()
+    if ACR_AAL2 in wanted and ACR_AAL1 not in wanted and session.aal < 2:
+        if "none" in prompts:
+            return fail("interaction_required", "A second factor is required.")
+        step_up = _step_up_url(_authorize_url())
+        if step_up:
+            return redirect(step_up)
+        # TODO(mfa): until /mfa/step-up exists, a request for aal2 means "log in again"; a fresh login that is still
+        # aal1 cannot satisfy it, so the client is told so (OIDC Unmet Authentication Requirements 1.0).
+        if fresh:
+            return fail("unmet_authentication_requirements", "A second factor is required and is not available.")
+        return _reauth("step_up")
+    # 4. consent
+    client = grant.client
+    scopes = (grant.request.scope or "").split()
+    consent = _consent_for(user.id, client.client_id)
+    covered = consent is not None and set(scopes) <= set(consent.scopes.split())
+    if request.method == "POST":  # CSRF already checked above
+        if request.form.get("decision") != "allow":
+            p.record("oauth:consent:deny", "info", user_id=user.id, client_id=client.client_id)
+            return _with_iss(p.server.create_authorization_response(grant_user=None, grant=grant))
+        _remember_consent(user.id, client.client_id, scopes, consent)
+        p.record("oauth:consent:grant", "success", user_id=user.id, client_id=client.client_id, scope=" ".join(scopes))
+        covered = True
+    if "consent" in prompts and request.method != "POST":
+        covered = False
+    if not covered:
+        if "none" in prompts:
+            return fail("consent_required", "The user has not consented to this client.")
+        resp = make_response(render_template("oauth/consent.html", client=client, scopes=scopes, form=ActionForm(),
+                                             action=request.full_path if request.method == "GET" else
+                                             _authorize_url()))
+        resp.headers["Content-Security-Policy"] = _csp_for(redirect_uri)
+        return resp
+    resp = p.server.create_authorization_response(grant_user=end_user, grant=grant)
+    p.record("oauth:code:issue", "success", user_id=user.id, client_id=client.client_id)
+    return resp
+
+
+def _consent_for(user_id: int, client_id: str) -> OAuthConsent | None:
+    from authsvc.extensions import db
+
+    return db.session.execute(select(OAuthConsent).where(OAuthConsent.user_id == user_id,
+                                                         OAuthConsent.client_id == client_id,
+                                                         OAuthConsent.revoked_at.is_(None))).scalar_one_or_none()
+
+
+def _remember_consent(user_id: int, client_id: str, scopes: list[str], existing: OAuthConsent | None) -> None:
+    from authsvc.extensions import db
+
+    row = existing or db.session.execute(select(OAuthConsent).where(
+        OAuthConsent.user_id == user_id, OAuthConsent.client_id == client_id)).scalar_one_or_none()
+    now = provider().clock.now()
+    if row is None:
+        db.session.add(OAuthConsent(user_id=user_id, client_id=client_id, scopes=" ".join(scopes), granted_at=now))
+    else:
+        merged = scopes if row.revoked_at else list(dict.fromkeys(row.scopes.split() + scopes))
+        row.scopes, row.granted_at, row.revoked_at = " ".join(merged), now, None
+    db.session.commit()
+
+
+# --- connected apps (consents the user can revoke) --------------------------------------------------------------------
+@web.get("/account/apps")
+@login_required
+def apps():
+    from authsvc.extensions import db
+    from authsvc.models import OAuthClient
+
+    session, user = cookie_session()
+    rows = db.session.execute(
+        select(OAuthConsent, OAuthClient.name).join(OAuthClient, OAuthClient.id == OAuthConsent.client_id)
+        .where(OAuthConsent.user_id == user.id, OAuthConsent.revoked_at.is_(None))
+        .order_by(OAuthConsent.granted_at.desc())).all()
+    return render_template("oauth/apps.html", consents=rows, form=ActionForm())
+
+
+@web.post("/account/apps/revoke")
+@login_required
+def revoke_app():
+    session, user = cookie_session()
+    form = ActionForm()
+    if not form.validate_on_submit() or not form.target.data:
+        return render_template("message.html", title="Nothing changed", message="Reload the page and try again."), 400
+    consent = _consent_for(user.id, form.target.data)
+    if consent is not None:
+        from authsvc.extensions import db
+
+        consent.revoked_at = provider().clock.now()
+        db.session.commit()
+        n = provider().revoke_for_user_client(user.id, consent.client_id, "consent_revoked")
+        provider().record("oauth:consent:revoke", "success", user_id=user.id, client_id=consent.client_id, grants=n)
+        flash("The application's access was removed.", "success")
+    return redirect(url_for("oauth.apps"))
+
+
+# --- device flow: the page where the signed-in user enters the code shown on the TV -----------------------------------
+@web.route("/device", methods=["GET", "POST"])
+@login_required
+def device():
+    p = provider()
+    session, user = cookie_session()
+    form = ActionForm()
+    code = (request.values.get("user_code") or "").strip()
+    if request.method == "GET":
+        return render_template("oauth/device.html", form=form, user_code=code)
+    if not form.validate_on_submit():
+        return render_template("oauth/device.html", form=form, user_code=code,
+                               error="Your form expired. Try again."), 400
+    # User codes have ~34 bits: cap guesses per session so they cannot be enumerated (RFC 8628 §5.1).
+    p.charge("d:" + session.id, 10, client_id="-", what="device_verification")
+    cred = p.device.by_user_code(code)
+    if cred is None:
+        return render_template("oauth/device.html", form=form, user_code=code,
+                               error="That code is not valid or has expired."), 400
+    client = p.clients.get(cred.get_client_id())
+    decision = request.form.get("decision")
+    if decision is None or client is None:
+        return render_template("oauth/device_confirm.html", form=form, user_code=cred.get_user_code(),
+                               client=client, scopes=cred.get_scope().split())
+    if decision == "allow":
+        p.device.decide(cred, EndUser(user, session))
+        p.record("oauth:device:approve", "success", user_id=user.id, client_id=client.client_id,
+                 scope=cred.get_scope())
+        return render_template("message.html", title="Device connected",
+                               message=f"{client.name} is now signed in. You can return to your device.")
+    p.device.decide(cred, None)
+    p.record("oauth:device:deny", "info", user_id=user.id, client_id=client.client_id)
+    return render_template("message.html", title="Request denied", message="The device was not signed in.")
+
+
+# --- RP-initiated logout ---------------------------------------------------------------------------------------------
+@web.route("/oauth2/logout", methods=["GET", "POST"])
+def logout():
+    p = provider()
+    try:
+        req = p.server.validate_endpoint_request("end_session")
+    except InvalidRequestError as error:
+        return _error_page(error)  # never redirect on a bad logout request (RP-Initiated Logout §4)
+    session, user = cookie_session()
+    claims = req.id_token_claims or {}
+    hint_matches = user is not None and claims.get("sub") == str(user.id)
+    if request.method == "POST":
+        form = ActionForm()
+        if not form.validate_on_submit():
+            return render_template("message.html", title="Not signed out",
+                                   message="Your form expired. Reload the page and try again."), 400
+        confirmed = True
+    else:
+        confirmed = hint_matches  # a valid ID token of the signed-in user is proof enough (no confirmation)
+    if user is not None and not confirmed:
+        resp = make_response(render_template("oauth/logout.html", form=ActionForm(), action=request.full_path,
+                                             client=req.client))
+        if req.redirect_uri:
+            resp.headers["Content-Security-Policy"] = _csp_for(req.redirect_uri)
+        return resp
+    if user is not None:
+        services().sessions.revoke(user, session.id, "rp_logout")  # the listener revokes the session's tokens
+        p.record("oauth:logout:rp", "success", user_id=user.id,
+                 client_id=req.client.get_client_id() if req.client else None)
+    if req.redirect_uri and (req.id_token_claims is not None):
+        resp = redirect(req.redirect_uri)
+    else:
+        resp = make_response(render_template("message.html", title="Signed out", message="You are signed out."))
+    clear_session_cookie(resp)
+    return resp
+
+
+# --- the login page's CSP when it leads back into an authorization ------------------------------------------------------
+@web.after_app_request
+def _login_form_action(resp):
+    """/login?next=/oauth2/authorize…: the login form's POST ends, through redirects, at the client's redirect URI.
+
+    Browsers check those redirects against the login page's CSP form-action, so allow exactly that client's
+    registered redirect origin — looked up, never taken from the request unchecked.
+    """
+    if request.endpoint != "web.login" or "Content-Security-Policy" in resp.headers:
+        return resp
+    nxt = request.args.get("next", "")
+    if not nxt.startswith("/oauth2/authorize?"):
+        return resp
+    from urllib.parse import parse_qs
+
+    q = parse_qs(urlsplit(nxt).query)
+    try:
+        client = provider().clients.get((q.get("client_id") or [""])[0])
+    except Exception:  # noqa: BLE001 - a header tweak must never break the login page; default CSP stays
+        return resp
+    uri = (q.get("redirect_uri") or [""])[0]
+    if client is not None and uri and client.check_redirect_uri(uri):
+        resp.headers["Content-Security-Policy"] = _csp_for(uri)
+    return resp
+
+
+__all__ = ["api", "web", "ALLOWED_ALGS"]

@@ -1,0 +1,90 @@
+"""Tunable constants of the risk engine, in one frozen dataclass with documented defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["RiskConfig", "VelocityRule", "DEFAULT_VELOCITY_RULES", "IP_LEVELS", "UA_LEVELS"]
+
+# Feature hierarchies, finest level first. The names double as storage keys, so never rename them.
+IP_LEVELS = ("ip", "ip_prefix", "asn", "country")
+UA_LEVELS = ("ua", "browser", "os", "device_type")
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityRule:
+    """One velocity counter turned into a score term.
+
+    term = weight · min(cap, 1 + log2(value / threshold)) when value ≥ threshold, else 0:
+    crossing the threshold costs ``weight``, every doubling beyond it one more ``weight``, up to ``cap``.
+    """
+
+    counter: str
+    threshold: float
+    weight: float
+    code: str
+    text: str  # formatted with {value}
+    cap: float = 3.0
+
+
+DEFAULT_VELOCITY_RULES: tuple[VelocityRule, ...] = (
+    # Per account: recent failures before this success suggest guessing (Microsoft counts 10 → lockout).
+    VelocityRule("account_failures", 3, 1.0, "account_failures", "{value:.0f} recent failed logins on this account"),
+    # Per source: stuffing/spraying infrastructure. Thresholds follow the spray rule in RISK.md (≥ 20 failures,
+    # ≥ 10 accounts) scaled down so that a hit is visible before the campaign finishes.
+    VelocityRule("ip_failures", 10, 1.5, "ip_failures", "{value:.0f} recent failed logins from this IP"),
+    VelocityRule("prefix_failures", 20, 1.0, "prefix_failures", "{value:.0f} recent failed logins from this network"),
+    VelocityRule("asn_failures", 200, 0.5, "asn_failures", "{value:.0f} recent failed logins from this provider"),
+    VelocityRule("ip_distinct_users", 5, 1.5, "ip_many_accounts", "{value:.0f} accounts tried from this IP"),
+    VelocityRule("ip_unknown_user_share", 0.5, 1.5, "ip_unknown_users", "{value:.0%} of recent attempts from this IP were for unknown accounts", cap=1.0),
+    VelocityRule("password_spray_accounts", 5, 2.0, "password_spray", "this password failed on {value:.0f} other accounts"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    # Hierarchy weights μ. IP: the published 0.6/0.3/0.1 with 0.15 of the IP's 0.6 moved to the /24 (/48) prefix,
+    # so ASN and country keep their fitted weights and "same subnet, new address" (DHCP, CGNAT) is rewarded.
+    mu_ip: tuple[float, float, float, float] = (0.45, 0.15, 0.30, 0.10)
+    # UA: fitted on the RBA dataset by Wiefling et al. (as in RISK.md).
+    mu_ua: tuple[float, float, float, float] = (0.5387, 0.2680, 0.1882, 0.0051)
+    # Local likelihood of a value the user has never shown at any level = global / unseen_divisor (das-group).
+    unseen_divisor: float = 4.0
+
+    # Per-user history bounds (the user-side counts only ever see these entries).
+    history_max_entries: int = 200
+    history_max_age_days: float = 183.0
+
+    # The Freeman log-LR is clipped so that one extreme feature cannot hide every other signal.
+    log_lr_clip: tuple[float, float] = (-25.0, 25.0)
+    # Weight of Freeman's user prior log(p(u|A)/p(u|L)) = log(N/(U·n_u)); 1.0 is the paper's model.
+    prior_weight: float = 1.0
+    # Used instead of the LR for an account without retained history: the LR would only say "unknown user".
+    no_history_log_lr: float = 0.0
+
+    # Decision thresholds on the combined score (natural-log units; see docs/RISK.md for how they were chosen).
+    step_up_threshold: float = -1.0
+    deny_threshold: float = 7.0
+
+    # Other signals (score terms, natural-log units like the LR).
+    trusted_device_weight: float = -4.0
+    breached_password_weight: float = 3.0
+    breached_password_min_action: str = "step_up"  # a known-breached password never passes silently
+    impossible_travel_weight: float = 3.0
+    max_travel_speed_kmh: float = 1000.0  # airliner speed; below min distance, geolocation noise dominates
+    min_travel_distance_km: float = 500.0
+    min_country_change_hours: float = 2.0  # used when no coordinates are known: country-level only
+    hour_weight: float = 0.5
+    hour_cap: float = 3.0
+    hour_min_history: int = 5
+    velocity_rules: tuple[VelocityRule, ...] = field(default=DEFAULT_VELOCITY_RULES)
+
+    def __post_init__(self) -> None:
+        for name in ("mu_ip", "mu_ua"):
+            total = sum(getattr(self, name))
+            if abs(total - 1.0) > 1e-3:
+                raise ValueError(f"{name} must sum to 1, got {total}")
+        if self.deny_threshold < self.step_up_threshold:
+            raise ValueError("deny_threshold must be ≥ step_up_threshold")
+        if self.breached_password_min_action not in ("allow", "step_up", "deny"):
+            raise ValueError("breached_password_min_action must be allow, step_up or deny")

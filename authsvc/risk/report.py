@@ -1,0 +1,218 @@
+"""Evaluation of a replay: per attacker type and history bucket, with bootstrap 95 % intervals.
+
+Protocol (Wiefling et al., ACM TOPS 2022, as in RISK.md):
+
+* legitimate = successful, non-attack logins of users with earlier history (≥ 1 prior successful login);
+* attacks of a type = rows labelled with that type whose victim has earlier history (the bucket is the victim's);
+  without an ``Attack Type`` column (the real dataset) the types are ``ato`` (Is Account Takeover) and
+  ``attack_ip`` (other rows from attack IPs);
+* history = number of earlier successful logins of the user in the file;
+* rows in the first ``warmup`` fraction of the time span are not evaluated (they are still replayed), so global
+  frequencies are populated - the time split of the published protocol.
+
+Metrics: ROC AUC (ties count ½); TPR at 1 % and 0.1 % FPR; and the median over users of the share of a user's
+legitimate logins (in the bucket) that must re-authenticate when the threshold blocks 99.5 % / 99 % of attacks.
+Intervals: percentile bootstrap, resampling users (legitimate side, as clusters) and attack rows independently.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .schema import ATTACK_TYPE_COLUMN, parse_bool, parse_timestamp
+
+__all__ = ["BUCKETS", "Metrics", "load", "evaluate", "auc", "format_table", "clone_shares"]
+
+BUCKETS: tuple[tuple[str, int, int], ...] = (("1-3", 1, 3), ("4-11", 4, 11), (">=12", 12, 10**9), (">=39", 39, 10**9))
+METRIC_NAMES = ("auc", "tpr@1%fpr", "tpr@0.1%fpr", "reauth@99.5%", "reauth@99%")
+
+
+@dataclass
+class Loaded:
+    scores: np.ndarray
+    history: np.ndarray
+    user: np.ndarray  # integer user id
+    legit: np.ndarray  # bool
+    attack_type: np.ndarray  # object: "" for non-attack
+    evaluated: np.ndarray  # bool: after warm-up
+    clone: np.ndarray  # bool: same ASN and exact UA string as an earlier successful login of the same user
+
+
+@dataclass
+class Metrics:
+    attack: str
+    bucket: str
+    n_legit: int
+    n_users: int
+    n_attack: int
+    point: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+
+
+def load(logins: str | Path, scores: str | Path, warmup: float = 0.25) -> Loaded:
+    score_by_index: dict[str, float] = {}
+    with open(scores, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        for row in reader:
+            score_by_index[row[0]] = float(row[1])
+    ts_list, hist, users, legit, types, sc, clone = [], [], [], [], [], [], []
+    uid_map: dict[str, int] = {}
+    prior: dict[str, int] = {}
+    seen_pairs: set[tuple[str, str, str]] = set()  # (user, ASN, UA) of successful logins, for the clone diagnostic
+    with open(logins, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        col = {n: i for i, n in enumerate(header)}
+        i_idx, i_ts, i_user, i_ok = col["index"], col["Login Timestamp"], col["User ID"], col["Login Successful"]
+        i_aip, i_ato, i_type = col["Is Attack IP"], col["Is Account Takeover"], col.get(ATTACK_TYPE_COLUMN)
+        i_asn, i_ua = col["ASN"], col["User Agent String"]
+        rows = sorted(reader, key=lambda r: r[i_ts])  # history must follow time order, like the replay
+    for row in rows:
+        user = row[i_user]
+        ok = parse_bool(row[i_ok])
+        if i_type is not None:
+            kind = row[i_type]
+        elif parse_bool(row[i_ato]):
+            kind = "ato"
+        elif parse_bool(row[i_aip]):
+            kind = "attack_ip"
+        else:
+            kind = ""
+        h = prior.get(user, 0)
+        ts_list.append(parse_timestamp(row[i_ts]))
+        hist.append(h)
+        users.append(uid_map.setdefault(user, len(uid_map)))
+        legit.append(ok and not kind and not parse_bool(row[i_aip]))
+        types.append(kind)
+        sc.append(score_by_index.get(row[i_idx], np.nan))
+        pair = (user, row[i_asn], row[i_ua])
+        clone.append(bool(kind) and pair in seen_pairs)
+        if ok:
+            prior[user] = h + 1
+            seen_pairs.add(pair)
+    ts = np.asarray(ts_list)
+    cutoff = ts.min() + warmup * (ts.max() - ts.min()) if len(ts) else 0.0
+    scores_arr = np.asarray(sc, dtype=float)
+    if np.isnan(scores_arr).any():
+        raise ValueError(f"{int(np.isnan(scores_arr).sum())} rows of the logins file have no score")
+    return Loaded(scores_arr, np.asarray(hist), np.asarray(users), np.asarray(legit), np.asarray(types, dtype=object),
+                  ts >= cutoff, np.asarray(clone, dtype=bool))
+
+
+def clone_shares(data: Loaded) -> dict[str, tuple[int, float]]:
+    """Per attack type: evaluable attacks and the share that reuse the victim's own ASN *and* exact UA string.
+
+    No model that sees only IP-derived and UA-derived features can rank such an attack above the victim's own
+    logins from that network and device, so if this share exceeds 0.5 % (1 %) the re-authentication rate at
+    99.5 % (99 %) blocked is necessarily close to 1 - whatever the model.
+    """
+    out: dict[str, tuple[int, float]] = {}
+    base = data.evaluated & (data.history >= 1)
+    for kind in sorted({t for t in data.attack_type if t}):
+        mask = base & (data.attack_type == kind)
+        n = int(mask.sum())
+        if n:
+            out[kind] = (n, float(data.clone[mask].mean()))
+    return out
+
+
+def auc(legit: np.ndarray, attack: np.ndarray) -> float:
+    """P(score_attack > score_legit) + ½ P(equal): Mann-Whitney, computed with a sort (ties by searchsorted)."""
+    s = np.sort(legit)
+    below = np.searchsorted(s, attack, "left")
+    equal = np.searchsorted(s, attack, "right") - below
+    return float((below + 0.5 * equal).sum() / (len(legit) * len(attack)))
+
+
+class _Prepared:
+    """Sorting done once; each bootstrap replicate only re-weights (O(n) instead of O(n log n))."""
+
+    def __init__(self, legit: np.ndarray, legit_users: np.ndarray, attack: np.ndarray) -> None:
+        order = np.argsort(legit, kind="stable")
+        self.l_sorted = legit[order]
+        self.l_order = order
+        self.legit = legit
+        _, self.l_user = np.unique(legit_users, return_inverse=True)
+        self.n_users = int(self.l_user.max()) + 1 if len(legit) else 0
+        self.a_sorted = np.sort(attack)
+        self.a_left = np.searchsorted(self.l_sorted, self.a_sorted, "left")
+        self.a_right = np.searchsorted(self.l_sorted, self.a_sorted, "right")
+
+    def metrics(self, w_user: np.ndarray, w_attack: np.ndarray) -> dict[str, float]:
+        w_l = w_user[self.l_user].astype(float)  # a user drawn k times counts k times
+        cw = np.concatenate(([0.0], np.cumsum(w_l[self.l_order])))
+        W_l, W_a = cw[-1], float(w_attack.sum())
+        out: dict[str, float] = {}
+        below, equal = cw[self.a_left], cw[self.a_right] - cw[self.a_left]
+        out["auc"] = float((w_attack * (below + 0.5 * equal)).sum() / (W_l * W_a))
+        cwa = np.concatenate(([0.0], np.cumsum(w_attack)))
+        for name, fpr in (("tpr@1%fpr", 0.01), ("tpr@0.1%fpr", 0.001)):
+            # Threshold = the legitimate score above which at most `fpr` of the legitimate weight lies.
+            k = min(int(np.searchsorted(cw[1:], (1 - fpr) * W_l, "left")), len(self.l_sorted) - 1)
+            t = self.l_sorted[k]
+            j = np.searchsorted(self.a_sorted, t, "right")
+            out[name] = float((W_a - cwa[j]) / W_a)
+        for name, blocked in (("reauth@99.5%", 0.995), ("reauth@99%", 0.99)):
+            # Highest threshold that still blocks (score ≥ t) `blocked` of the attack weight.
+            k = min(int(np.searchsorted(cwa[1:], (1 - blocked) * W_a, "right")), len(self.a_sorted) - 1)
+            t = self.a_sorted[k]
+            flagged = (self.legit >= t).astype(float)
+            per_user_n = np.bincount(self.l_user, minlength=self.n_users)
+            per_user_f = np.bincount(self.l_user, weights=flagged, minlength=self.n_users)
+            rate = per_user_f / np.maximum(per_user_n, 1)
+            out[name] = _weighted_median(rate, w_user.astype(float))
+        return out
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    mask = weights > 0
+    v, w = values[mask], weights[mask]
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    cw = np.cumsum(w)
+    return float(v[np.searchsorted(cw, 0.5 * cw[-1], "left")])
+
+
+def evaluate(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_attacks: int = 20) -> list[Metrics]:
+    rng = np.random.default_rng(seed)
+    types = sorted({t for t in data.attack_type if t})
+    results: list[Metrics] = []
+    base = data.evaluated & (data.history >= 1)
+    for kind in types:
+        for bucket, lo, hi in BUCKETS:
+            in_b = base & (data.history >= lo) & (data.history <= hi)
+            lmask = in_b & data.legit
+            amask = in_b & (data.attack_type == kind)
+            n_l, n_a = int(lmask.sum()), int(amask.sum())
+            if n_l < 2 or n_a < min_attacks:
+                continue
+            prep = _Prepared(data.scores[lmask], data.user[lmask], data.scores[amask])
+            point = prep.metrics(np.ones(prep.n_users), np.ones(n_a))
+            reps = {m: [] for m in METRIC_NAMES}
+            for _ in range(bootstrap):
+                wu = rng.multinomial(prep.n_users, np.full(prep.n_users, 1.0 / prep.n_users))
+                wa = rng.multinomial(n_a, np.full(n_a, 1.0 / n_a))
+                for m, v in prep.metrics(wu, wa).items():
+                    reps[m].append(v)
+            ci = {m: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (np.nan, np.nan)
+                  for m, v in reps.items()}
+            results.append(Metrics(kind, bucket, n_l, prep.n_users, n_a, point, ci))
+    return results
+
+
+def format_table(results: Sequence[Metrics]) -> str:
+    head = "| attacker | history | legit logins (users) | attacks | ROC AUC | TPR@1%FPR | TPR@0.1%FPR | re-auth @99.5% blocked | re-auth @99% blocked |"
+    lines = [head, "|" + "---|" * 9]
+    for r in results:
+        cells = []
+        for m in METRIC_NAMES:
+            lo, hi = r.ci[m]
+            cells.append(f"{r.point[m]:.3f} [{lo:.3f}, {hi:.3f}]")
+        lines.append(f"| {r.attack} | {r.bucket} | {r.n_legit} ({r.n_users}) | {r.n_attack} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""In-memory sliding-window velocity counters for replay.
+
+The live service gets these counters from the Redis-backed defense layer; replay has no such layer, so this
+tracker derives the same counters from the earlier rows of the file (outcomes of *earlier* attempts are
+known to a live service too). Counter names match ``RiskConfig.velocity_rules``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["VelocityTracker"]
+
+
+class VelocityTracker:
+    def __init__(self, window_seconds: float = 3600.0, min_attempts_for_share: int = 10) -> None:
+        self.window = window_seconds
+        self.min_attempts_for_share = min_attempts_for_share
+        # failures per key kind; deque of timestamps
+        self._fail: dict[str, dict[str, deque[float]]] = {k: {} for k in ("account", "ip", "prefix", "asn")}
+        # attempts per IP: (timestamp, user, user_was_unknown)
+        self._ip_attempts: dict[str, deque[tuple[float, str, bool]]] = {}
+        self._ip_users: dict[str, dict[str, int]] = {}
+        self._ip_unknown: dict[str, int] = {}
+        self._observed = 0
+
+    def counters(self, ts: float, user: str, ip: str, prefix: str, asn: str) -> dict[str, float]:
+        """Counters over attempts strictly before this one."""
+        out: dict[str, float] = {}
+        cutoff = ts - self.window
+        fail = self._fail
+        for kind, key, name in (
+            ("account", user, "account_failures"),
+            ("ip", ip, "ip_failures"),
+            ("prefix", prefix, "prefix_failures"),
+            ("asn", asn, "asn_failures"),
+        ):
+            q = fail[kind].get(key)
+            if q:
+                while q and q[0] < cutoff:  # inlined prune: this loop runs four times per attempt
+                    q.popleft()
+                if q:
+                    out[name] = float(len(q))
+        attempts = self._ip_attempts.get(ip)
+        if attempts:
+            self._prune_ip(ip, attempts, ts)
+            n = len(attempts)
+            if n:
+                out["ip_distinct_users"] = float(len(self._ip_users[ip]))
+                if n >= self.min_attempts_for_share:
+                    out["ip_unknown_user_share"] = self._ip_unknown[ip] / n
+        return out
+
+    def observe(self, ts: float, user: str, ip: str, prefix: str, asn: str, success: bool, user_known: bool) -> None:
+        if not success:
+            for kind, key in (("account", user), ("ip", ip), ("prefix", prefix), ("asn", asn)):
+                d = self._fail[kind]
+                q = d.get(key)
+                if q is None:
+                    q = d[key] = deque()
+                q.append(ts)
+        attempts = self._ip_attempts.get(ip)
+        if attempts is None:
+            attempts = self._ip_attempts[ip] = deque()
+            self._ip_users[ip] = {}
+            self._ip_unknown[ip] = 0
+        attempts.append((ts, user, not user_known))
+        users = self._ip_users[ip]
+        users[user] = users.get(user, 0) + 1
+        if not user_known:
+            self._ip_unknown[ip] += 1
+        self._observed += 1
+        if self._observed % 200_000 == 0:
+            self._sweep(ts)
+
+    def _prune_ts(self, q: deque[float], now: float) -> None:
+        cutoff = now - self.window
+        while q and q[0] < cutoff:
+            q.popleft()
+
+    def _prune_ip(self, ip: str, attempts: deque[tuple[float, str, bool]], now: float) -> None:
+        cutoff = now - self.window
+        users = self._ip_users[ip]
+        while attempts and attempts[0][0] < cutoff:
+            _, user, unknown = attempts.popleft()
+            c = users[user] - 1
+            if c:
+                users[user] = c
+            else:
+                del users[user]
+            if unknown:
+                self._ip_unknown[ip] -= 1
+
+    def _sweep(self, now: float) -> None:
+        """Drop keys whose windows emptied, so memory follows the window, not the whole file."""
+        for d in self._fail.values():
+            for key in list(d):
+                q = d[key]
+                self._prune_ts(q, now)
+                if not q:
+                    del d[key]
+        for ip in list(self._ip_attempts):
+            q = self._ip_attempts[ip]
+            self._prune_ip(ip, q, now)
+            if not q:
+                del self._ip_attempts[ip], self._ip_users[ip], self._ip_unknown[ip]

@@ -1,0 +1,214 @@
+"""The account security center: readable devices, trusted devices, connected apps, notifications, export, delete.
+
+Routes hang on the ``web`` blueprint (imported at the end of ``authsvc.web``). MFA and OAuth are reached through
+narrow, optional interfaces — ``services().mfa`` (``overview``, ``is_fresh``, ``step_up_url``, ``revoke_device``) and
+the OAuth provider (``app.extensions["authsvc.oauth"]``: consents are revoked on its ``/account/apps/revoke``) — so
+the page works while either package is absent or still being built.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import BooleanField, PasswordField
+from wtforms.validators import DataRequired, Length
+
+from authsvc.accounts.privacy import PrivacyService
+from authsvc.services import services
+from authsvc.web.auth import cookie_session, login_required
+from authsvc.web.http import clear_session_cookie, request_context
+
+
+# --- helpers shared with the admin panel and the API ------------------------------------------------------------
+def privacy() -> PrivacyService:
+    """One PrivacyService per app, built from the app's services (no change to the Services container needed)."""
+    ext = current_app.extensions
+    if "authsvc.privacy" not in ext:
+        from authsvc.extensions import RedisExtension
+
+        svc = services()
+        app = current_app._get_current_object()
+        ext["authsvc.privacy"] = PrivacyService(db=svc.audit.db, redis_getter=lambda: RedisExtension.client_for(app),
+                                                clock=svc.clock, audit=svc.audit, sessions=svc.sessions,
+                                                hasher=svc.hasher, outbox=svc.outbox)
+    return ext["authsvc.privacy"]
+
+
+def mfa_service():
+    return getattr(services(), "mfa", None)
+
+
+def oauth_service():
+    """The OAuth provider (``authsvc.oauth.init_app`` keeps it in ``app.extensions``); None when not installed."""
+    return getattr(services(), "oauth", None) or current_app.extensions.get("authsvc.oauth")
+
+
+@lru_cache(maxsize=4096)
+def describe_ua(ua: str | None) -> dict:
+    """"Chrome 131 on Windows 10" plus a device kind (desktop / phone / tablet / bot) for an icon and a label."""
+    if not ua:
+        return {"text": "Unknown browser", "browser": "Unknown browser", "os": "", "kind": "unknown"}
+    try:
+        import ua_parser
+
+        res = ua_parser.parse(ua)
+    except Exception:  # noqa: BLE001 - a display helper must never fail a page
+        return {"text": ua[:60], "browser": ua[:60], "os": "", "kind": "unknown"}
+    agent, os_, device = res.user_agent, res.os, res.device
+    browser = agent.family if agent else "Unknown browser"
+    if agent and agent.major:
+        browser += f" {agent.major}"
+    system = ""
+    if os_ and os_.family and os_.family != "Other":
+        system = os_.family.replace("Mac OS X", "macOS")
+        if os_.major:
+            system += f" {os_.major}" + (f".{os_.minor}" if os_.minor and os_.family in ("iOS", "Mac OS X") else "")
+    low = ua.lower()
+    if any(w in low for w in ("bot", "crawler", "spider", "headless", "curl/", "python", "wget/")):
+        kind = "bot"
+    elif device and device.family in ("iPad",) or "tablet" in low:
+        kind = "tablet"
+    elif "mobile" in low or (os_ and os_.family in ("iOS", "Android")):
+        kind = "phone"
+    elif browser == "Other":
+        kind = "unknown"
+    else:
+        kind = "desktop"
+    if browser.startswith("Other"):
+        browser = "Unknown browser"
+    text = f"{browser} on {system}" if system else browser
+    return {"text": text, "browser": browser, "os": system, "kind": kind}
+
+
+def session_places(user, sids) -> dict:
+    """Session id → country code from the login receipt that created the session (when the risk engine knew it)."""
+    from authsvc.models import LoginEvent
+
+    if not sids:
+        return {}
+    rows = services().audit.db.session.execute(
+        select(LoginEvent.session_id, LoginEvent.country)
+        .where(LoginEvent.user_id == user.id, LoginEvent.session_id.in_(list(sids)))).all()
+    return {sid: country for sid, country in rows if country}
+
+
+def consents_for(user) -> list[dict]:
+    """The user's live OAuth consents with the client's name (read from the OAuth tables)."""
+    from authsvc.models import OAuthClient, OAuthConsent
+
+    rows = services().audit.db.session.execute(
+        select(OAuthConsent, OAuthClient.name).join(OAuthClient, OAuthClient.id == OAuthConsent.client_id)
+        .where(OAuthConsent.user_id == user.id, OAuthConsent.revoked_at.is_(None))
+        .order_by(OAuthConsent.granted_at.desc())).all()
+    return [{"client_id": c.client_id, "name": name, "scopes": c.scopes.split(), "granted_at": c.granted_at}
+            for c, name in rows]
+
+
+def center_context(user, session) -> dict:
+    """Everything /account shows besides the session list."""
+    sessions = services().sessions.list_for(user)
+    # Trusted devices are listed by the MFA partial (mfa/_account.html); connected apps are revoked through the
+    # OAuth package's own endpoint (oauth.revoke_app) when it is installed.
+    apps_revoke = "oauth.revoke_app" if "oauth.revoke_app" in current_app.view_functions else None
+    return {"sessions": sessions, "places": session_places(user, [s.id for s in sessions]),
+            "consents": consents_for(user), "apps_revoke": apps_revoke,
+            "prefs_form": NotificationsForm(new_sign_in=bool(getattr(user, "notify_new_sign_in", True)))}
+
+
+# --- forms ----------------------------------------------------------------------------------------------------------
+class NotificationsForm(FlaskForm):
+    new_sign_in = BooleanField("E-mail me when my account is signed in to from a new browser or place")
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+    confirm = BooleanField("I understand that this deletes my account and cannot be undone",
+                           validators=[DataRequired(message="Tick the box to confirm.")])
+
+
+def _fresh_or_redirect(session, next_url: str):
+    mfa = mfa_service()
+    if mfa is None or mfa.is_fresh(session):
+        return None
+    flash("For your security, confirm it's you first.", "warning")
+    return redirect(mfa.step_up_url(next_url))
+
+
+def _export_response(user):
+    from flask import Response
+
+    data = privacy().export(user, mfa=mfa_service(), oauth_consents=[
+        dict(c, granted_at=c["granted_at"].isoformat()) for c in consents_for(user)])
+    ctx = request_context()
+    services().audit.record("account:data:export", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                            user_agent=ctx.user_agent)
+    stamp = services().clock.now().strftime("%Y%m%d")
+    return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="authsvc-data-{stamp}.json"'})
+
+
+def init_routes(bp) -> None:
+    bp.add_app_template_filter(lambda ua: describe_ua(ua)["text"], "ua")
+    bp.add_app_template_filter(lambda ua: describe_ua(ua)["kind"], "ua_kind")
+
+    @bp.post("/account/notifications")
+    @login_required
+    def notifications():
+        session, user = cookie_session()
+        form = NotificationsForm()
+        if not form.validate_on_submit():
+            return render_template("message.html", title="Nothing changed",
+                                   message="Reload the page and try again."), 400
+        user.notify_new_sign_in = bool(form.new_sign_in.data)
+        services().audit.db.session.commit()
+        ctx = request_context()
+        services().audit.record("account:preferences:update", "success", actor_id=user.id, subject_id=user.id,
+                                ip=ctx.ip, user_agent=ctx.user_agent,
+                                details={"notify_new_sign_in": user.notify_new_sign_in})
+        flash("Sign-in alerts are on." if user.notify_new_sign_in else "Sign-in alerts are off.", "success")
+        return redirect(url_for("web.account") + "#notifications-h")
+
+    @bp.get("/account/export")
+    @login_required
+    def export_data():
+        session, user = cookie_session()
+        again = _fresh_or_redirect(session, url_for("web.export_page"))
+        if again is not None:
+            return again
+        return _export_response(user)
+
+    @bp.get("/account/data")
+    @login_required
+    def export_page():
+        session, user = cookie_session()
+        return render_template("account_data.html", user=user)
+
+    @bp.route("/account/delete", methods=["GET", "POST"])
+    @login_required
+    def delete_account():
+        session, user = cookie_session()
+        form = DeleteAccountForm()
+        status = 200
+        if request.method == "POST":
+            status = 400
+            if form.validate_on_submit():
+                if privacy().check_password(user, form.password.data):
+                    ctx = request_context()
+                    privacy().erase(user, ip=ctx.ip, oauth=oauth_service())
+                    resp = redirect(url_for("web.account_deleted"))
+                    clear_session_cookie(resp)
+                    return resp
+                form.password.errors = ["That password is not right. After 5 wrong tries, wait 15 minutes."]
+                status = 401
+        return render_template("account_delete.html", form=form, user=user), status
+
+    @bp.get("/account/deleted")
+    def account_deleted():
+        return render_template("message.html", title="Your account is deleted",
+                               message="Your account and the personal data linked to it were erased. You have been "
+                                       "signed out everywhere. Thank you for having used us.")

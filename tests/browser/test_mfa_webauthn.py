@@ -1,0 +1,160 @@
+"""Passkeys in Debian Chromium with its virtual authenticator (CDP WebAuthn domain): register a passkey, sign in
+with it without typing a username, use it as a second factor after the password, remove it. A real assertion
+captured from the browser is then replayed and checked against a wrong origin through py_webauthn."""
+
+import json
+import socket
+import threading
+
+import pytest
+
+from tests.conftest import LiveServer, PASSWORD, create_user
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def wa_server(make_app, tmp_path):
+    """The app on a real socket, with the RP ID and origin set to the server's own http://localhost:PORT."""
+    from werkzeug.serving import make_server
+
+    port = _free_port()
+    app = make_app(webauthn_rp_id="localhost", webauthn_origins=f"http://localhost:{port}")
+    server = LiveServer.__new__(LiveServer)  # same shape and stop() as conftest's, on a port we chose first
+    server.server = make_server("127.0.0.1", port, app, threaded=True)
+    server.port, server.url, server.ca_path = port, f"http://localhost:{port}", None
+    server.thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    server.thread.start()
+    server.app = app
+    yield server
+    server.stop()
+
+
+def _virtual_authenticator(context, page):
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    made = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True}})
+    return cdp, made["authenticatorId"]
+
+
+def _password_login(page, base):
+    page.goto(base + "/login")
+    page.get_by_label("E-mail").fill("alice@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def _sign_out(page):
+    page.get_by_role("button", name="Sign out", exact=True).first.click()
+    page.wait_for_url("**/login")
+
+
+def test_passkey_register_login_second_factor_and_remove(wa_server, browser_context):
+    app, base = wa_server.app, wa_server.url
+    create_user(app)
+    w = browser_context()
+    page = w.page
+    cdp, authenticator = _virtual_authenticator(w.context, page)
+
+    # 1. register a passkey (after a password login, so the session is fresh)
+    _password_login(page, base)
+    page.get_by_role("heading", name="Your security").wait_for()
+    page.get_by_role("link", name="Add a passkey or security key").click()
+    page.get_by_label("Name for this passkey or security key").fill("Virtual laptop")
+    page.get_by_role("button", name="Add passkey").click()
+    page.get_by_role("heading", name="Your recovery codes").wait_for()  # first factor → codes shown once
+    assert page.locator("ul.codes li").count() == 10
+    page.get_by_role("link", name="I have saved them").click()
+    page.get_by_text("Virtual laptop").wait_for()
+    creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert len(creds) == 1 and creds[0]["isResidentCredential"]
+    _sign_out(page)
+
+    # 2. passkey login: no e-mail, no password; capture the assertion the browser sends
+    page.goto(base + "/mfa/passkey")
+    with page.expect_request("**/mfa/webauthn/authenticate/verify") as req:
+        page.get_by_role("button", name="Sign in with a passkey").click()
+    captured = json.loads(req.value.post_data)["credential"]
+    page.get_by_role("heading", name="Your security").wait_for()
+    from authsvc.services import services
+
+    with app.app_context():
+        found = services().sessions.check(next(c["value"] for c in w.context.cookies()
+                                               if c["name"] == "__Host-authsvc"))
+        assert found[0].aal == 2 and found[0].methods == ("hwk", "uv")
+    _sign_out(page)
+
+    # 3. the same key as a second factor after the password
+    _password_login(page, base)
+    page.get_by_role("heading", name="Two-step verification").wait_for()
+    page.get_by_role("button", name="Use a security key or passkey").click()
+    page.get_by_role("heading", name="Your security").wait_for()
+    with app.app_context():
+        found = services().sessions.check(next(c["value"] for c in w.context.cookies()
+                                               if c["name"] == "__Host-authsvc"))
+        assert found[0].aal == 2 and found[0].methods == ("pwd", "hwk")
+
+    # 4. the captured real assertion: replayed → refused (challenge used up); wrong origin → refused
+    _replay_and_wrong_origin(app, captured)
+
+    # 5. remove it (fresh session) → password-only again
+    page.get_by_role("button", name="Remove Virtual laptop").click()
+    page.get_by_text("was removed").wait_for()
+    assert page.get_by_text("Virtual laptop").count() == 0
+    _sign_out(page)
+    _password_login(page, base)
+    page.get_by_role("heading", name="Your security").wait_for()
+
+
+def _replay_and_wrong_origin(app, captured):
+    from webauthn import base64url_to_bytes, verify_authentication_response
+    from webauthn.helpers import parse_client_data_json
+    from webauthn.helpers.exceptions import InvalidAuthenticationResponse
+
+    from authsvc.extensions import db
+    from authsvc.mfa.webauthn import WebAuthnError
+    from authsvc.models import WebAuthnCredential
+    from authsvc.services import services
+
+    with app.app_context():
+        mfa = services().mfa
+        row = db.session.execute(db.select(WebAuthnCredential)).scalar_one()
+        challenge = parse_client_data_json(base64url_to_bytes(captured["response"]["clientDataJSON"])).challenge
+        # Replay through the service: the challenge it answered was consumed → refused
+        with pytest.raises(WebAuthnError, match="challenge"):
+            mfa.webauthn.authenticate("p-replay", captured, user=None)
+        # The same real assertion against an RP that expects another origin → py_webauthn refuses it
+        with pytest.raises(InvalidAuthenticationResponse, match="origin"):
+            verify_authentication_response(credential=captured, expected_challenge=challenge,
+                                           expected_rp_id="localhost", expected_origin="https://login.example.com",
+                                           credential_public_key=row.public_key, credential_current_sign_count=0,
+                                           require_user_verification=True)
+        # ...and through our service, even with its challenge put back: the counter has moved on → flagged
+        mfa.store.put_challenge("auth", "p-replay", {"c": captured_challenge_b64(captured), "u": None, "uv": True})
+        assert mfa.check_webauthn(None, "p-replay", captured, _ctx(), "passkey") is None
+        from authsvc.models import SecurityEvent
+
+        tags = [e.tag for e in db.session.execute(db.select(SecurityEvent)).scalars()]
+        assert "mfa:webauthn:signcount" in tags
+
+
+def captured_challenge_b64(captured):
+    from webauthn import base64url_to_bytes
+    from webauthn.helpers import bytes_to_base64url, parse_client_data_json
+
+    return bytes_to_base64url(parse_client_data_json(
+        base64url_to_bytes(captured["response"]["clientDataJSON"])).challenge)
+
+
+def _ctx():
+    from authsvc.accounts.login import RequestContext
+
+    return RequestContext("127.0.0.1", "pytest")

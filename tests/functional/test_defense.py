@@ -1,0 +1,221 @@
+"""Throttles before hashing: account×IP, IP, prefix, spray, password spray, smart lockout, NIST cap."""
+
+import pytest
+
+from authsvc.passwords import PasswordHasherService
+from tests.conftest import PASSWORD, create_user, outbox_link
+
+WRONG = "a wrong password, long enough"
+
+
+class CountingHasher(PasswordHasherService):
+    calls = 0
+
+    def verify(self, stored, password):
+        CountingHasher.calls += 1
+        return super().verify(stored, password)
+
+
+def attempt(app, email, password, ip, client=None):
+    c = client or app.test_client()
+    return c.post("/api/v1/login", json={"email": email, "password": password}, environ_base={"REMOTE_ADDR": ip})
+
+
+def counting(app):
+    from authsvc.services import services
+
+    with app.app_context():
+        services().login.hasher = CountingHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def test_account_ip_pair_block_refuses_before_hashing(make_app):
+    app = make_app(throttle_pair_limit=3, account_lockout_threshold=50)
+    create_user(app)
+    counting(app)
+    for _ in range(3):
+        assert attempt(app, "alice@example.com", WRONG, "198.51.100.7").status_code == 401
+    before = CountingHasher.calls
+    r = attempt(app, "alice@example.com", PASSWORD, "198.51.100.7")  # even the right password
+    assert r.status_code == 429
+    assert 0 < int(r.headers["Retry-After"]) <= 900
+    assert r.json["error"] == "throttled" and r.json["retry_after"] == int(r.headers["Retry-After"])
+    assert CountingHasher.calls == before  # no argon2 work for a refused attempt
+    # Another IP is a different pair.
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.9").status_code == 200
+
+
+def test_ip_limit(make_app):
+    app = make_app(throttle_ip_limit=4, spray_min_failures=1000)
+    for i in range(4):
+        attempt(app, f"user{i}@example.com", f"{WRONG} {i}", "198.51.100.7")
+    r = attempt(app, "someone@example.com", WRONG, "198.51.100.7")
+    assert r.status_code == 429
+    assert attempt(app, "someone@example.com", WRONG, "198.51.100.8").status_code == 401
+
+
+def test_prefix_limit_catches_rotating_ips_in_one_network(make_app):
+    app = make_app(throttle_prefix_limit=5, spray_min_failures=1000)
+    for i in range(5):  # (a different wrong password each time: this is not a password spray)
+        assert attempt(app, f"user{i}@example.com", f"{WRONG} {i}", f"198.51.100.{10 + i}").status_code == 401
+    assert attempt(app, "x@example.com", WRONG, "198.51.100.200").status_code == 429
+    assert attempt(app, "x@example.com", WRONG, "198.51.101.1").status_code == 401  # next /24 is separate
+
+
+def test_spray_from_one_source_is_blocked(make_app):
+    app = make_app(spray_min_accounts=5, spray_min_failures=5, spray_unknown_share=1.0)
+    for i in range(5):
+        create_user(app, email=f"real{i}@example.com")
+    for i in range(5):
+        assert attempt(app, f"real{i}@example.com", f"{WRONG} {i}", "198.51.100.7").status_code == 401
+    r = attempt(app, "real0@example.com", PASSWORD, "198.51.100.7")
+    assert r.status_code == 429 and r.json["message"]
+
+
+def test_unknown_account_share_marks_a_stuffing_source(make_app):
+    app = make_app(spray_min_accounts=1000, spray_min_failures=6, spray_unknown_share=0.5)
+    create_user(app)
+    for i in range(6):
+        assert attempt(app, f"ghost{i}@example.com", f"{WRONG} {i}", "198.51.100.7").status_code == 401
+    assert attempt(app, "alice@example.com", PASSWORD, "198.51.100.7").status_code == 429
+
+
+def test_one_password_sprayed_across_accounts(make_app):
+    app = make_app(password_spray_accounts=4)
+    for i in range(4):  # the same wrong password against four accounts from four networks
+        attempt(app, f"u{i}@example.com", "Summer2026!Summer2026!", f"192.0.2.{i + 1}" if i < 2 else f"203.0.{i}.1")
+    create_user(app, email="victim@example.com")
+    counting(app)
+    before = CountingHasher.calls
+    assert attempt(app, "victim@example.com", "Summer2026!Summer2026!", "198.18.0.1").status_code == 429
+    assert CountingHasher.calls == before
+    # Another password from the same place is not affected.
+    assert attempt(app, "victim@example.com", PASSWORD, "198.18.0.1").status_code == 200
+
+
+def test_familiar_device_still_gets_in_during_a_stuffing_wave(make_app):
+    app = make_app(account_lockout_threshold=5, throttle_pair_limit=1000)
+    create_user(app)
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code == 200  # the owner, at home
+    for i in range(30):  # strangers hammer the account from all over
+        attempt(app, "alice@example.com", WRONG, f"198.51.{i}.77")
+    # A stranger with the right password is held off (smart lockout for unfamiliar places)…
+    r = attempt(app, "alice@example.com", PASSWORD, "198.51.200.1")
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 60
+    # …while the owner's familiar network keeps its own budget and gets in.
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.11").status_code == 200
+
+
+def test_lockout_grows_with_repeated_failures(make_app):
+    app = make_app(account_lockout_threshold=3, account_lockout_base=60, throttle_pair_limit=1000)
+    for i in range(3):
+        attempt(app, "alice@example.com", WRONG, f"198.51.{i}.1")
+    first = int(attempt(app, "alice@example.com", WRONG, "198.51.9.1").headers["Retry-After"])
+    from authsvc.services import services
+
+    with app.app_context():  # let the first lock run out but keep the count
+        r = services().throttle._redis()
+        for key in r.scan_iter("th:{a:*}:lu"):
+            r.delete(key)
+    assert attempt(app, "alice@example.com", WRONG, "198.52.0.1").status_code == 401  # one more failure…
+    second = int(attempt(app, "alice@example.com", WRONG, "198.52.9.1").headers["Retry-After"])  # …doubles it
+    assert 50 <= first <= 60 and 100 <= second <= 120
+
+
+def test_nist_cap_requires_a_reset_then_clears(make_app):
+    app = make_app(account_failure_cap=6, account_lockout_threshold=1000, account_familiar_threshold=1000,
+                   throttle_pair_limit=1000)
+    create_user(app)
+    for i in range(6):
+        attempt(app, "alice@example.com", WRONG, f"198.51.100.{i}")
+    r = attempt(app, "alice@example.com", PASSWORD, "203.0.113.10")
+    assert r.status_code == 429 and r.json["error"] == "reset_required"
+    # An address with no account reaches the very same answer (no enumeration through the cap).
+    for i in range(6):
+        attempt(app, "ghost@example.com", WRONG, f"198.51.100.{i}")
+    r2 = attempt(app, "ghost@example.com", PASSWORD, "203.0.113.10")
+    assert (r2.status_code, r2.json) == (r.status_code, r.json)
+    # The stronger proof: a reset through the mailbox.
+    c = app.test_client()
+    c.post("/api/v1/password/reset", json={"email": "alice@example.com"})
+    token = outbox_link(app, "alice@example.com", "reset").rsplit("/", 1)[1]
+    assert c.post("/api/v1/password/reset/confirm",
+                  json={"token": token, "new_password": "the new long passphrase"}).status_code == 204
+    assert attempt(app, "alice@example.com", "the new long passphrase", "203.0.113.10").status_code == 200
+
+
+def test_success_clears_the_streak(make_app):
+    app = make_app(account_failure_cap=4, account_lockout_threshold=1000, throttle_pair_limit=1000)
+    create_user(app)
+    for _ in range(3):
+        attempt(app, "alice@example.com", WRONG, "203.0.113.10")
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code == 200
+    for _ in range(3):
+        attempt(app, "alice@example.com", WRONG, "203.0.113.10")
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code == 200
+
+
+def test_html_form_gets_429_page_with_retry_after(make_app):
+    app = make_app(throttle_pair_limit=1)
+    create_user(app)
+    from tests.functional.helpers import form_post
+
+    c = app.test_client()
+    form_post(c, "/login", {"email": "alice@example.com", "password": WRONG})
+    r = form_post(c, "/login", {"email": "alice@example.com", "password": PASSWORD})
+    assert r.status_code == 429 and r.headers["Retry-After"] and b"Too many attempts" in r.data
+
+
+def test_parallel_failures_are_counted_exactly(make_app):
+    """Atomic Lua counters: 40 concurrent failures → the counter says 40."""
+    import threading
+
+    app = make_app(throttle_pair_limit=10_000, throttle_ip_limit=10_000, spray_min_failures=10_000,
+                   account_lockout_threshold=10_000, account_failure_cap=100)
+    create_user(app)
+    from authsvc.accounts.login import RequestContext
+    from authsvc.services import services
+
+    ctx = RequestContext(ip="198.51.100.7", user_agent="t")
+
+    def fail():
+        with app.app_context():
+            for _ in range(10):
+                services().throttle.record_failure("alice@example.com", ctx, user_exists=True)
+
+    threads = [threading.Thread(target=fail) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    with app.app_context():
+        out = services().throttle.record_failure("alice@example.com", ctx, user_exists=True)
+    assert out["account_ip"] == 41 and out["ip"] == 41 and out["account_consecutive"] == 41
+
+
+@pytest.mark.parametrize("ip", ["2001:db8:1:2::5", "2001:db8:1:ffff::9"])
+def test_ipv6_prefix_is_a_48(make_app, ip):
+    app = make_app(throttle_prefix_limit=2, spray_min_failures=1000)
+    attempt(app, "a@example.com", WRONG, "2001:db8:1:1::1")
+    attempt(app, "b@example.com", WRONG, "2001:db8:1:1::2")
+    assert attempt(app, "c@example.com", WRONG, ip).status_code == 429  # same /48
+    assert attempt(app, "c@example.com", WRONG, "2001:db8:2::1").status_code == 401
+
+
+def test_global_budget_for_unfamiliar_attempts_spares_familiar_ones(make_app):
+    """Stuffing from ever-new IPs passes every per-source limit; the global budget for strangers still holds."""
+    app = make_app(throttle_unfamiliar_per_second=1)
+    create_user(app)
+    # The owner signs in at home once (retrying if that second's budget is already spent), so the network is known.
+    import time
+
+    for _ in range(5):
+        if attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code == 200:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("owner never got in")
+    statuses = [attempt(app, f"u{i}@example.com", f"{WRONG} {i}", f"10.{i}.0.1").status_code for i in range(10)]
+    assert 429 in statuses  # more than one stranger per second: refused before hashing
+    refused = [r for r in (attempt(app, f"v{i}@example.com", f"{WRONG} v{i}", f"10.9{i}.0.1") for i in range(5))
+               if r.status_code == 429]
+    assert refused and all(r.headers["Retry-After"] == "1" for r in refused)
+    # The owner, from the familiar network, is never charged to that budget.
+    assert all(attempt(app, "alice@example.com", PASSWORD, "203.0.113.11").status_code == 200 for _ in range(5))
