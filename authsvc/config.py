@@ -19,7 +19,7 @@ from typing import Any
 
 ENV_PREFIX = "AUTHSVC_"
 # Settings owned and validated by a package of their own (authsvc/mfa/config.py reads them from ``extra``).
-EXTENSION_PREFIXES = ("mfa_", "webauthn_", "totp_", "trusted_device_")
+EXTENSION_PREFIXES = ("mfa_", "webauthn_", "totp_", "trusted_device_", "admin_", "oauth_")
 
 
 class ConfigError(ValueError):
@@ -86,6 +86,13 @@ class Settings:
     # network where the account signed in before). Stuffing from rotating residential IPs slips past every per-IP
     # limit; this budget keeps hashing capacity for the owners. 0 = auto: half the capacity measured at start.
     throttle_unfamiliar_per_second: float = 0
+
+    # --- risk engine (authsvc/risk; docs/RISK.md) ------------------------------------------------------------------
+    risk_enabled: bool = True
+    risk_asn_file: str | None = None  # IP→ASN: a MaxMind-DB .mmdb, or CSV ranges (start,end,asn[,name]), .gz ok
+    risk_country_file: str | None = None  # IP→country MaxMind-DB; without files the engine falls back to prefixes
+    risk_step_up_threshold: float = -1.0  # score (natural-log units) at which a second factor is asked for
+    risk_deny_threshold: float = 7.0  # score at which the login is refused even with the right password
 
     # --- sessions -------------------------------------------------------------------------------------------------
     session_idle_timeout: int = 3600  # seconds (ASVS 7.3.1 at AAL2: ≤ 1 h)

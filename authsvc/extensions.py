@@ -11,7 +11,9 @@ from flask_wtf import CSRFProtect
 
 from authsvc.models.base import Base
 
-db = SQLAlchemy(model_class=Base)
+# expire_on_commit=False: a request's objects stay readable after each commit instead of being re-SELECTed
+# (measured: 4 extra queries per login). Sessions are request-scoped, so nothing lives long enough to go stale.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 csrf = CSRFProtect()
 
 

@@ -54,6 +54,27 @@ def _breach_checker(settings: Settings, app: Flask):
     return checkers[0] if len(checkers) == 1 else breach.ChainBreachChecker(checkers)
 
 
+def _risk_scorer(app: Flask, settings: Settings, mfa):
+    """The risk engine with its Redis store and the operator's geo files (or NullRiskScorer when switched off)."""
+    if not settings.risk_enabled:
+        return NullRiskScorer(), None
+    from authsvc.risk import GeoResolver, RiskConfig, RiskEngine
+    from authsvc.risk.live import LiveRiskScorer, RedisRiskStore
+
+    geo = None
+    if settings.risk_asn_file or settings.risk_country_file:
+        asn = settings.risk_asn_file
+        is_mmdb = bool(asn and asn.endswith(".mmdb"))
+        geo = GeoResolver(asn_csv=None if is_mmdb else asn, asn_mmdb=asn if is_mmdb else None,
+                          country_mmdb=settings.risk_country_file)
+    config = RiskConfig(step_up_threshold=settings.risk_step_up_threshold,
+                        deny_threshold=settings.risk_deny_threshold)
+    store = RedisRiskStore(lambda: RedisExtension.client_for(app), max_entries=config.history_max_entries,
+                           max_age_days=config.history_max_age_days)
+    trusted = (lambda user, device_id: mfa.devices.is_trusted_id(user, device_id)) if mfa is not None else None
+    return LiveRiskScorer(RiskEngine(store=store, config=config, geo=geo), is_trusted_device=trusted), geo
+
+
 def build_services(app: Flask, settings: Settings) -> Services:
     clock = Clock()
     hasher = PasswordHasherService(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_cost,
@@ -86,7 +107,10 @@ def build_services(app: Flask, settings: Settings) -> Services:
                               audit=audit, settings=settings, clock=clock, throttle=throttle)
     mfa = build_mfa(app=app, settings=settings, db=db, redis_getter=lambda: RedisExtension.client_for(app),
                     clock=clock, sessions=sessions, audit=audit, mailer=mailer)
-    login = LoginService(db=db, hasher=hasher, throttle=throttle, breach=breach, risk=NullRiskScorer(),
+    risk, geo = _risk_scorer(app, settings, mfa)
+    if geo is not None and isinstance(throttle, RedisThrottle):
+        throttle.asn_lookup = lambda ip: (geo.lookup(ip).asn if ip else None)  # per-ASN limits need the file
+    login = LoginService(db=db, hasher=hasher, throttle=throttle, breach=breach, risk=risk,
                          mfa=mfa, sessions=sessions, audit=audit, clock=clock,
                          alerts=LoginAlerts(mailer=mailer, tokens=tokens, settings=settings),
                          require_verified_email=settings.require_verified_email)

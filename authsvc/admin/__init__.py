@@ -224,7 +224,7 @@ def user_action(session, admin, user_id: int, action: str):
         db.session.commit()
         message = "The user must choose a new password at the next sign-in."
     elif action == "unlock":
-        services().throttle.clear_account(user.email)
+        services().throttle.clear_account(user.email, pairs=True)
         message = "Lockout and failure counters of this account were cleared."
     elif action == "revoke-device":
         mfa = getattr(services(), "mfa", None)

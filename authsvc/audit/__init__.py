@@ -66,8 +66,13 @@ class AuditLog:
         user_agent: str | None = None,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
+        commit: bool = True,
     ) -> SecurityEvent:
-        """Append one event and commit. Callers never pass secrets (passwords, tokens, codes) in any field."""
+        """Append one event and commit. Callers never pass secrets (passwords, tokens, codes) in any field.
+
+        ``commit=False`` leaves the commit to the caller, so the event lands in the same transaction as the change it
+        records (one fsync instead of two); the chain head stays locked until then, so commit promptly.
+        """
         session = self.db.session
         session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id))
         head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
@@ -92,7 +97,8 @@ class AuditLog:
         session.add(ev)
         head.last_id = ev.id
         head.last_hash = ev.hash
-        session.commit()
+        if commit:
+            session.commit()
         return ev
 
     def verify(self) -> VerifyReport:

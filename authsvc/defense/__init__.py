@@ -21,7 +21,7 @@ class Throttle(Protocol):
 
     def record_success(self, email: str, ctx) -> None: ...
 
-    def clear_account(self, email: str) -> None: ...
+    def clear_account(self, email: str, *, pairs: bool = False) -> None: ...
 
 
 class NullThrottle:
@@ -35,7 +35,7 @@ class NullThrottle:
     def record_success(self, email: str, ctx) -> None:
         return None
 
-    def clear_account(self, email: str) -> None:
+    def clear_account(self, email: str, *, pairs: bool = False) -> None:
         return None
 
 

@@ -278,8 +278,13 @@ class RedisThrottle:
         pipe.expire(known, 180 * 86400)
         pipe.execute()
 
-    def clear_account(self, email: str) -> None:
-        """After a password reset (the stronger proof), the account starts afresh."""
+    def clear_account(self, email: str, *, pairs: bool = False) -> None:
+        """After a password reset (the stronger proof), the account starts afresh. ``pairs`` also lifts its
+        account×IP blocks (the admin's "unlock"); that needs a SCAN, so the reset path leaves them to expire."""
         acct = self._h("a", email)
-        self._redis().delete(f"th:{{a:{acct}}}:c", f"th:{{a:{acct}}}:fu", f"th:{{a:{acct}}}:lu",
-                             f"th:{{a:{acct}}}:ff", f"th:{{a:{acct}}}:lf")
+        r = self._redis()
+        r.delete(f"th:{{a:{acct}}}:c", f"th:{{a:{acct}}}:fu", f"th:{{a:{acct}}}:lu", f"th:{{a:{acct}}}:ff",
+                 f"th:{{a:{acct}}}:lf")
+        if pairs:
+            for key in list(r.scan_iter(match=f"th:{{p:{acct}:*}}", count=1000)):
+                r.delete(key)

@@ -88,6 +88,8 @@ class SessionService:
         self._backstop: dict[str, tuple] = {}
 
     def _revoked(self, user_id: int, sids: list[str]) -> None:
+        for sid in sids:  # this process forgets its cached backstop answer at once; others within backstop_ttl
+            self._backstop.pop(sid, None)
         for listener in self.revocation_listeners:
             listener(user_id, sids)
 
@@ -103,7 +105,8 @@ class SessionService:
 
     # --- issue -------------------------------------------------------------------------------------------------------
     def issue(self, user: User, *, ip: str | None, user_agent: str | None, aal: int = 1,
-              methods: tuple[str, ...] = ("pwd",)) -> IssuedSession:
+              methods: tuple[str, ...] = ("pwd",), before_commit=None) -> IssuedSession:
+        """``before_commit(session_id)`` may add rows (receipt, audit event) to the same SQL transaction."""
         token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
         sid = token_hash(token)
         now = self.clock.now()
@@ -111,6 +114,8 @@ class SessionService:
         # SQL first: if the durable record cannot be written, no usable token exists anywhere.
         self.db.session.add(UserSession(id=sid, user_id=user.id, created_at=now, ip=ip, user_agent=ua,
                                         aal=aal, methods=",".join(methods)))
+        if before_commit is not None:
+            before_commit(sid)
         self.db.session.commit()
         ts = now.timestamp()
         pipe = self.redis.pipeline(transaction=False)

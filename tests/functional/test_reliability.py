@@ -106,3 +106,28 @@ def test_postgres_stopped_and_restarted_mid_traffic(app, make_app, private_pg):
     assert browser.get("/account").status_code == 200
     assert api.get("/api/v1/session", headers=auth).status_code == 200
     assert api.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD}).status_code == 200
+
+
+def test_revoked_session_stays_revoked_after_redis_restores_an_older_snapshot(make_app, private_redis):
+    """Real files: the AOF from before the revocation is put back; Redis again holds the session; SQL refuses it."""
+    app = make_app(redis_url=private_redis.url)
+    create_user(app)
+    api = app.test_client()
+    token = api.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD}).json["session_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    aof = os.path.join(private_redis.folder, "appendonly.aof")
+    private_redis.stop()  # SHUTDOWN writes the AOF out
+    shutil.copy(aof, aof + ".old")  # the "older snapshot": it has the session
+    private_redis.start()
+    assert api.get("/api/v1/session", headers=auth).status_code == 200
+    assert api.post("/api/v1/logout", headers=auth).status_code == 204
+    private_redis.stop()
+    shutil.copy(aof + ".old", aof)  # restore: the deletion is lost
+    private_redis.start()
+    from authsvc.sessions import _skey, token_hash
+
+    with app.app_context():
+        from authsvc.extensions import get_redis
+
+        assert get_redis().exists(_skey(token_hash(token))) == 1  # Redis really has it back
+    assert api.get("/api/v1/session", headers=auth).status_code == 401  # SQL says revoked

@@ -1,0 +1,134 @@
+"""The risk engine inside the running service: a Redis-backed store and the adapter the login pipeline calls.
+
+``RedisRiskStore`` implements :class:`~authsvc.risk.store.RiskStore`:
+
+* a user's history is a capped Redis list ``risk:{u<id>}:h`` of compact JSON entries (time, the eight hierarchy
+  values, hour, country, coordinates); counts are derived on read (≤ 200 entries), which makes ageing exact;
+* global value counts live in one hash ``risk:{g}:c`` (field ``level|value``) and the totals in ``risk:{g}:s``; one
+  Lua script updates both and counts a distinct value when its counter goes 0 → 1 (both keys share the ``{g}`` tag).
+
+Scoring costs three round trips (history, global counts, totals); learning costs two.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from authsvc.risk.context import LoginContext, Reason
+from authsvc.risk.signals import Features, LastLogin
+from authsvc.risk.store import HOUR_KEY, LEVELS, GlobalStats, UserProfile
+
+_LEARN = """
+local stats = KEYS[2]
+for i = 1, #ARGV do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], 1) == 1 then
+    local level = string.match(ARGV[i], '^([^|]+)|')
+    redis.call('HINCRBY', stats, 'd:' .. level, 1)
+  end
+end
+redis.call('HINCRBY', stats, 'n', 1)
+return 1
+"""
+
+_GLOBAL_COUNTS = "risk:{g}:c"
+_GLOBAL_STATS = "risk:{g}:s"
+
+
+def _ukey(user: str) -> str:
+    return f"risk:{{u{user}}}:h"
+
+
+class RedisRiskStore:
+    def __init__(self, redis_getter, *, max_entries: int = 200, max_age_days: float = 183.0):
+        self._redis = redis_getter
+        self.max_entries = max_entries
+        self.max_age = max_age_days * 86400.0
+        self._script = None
+
+    def _learn_script(self):
+        r = self._redis()
+        if self._script is None or self._script.registered_client is not r:
+            self._script = r.register_script(_LEARN)
+        return self._script
+
+    def user_profile(self, user: str, now: float) -> UserProfile:
+        raw = self._redis().lrange(_ukey(user), 0, -1)
+        prof = UserProfile()
+        cutoff = now - self.max_age
+        last = None
+        for item in raw:
+            e = json.loads(item)
+            if e["t"] < cutoff:
+                continue
+            for level, value in zip(LEVELS, e["v"]):
+                counts = prof.counts[level]
+                counts[value] = counts.get(value, 0) + 1
+            prof.hours[e["h"]] += 1
+            prof.n += 1
+            if last is None or e["t"] >= last["t"]:
+                last = e
+        if last is not None:
+            prof.last = LastLogin(last["t"], last.get("c"), last.get("la"), last.get("lo"))
+        return prof
+
+    def global_counts(self, keys) -> list[int]:
+        if not keys:
+            return []
+        vals = self._redis().hmget(_GLOBAL_COUNTS, [f"{level}|{value}" for level, value in keys])
+        return [int(v) if v else 0 for v in vals]
+
+    def global_stats(self) -> GlobalStats:
+        s = self._redis().hgetall(_GLOBAL_STATS)
+        distinct = {lvl: int(s.get(f"d:{lvl}", 0)) for lvl in (*LEVELS, HOUR_KEY)}
+        return GlobalStats(int(s.get("n", 0)), int(s.get("users", 0)), distinct)
+
+    def learn(self, user: str, features: Features, timestamp: float) -> None:
+        values = list(features.ip_values + features.ua_values)
+        entry = json.dumps({"t": timestamp, "v": values, "h": features.hour, "c": features.country,
+                            "la": features.lat, "lo": features.lon}, separators=(",", ":"))
+        r = self._redis()
+        pipe = r.pipeline(transaction=False)
+        pipe.rpush(_ukey(user), entry)
+        pipe.ltrim(_ukey(user), -self.max_entries, -1)
+        pipe.expire(_ukey(user), int(self.max_age))
+        first = pipe.execute()[0] == 1
+        fields = [f"{level}|{value}" for level, value in zip(LEVELS, values)]
+        fields.append(f"{HOUR_KEY}|{features.hour}")
+        self._learn_script()(keys=[_GLOBAL_COUNTS, _GLOBAL_STATS], args=fields)
+        if first:
+            r.hincrby(_GLOBAL_STATS, "users", 1)
+
+
+# Throttle counters (authsvc.defense) → the engine's velocity names (RiskConfig.velocity_rules).
+_VELOCITY = {"account_consecutive": "account_failures", "ip": "ip_failures", "pfx": "prefix_failures",
+             "asn": "asn_failures", "ip_accounts": "ip_distinct_users", "ip_unknown_share": "ip_unknown_user_share",
+             "password_accounts": "password_spray_accounts"}
+
+
+class LiveRiskScorer:
+    """The login pipeline's ``RiskScorer``: builds the engine's context from the request and the account."""
+
+    def __init__(self, engine, *, is_trusted_device=None, clock=time.time):
+        self.engine = engine
+        self.is_trusted_device = is_trusted_device  # (user, device_id) → bool, from the MFA package
+        self.clock = clock
+
+    def _ctx(self, user, ctx, *, breached: bool = False, velocity: dict | None = None) -> LoginContext:
+        trusted = bool(ctx.device_id and self.is_trusted_device and self.is_trusted_device(user, ctx.device_id))
+        vel = {_VELOCITY[k]: float(v) for k, v in (velocity or {}).items() if k in _VELOCITY}
+        return LoginContext(user=str(user.id), ip=ctx.ip or "0.0.0.0", user_agent=ctx.user_agent or "",
+                            timestamp=self.clock(), trusted_device=trusted, breached_password=breached,
+                            velocity=vel or None)
+
+    def score(self, user, ctx, *, breached: bool, velocity: dict | None = None):
+        decision = self.engine.score(self._ctx(user, ctx, breached=breached, velocity=velocity))
+        if decision.action != "allow" and not decision.reasons:
+            # Every challenge carries a reason the user can read: when no single signal stands out, say that the
+            # combination is unusual rather than nothing at all.
+            decision.reasons.append(Reason("unusual_context", "this sign-in looks different from your usual ones",
+                                           decision.score))
+        return decision
+
+    def learn(self, user, ctx) -> None:
+        self.engine.learn(self._ctx(user, ctx))
