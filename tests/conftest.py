@@ -104,10 +104,10 @@ def migrated(database_url, redis_url, redis_settings, tmp_path_factory):
 _REDIS_TOPOLOGY: dict = {}
 
 
-def _config(database_url, redis_url, instance, **extra):
+def _config(database_url, redis_url, instance, own_redis=False, **extra):
     cfg = {"database_url": database_url, "redis_url": redis_url, "instance_path": instance,
            "secret_key": "test-secret-key", "TESTING": True, **FAST_ARGON2}
-    if "redis_url" not in extra:  # a test that brings its own Redis server means a standalone one
+    if not own_redis:  # a test that brings its own Redis server means a standalone one
         cfg.update({k: v for k, v in _REDIS_TOPOLOGY.items() if k.startswith("redis_") and k != "redis_url"})
     if "breach_corpus" in _REDIS_TOPOLOGY:
         cfg["breach_corpus"] = _REDIS_TOPOLOGY["breach_corpus"]
@@ -134,8 +134,10 @@ def make_app(database_url, redis_url, migrated, tmp_path):
     apps = []
 
     def factory(**extra):
-        cfg = {"database_url": database_url, "redis_url": redis_url, **extra}
-        app = create_app(_config(cfg.pop("database_url"), cfg.pop("redis_url"), str(tmp_path / "instance"), **cfg))
+        cfg = {"database_url": database_url, **extra}
+        own_redis = extra.pop("redis_url", None)  # a test's own (standalone) server, or the run's topology
+        app = create_app(_config(cfg.pop("database_url"), own_redis or redis_url, str(tmp_path / "instance"),
+                                 own_redis=bool(own_redis), **{k: v for k, v in cfg.items() if k != "redis_url"}))
         if not apps:
             _reset(app)
         apps.append(app)

@@ -93,10 +93,8 @@ def scan(redis, *, limit: int = 2000) -> list[Mark]:
         if key.endswith(":u"):  # HyperLogLog: a string to TYPE, but its value is a count, not an integer
             parsed = parse_key(key)
             if parsed:
-                pipe = redis.pipeline(transaction=False)
-                pipe.pfcount(key)
-                pipe.ttl(key)
-                n, ttl = pipe.execute()
+                # Two plain calls, not a pipeline: a Redis Cluster pipeline refuses PFCOUNT.
+                n, ttl = redis.pfcount(key), redis.ttl(key)
                 if ttl != -2:
                     marks.append(Mark(key, parsed[0], parsed[1], parsed[2], int(n), int(ttl)))
             continue

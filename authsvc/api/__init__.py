@@ -142,7 +142,8 @@ def logout(session, user):
 
 @bp.get("/session")
 def whoami():
-    # The hot path for apps that check a session on every request: no ORM objects (see SessionService.check_light).
+    # GET requests are answered by authsvc.api.fastpath before Flask sees them; this route is the reference it must
+    # match (tests compare the two) and serves HEAD and any deployment that mounts the Flask app without it.
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     found = services().sessions.check_light(token.strip()) if scheme.lower() == "bearer" else None
     if found is None:

@@ -7,13 +7,16 @@
 * global value counts live in one hash ``risk:{g}:c`` (field ``level|value``) and the totals in ``risk:{g}:s``; one
   Lua script updates both and counts a distinct value when its counter goes 0 → 1 (both keys share the ``{g}`` tag).
 
-Scoring costs three round trips (history, global counts, totals); learning costs two.
+Scoring costs one round trip (``prefetch`` pipelines history, totals and global counts); learning costs one.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+
+from redis.cluster import RedisCluster
 
 from authsvc.risk.context import LoginContext, Reason
 from authsvc.risk.signals import Features, LastLogin
@@ -45,6 +48,7 @@ class RedisRiskStore:
         self.max_entries = max_entries
         self.max_age = max_age_days * 86400.0
         self._script = None
+        self._local = threading.local()
 
     def _learn_script(self):
         r = self._redis()
@@ -52,8 +56,25 @@ class RedisRiskStore:
             self._script = r.register_script(_LEARN)
         return self._script
 
+    def prefetch(self, user: str, keys) -> None:
+        """One pipelined round trip for the history, the totals and every global count a score may ask for; the
+        three reads below are then answered from it (per thread, for this user, until the next learn)."""
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.lrange(_ukey(user), 0, -1)
+        pipe.hgetall(_GLOBAL_STATS)
+        pipe.hmget(_GLOBAL_COUNTS, [f"{level}|{value}" for level, value in keys])
+        raw, stats, counts = pipe.execute()
+        self._local.cache = (user, raw, stats, dict(zip(keys, counts)))
+
+    def _cached(self, user: str | None = None):
+        cache = getattr(self._local, "cache", None)
+        if cache is None or (user is not None and cache[0] != user):
+            return None
+        return cache
+
     def user_profile(self, user: str, now: float) -> UserProfile:
-        raw = self._redis().lrange(_ukey(user), 0, -1)
+        cache = self._cached(user)
+        raw = cache[1] if cache else self._redis().lrange(_ukey(user), 0, -1)
         prof = UserProfile()
         cutoff = now - self.max_age
         last = None
@@ -75,28 +96,39 @@ class RedisRiskStore:
     def global_counts(self, keys) -> list[int]:
         if not keys:
             return []
-        vals = self._redis().hmget(_GLOBAL_COUNTS, [f"{level}|{value}" for level, value in keys])
+        cache = self._cached()
+        if cache is not None and all(k in cache[3] for k in keys):
+            vals = [cache[3][k] for k in keys]
+        else:
+            vals = self._redis().hmget(_GLOBAL_COUNTS, [f"{level}|{value}" for level, value in keys])
         return [int(v) if v else 0 for v in vals]
 
     def global_stats(self) -> GlobalStats:
-        s = self._redis().hgetall(_GLOBAL_STATS)
+        cache = self._cached()
+        s = cache[2] if cache is not None else self._redis().hgetall(_GLOBAL_STATS)
         distinct = {lvl: int(s.get(f"d:{lvl}", 0)) for lvl in (*LEVELS, HOUR_KEY)}
         return GlobalStats(int(s.get("n", 0)), int(s.get("users", 0)), distinct)
 
     def learn(self, user: str, features: Features, timestamp: float) -> None:
+        self._local.cache = None  # what was prefetched is about to change
         values = list(features.ip_values + features.ua_values)
         entry = json.dumps({"t": timestamp, "v": values, "h": features.hour, "c": features.country,
                             "la": features.lat, "lo": features.lon}, separators=(",", ":"))
         r = self._redis()
-        pipe = r.pipeline(transaction=False)
+        fields = [f"{level}|{value}" for level, value in zip(LEVELS, values)]
+        fields.append(f"{HOUR_KEY}|{features.hour}")
+        script = self._learn_script()
+        pipe = r.pipeline(transaction=False)  # one round trip for the user's list and the global counts
         pipe.rpush(_ukey(user), entry)
         pipe.ltrim(_ukey(user), -self.max_entries, -1)
         pipe.expire(_ukey(user), int(self.max_age))
+        clustered = isinstance(r, RedisCluster)
+        if not clustered:
+            script(keys=[_GLOBAL_COUNTS, _GLOBAL_STATS], args=fields, client=pipe)
         first = pipe.execute()[0] == 1
-        fields = [f"{level}|{value}" for level, value in zip(LEVELS, values)]
-        fields.append(f"{HOUR_KEY}|{features.hour}")
-        self._learn_script()(keys=[_GLOBAL_COUNTS, _GLOBAL_STATS], args=fields)
-        if first:
+        if clustered:  # a Cluster pipeline refuses EVALSHA: the global update is its own round trip there
+            script(keys=[_GLOBAL_COUNTS, _GLOBAL_STATS], args=fields)
+        if first:  # the user's first learned login
             r.hincrby(_GLOBAL_STATS, "users", 1)
 
 

@@ -96,8 +96,12 @@ class RiskEngine:
     # -- internals -----------------------------------------------------------------------------------------------
     def score_features(self, ctx: LoginContext, feats: Features) -> Decision:
         cfg = self.config
-        profile = self.store.user_profile(ctx.user, ctx.timestamp)
         h = feats.hour
+        prefetch = getattr(self.store, "prefetch", None)
+        if prefetch is not None:
+            # A networked store fetches everything a score may need in one round trip (see live.RedisRiskStore).
+            prefetch(ctx.user, list(zip(_ALL_LEVELS, feats.ip_values + feats.ua_values)) + list(_HOUR_WINDOW_KEYS[h]))
+        profile = self.store.user_profile(ctx.user, ctx.timestamp)
         reasons: list[Reason] = []
         score = 0.0
         if profile.n > 0:

@@ -103,3 +103,24 @@ def test_openapi_lists_every_api_route(app, client):
             path = rule.rule.replace("<session_id>", "{session_id}")
             routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert routed == documented
+
+
+def test_session_check_fast_path_matches_the_flask_route(app, client):
+    """GET /api/v1/session is served by a lean WSGI path; it must answer exactly like the Flask view."""
+    from authsvc.api import whoami
+
+    create_user(app)
+    token = api_login(client)
+    fast = client.get("/api/v1/session", headers=bearer(token))
+    with app.test_request_context("/api/v1/session", headers=bearer(token)):
+        reference = whoami()
+    ref_body = dict(reference)
+    fast_body = dict(fast.json)
+    for body in (ref_body, fast_body):  # last_seen_at moves with each check
+        body["session"] = {k: v for k, v in body["session"].items() if k != "last_seen_at"}
+    assert fast.status_code == 200 and fast_body == ref_body
+    for header in ("Content-Security-Policy", "X-Content-Type-Options", "Cache-Control", "X-Frame-Options"):
+        assert fast.headers[header] == client.get("/healthz").headers[header]
+    bad = client.get("/api/v1/session", headers=bearer("nope"))
+    assert bad.status_code == 401 and bad.json["error"] == "unauthorized"
+    assert client.head("/api/v1/session", headers=bearer(token)).status_code == 200  # HEAD goes through Flask

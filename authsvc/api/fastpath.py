@@ -1,0 +1,70 @@
+"""The session check as a lean WSGI path: GET /api/v1/session without Flask's request machinery.
+
+Apps call this on every request they serve, so it is the hottest endpoint authsvc has. bench/p2_session.py showed
+the Flask route at ~0.6 of a hello-world route on the same server; the work that matters is one Redis round trip
+(``SessionService.check_light``), and everything around it here is a few dictionary look-ups. Behaviour is the
+route's, byte for byte where it counts: same JSON shapes, same status codes, same security headers, 503 when a
+store is down. Everything else still goes to Flask.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from authsvc.web.http import CSP
+
+log = logging.getLogger("authsvc")
+PATH = "/api/v1/session"
+_UNAUTHORIZED = json.dumps({"error": "unauthorized",
+                            "message": "Send a valid session token as 'Authorization: Bearer <token>'."}).encode()
+_UNAVAILABLE = json.dumps({"error": "unavailable",
+                           "message": "The service is temporarily unavailable. Please try again shortly."}).encode()
+_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+            ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "same-origin"), ("Cross-Origin-Opener-Policy", "same-origin"),
+            ("Cross-Origin-Resource-Policy", "same-origin")]
+_STATUS = {200: "200 OK", 401: "401 UNAUTHORIZED", 503: "503 SERVICE UNAVAILABLE"}
+
+
+class SessionCheckFastPath:
+    def __init__(self, app, wsgi_app):
+        self.app = app  # the Flask app (for its app context and services)
+        self.wsgi_app = wsgi_app  # the next WSGI callable (Flask)
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "GET":
+            return self.wsgi_app(environ, start_response)
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        extra = []
+        try:
+            with self.app.app_context():
+                from authsvc.extensions import db
+
+                try:
+                    sessions = self.app.extensions["authsvc"].sessions
+                    found = sessions.check_light(token.strip()) if scheme.lower() == "bearer" else None
+                finally:
+                    db.session.remove()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
+                redis.exceptions.ClusterError, OperationalError, DBAPIError) as exc:
+            # Fail closed, as the Flask error handlers do: never "valid", never "invalid" for a token we can't check.
+            log.error("dependency unavailable: session check: %s", type(exc).__name__)
+            status, body, extra = 503, _UNAVAILABLE, [("Retry-After", "5")]
+        else:
+            if found is None:
+                status, body = 401, _UNAUTHORIZED
+            else:
+                info, email = found
+                status = 200
+                body = json.dumps({"user_id": info.user_id, "email": email, "session": {
+                    "id": info.id, "created_at": info.created_at.isoformat(),
+                    "last_seen_at": info.last_seen_at.isoformat(), "ip": info.ip, "user_agent": info.user_agent,
+                    "aal": info.aal, "methods": list(info.methods), "current": True}}).encode()
+        if environ.get("wsgi.url_scheme") == "https":
+            extra.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+        start_response(_STATUS[status], _HEADERS + extra + [("Content-Length", str(len(body)))])
+        return [body]
