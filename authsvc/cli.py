@@ -128,7 +128,7 @@ def audit_verify():
 @click.command("serve", help="Migrate, start the embedded Redis if needed, print the setup link, run gunicorn.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=None, type=int, help="default: number of CPUs")
+@click.option("--workers", default=None, type=int, help="default: 2 × CPUs + 1")
 @with_appcontext
 def serve(host, port, workers):
     from authsvc import embedded_redis
@@ -146,7 +146,9 @@ def serve(host, port, workers):
     link = services().accounts.setup_link()
     if link:
         click.secho(f"\nNo administrator yet. Create one (link works once):\n  {link}\n", fg="yellow")
-    workers = workers or os.cpu_count() or 2
+    # More sync workers than cores: a worker hashing a password (100+ ms of CPU) must not hold up the cheap
+    # requests — session checks, refusals of throttled attempts — that other workers can answer meanwhile.
+    workers = workers or 2 * (os.cpu_count() or 1) + 1
     click.echo(f"serving on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}")
     os.chdir(ROOT)
     os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",

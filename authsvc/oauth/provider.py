@@ -14,9 +14,12 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from authlib.common.security import is_secure_transport
+from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -26,7 +29,8 @@ from authlib.oauth2.rfc6749.errors import AccessDeniedError
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint
-from flask import current_app
+import redis
+from flask import current_app, g as flask_g, request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 
@@ -179,23 +183,49 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return self.provider.active_user(authorization_code.data["uid"])
 
 
+class GrantUser:
+    """The resource owner of a refresh grant. The rotation's own UPDATE … RETURNING already proved the user active,
+    so the refresh loads no User row; anything that wants more than ``id`` gets the row, loaded on first use."""
+
+    def __init__(self, provider: "OAuthProvider", user_id: int):
+        self.id = user_id
+        self._provider = provider
+        self._row = None
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._row is None:
+            self._row = self._provider.db.session.get(User, self.id)
+        return getattr(self._row, name)
+
+
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
+        provider = self.server.provider
         new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
-        result = self.server.provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new)
+        # The SQL half of the rotation stays uncommitted: save_token commits it with its audit row (one commit), and
+        # Server.create_token_response commits it on every other way out (the token is spent either way).
+        result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new,
+                                                defer_commit=True)
         if result.outcome == "reuse":
-            self.server.provider.on_refresh_reuse(result.grant)
+            provider.on_refresh_reuse(result.grant)
             raise InvalidGrantError("This refresh token was already used; the grant has been revoked.")
         if result.outcome != "ok":
             return None
+        flask_g.authsvc_oauth_rotation = result
         self.request.new_refresh_token = new
+        self.request.rotation = result
         return TokenRef("refresh", result.grant, refresh_token)
 
     def authenticate_user(self, refresh_token):
-        return self.server.provider.active_user(refresh_token.rec["uid"])
+        uid = refresh_token.rec["uid"]
+        if not uid or not self.request.rotation.user_active:
+            return None
+        return GrantUser(self.server.provider, int(uid))
 
     def revoke_old_credential(self, refresh_token):
         pass  # the rotation already replaced it
@@ -329,10 +359,7 @@ class Introspection(IntrospectionEndpoint):
         return self.server.provider.find_token(token_string, token_type_hint)
 
     def check_permission(self, token, client, request):
-        # Audience restriction: a resource server sees only tokens meant for it (or the client's own tokens).
-        if token.check_client(client):
-            return True
-        return bool(client.resource) and client.resource in token.rec.get("aud", "").split()
+        return self.server.provider.may_introspect(token, client)
 
     def introspect_token(self, token):
         return self.server.provider.introspection_payload(token)
@@ -366,6 +393,15 @@ class Server(AuthorizationServer):
 
     def save_token(self, token, request):
         return self.provider.save_token(token, request)
+
+    def create_token_response(self, request=None):
+        response = super().create_token_response(request)
+        # A refresh that rotated but then failed (scope, inactive user, revoked meanwhile) still spent its token:
+        # make the rotation durable as before. On success save_token has committed it already (a no-op here).
+        rotation = flask_g.pop("authsvc_oauth_rotation", None)
+        if rotation is not None:
+            self.provider.tokens.finish_rotation(rotation)
+        return response
 
     def authenticate_client(self, request, methods, endpoint="token"):
         client = super().authenticate_client(request, methods, endpoint)
@@ -425,16 +461,19 @@ class OAuthProvider:
         ctx = request_context()
         return {"ip": ctx.ip, "user_agent": ctx.user_agent}
 
-    def record(self, tag: str, outcome: str, *, user_id=None, reason=None, **details):
+    def record(self, tag: str, outcome: str, *, user_id=None, reason=None, audit_ctx=None, **details):
+        """Append an audit event. ``audit_ctx`` (a callable returning {"ip", "user_agent"}) stands in for the Flask
+        request context on paths that run without one (the WSGI fast path)."""
+        ctx = audit_ctx() if audit_ctx is not None else self._ctx()
         self.audit.record(tag, outcome, actor_id=user_id, subject_id=user_id, reason=reason,
-                          details={k: v for k, v in details.items() if v is not None}, **self._ctx())
+                          details={k: v for k, v in details.items() if v is not None}, **ctx)
 
-    def charge(self, name: str, limit: int, *, client_id: str, what: str) -> None:
+    def charge(self, name: str, limit: int, *, client_id: str, what: str, audit_ctx=None) -> None:
         n, reset = self.tokens.charge(name, limit)
         if n > limit:
             if n == limit + 1:  # audit the first refusal of a window, not every one (a flood must not flood SQL)
                 self.record("oauth:quota:exceeded", "failure", reason=what, client_id=client_id,
-                            scope=name.split(":", 1)[0])
+                            scope=name.split(":", 1)[0], audit_ctx=audit_ctx)
             raise Throttled(reset, scope="oauth")
 
     # --- users -----------------------------------------------------------------------------------------------------
@@ -520,8 +559,12 @@ class OAuthProvider:
         if not self.tokens.save_access(token["access_token"], record, ttl):
             raise InvalidGrantError("The grant was revoked.")
         tag = "oauth:refresh:rotate" if grant_type == "refresh_token" else "oauth:token:issue"
+        # For a refresh, the rotation's UPDATE is still open: the audit append commits it with its own row, so the
+        # rotation and its audit record are durable together (one commit) before any token leaves this server.
         self.record(tag, "success", user_id=uid, client_id=client.client_id, grant_type=grant_type,
                     grant=gid[:8], scope=token["scope"], format=client.token_format)
+        if grant_type == "refresh_token":
+            self.tokens.finish_rotation(request.rotation)  # commits if the audit append did not
 
     def _jwt_access_token(self, record: dict, client: Client) -> str:
         """RFC 9068 JWT access token: typ at+jwt, signed with the current key, short-lived (≤ 15 min by policy)."""
@@ -536,20 +579,26 @@ class OAuthProvider:
         return jwt.encode({"alg": alg, "kid": kid, "typ": "at+jwt"}, claims, key, algorithms=[alg])
 
     # --- token lookup ------------------------------------------------------------------------------------------------
+    def _jwt_ok(self, token: str) -> bool:
+        """A JWT access token verifies (allow-listed algorithms only, so ``alg: none`` and HMAC-with-the-public-key
+        forgeries die here), is typed at+jwt (not an ID token) and is unexpired, from this issuer."""
+        try:
+            t = jwt.decode(token, self.keys.public_keyset(), algorithms=list(ALLOWED_ALGS))
+            if t.header.get("typ") != "at+jwt":
+                return False  # e.g. an ID token presented as an access token
+            jwt.JWTClaimsRegistry(now=int(self.clock.timestamp()), iss={"essential": True, "value": self.issuer},
+                                  exp={"essential": True}).validate(t.claims)
+        except (JoseError, ValueError):
+            return False
+        return True
+
     def resolve_access(self, token: str) -> dict | None:
-        """The live record behind an access token, or None. JWTs must verify first (allow-listed algorithms only, so
-        ``alg: none`` and HMAC-with-the-public-key forgeries die here), then still be live in Redis (revocation)."""
+        """The live record behind an access token, or None. JWTs must verify first, then still be live in Redis
+        (revocation)."""
         if not token:
             return None
-        if token.count(".") == 2:
-            try:
-                t = jwt.decode(token, self.keys.public_keyset(), algorithms=list(ALLOWED_ALGS))
-                if t.header.get("typ") != "at+jwt":
-                    return None  # e.g. an ID token presented as an access token
-                jwt.JWTClaimsRegistry(now=int(self.clock.timestamp()), iss={"essential": True, "value": self.issuer},
-                                      exp={"essential": True}).validate(t.claims)
-            except (JoseError, ValueError):
-                return None
+        if token.count(".") == 2 and not self._jwt_ok(token):
+            return None
         return self.tokens.lookup_access(token)
 
     def find_token(self, token: str, hint: str | None) -> TokenRef | None:
@@ -563,6 +612,87 @@ class OAuthProvider:
             if rec and rec.get("rev") != "1" and rec.get("cur") == sha256(token):
                 return TokenRef("refresh", {**rec, "gid": gid}, token)
         return None
+
+    @staticmethod
+    def may_introspect(token: TokenRef, client: Client) -> bool:
+        # Audience restriction: a resource server sees only tokens meant for it (or the client's own tokens).
+        if token.check_client(client):
+            return True
+        return bool(client.resource) and client.resource in token.rec.get("aud", "").split()
+
+    # --- introspection: the lean path ---------------------------------------------------------------------------------
+    def introspect(self):
+        """The Flask view's answer: the lean path below, else Authlib's ``IntrospectionEndpoint``. (Requests that
+        came through ``authsvc.oauth.fastpath`` were answered before Flask; this covers the rest.)"""
+        req = flask_request
+        body = self.introspect_lean(authorization=req.headers.get("Authorization"), form=req.form,
+                                    secure=is_secure_transport(f"{req.scheme}://{req.host}/"))
+        if body is None:
+            return self.server.create_endpoint_response("introspection")
+        return self.server.handle_response(200, body, default_json_headers)
+
+    def introspect_lean(self, *, authorization: str | None, form, secure: bool, audit_ctx=None) -> dict | None:
+        """RFC 7662 introspection answer for the common case, or None: "let Authlib's endpoint answer".
+
+        The common case — a confidential client authenticating with a valid secret (Basic, else POST), a ``token``
+        parameter, a known or no hint — is answered with two Redis round trips: one pipeline reading the client and
+        the token's records, then the client's quota, charged only once the secret checked out. The checks and the
+        answer are those of Authlib's endpoint (the same ``find_token`` logic and ``may_introspect`` /
+        ``introspection_payload`` hooks). Everything else — no or wrong credentials, a public client, a missing
+        parameter, an unknown hint, plain http to a non-loopback host, a client not in the cache — returns None
+        before any quota was charged, and Authlib answers it. A store that does not answer raises (→ 503): a token is
+        never reported inactive because it could not be checked. Over quota raises ``Throttled`` (→ 429).
+        """
+        if not secure:
+            return None  # Authlib answers insecure_transport
+        token = form.get("token")
+        hint = form.get("token_type_hint")
+        if token is None or (hint and hint not in Introspection.SUPPORTED_TOKEN_TYPES):
+            return None
+        client_id, secret = extract_basic_authorization({"Authorization": authorization} if authorization else {})
+        if not (client_id and secret):
+            client_id, secret = form.get("client_id"), form.get("client_secret")
+            if not (client_id and secret):
+                return None
+        if len(client_id) > 64:
+            return None
+        look_access = hint != "refresh_token" and 0 < len(token) <= 4096
+        gid = grant_id_of(token)
+        r = self.tokens.redis
+        pipe = r.pipeline(transaction=False)
+        pipe.get(self.clients.cache_key(client_id))
+        if look_access:
+            at_key = self.tokens.access_key(token)
+            pipe.get(at_key)
+        if gid:
+            pipe.hgetall(f"oauth:grant:{{{gid}}}")
+        # Per-command errors come back in place (I/O errors still raise): the access-token GET may meet a record an
+        # older version wrote as a hash (access_record reads that); any other command error is raised as usual.
+        replies = pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.ResponseError) and not (look_access and i == 1):
+                raise reply
+        if replies[0] is None:
+            return None  # not cached: Authlib's path loads it from SQL (and caches it)
+        client = self.clients.from_cache(replies[0])
+        if client.is_public or not client.check_client_secret(secret):
+            return None  # Authlib tries the other method, then answers invalid_client
+        self.charge(f"c:{client_id}", client.quota_per_minute, client_id=client_id, what=Introspection.ENDPOINT_NAME,
+                    audit_ctx=audit_ctx)
+        ref = None
+        if look_access:
+            rec = self.tokens.access_record(r, at_key, replies[1], self.clock.timestamp(), fetched=True)
+            if rec and (token.count(".") != 2 or self._jwt_ok(token)):
+                ref = TokenRef("access", rec, token)
+        if ref is None and gid:
+            rec = replies[-1]
+            if rec and rec.get("rev") != "1" and rec.get("cur") == sha256(token):
+                ref = TokenRef("refresh", {**rec, "gid": gid}, token)
+        if ref is None or not self.may_introspect(ref, client) or ref.is_expired() or ref.is_revoked():
+            return {"active": False}
+        body = self.introspection_payload(ref)
+        body.setdefault("active", True)
+        return body
 
     def introspection_payload(self, token: TokenRef) -> dict:
         rec = token.rec

@@ -3,15 +3,18 @@
 * Authorization codes: ``oauth:code:{h}`` (JSON, TTL ≤ 10 min). Consuming one is a Lua script that deletes it and
   leaves ``oauth:codeused:{h}`` = the grant id its tokens will belong to; presenting the code again finds only the
   marker, and the grant is revoked (RFC 9700 §4.2.4 / ASVS 10.4.3). Both keys share the ``{h}`` hash tag.
-* Access tokens: ``oauth:at:{h}`` (a hash, TTL = lifetime), ``h`` = SHA-256 of the token. Introspection is one
-  HGETALL. Every access token belongs to a grant; ``oauth:grantat:{gid}`` indexes them so revoking the grant deletes
+* Access tokens: ``oauth:at:{h}`` (a JSON object of strings, TTL = lifetime), ``h`` = SHA-256 of the token.
+  Introspection reads it with one GET (a single bulk reply: ~20 fewer reply elements to parse than the HGETALL of
+  the hash it used to be; records written as hashes by an older version are still read, until they expire). Every access token belongs to a grant; ``oauth:grantat:{gid}`` indexes them so revoking the grant deletes
   them at once.
 * Grants (refresh families): a durable SQL row (``oauth_grants``) plus a Redis twin ``oauth:grant:{gid}`` (hash:
   client, user, session, scope, ``cur`` = hash of the one live refresh token, ``rev``). A refresh token is
   ``<gid>.<256 random bits>``: the grant id inside tells us, durably, which family a presented token claims to be
   from, so a replayed old token is recognised as reuse even after Redis lost its state.
-* Rotation is decided by a single-key Lua script (compare ``cur``, swap, or flag reuse) — of two racing refreshes
-  exactly one wins — and confirmed by a compare-and-set UPDATE in SQL, which stays the durable truth.
+* Rotation is decided by a single-key Lua script (check the client, compare ``cur``, swap, or flag reuse) — of two
+  racing refreshes exactly one wins — and confirmed by a compare-and-set UPDATE in SQL, which stays the durable truth.
+  The UPDATE returns what the new tokens need (grant fields, the user's status), and its commit can be deferred so the
+  rotation and its audit row land in one transaction: one commit (one fsync) per refresh.
 
 Only hashes are stored. Nothing in this module logs a token.
 """
@@ -24,9 +27,29 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+import redis
+from sqlalchemy import bindparam, select, update
 
-from authsvc.models import OAuthGrant
+from authsvc.models import OAuthGrant, User
+
+_G = OAuthGrant.__table__
+_U = User.__table__.alias("owner")
+# SQLite renders RETURNING without table prefixes, so the subquery below reads "WHERE id = user_id": correct only
+# while the users table has no column of that name. Fail at import rather than read the wrong status.
+if "user_id" in _U.c:  # pragma: no cover - schema guard
+    raise RuntimeError("users.user_id would shadow oauth_grants.user_id in the rotation's RETURNING")
+# The compare-and-set that makes a rotation durable, built once (Core, not the ORM: it runs on every refresh).
+# RETURNING hands back the grant and the user's status, so the refresh needs no further SELECT.
+_ROTATE_SQL = (
+    _G.update()
+    .where(_G.c.id == bindparam("p_gid"), _G.c.client_id == bindparam("p_cid"),
+           _G.c.current_hash == bindparam("p_old"), _G.c.revoked_at.is_(None),
+           _G.c.expires_at > bindparam("p_now", type_=_G.c.expires_at.type))
+    .values(current_hash=bindparam("p_new"), generation=_G.c.generation + 1)
+    .returning(_G.c.user_id, _G.c.session_id, _G.c.scope, _G.c.audiences, _G.c.auth_time, _G.c.acr, _G.c.amr,
+               _G.c.expires_at,
+               select(_U.c.status).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_status"))
+)
 
 _CONSUME_CODE = """
 local v = redis.call('GET', KEYS[1])
@@ -40,17 +63,23 @@ if used then return {'reused', used} end
 return {'none', ''}
 """
 
-# KEYS[1] = oauth:grant:{gid}; ARGV = presented hash, new hash. One key: atomic and Cluster-safe.
+# KEYS[1] = oauth:grant:{gid}; ARGV = presented hash, new hash, client id. One key: atomic and Cluster-safe.
+# Returns {outcome, <_GRANT_FIELDS>...}: the grant's fields come back with the verdict (no separate HGETALL).
+# Another client's token touches nothing (RFC 6749 §10.4).
+_GRANT_FIELDS = ("cid", "uid", "sid", "scope", "aud", "at", "acr", "amr")
 _ROTATE = """
-local cur = redis.call('HGET', KEYS[1], 'cur')
-if not cur then return 'miss' end
-if redis.call('HGET', KEYS[1], 'rev') == '1' then return 'revoked' end
-if cur ~= ARGV[1] then
+local f = redis.call('HMGET', KEYS[1], 'cur', 'rev', 'cid', 'uid', 'sid', 'scope', 'aud', 'at', 'acr', 'amr')
+if not f[1] then return {'miss'} end
+if f[3] ~= ARGV[3] then return {'foreign'} end
+if f[2] == '1' then return {'revoked'} end
+local out = 'ok'
+if f[1] ~= ARGV[1] then
   redis.call('HSET', KEYS[1], 'rev', '1')
-  return 'reuse'
+  out = 'reuse'
+else
+  redis.call('HSET', KEYS[1], 'cur', ARGV[2])
 end
-redis.call('HSET', KEYS[1], 'cur', ARGV[2])
-return 'ok'
+return {out, f[3] or '', f[4] or '', f[5] or '', f[6] or '', f[7] or '', f[8] or '', f[9] or '', f[10] or ''}
 """
 
 # Fixed one-minute window; returns the count after this request.
@@ -88,6 +117,9 @@ class ConsumeResult:
 class RotateResult:
     outcome: str  # ok | reuse | invalid
     grant: dict | None = None
+    user_active: bool = False  # ok only: the grant's user is active (read in the rotation's own statement)
+    pending: bool = False  # ok only: the SQL rotation is written but not committed yet (see finish_rotation)
+    mirror: tuple[dict, dt.datetime] | None = None  # ok only: Redis had no twin; re-create it after the commit
 
 
 class TokenStore:
@@ -145,59 +177,83 @@ class TokenStore:
         return row
 
     def _mirror(self, row: OAuthGrant) -> None:
-        ttl = max(1, int((row.expires_at - self.clock.now()).total_seconds()))
-        key = f"oauth:grant:{{{row.id}}}"
+        self._write_twin(row.id, self._twin(row.client_id, row.user_id, row.session_id, row.scope, row.audiences,
+                                            row.auth_time, row.acr, row.amr, row.current_hash,
+                                            row.revoked_at is not None), row.expires_at)
+
+    @staticmethod
+    def _twin(client_id, user_id, session_id, scope, audiences, auth_time, acr, amr, current_hash, revoked) -> dict:
+        return {"cid": client_id, "uid": user_id or "", "sid": session_id or "", "scope": scope, "aud": audiences,
+                "at": auth_time or "", "acr": acr or "", "amr": amr or "", "cur": current_hash or "-",
+                "rev": "1" if revoked else "0"}
+
+    def _write_twin(self, gid: str, mapping: dict, expires_at: dt.datetime) -> None:
+        ttl = max(1, int((expires_at - self.clock.now()).total_seconds()))
+        key = f"oauth:grant:{{{gid}}}"
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(key)
-        pipe.hset(key, mapping={
-            "cid": row.client_id, "uid": row.user_id or "", "sid": row.session_id or "", "scope": row.scope,
-            "aud": row.audiences, "at": row.auth_time or "", "acr": row.acr or "", "amr": row.amr or "",
-            "cur": row.current_hash or "-", "rev": "1" if row.revoked_at else "0",
-        })
+        pipe.hset(key, mapping=mapping)
         pipe.expire(key, ttl)
         pipe.execute()
 
-    def rotate_refresh(self, refresh_token: str, client_id: str, new_refresh: str) -> RotateResult:
+    def rotate_refresh(self, refresh_token: str, client_id: str, new_refresh: str, *,
+                       defer_commit: bool = False) -> RotateResult:
         """Swap the family's live refresh token for ``new_refresh`` iff ``refresh_token`` is it.
 
         A token of the family that is not the live one is a replay: the family is revoked ("reuse"). Of two requests
-        racing with the same token, the Lua script lets exactly one through; the other sees a mismatch.
+        racing with the same token, the Lua script lets exactly one through; the other sees a mismatch. SQL confirms
+        with a compare-and-set UPDATE (the durable truth: a Redis restore must not resurrect an old generation).
+
+        With ``defer_commit`` an "ok" result leaves that UPDATE uncommitted (``pending``, the grant row locked) so the
+        caller can commit it together with its audit row; it must then call ``finish_rotation``. Nothing may hand
+        the new tokens out before that commit.
         """
         gid = grant_id_of(refresh_token)
         if gid is None:
             return RotateResult("invalid")
         old, new = sha256(refresh_token), sha256(new_refresh)
         key = f"oauth:grant:{{{gid}}}"
-        r = self.redis
-        info = r.hgetall(key)
-        if info and info.get("cid") != client_id:
-            return RotateResult("invalid")  # not this client's: touch nothing (RFC 6749 §10.4)
-        outcome = self._script("rotate", _ROTATE)(keys=[key], args=[old, new]) if info else "miss"
-        if outcome == "revoked":
+        reply = self._script("rotate", _ROTATE)(keys=[key], args=[old, new, client_id])
+        outcome = reply[0]
+        if outcome in ("foreign", "revoked"):
             return RotateResult("invalid")
         if outcome == "reuse":
-            return RotateResult("reuse", {"gid": gid, **(info or {})})
-        # ok or miss: SQL decides durably (a Redis restore must not resurrect an old generation).
+            return RotateResult("reuse", {"gid": gid, **dict(zip(_GRANT_FIELDS, reply[1:]))})
+        # ok or miss: SQL decides durably.
         now = self.clock.now()
-        res = self.db.session.execute(
-            update(OAuthGrant)
-            .where(OAuthGrant.id == gid, OAuthGrant.client_id == client_id, OAuthGrant.current_hash == old,
-                   OAuthGrant.revoked_at.is_(None), OAuthGrant.expires_at > now)
-            .values(current_hash=new, generation=OAuthGrant.generation + 1)
-        )
-        self.db.session.commit()
-        row = self.db.session.get(OAuthGrant, gid)
-        if res.rowcount == 1:
+        row = self.db.session.execute(_ROTATE_SQL, {"p_gid": gid, "p_cid": client_id, "p_old": old, "p_new": new,
+                                                    "p_now": now}).first()
+        if row is not None:
+            result = RotateResult(
+                "ok", {"gid": gid, "cid": client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
+                       "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr},
+                user_active=row.user_status == "active", pending=True)
             if outcome == "miss":
-                self._mirror(row)
-            return RotateResult("ok", self.grant_info(row))
-        if row is None or row.client_id != client_id:
+                result.mirror = (self._twin(client_id, row.user_id, row.session_id, row.scope, row.audiences,
+                                            row.auth_time, row.acr, row.amr, new, False), row.expires_at)
+            if not defer_commit:
+                self.finish_rotation(result)
+            return result
+        self.db.session.commit()
+        grant = self.db.session.get(OAuthGrant, gid)
+        if grant is None or grant.client_id != client_id:
             return RotateResult("invalid")
-        if row.revoked_at is not None or row.expires_at <= now:
+        if grant.revoked_at is not None or grant.expires_at <= now:
             if outcome == "ok":
-                r.hset(key, "rev", "1")
+                self.redis.hset(key, "rev", "1")
             return RotateResult("invalid")
-        return RotateResult("reuse", self.grant_info(row))
+        return RotateResult("reuse", self.grant_info(grant))
+
+    def finish_rotation(self, result: RotateResult) -> None:
+        """Commit a pending rotation (a no-op if the caller's audit append already committed it), then re-create the
+        Redis twin if it was missing. Idempotent."""
+        if not result.pending:
+            return
+        self.db.session.commit()
+        result.pending = False
+        if result.mirror is not None:
+            self._write_twin(result.grant["gid"], *result.mirror)
+            result.mirror = None
 
     @staticmethod
     def grant_info(row: OAuthGrant) -> dict:
@@ -249,8 +305,8 @@ class TokenStore:
         h = sha256(token)
         gkey = f"oauth:grant:{{{record['gid']}}}"
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(f"oauth:at:{{{h}}}", mapping={k: ("" if v is None else v) for k, v in record.items()})
-        pipe.expire(f"oauth:at:{{{h}}}", ttl)
+        pipe.set(f"oauth:at:{{{h}}}", json.dumps({k: ("" if v is None else str(v)) for k, v in record.items()}),
+                 ex=ttl)
         pipe.sadd(f"oauth:grantat:{{{record['gid']}}}", h)
         pipe.expire(f"oauth:grantat:{{{record['gid']}}}", self.refresh_ttl)
         pipe.hget(gkey, "rev")
@@ -263,8 +319,27 @@ class TokenStore:
         """The live access token's record, or None. One HGETALL; raises if Redis is down (→ 503, never 'inactive')."""
         if not token or len(token) > 4096:
             return None
-        rec = self.redis.hgetall(f"oauth:at:{{{sha256(token)}}}")
-        if not rec or float(rec.get("exp", 0)) <= self.clock.timestamp():
+        return self.access_record(self.redis, f"oauth:at:{{{sha256(token)}}}", None, self.clock.timestamp())
+
+    @staticmethod
+    def access_key(token: str) -> str:
+        return f"oauth:at:{{{sha256(token)}}}"
+
+    @staticmethod
+    def access_record(r, key: str, reply, now: float, *, fetched: bool = False) -> dict | None:
+        """Decode the reply of ``GET key`` (fetched by the caller, e.g. in a pipeline, or here); None unless live."""
+        if not fetched:
+            try:
+                reply = r.get(key)
+            except redis.exceptions.ResponseError as exc:
+                reply = exc
+        if isinstance(reply, redis.exceptions.ResponseError):
+            if "WRONGTYPE" not in str(reply):
+                raise reply
+            rec = r.hgetall(key)  # a hash written before the JSON format
+        else:
+            rec = json.loads(reply) if reply else None
+        if not rec or float(rec.get("exp", 0)) <= now:
             return None
         return rec
 

@@ -142,7 +142,7 @@ def revoke():
 def introspect():
     if request.method != "POST":
         return _method_not_allowed("POST")
-    return provider().server.create_endpoint_response("introspection")
+    return provider().introspect()
 
 
 @api.route("/oauth2/device_authorization", methods=["GET", "POST"])

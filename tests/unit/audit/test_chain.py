@@ -88,3 +88,12 @@ def test_concurrent_writers_build_one_chain(app):
     with app.app_context():
         report = services().audit.verify()
     assert report.ok and report.checked == 40
+
+
+def test_verify_record_verify_in_one_session(svc):
+    """The head read by verify() must never be a stale copy left in the session's identity map."""
+    _fill(svc, 2)
+    assert svc.audit.verify().ok
+    _fill(svc, 2)
+    report = svc.audit.verify()
+    assert report.ok and report.checked == 4

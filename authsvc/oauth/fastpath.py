@@ -1,0 +1,130 @@
+"""Token introspection (RFC 7662) as a lean WSGI path: POST /oauth2/introspect without Flask's request machinery.
+
+Resource servers call introspection on every request they serve (PERFORMANCE P2: ≥ 0.80 of a hello-world route).
+The work that matters is two Redis round trips (``OAuthProvider.introspect_lean``: client + token records in one
+pipeline, then the client's quota); this layer only parses the form and writes the answer, like
+``authsvc.api.fastpath`` does for the session check. The decisions are the provider's, shared with the Flask view:
+
+* the common case (a confidential client with a valid secret, a ``token``, a known or no hint) is answered here,
+  with the JSON, status and headers the Flask route sends;
+* everything else (no or bad credentials, public client, missing parameter, unusual content type or size, http to a
+  non-loopback host, a client not cached yet) is handed to Flask untouched — body included — before any quota is
+  charged, and Authlib's ``IntrospectionEndpoint`` answers it;
+* a store that does not answer → 503 ``temporarily_unavailable`` (never ``active: false``), over quota → 429, as the
+  Flask error handlers of the ``oauth_api`` blueprint answer.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from urllib.parse import parse_qsl
+
+import redis
+from authlib.common.security import is_secure_transport
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from authsvc.errors import Throttled
+from authsvc.web.http import CSP
+
+log = logging.getLogger("authsvc.oauth")
+PATH = "/oauth2/introspect"
+MAX_BODY = 8192  # a token, a hint, maybe client credentials: anything bigger goes to Flask (and its size limit)
+
+# What the Flask route sends: Authlib's JSON headers plus authsvc.web.http._security_headers.
+_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache"),
+            ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "same-origin"), ("Cross-Origin-Opener-Policy", "same-origin"),
+            ("Cross-Origin-Resource-Policy", "same-origin"),
+            ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")]
+_STATUS = {200: "200 OK", 429: "429 TOO MANY REQUESTS", 503: "503 SERVICE UNAVAILABLE"}
+_STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
+                 redis.exceptions.ClusterError, OperationalError, DBAPIError)
+
+
+def _form(environ, limit: int) -> tuple[dict, bytes] | None:
+    """The urlencoded body as {name: first value} (what ``request.form.get`` returns), and the raw bytes."""
+    ctype = environ.get("CONTENT_TYPE", "")
+    if ctype.partition(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    if not 0 < length <= limit:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)  # whoever answers next (Flask) reads the same body
+    if len(body) != length:
+        return None
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    form: dict[str, str] = {}
+    for k, v in pairs:
+        form.setdefault(k, v)
+    return form, body
+
+
+class IntrospectionFastPath:
+    def __init__(self, app, wsgi_app):
+        self.app = app  # the Flask app (for its app context and the provider)
+        self.wsgi_app = wsgi_app  # the next WSGI callable (Flask, or another fast path)
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        self.max_body = min(MAX_BODY, limit) if limit else MAX_BODY
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.wsgi_app(environ, start_response)
+        parsed = _form(environ, self.max_body)
+        if parsed is None:
+            return self.wsgi_app(environ, start_response)
+        form, _ = parsed
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        extra: list[tuple[str, str]] = []
+        fallback = False
+        try:
+            with self.app.app_context():
+                from authsvc.extensions import db
+
+                try:
+                    provider = self.app.extensions["authsvc.oauth"]
+                    payload = provider.introspect_lean(
+                        authorization=environ.get("HTTP_AUTHORIZATION"), form=form,
+                        secure=is_secure_transport(f"{scheme}://{host}/"), audit_ctx=lambda: self._audit_ctx(environ))
+                    if payload is None:
+                        fallback = True
+                    else:
+                        status, body = 200, self.app.json.dumps(payload)
+                except Throttled as exc:
+                    status, extra = 429, [("Retry-After", str(exc.retry_after))]
+                    body = self.app.json.dumps({"error": "too_many_requests",
+                                                "error_description": "Request quota exceeded; retry later."})
+                finally:
+                    db.session.remove()
+        except _STORE_ERRORS as exc:
+            # Fail closed, as the blueprint's handler does: a token we cannot check is neither active nor inactive.
+            log.error("oauth: dependency unavailable: %s", type(exc).__name__)
+            status, extra = 503, [("Retry-After", "5")]
+            body = self.app.json.dumps({"error": "temporarily_unavailable",
+                                        "error_description": "A backing store is unavailable."})
+        if fallback:  # not the common case: Flask and Authlib answer it (nothing was charged)
+            return self.wsgi_app(environ, start_response)
+        data = body.encode()
+        if scheme == "https":
+            extra.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+        start_response(_STATUS[status], _HEADERS + extra + [("Content-Length", str(len(data)))])
+        return [data]
+
+    def _audit_ctx(self, environ) -> dict:
+        """IP and user agent for an audit row written from here (rare: the first over-quota request of a window),
+        derived exactly as for Flask requests."""
+        from werkzeug.wrappers import Request
+
+        from authsvc.web.http import client_ip
+
+        req = Request(environ)
+        return {"ip": client_ip(req, self.app.config["AUTHSVC"].trusted_proxies),
+                "user_agent": (req.headers.get("User-Agent") or "")[:512] or None}
