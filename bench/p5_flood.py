@@ -92,6 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=30)
     ap.add_argument("--legit", type=int, default=20)
+    ap.add_argument("--flood-connections", type=int, default=32)
     # More sync workers than cores: while some hash a password, the others keep refusing the flood cheaply.
     ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     a = ap.parse_args()
@@ -121,7 +122,8 @@ def main() -> None:
         cpu0 = worker_cpu_seconds(proc.pid)
 
         def flood():
-            flood_result.update(wrk(url, duration=a.duration, threads=1, connections=16, script=fh.name))
+            flood_result.update(wrk(url, duration=a.duration, threads=1, connections=a.flood_connections,
+                                    script=fh.name))
 
         t = threading.Thread(target=flood)
         t.start()

@@ -12,6 +12,7 @@ trip in the same process (the floor any networked store pays).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -62,8 +63,8 @@ def fill(r: redis.Redis, users: int, per_user: int, now: float) -> None:
             if uid % 100000 == 99999:
                 print(f"  {uid + 1:,} users filled ({time.time() - t0:.0f} s)", flush=True)
     pipe.execute()
-    for i in range(0, len(counts), 10000):
-        chunk = dict(list(counts.items())[i:i + 10000])
+    items = iter(counts.items())
+    while chunk := dict(itertools.islice(items, 10000)):
         r.hset("risk:{g}:c", mapping=chunk)
     distinct = {f"d:{lvl}": 0 for lvl in (*LEVELS, HOUR_KEY)}
     for key in counts:
