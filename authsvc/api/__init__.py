@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, jsonify, request
 from jsonschema import Draft202012Validator
 from werkzeug.exceptions import UnsupportedMediaType
 

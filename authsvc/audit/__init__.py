@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from authsvc.models import AuditHead, SecurityEvent
-from authsvc.models.base import utcnow
 
 GENESIS = "0" * 64
 _HEAD, _EVENTS = AuditHead.__table__, SecurityEvent.__table__

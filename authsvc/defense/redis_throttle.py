@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from authsvc.config import Settings
 from authsvc.errors import Throttled
+from authsvc.redis_scripts import ScriptCache
 
 # INCR a window counter; arm the expiry on first use. Returns {count, ttl}.
 _COUNT = """
@@ -130,18 +131,14 @@ class RedisThrottle:
         self.unfamiliar_budget = unfamiliar_budget  # attempts/second; 0 = no global budget
         self.clock = clock
         self.asn_lookup = asn_lookup  # callable ip → "AS1234" or None (from the risk package's geo data)
-        self._scripts: dict = {}
+        self._scripts = ScriptCache(redis_getter)
 
     # --- keys ---------------------------------------------------------------------------------------------------------
     def _h(self, kind: str, value: str) -> str:
         return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:24]
 
     def _script(self, name: str, body: str):
-        r = self._redis()
-        sc = self._scripts.get(name)
-        if sc is None or sc.registered_client is not r:
-            sc = self._scripts[name] = r.register_script(body)
-        return sc
+        return self._scripts.get(name, body)
 
     def _sources(self, ctx) -> list[tuple[str, str, int, int]]:
         """(kind, id, limit, window) for each network source of the request."""

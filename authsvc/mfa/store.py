@@ -10,6 +10,7 @@ import json
 import secrets
 
 from authsvc.errors import Throttled
+from authsvc.redis_scripts import ScriptCache
 
 # Count a failure; the window starts with the first failure (INCR then EXPIRE only when the key is new).
 _FAIL = """
@@ -39,18 +40,14 @@ class MfaStore:
         self._redis = redis_getter
         self.max_failures, self.failure_window = max_failures, failure_window
         self.pending_ttl, self.challenge_ttl = pending_ttl, challenge_ttl
-        self._scripts: dict[str, object] = {}
+        self._scripts = ScriptCache(redis_getter)
 
     @property
     def redis(self):
         return self._redis()
 
     def _script(self, name: str, body: str):
-        r = self.redis
-        s = self._scripts.get(name)
-        if s is None or s.registered_client is not r:
-            s = self._scripts[name] = r.register_script(body)
-        return s
+        return self._scripts.get(name, body)
 
     # --- failures (per user, all guessable factors together) ----------------------------------------------------
     @staticmethod

@@ -31,6 +31,7 @@ import redis
 from sqlalchemy import bindparam, select, update
 
 from authsvc.models import OAuthGrant, User
+from authsvc.redis_scripts import ScriptCache
 
 _G = OAuthGrant.__table__
 _U = User.__table__.alias("owner")
@@ -129,18 +130,14 @@ class TokenStore:
         self.clock = clock
         self.code_ttl = code_ttl
         self.refresh_ttl = refresh_ttl
-        self._scripts: dict[str, object] = {}
+        self._scripts = ScriptCache(redis_getter)
 
     @property
     def redis(self):
         return self._redis()
 
     def _script(self, name: str, body: str):
-        r = self.redis
-        s = self._scripts.get(name)
-        if s is None or s.registered_client is not r:
-            s = self._scripts[name] = r.register_script(body)
-        return s
+        return self._scripts.get(name, body)
 
     # --- authorization codes -------------------------------------------------------------------------------------------
     def save_code(self, code: str, data: dict) -> None:

@@ -18,6 +18,7 @@ import time
 
 from redis.cluster import RedisCluster
 
+from authsvc.redis_scripts import ScriptCache
 from authsvc.risk.context import LoginContext, Reason
 from authsvc.risk.signals import Features, LastLogin
 from authsvc.risk.store import HOUR_KEY, LEVELS, GlobalStats, UserProfile
@@ -47,14 +48,11 @@ class RedisRiskStore:
         self._redis = redis_getter
         self.max_entries = max_entries
         self.max_age = max_age_days * 86400.0
-        self._script = None
+        self._scripts = ScriptCache(redis_getter)
         self._local = threading.local()
 
     def _learn_script(self):
-        r = self._redis()
-        if self._script is None or self._script.registered_client is not r:
-            self._script = r.register_script(_LEARN)
-        return self._script
+        return self._scripts.get("learn", _LEARN)
 
     def prefetch(self, user: str, keys) -> None:
         """One pipelined round trip for the history, the totals and every global count a score may ask for; the

@@ -168,7 +168,7 @@ class _Sim:
         return out
 
     def user_logins(self, u: _User, n: int) -> Iterator[Row]:
-        rng, p, w = self.rng, self.p, self.w
+        rng, p = self.rng, self.p
         times = self.login_times(u, n)
         span_years = (times[-1] - times[0]) / (365 * DAY)
         trips = []

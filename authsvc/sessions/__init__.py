@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from authsvc.models import User, UserSession
+from authsvc.redis_scripts import ScriptCache
 
 # One round trip: read the session, enforce idle/absolute expiry against the caller's clock, touch last_seen and
 # re-arm the TTL to whichever deadline comes first. Only KEYS[1] is touched, so it runs unchanged on Redis Cluster.
@@ -80,7 +81,7 @@ class SessionService:
         self.clock = clock
         self.idle = idle_timeout
         self.absolute = absolute_timeout
-        self._touch = None
+        self._scripts = ScriptCache(redis_getter)
         # Called with (user_id, [session ids]) after sessions are revoked, so that what was issued *from* a session
         # (OAuth tokens, trusted-device marks) dies with it. Listeners must not raise for "nothing to do".
         self.revocation_listeners: list = []
@@ -98,10 +99,7 @@ class SessionService:
         return self._redis()
 
     def _touch_script(self):
-        r = self.redis
-        if self._touch is None or self._touch.registered_client is not r:
-            self._touch = r.register_script(_TOUCH)
-        return self._touch
+        return self._scripts.get("touch", _TOUCH)
 
     # --- issue -------------------------------------------------------------------------------------------------------
     def issue(self, user: User, *, ip: str | None, user_agent: str | None, aal: int = 1,

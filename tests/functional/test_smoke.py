@@ -8,7 +8,7 @@ def test_login_page_renders(client):
 
 
 def test_register_verify_login_and_list_sessions(app, client):
-    uid = create_user(app)
+    create_user(app)
     page = client.get("/login")
     r = client.post("/login", data={"email": "alice@example.com", "password": PASSWORD,
                                     "csrf_token": csrf_token(page.get_data(as_text=True))})
