@@ -142,8 +142,14 @@ def serve(host, port, workers):
         env["AUTHSVC_REDIS_URL"] = embedded_redis.ensure_running(app.instance_path)
         click.echo(f"embedded redis: {env['AUTHSVC_REDIS_URL']}")
     env["AUTHSVC_INSTANCE_PATH"] = app.instance_path
+    default_base = "http://localhost:5000"
+    if settings.base_url == default_base and port != 5000 and not os.environ.get("AUTHSVC_BASE_URL"):
+        # Links in e-mails (and the setup link below) must point at the port we actually serve.
+        env["AUTHSVC_BASE_URL"] = f"http://localhost:{port}"
     upgrade_database()
     link = services().accounts.setup_link()
+    if link and env.get("AUTHSVC_BASE_URL", settings.base_url) != settings.base_url:
+        link = env["AUTHSVC_BASE_URL"] + link[len(settings.base_url):]
     if link:
         click.secho(f"\nNo administrator yet. Create one (link works once):\n  {link}\n", fg="yellow")
     # More sync workers than cores: a worker hashing a password (100+ ms of CPU) must not hold up the cheap
