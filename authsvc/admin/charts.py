@@ -20,13 +20,7 @@ def stacked_bars(chart_id: str, title: str, desc: str, labels: list[str], series
     top = max(totals + [1])
     step = inner_w / max(len(labels), 1)
     bar_w = max(step * 0.72, 1)
-    out = [f'<svg class="chart" id="{chart_id}" viewBox="0 0 {width} {height}" role="img" '
-           f'aria-labelledby="{chart_id}-t {chart_id}-d" preserveAspectRatio="xMidYMid meet">',
-           f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>']
-    for frac in (0, 0.5, 1):
-        y = pad_t + inner_h * (1 - frac)
-        out.append(f'<line class="grid" x1="{pad_l}" x2="{width - pad_r}" y1="{_fmt(y)}" y2="{_fmt(y)}"/>')
-        out.append(f'<text class="axis" x="{pad_l - 6}" y="{_fmt(y + 4)}" text-anchor="end">{round(top * frac)}</text>')
+    out = _frame(chart_id, title, desc, width, height, pad_l, pad_r, pad_t, inner_h, top)
     for i, label in enumerate(labels):
         x = pad_l + i * step + (step - bar_w) / 2
         y = pad_t + inner_h
@@ -57,13 +51,7 @@ def _coloured(chart_id, title, desc, buckets, width, height) -> Markup:
     top = max([b[1] for b in buckets] + [1])
     step = inner_w / max(len(buckets), 1)
     bar_w = step * 0.8
-    out = [f'<svg class="chart" id="{chart_id}" viewBox="0 0 {width} {height}" role="img" '
-           f'aria-labelledby="{chart_id}-t {chart_id}-d" preserveAspectRatio="xMidYMid meet">',
-           f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>']
-    for frac in (0, 0.5, 1):
-        y = pad_t + inner_h * (1 - frac)
-        out.append(f'<line class="grid" x1="{pad_l}" x2="{width - pad_r}" y1="{_fmt(y)}" y2="{_fmt(y)}"/>')
-        out.append(f'<text class="axis" x="{pad_l - 6}" y="{_fmt(y + 4)}" text-anchor="end">{round(top * frac)}</text>')
+    out = _frame(chart_id, title, desc, width, height, pad_l, pad_r, pad_t, inner_h, top)
     for i, (label, v, css) in enumerate(buckets):
         x = pad_l + i * step + (step - bar_w) / 2
         h = inner_h * v / top
@@ -84,3 +72,15 @@ def meter(chart_id: str, title: str, share: float, *, width: int = 240, height: 
         f'aria-labelledby="{chart_id}-t"><title id="{chart_id}-t">{escape(title)}: {round(share * 100)} %</title>'
         f'<rect class="meter-bg" x="0" y="4" width="{width}" height="{height - 8}" rx="6"/>'
         f'<rect class="meter-fg" x="0" y="4" width="{_fmt(width * share)}" height="{height - 8}" rx="6"/></svg>')
+
+
+def _frame(chart_id, title, desc, width, height, pad_l, pad_r, pad_t, inner_h, top) -> list[str]:
+    """The accessible <svg> opening (title + description) and the 0 / ½ / max grid lines every chart shares."""
+    out = [f'<svg class="chart" id="{chart_id}" viewBox="0 0 {width} {height}" role="img" '
+           f'aria-labelledby="{chart_id}-t {chart_id}-d" preserveAspectRatio="xMidYMid meet">',
+           f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>']
+    for frac in (0, 0.5, 1):
+        y = pad_t + inner_h * (1 - frac)
+        out.append(f'<line class="grid" x1="{pad_l}" x2="{width - pad_r}" y1="{_fmt(y)}" y2="{_fmt(y)}"/>')
+        out.append(f'<text class="axis" x="{pad_l - 6}" y="{_fmt(y + 4)}" text-anchor="end">{round(top * frac)}</text>')
+    return out
