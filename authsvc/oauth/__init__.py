@@ -37,9 +37,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api)
     app.register_blueprint(web)
 
-    from authsvc.oauth.fastpath import IntrospectionFastPath
+    from authsvc.oauth.fastpath import OAuthFastPath
 
-    app.wsgi_app = IntrospectionFastPath(app, app.wsgi_app)  # POST /oauth2/introspect without Flask (measured, P2)
+    app.wsgi_app = OAuthFastPath(app, app.wsgi_app)  # introspection + refresh grant without Flask (measured, P2/P3)
 
     from authsvc.oauth.cli import clients_group, keys_group
 

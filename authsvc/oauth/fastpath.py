@@ -1,15 +1,20 @@
-"""Token introspection (RFC 7662) as a lean WSGI path: POST /oauth2/introspect without Flask's request machinery.
+"""The two hot OAuth endpoints as lean WSGI paths, without Flask's request machinery:
 
-Resource servers call introspection on every request they serve (PERFORMANCE P2: ≥ 0.80 of a hello-world route).
-The work that matters is two Redis round trips (``OAuthProvider.introspect_lean``: client + token records in one
-pipeline, then the client's quota); this layer only parses the form and writes the answer, like
-``authsvc.api.fastpath`` does for the session check. The decisions are the provider's, shared with the Flask view:
+* POST /oauth2/introspect (RFC 7662) — resource servers call it on every request they serve (PERFORMANCE P2:
+  ≥ 0.80 of a hello-world route). ``OAuthProvider.introspect_lean``: one Redis round trip (client, quota count and
+  token records in one pipeline).
+* POST /oauth2/token with ``grant_type=refresh_token`` — every app refreshes every few minutes (P3: ≥ 0.50).
+  ``OAuthProvider.refresh_lean``: one Redis round trip for client + quota, the rotation (Lua + one autocommit SQL
+  statement), one pipeline to store the new access token.
 
-* the common case (a confidential client with a valid secret, a ``token``, a known or no hint) is answered here,
-  with the JSON, status and headers the Flask route sends;
-* everything else (no or bad credentials, public client, missing parameter, unusual content type or size, http to a
-  non-loopback host, a client not cached yet) is handed to Flask untouched — body included — before any quota is
-  charged, and Authlib's ``IntrospectionEndpoint`` answers it;
+This layer only parses the form and writes the answer, like ``authsvc.api.fastpath`` does for the session check.
+The decisions are the provider's, shared with the Flask views and Authlib's endpoints:
+
+* the common case (a client that authenticates as registered, the usual parameters) is answered here, with the
+  JSON, status and headers the Flask route sends;
+* everything else (no or bad credentials, missing or extra parameters, other grant types, unusual content type or
+  size, http to a non-loopback host, a client not cached yet) is handed to Flask untouched — body included — before
+  any token is touched, and Authlib answers it;
 * a store that does not answer → 503 ``temporarily_unavailable`` (never ``active: false``), over quota → 429, as the
   Flask error handlers of the ``oauth_api`` blueprint answer.
 """
@@ -28,7 +33,7 @@ from authsvc.errors import Throttled
 from authsvc.web.http import CSP
 
 log = logging.getLogger("authsvc.oauth")
-PATH = "/oauth2/introspect"
+INTROSPECT, TOKEN = "/oauth2/introspect", "/oauth2/token"
 MAX_BODY = 8192  # a token, a hint, maybe client credentials: anything bigger goes to Flask (and its size limit)
 
 # What the Flask route sends: Authlib's JSON headers plus authsvc.web.http._security_headers.
@@ -37,7 +42,7 @@ _HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
             ("Referrer-Policy", "same-origin"), ("Cross-Origin-Opener-Policy", "same-origin"),
             ("Cross-Origin-Resource-Policy", "same-origin"),
             ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")]
-_STATUS = {200: "200 OK", 429: "429 TOO MANY REQUESTS", 503: "503 SERVICE UNAVAILABLE"}
+_STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 429: "429 TOO MANY REQUESTS", 503: "503 SERVICE UNAVAILABLE"}
 _STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
                  redis.exceptions.ClusterError, OperationalError, DBAPIError)
 
@@ -67,7 +72,7 @@ def _form(environ, limit: int) -> tuple[dict, bytes] | None:
     return form, body
 
 
-class IntrospectionFastPath:
+class OAuthFastPath:
     def __init__(self, app, wsgi_app):
         self.app = app  # the Flask app (for its app context and the provider)
         self.wsgi_app = wsgi_app  # the next WSGI callable (Flask, or another fast path)
@@ -75,7 +80,8 @@ class IntrospectionFastPath:
         self.max_body = min(MAX_BODY, limit) if limit else MAX_BODY
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+        path = environ.get("PATH_INFO")
+        if (path != INTROSPECT and path != TOKEN) or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
         parsed = _form(environ, self.max_body)
         if parsed is None:
@@ -91,13 +97,15 @@ class IntrospectionFastPath:
 
                 try:
                     provider = self.app.extensions["authsvc.oauth"]
-                    payload = provider.introspect_lean(
-                        authorization=environ.get("HTTP_AUTHORIZATION"), form=form,
-                        secure=is_secure_transport(f"{scheme}://{host}/"), audit_ctx=lambda: self._audit_ctx(environ))
-                    if payload is None:
+                    lean = provider.introspect_lean if path == INTROSPECT else provider.refresh_lean
+                    answer = lean(authorization=environ.get("HTTP_AUTHORIZATION"), form=form,
+                                  secure=is_secure_transport(f"{scheme}://{host}/"),
+                                  audit_ctx=lambda: self._audit_ctx(environ))
+                    if answer is None:
                         fallback = True
                     else:
-                        status, body = 200, self.app.json.dumps(payload)
+                        status, payload = (200, answer) if path == INTROSPECT else answer
+                        body = self.app.json.dumps(payload)
                 except Throttled as exc:
                     status, extra = 429, [("Retry-After", str(exc.retry_after))]
                     body = self.app.json.dumps({"error": "too_many_requests",

@@ -30,7 +30,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 import redis
-from flask import current_app, g as flask_g, request as flask_request
+from flask import current_app, request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 
@@ -207,16 +207,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token):
         provider = self.server.provider
         new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
-        # The SQL half of the rotation stays uncommitted: save_token commits it with its audit row (one commit), and
-        # Server.create_token_response commits it on every other way out (the token is spent either way).
-        result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new,
-                                                defer_commit=True)
+        result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new)
         if result.outcome == "reuse":
             provider.on_refresh_reuse(result.grant)
-            raise InvalidGrantError("This refresh token was already used; the grant has been revoked.")
+            raise InvalidGrantError(provider.REUSED)
         if result.outcome != "ok":
             return None
-        flask_g.authsvc_oauth_rotation = result
         self.request.new_refresh_token = new
         self.request.rotation = result
         return TokenRef("refresh", result.grant, refresh_token)
@@ -394,20 +390,11 @@ class Server(AuthorizationServer):
     def save_token(self, token, request):
         return self.provider.save_token(token, request)
 
-    def create_token_response(self, request=None):
-        response = super().create_token_response(request)
-        # A refresh that rotated but then failed (scope, inactive user, revoked meanwhile) still spent its token:
-        # make the rotation durable as before. On success save_token has committed it already (a no-op here).
-        rotation = flask_g.pop("authsvc_oauth_rotation", None)
-        if rotation is not None:
-            self.provider.tokens.finish_rotation(rotation)
-        return response
-
     def authenticate_client(self, request, methods, endpoint="token"):
         client = super().authenticate_client(request, methods, endpoint)
         # Charged only once the client proved who it is: strangers cannot burn a client's quota with its id.
-        self.provider.charge(f"c:{client.get_client_id()}", client.quota_per_minute, client_id=client.get_client_id(),
-                             what=endpoint)
+        self.provider.charge(self.provider.quota_name(client), client.quota_per_minute,
+                             client_id=client.get_client_id(), what=endpoint)
         return client
 
 
@@ -470,11 +457,30 @@ class OAuthProvider:
 
     def charge(self, name: str, limit: int, *, client_id: str, what: str, audit_ctx=None) -> None:
         n, reset = self.tokens.charge(name, limit)
+        self.over_quota(n, reset, limit, name=name, client_id=client_id, what=what, audit_ctx=audit_ctx)
+
+    def over_quota(self, n: int, reset: int, limit: int, *, name: str, client_id: str, what: str,
+                   audit_ctx=None) -> None:
+        """Raise ``Throttled`` if the count ``n`` is over ``limit``; audit the first refusal of a window, not every
+        one (a flood must not flood SQL)."""
         if n > limit:
-            if n == limit + 1:  # audit the first refusal of a window, not every one (a flood must not flood SQL)
+            if n == limit + 1:
                 self.record("oauth:quota:exceeded", "failure", reason=what, client_id=client_id,
                             scope=name.split(":", 1)[0], audit_ctx=audit_ctx)
             raise Throttled(reset, scope="oauth")
+
+    @staticmethod
+    def quota_name(client: Client, presented_secret: str | None = None) -> str:
+        """The name of a client's per-minute quota counter (shared by the token, introspection and userinfo
+        endpoints). A confidential client's counter is named after its id *and* its secret's hash, so only requests
+        that present the right secret can count against it. That is what lets the lean paths count a request in the
+        same Redis round trip as the client look-up, before the secret is checked: with ``presented_secret`` the name
+        is computed from what the caller sent, and equals the real counter's only if the secret is right (a wrong
+        secret counts in a throw-away counter that expires with its window)."""
+        if client is None or client.is_public:
+            return f"c:{client.client_id}" if client is not None else ""
+        digest = sha256(presented_secret) if presented_secret is not None else client.secret_hash
+        return f"c:{client.client_id}:{(digest or '')[:16]}"
 
     # --- users -----------------------------------------------------------------------------------------------------
     def active_user(self, user_id) -> User | None:
@@ -547,24 +553,26 @@ class OAuthProvider:
                                      scope=token["scope"], audiences=aud, auth_time=None, acr=None, amr=None,
                                      refresh_hash=None)
             ctx = {"sid": None, "at": None, "acr": None, "aud": aud}
-        now = int(self.clock.timestamp())
-        ttl = client.access_token_ttl
-        record = {"gid": gid, "cid": client.client_id, "uid": uid or "", "scope": token["scope"],
-                  "aud": " ".join(ctx["aud"]), "iat": now, "exp": now + ttl, "at": ctx["at"] or "",
-                  "acr": ctx["acr"] or "", "jti": secrets.token_urlsafe(12)}
-        if client.token_format == "jwt":
-            token["access_token"] = self._jwt_access_token(record, client)
+        token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"])
         if refresh:
             token["refresh_token"] = refresh
-        if not self.tokens.save_access(token["access_token"], record, ttl):
+        if grant_type != "refresh_token":
+            # A routine rotation is not audited (the grant row counts it; see authsvc.oauth.tokens): issuance is.
+            self.record("oauth:token:issue", "success", user_id=uid, client_id=client.client_id,
+                        grant_type=grant_type, grant=gid[:8], scope=token["scope"], format=client.token_format)
+
+    def issue_access(self, client: Client, gid: str, uid, scope: str, ctx: dict, opaque: str) -> str:
+        """Store a new access token of grant ``gid`` and return it (``opaque``, or a JWT for JWT clients). Raises
+        invalid_grant if the grant was revoked meanwhile (nothing stored). ``ctx``: sid, at, acr, aud of the grant."""
+        now = int(self.clock.timestamp())
+        ttl = client.access_token_ttl
+        record = {"gid": gid, "cid": client.client_id, "uid": uid or "", "scope": scope,
+                  "aud": " ".join(ctx["aud"]), "iat": now, "exp": now + ttl, "at": ctx["at"] or "",
+                  "acr": ctx["acr"] or "", "jti": secrets.token_urlsafe(12)}
+        access = self._jwt_access_token(record, client) if client.token_format == "jwt" else opaque
+        if not self.tokens.save_access(access, record, ttl):
             raise InvalidGrantError("The grant was revoked.")
-        tag = "oauth:refresh:rotate" if grant_type == "refresh_token" else "oauth:token:issue"
-        # For a refresh, the rotation's UPDATE is still open: the audit append commits it with its own row, so the
-        # rotation and its audit record are durable together (one commit) before any token leaves this server.
-        self.record(tag, "success", user_id=uid, client_id=client.client_id, grant_type=grant_type,
-                    grant=gid[:8], scope=token["scope"], format=client.token_format)
-        if grant_type == "refresh_token":
-            self.tokens.finish_rotation(request.rotation)  # commits if the audit append did not
+        return access
 
     def _jwt_access_token(self, record: dict, client: Client) -> str:
         """RFC 9068 JWT access token: typ at+jwt, signed with the current key, short-lived (≤ 15 min by policy)."""
@@ -659,8 +667,13 @@ class OAuthProvider:
         look_access = hint != "refresh_token" and 0 < len(token) <= 4096
         gid = grant_id_of(token)
         r = self.tokens.redis
+        # One round trip: the client, the quota count (named after the presented secret, see quota_name) and the
+        # token's records.
+        qname = f"c:{client_id}:{sha256(secret)[:16]}"  # = quota_name(client) iff the secret is right
+        qkey, reset = self.tokens.quota_key(qname)
         pipe = r.pipeline(transaction=False)
         pipe.get(self.clients.cache_key(client_id))
+        self.tokens.queue_charge(pipe, qkey)
         if look_access:
             at_key = self.tokens.access_key(token)
             pipe.get(at_key)
@@ -670,18 +683,18 @@ class OAuthProvider:
         # older version wrote as a hash (access_record reads that); any other command error is raised as usual.
         replies = pipe.execute(raise_on_error=False)
         for i, reply in enumerate(replies):
-            if isinstance(reply, redis.exceptions.ResponseError) and not (look_access and i == 1):
+            if isinstance(reply, redis.exceptions.ResponseError) and not (look_access and i == 3):
                 raise reply
         if replies[0] is None:
             return None  # not cached: Authlib's path loads it from SQL (and caches it)
         client = self.clients.from_cache(replies[0])
         if client.is_public or not client.check_client_secret(secret):
-            return None  # Authlib tries the other method, then answers invalid_client
-        self.charge(f"c:{client_id}", client.quota_per_minute, client_id=client_id, what=Introspection.ENDPOINT_NAME,
-                    audit_ctx=audit_ctx)
+            return None  # Authlib tries the other method, then answers invalid_client (the count went elsewhere)
+        self.over_quota(int(replies[2]), reset, client.quota_per_minute, name=qname, client_id=client_id,
+                        what=Introspection.ENDPOINT_NAME, audit_ctx=audit_ctx)
         ref = None
         if look_access:
-            rec = self.tokens.access_record(r, at_key, replies[1], self.clock.timestamp(), fetched=True)
+            rec = self.tokens.access_record(r, at_key, replies[3], self.clock.timestamp(), fetched=True)
             if rec and (token.count(".") != 2 or self._jwt_ok(token)):
                 ref = TokenRef("access", rec, token)
         if ref is None and gid:
@@ -693,6 +706,74 @@ class OAuthProvider:
         body = self.introspection_payload(ref)
         body.setdefault("active", True)
         return body
+
+    # --- refresh: the lean path ---------------------------------------------------------------------------------------
+    REUSED = "This refresh token was already used; the grant has been revoked."
+
+    def refresh_lean(self, *, authorization: str | None, form, secure: bool,
+                     audit_ctx=None) -> tuple[int, dict] | None:
+        """The refresh-token grant (RFC 6749 §6) for the common case, or None: "let Authlib's grant answer".
+
+        Common case: ``grant_type=refresh_token`` with a ``refresh_token``, no ``scope`` or ``resource`` (narrowing
+        goes to Authlib), and a client that authenticates as registered — a confidential client with its secret
+        (Basic, else POST), a public one with its ``client_id`` only — and may use the grant. Anything else returns
+        None before any token is touched, and Authlib's ``RefreshTokenGrant`` (the same ``rotate_refresh`` and
+        ``issue_access`` underneath) answers with its own errors. The work: one Redis round trip (client + quota
+        count), the rotation (one Lua call, one autocommit SQL statement), the new access token (one pipeline).
+        Returns (status, JSON body) as Authlib would; a store that does not answer raises (→ 503), over quota raises
+        ``Throttled`` (→ 429).
+        """
+        if not secure or form.get("grant_type") != "refresh_token" or "scope" in form or "resource" in form:
+            return None
+        refresh_token = form.get("refresh_token")
+        if not refresh_token:
+            return None
+        basic_id, basic_secret = extract_basic_authorization(
+            {"Authorization": authorization} if authorization else {})
+        if basic_id or authorization:
+            if not (basic_id and basic_secret) or "client_secret" in form:
+                return None
+            client_id, secret = basic_id, basic_secret
+        else:
+            client_id, secret = form.get("client_id"), form.get("client_secret")
+        if not client_id or len(client_id) > 64 or (secret is not None and not secret):
+            return None
+        qname = f"c:{client_id}" if secret is None else f"c:{client_id}:{sha256(secret)[:16]}"
+        qkey, reset = self.tokens.quota_key(qname)
+        pipe = self.tokens.redis.pipeline(transaction=False)
+        pipe.get(self.clients.cache_key(client_id))
+        self.tokens.queue_charge(pipe, qkey)
+        raw, _, count = pipe.execute()
+        if raw is None:
+            return None  # not cached: Authlib's path loads the client from SQL (and caches it)
+        client = self.clients.from_cache(raw)
+        if secret is None:
+            if not client.is_public:
+                return None  # invalid_client, from Authlib
+        elif client.is_public or not client.check_client_secret(secret):
+            return None
+        if not client.check_grant_type("refresh_token"):
+            return None  # unauthorized_client, from Authlib
+        self.over_quota(int(count), reset, client.quota_per_minute, name=qname, client_id=client_id, what="token",
+                        audit_ctx=audit_ctx)
+        gid = grant_id_of(refresh_token) or ""
+        new = f"{gid}.{secrets.token_urlsafe(32)}"
+        result = self.tokens.rotate_refresh(refresh_token, client_id, new)
+        if result.outcome == "reuse":
+            self.on_refresh_reuse(result.grant, audit_ctx=audit_ctx)
+            return 400, {"error": "invalid_grant", "error_description": self.REUSED}
+        if result.outcome != "ok":
+            return 400, {"error": "invalid_grant"}
+        g = result.grant
+        if not g["uid"] or not result.user_active:
+            return 400, {"error": "invalid_request", "error_description": "There is no 'user' for this token."}
+        ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"])}
+        try:
+            access = self.issue_access(client, g["gid"], g["uid"], g["scope"], ctx, secrets.token_urlsafe(32))
+        except InvalidGrantError as exc:
+            return 400, {"error": "invalid_grant", "error_description": exc.description}
+        return 200, {"access_token": access, "expires_in": client.access_token_ttl, "refresh_token": new,
+                     "scope": g["scope"], "token_type": "Bearer"}
 
     def introspection_payload(self, token: TokenRef) -> dict:
         rec = token.rec
@@ -724,12 +805,12 @@ class OAuthProvider:
         self.record("oauth:code:reuse", "failure", reason="authorization code replayed", client_id=client.client_id,
                     grant=gid[:8], revoked=revoked)
 
-    def on_refresh_reuse(self, grant: dict) -> None:
+    def on_refresh_reuse(self, grant: dict, audit_ctx=None) -> None:
         # A rotated refresh token came back: either the client or an attacker holds a stolen copy. Kill the family.
         self.tokens.revoke_grant(grant["gid"], "refresh_reuse")
         self.record("oauth:refresh:reuse", "failure", user_id=int(grant["uid"]) if grant.get("uid") else None,
                     reason="refresh token replayed: possible theft", client_id=grant.get("cid"),
-                    grant=grant["gid"][:8])
+                    grant=grant["gid"][:8], audit_ctx=audit_ctx)
 
     def on_sessions_revoked(self, user_id: int, sids: list[str]) -> None:
         """Session listener: tokens issued from an ended login session end with it."""

@@ -13,8 +13,11 @@
   from, so a replayed old token is recognised as reuse even after Redis lost its state.
 * Rotation is decided by a single-key Lua script (check the client, compare ``cur``, swap, or flag reuse) — of two
   racing refreshes exactly one wins — and confirmed by a compare-and-set UPDATE in SQL, which stays the durable truth.
-  The UPDATE returns what the new tokens need (grant fields, the user's status), and its commit can be deferred so the
-  rotation and its audit row land in one transaction: one commit (one fsync) per refresh.
+  That UPDATE runs alone on an autocommit connection: one statement, one round trip, one commit; it returns what the
+  new tokens need (grant fields, the user's status), so a refresh reads nothing else from SQL. A routine rotation
+  writes no audit row: the grant row itself is the durable record (``generation`` counts rotations), and an audit
+  append would put every refresh in the service behind the one lock of the audit chain's head. Reuse, revocation and
+  issuance are audited.
 
 Only hashes are stored. Nothing in this module logs a token.
 """
@@ -83,14 +86,6 @@ end
 return {out, f[3] or '', f[4] or '', f[5] or '', f[6] or '', f[7] or '', f[8] or '', f[9] or '', f[10] or ''}
 """
 
-# Fixed one-minute window; returns the count after this request.
-_CHARGE = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], 61) end
-return n
-"""
-
-
 def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -119,8 +114,6 @@ class RotateResult:
     outcome: str  # ok | reuse | invalid
     grant: dict | None = None
     user_active: bool = False  # ok only: the grant's user is active (read in the rotation's own statement)
-    pending: bool = False  # ok only: the SQL rotation is written but not committed yet (see finish_rotation)
-    mirror: tuple[dict, dt.datetime] | None = None  # ok only: Redis had no twin; re-create it after the commit
 
 
 class TokenStore:
@@ -193,17 +186,13 @@ class TokenStore:
         pipe.expire(key, ttl)
         pipe.execute()
 
-    def rotate_refresh(self, refresh_token: str, client_id: str, new_refresh: str, *,
-                       defer_commit: bool = False) -> RotateResult:
+    def rotate_refresh(self, refresh_token: str, client_id: str, new_refresh: str) -> RotateResult:
         """Swap the family's live refresh token for ``new_refresh`` iff ``refresh_token`` is it.
 
         A token of the family that is not the live one is a replay: the family is revoked ("reuse"). Of two requests
         racing with the same token, the Lua script lets exactly one through; the other sees a mismatch. SQL confirms
-        with a compare-and-set UPDATE (the durable truth: a Redis restore must not resurrect an old generation).
-
-        With ``defer_commit`` an "ok" result leaves that UPDATE uncommitted (``pending``, the grant row locked) so the
-        caller can commit it together with its audit row; it must then call ``finish_rotation``. Nothing may hand
-        the new tokens out before that commit.
+        with a compare-and-set UPDATE, committed before this returns (the durable truth: a Redis restore must not
+        resurrect an old generation). The caller hands the new tokens out only after that.
         """
         gid = grant_id_of(refresh_token)
         if gid is None:
@@ -218,20 +207,16 @@ class TokenStore:
             return RotateResult("reuse", {"gid": gid, **dict(zip(_GRANT_FIELDS, reply[1:]))})
         # ok or miss: SQL decides durably.
         now = self.clock.now()
-        row = self.db.session.execute(_ROTATE_SQL, {"p_gid": gid, "p_cid": client_id, "p_old": old, "p_new": new,
-                                                    "p_now": now}).first()
+        row = self._autocommit(_ROTATE_SQL, {"p_gid": gid, "p_cid": client_id, "p_old": old, "p_new": new,
+                                             "p_now": now})
         if row is not None:
-            result = RotateResult(
+            if outcome == "miss":  # Redis lost the twin (restart without AOF, eviction): re-create it from SQL
+                self._write_twin(gid, self._twin(client_id, row.user_id, row.session_id, row.scope, row.audiences,
+                                                 row.auth_time, row.acr, row.amr, new, False), row.expires_at)
+            return RotateResult(
                 "ok", {"gid": gid, "cid": client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
                        "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr},
-                user_active=row.user_status == "active", pending=True)
-            if outcome == "miss":
-                result.mirror = (self._twin(client_id, row.user_id, row.session_id, row.scope, row.audiences,
-                                            row.auth_time, row.acr, row.amr, new, False), row.expires_at)
-            if not defer_commit:
-                self.finish_rotation(result)
-            return result
-        self.db.session.commit()
+                user_active=row.user_status == "active")
         grant = self.db.session.get(OAuthGrant, gid)
         if grant is None or grant.client_id != client_id:
             return RotateResult("invalid")
@@ -241,16 +226,11 @@ class TokenStore:
             return RotateResult("invalid")
         return RotateResult("reuse", self.grant_info(grant))
 
-    def finish_rotation(self, result: RotateResult) -> None:
-        """Commit a pending rotation (a no-op if the caller's audit append already committed it), then re-create the
-        Redis twin if it was missing. Idempotent."""
-        if not result.pending:
-            return
-        self.db.session.commit()
-        result.pending = False
-        if result.mirror is not None:
-            self._write_twin(result.grant["gid"], *result.mirror)
-            result.mirror = None
+    def _autocommit(self, statement, params):
+        """Run one statement as its own transaction: on PostgreSQL a single round trip (no BEGIN, no COMMIT), on a
+        pooled connection of the request's engine. Returns the first row of RETURNING."""
+        with self.db.engine.connect() as conn:
+            return conn.execution_options(isolation_level="AUTOCOMMIT").execute(statement, params).first()
 
     @staticmethod
     def grant_info(row: OAuthGrant) -> dict:
@@ -344,9 +324,22 @@ class TokenStore:
         self.redis.delete(f"oauth:at:{{{sha256(token)}}}")
 
     # --- quotas ------------------------------------------------------------------------------------------------------
+    def quota_key(self, name: str) -> tuple[str, int]:
+        """The counter of ``name``'s current one-minute window, and the seconds until that window ends."""
+        now = int(self.clock.timestamp())
+        return f"oauth:q:{{{name}}}:{now // 60}", 60 - now % 60
+
+    @staticmethod
+    def queue_charge(pipe, key: str) -> None:
+        """Add "count one request" to a pipeline: its last reply is the count after this request. Plain commands, no
+        script, so the lean paths can send it in the same round trip as their reads (SET NX EX gives the window its
+        expiry exactly once; INCR keeps it)."""
+        pipe.set(key, 0, ex=61, nx=True)
+        pipe.incr(key)
+
     def charge(self, name: str, limit: int) -> tuple[int, int]:
         """Count one request against ``name``'s per-minute quota: (count, seconds until the window resets)."""
-        now = int(self.clock.timestamp())
-        window = now // 60
-        n = self._script("charge", _CHARGE)(keys=[f"oauth:q:{{{name}}}:{window}"])
-        return int(n), 60 - now % 60
+        key, reset = self.quota_key(name)
+        pipe = self.redis.pipeline(transaction=False)
+        self.queue_charge(pipe, key)
+        return int(pipe.execute()[-1]), reset

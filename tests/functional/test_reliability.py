@@ -131,3 +131,105 @@ def test_revoked_session_stays_revoked_after_redis_restores_an_older_snapshot(ma
 
         assert get_redis().exists(_skey(token_hash(token))) == 1  # Redis really has it back
     assert api.get("/api/v1/session", headers=auth).status_code == 401  # SQL says revoked
+
+
+def test_refresh_race_50_parallel_one_winner_family_revoked(app, client, live_server):
+    """50 clients present the same refresh token at once over real HTTP (the threaded werkzeug server of
+    ``live_server``): at most one rotation succeeds, every other request is refused as invalid_grant, and the reuse
+    revokes the whole family — including whatever the winner was given. The 4-thread in-process version is
+    test_oauth_flows.py::test_refresh_race_exactly_one_wins_and_family_revoked."""
+    import threading
+
+    import requests
+
+    from authsvc.extensions import db
+    from authsvc.models import OAuthGrant, SecurityEvent
+    from tests.functional.oauth_helpers import basic, get_code, redeem, register, signed_in
+
+    cid, secret = register(app)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid)
+    r = redeem(client, cid, secret, code, verifier)
+    assert r.status_code == 200, r.json
+    first = r.json
+    base = f"http://127.0.0.1:{live_server.port}"  # the socket the server listens on (no ::1 attempt for localhost)
+    auth = basic(cid, secret)
+
+    n = 50
+    barrier = threading.Barrier(n, timeout=15)
+    results: list = [None] * n
+    errors: list = []
+
+    def go(i):
+        try:
+            with requests.Session() as s:
+                s.trust_env = False  # no proxy from the environment between us and the server
+                # Connect first (keep-alive: the threaded server speaks HTTP/1.1), so the barrier releases 50
+                # requests rather than 50 TCP handshakes.
+                assert s.get(base + "/healthz", timeout=10).status_code < 500
+                barrier.wait()
+                resp = s.post(base + "/oauth2/token", headers=auth, timeout=20,
+                              data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+                try:
+                    body = resp.json()
+                except ValueError:
+                    body = resp.text[:300]
+                results[i] = (resp.status_code, body)
+        except BaseException as exc:  # noqa: BLE001 - reported below, with the thread's index
+            errors.append((i, repr(exc)))
+            barrier.abort()
+
+    threads = [threading.Thread(target=go, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 25
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a request did not finish within the bound"
+    assert not errors, errors
+    assert all(res is not None for res in results), results  # all 50 answered
+
+    statuses = [s for s, _ in results]
+    wins = [b for s, b in results if s == 200]
+    assert not [res for res in results if res[0] >= 500], results
+    assert len(wins) <= 1, statuses
+    refused = [(s, b) for s, b in results if s != 200]
+    assert all(s == 400 and isinstance(b, dict) and b.get("error") == "invalid_grant" for s, b in refused), refused
+
+    with app.app_context():
+        grant = db.session.execute(db.select(OAuthGrant)).scalar_one()
+        # generation 0 is legitimate too: a loser's revocation may reach SQL before the winner's compare-and-set.
+        # A 200, though, only leaves after the rotation committed.
+        assert grant.generation <= 1 and grant.revoke_reason == "refresh_reuse" and grant.revoked_at is not None
+        assert grant.generation == 1 or not wins
+        gid, generation = grant.id, grant.generation
+        reuse = db.session.execute(db.select(SecurityEvent)
+                                   .where(SecurityEvent.tag == "oauth:refresh:reuse")).scalars().all()
+    # Exactly one reuse event: the rotation script flags the grant revoked on the first mismatch and checks that
+    # flag before comparing, so only the first loser sees "reuse" (and records it); the other 48 find the family
+    # already revoked and are refused without another audit row (a replay flood must not flood the audit log).
+    assert len(reuse) == 1, [(e.reason, e.details) for e in reuse]
+    assert "theft" in reuse[0].reason and gid[:8] in (reuse[0].details or "")
+    assert first["refresh_token"] not in (reuse[0].details or "")
+
+    with requests.Session() as s:
+        s.trust_env = False
+
+        def introspect(tok):
+            resp = s.post(base + "/oauth2/introspect", data={"token": tok}, headers=auth, timeout=10)
+            assert resp.status_code == 200, resp.text[:300]
+            return resp.json()
+
+        def refresh(tok):
+            return s.post(base + "/oauth2/token", headers=auth, timeout=10,
+                          data={"grant_type": "refresh_token", "refresh_token": tok})
+
+        # The family is dead: the access token issued before the race, and the winner's tokens, if any.
+        assert introspect(first["access_token"]) == {"active": False}
+        for b in wins:
+            assert introspect(b["access_token"]) == {"active": False}
+            resp = refresh(b["refresh_token"])
+            assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant", resp.text[:300]
+        resp = refresh(first["refresh_token"])
+        assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant", resp.text[:300]
+    print(f"race_50: {len(wins)} winner(s), generation {generation}, statuses {sorted(set(statuses))}")
