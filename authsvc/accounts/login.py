@@ -56,13 +56,15 @@ class NullRiskScorer:
 
 
 class SecondFactor(Protocol):
-    def required(self, user: User, decision: Decision, ctx: RequestContext | None = None) -> bool: ...
+    def required(self, user: User, decision: Decision, ctx: RequestContext | None = None, *,
+                 defer: list | None = None) -> bool: ...
 
 
 class NullSecondFactor:
     """No MFA methods exist yet, so none can be required."""
 
-    def required(self, user: User, decision: Decision, ctx: RequestContext | None = None) -> bool:
+    def required(self, user: User, decision: Decision, ctx: RequestContext | None = None, *,
+                 defer: list | None = None) -> bool:
         return False
 
 
@@ -149,31 +151,35 @@ class LoginService:
                               details={"score": decision.score})
             return LoginResult(DENIED, user=user, decision=decision, reasons=list(decision.reasons))
 
-        # 6. Second factor when the decision or the account asks for one.
-        if self.mfa.required(user, decision, ctx):  # ctx: a trusted device (ctx.device_id) may skip it
-            self._event(user, ctx, "mfa_required", decision)
-            self.audit.record("account:login:mfa_required", "info", subject_id=user.id, ip=ctx.ip,
-                              user_agent=ctx.user_agent, details={"score": decision.score,
-                                                                  "reasons": [r.code for r in decision.reasons]})
+        # 6. Second factor when the decision or the account asks for one. What the MFA stage wants audited (a
+        #    trusted device skipping it, a step-up no factor can meet) is written with this login's own events.
+        notes: list[dict] = []
+        if self.mfa.required(user, decision, ctx, defer=notes):  # ctx: a trusted device may skip it
+            self._event(user, ctx, "mfa_required", decision, commit=False)
+            self.audit.record_many(notes + [dict(
+                tag="account:login:mfa_required", outcome="info", subject_id=user.id, ip=ctx.ip,
+                user_agent=ctx.user_agent, details={"score": decision.score,
+                                                    "reasons": [r.code for r in decision.reasons]})])
             return LoginResult(MFA_REQUIRED, user=user, decision=decision, reasons=list(decision.reasons),
                                must_change_password=user.must_change_password)
 
         # 7. Session, audit, learning, notice.
-        return self.complete(user, ctx, decision, aal=1, methods=("pwd",))
+        return self.complete(user, ctx, decision, aal=1, methods=("pwd",), notes=notes)
 
     def complete(self, user: User, ctx: RequestContext, decision: Decision, *, aal: int,
-                 methods: tuple[str, ...]) -> LoginResult:
-        """The last stage, shared by password logins and the second-factor step that finishes one."""
+                 methods: tuple[str, ...], notes: list[dict] | None = None) -> LoginResult:
+        """The last stage, shared by password logins and the second-factor step that finishes one. ``notes``: audit
+        events of earlier stages, written in this stage's transaction."""
         new_place = self._is_new_place(user, ctx)
 
         def receipts(sid: str) -> None:
             # Session row, receipt and audit event: one transaction, one commit (measured: a PostgreSQL commit is
             # the largest cost of a login after argon2).
             self._event(user, ctx, "success", decision, session_id=sid, method="+".join(methods), commit=False)
-            self.audit.record("account:login:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
-                              user_agent=ctx.user_agent, commit=False,
-                              details={"score": decision.score, "aal": aal,
-                                       "reasons": [r.code for r in decision.reasons]})
+            self.audit.record_many((notes or []) + [dict(
+                tag="account:login:success", outcome="success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                user_agent=ctx.user_agent, details={"score": decision.score, "aal": aal,
+                                                    "reasons": [r.code for r in decision.reasons]})], commit=False)
 
         issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=aal, methods=methods,
                                      before_commit=receipts)

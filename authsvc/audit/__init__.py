@@ -20,7 +20,7 @@ from authsvc.models import AuditHead, SecurityEvent
 
 GENESIS = "0" * 64
 _HEAD, _EVENTS = AuditHead.__table__, SecurityEvent.__table__
-_BUMP = update(_HEAD).where(_HEAD.c.id == 1).values(last_id=_HEAD.c.last_id + 1) \
+_BUMP = update(_HEAD).where(_HEAD.c.id == 1).values(last_id=_HEAD.c.last_id + bindparam("p_n")) \
     .returning(_HEAD.c.last_id, _HEAD.c.last_hash)
 _TIP = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("p_hash"))
 _COLUMNS = ("id", "occurred_at", "tag", "outcome", "actor_id", "subject_id", "ip", "user_agent", "reason", "details",
@@ -78,33 +78,48 @@ class AuditLog:
         ``commit=False`` leaves the commit to the caller, so the event lands in the same transaction as the change it
         records (one fsync instead of two); the chain head stays locked until then, so commit promptly.
         """
+        return self.record_many([dict(tag=tag, outcome=outcome, actor_id=actor_id, subject_id=subject_id, ip=ip,
+                                      user_agent=user_agent, reason=reason, details=details)], commit=commit)[0]
+
+    def record_many(self, events: list[dict[str, Any]], *, commit: bool = True) -> list[SecurityEvent]:
+        """Append several events (each a dict of ``record``'s keyword arguments) in one chain step: the head is
+        bumped once by ``len(events)`` and the rows go in with one INSERT. Same ``commit`` contract as ``record``."""
         session = self.db.session
-        if session.get_bind().dialect.update_returning:
+        n = len(events)
+        if n and session.get_bind().dialect.update_returning:
             # Lean path (measured: 4.3 → 1.7 ms CPU per event): bump the head and read it in one statement, which
             # takes the same row lock the ORM path takes, then two Core statements. No ORM objects are loaded.
-            bumped = session.execute(_BUMP).first()
+            bumped = session.execute(_BUMP, {"p_n": n}).first()
             if bumped is not None:
-                ev = self._event(bumped.last_id, bumped.last_hash, tag, outcome, actor_id, subject_id, ip,
-                                 user_agent, reason, details)
-                session.execute(insert(_EVENTS), {c: getattr(ev, c) for c in _COLUMNS})
-                session.execute(_TIP, {"p_hash": ev.hash})
+                out, prev = [], bumped.last_hash
+                for i, e in enumerate(events):
+                    ev = self._event(bumped.last_id - n + 1 + i, prev, e["tag"], e["outcome"], e.get("actor_id"),
+                                     e.get("subject_id"), e.get("ip"), e.get("user_agent"), e.get("reason"),
+                                     e.get("details"))
+                    out.append(ev)
+                    prev = ev.hash
+                session.execute(insert(_EVENTS), [{c: getattr(ev, c) for c in _COLUMNS} for ev in out])
+                session.execute(_TIP, {"p_hash": prev})
                 if commit:
                     session.commit()
-                return ev
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id))
-        head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
-        if head is None:  # first event on a fresh database
-            head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
-            session.add(head)
-            session.flush()
-        ev = self._event(head.last_id + 1, head.last_hash, tag, outcome, actor_id, subject_id, ip, user_agent,
-                         reason, details)
-        session.add(ev)
-        head.last_id = ev.id
-        head.last_hash = ev.hash
+                return out
+        out = []
+        for e in events:
+            session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id))
+            head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
+            if head is None:  # first event on a fresh database
+                head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
+                session.add(head)
+                session.flush()
+            ev = self._event(head.last_id + 1, head.last_hash, e["tag"], e["outcome"], e.get("actor_id"),
+                             e.get("subject_id"), e.get("ip"), e.get("user_agent"), e.get("reason"), e.get("details"))
+            session.add(ev)
+            head.last_id = ev.id
+            head.last_hash = ev.hash
+            out.append(ev)
         if commit:
             session.commit()
-        return ev
+        return out
 
     def _event(self, ev_id, prev_hash, tag, outcome, actor_id, subject_id, ip, user_agent, reason, details):
         ev = SecurityEvent(

@@ -18,6 +18,7 @@ import time
 
 from redis.cluster import RedisCluster
 
+from authsvc import redis_scripts
 from authsvc.redis_scripts import ScriptCache
 from authsvc.risk.context import LoginContext, Reason
 from authsvc.risk.signals import Features, LastLogin
@@ -121,11 +122,18 @@ class RedisRiskStore:
         pipe.ltrim(_ukey(user), -self.max_entries, -1)
         pipe.expire(_ukey(user), int(self.max_age))
         clustered = isinstance(r, RedisCluster)
+        keys = [_GLOBAL_COUNTS, _GLOBAL_STATS]
         if not clustered:
-            script(keys=[_GLOBAL_COUNTS, _GLOBAL_STATS], args=fields, client=pipe)
-        first = pipe.execute()[0] == 1
+            redis_scripts.queue(pipe, script, keys, fields)
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies[:3]:
+            if isinstance(reply, Exception):
+                raise reply
+        first = replies[0] == 1
         if clustered:  # a Cluster pipeline refuses EVALSHA: the global update is its own round trip there
-            script(keys=[_GLOBAL_COUNTS, _GLOBAL_STATS], args=fields)
+            script(keys=keys, args=fields)
+        else:
+            redis_scripts.settle(replies[3], script, keys, fields)
         if first:  # the user's first learned login
             r.hincrby(_GLOBAL_STATS, "users", 1)
 

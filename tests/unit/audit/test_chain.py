@@ -97,3 +97,18 @@ def test_verify_record_verify_in_one_session(svc):
     _fill(svc, 2)
     report = svc.audit.verify()
     assert report.ok and report.checked == 4
+
+
+def test_record_many_is_one_chain_step_and_verifies(svc):
+    """Several events appended together (a login writes its MFA note and its success at once) get consecutive ids,
+    chain onto each other in order, and interleave correctly with single appends."""
+    _fill(svc, 2)
+    evs = svc.audit.record_many([dict(tag="mfa:stepup:unavailable", outcome="info", subject_id=7, reason="new place"),
+                                 dict(tag="account:login:success", outcome="success", actor_id=7, subject_id=7)])
+    _fill(svc, 1)
+    assert [e.id for e in evs] == [3, 4] and evs[1].prev_hash == evs[0].hash
+    report = svc.audit.verify()
+    assert report.ok and report.checked == 5
+    rows = db.session.execute(text("SELECT id, tag FROM security_events ORDER BY id")).all()
+    assert [r.tag for r in rows][2:4] == ["mfa:stepup:unavailable", "account:login:success"]
+    assert svc.audit.record_many([]) == []
