@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import click
@@ -142,6 +143,12 @@ def serve(host, port, workers):
         env["AUTHSVC_REDIS_URL"] = embedded_redis.ensure_running(app.instance_path)
         click.echo(f"embedded redis: {env['AUTHSVC_REDIS_URL']}")
     env["AUTHSVC_INSTANCE_PATH"] = app.instance_path
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        # GET /metrics adds up every worker's values from here (authsvc.metrics); emptied at each start, as
+        # prometheus-client requires, so counters restart with the service like any process's would.
+        env["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(app.instance_path, "prometheus")
+    shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     default_base = "http://localhost:5000"
     if settings.base_url == default_base and port != 5000 and not os.environ.get("AUTHSVC_BASE_URL"):
         # Links in e-mails (and the setup link below) must point at the port we actually serve.

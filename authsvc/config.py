@@ -47,6 +47,8 @@ class Settings:
     service_name: str = "authsvc"
     base_url: str = "http://localhost:5000"  # used to build links in e-mails
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For we believe (ASVS 15.3.4)
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")  # peers that may read GET /metrics (no XFF)
+    metrics_token: str | None = None  # or: Authorization: Bearer <metrics_token> from anywhere
 
     # --- passwords (argon2id; default = RFC 9106 second recommendation) ----------------------------------------
     argon2_time_cost: int = 3
@@ -149,11 +151,14 @@ class Settings:
         for name, ok, problem in problems:
             if not ok:
                 raise ConfigError(env_name(name), f"{problem} (got {getattr(self, name)!r})")
-        for cidr in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ConfigError(env_name("trusted_proxies"), f"{cidr!r} is not an IP network") from None
+        for field_name in ("trusted_proxies", "metrics_allow"):
+            for cidr in getattr(self, field_name):
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    raise ConfigError(env_name(field_name), f"{cidr!r} is not an IP network") from None
+        if self.metrics_token is not None and len(self.metrics_token) < 32:
+            raise ConfigError(env_name("metrics_token"), "use at least 32 characters (e.g. openssl rand -hex 32)")
         if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError(env_name("database_url"), "only sqlite:// and postgresql:// URLs are supported")
         if self.redis_mode not in ("standalone", "cluster", "sentinel"):

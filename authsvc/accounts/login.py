@@ -10,11 +10,13 @@ MFA) are present as explicit null services so the order lives here and nowhere e
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy import select
 
+from authsvc.errors import Throttled
 from authsvc.models import User
 
 
@@ -96,6 +98,23 @@ class LoginService:
         self.require_verified_email = require_verified_email
 
     def login(self, email: str, password: str, ctx: RequestContext) -> LoginResult:
+        """The password login pipeline (below), counted for the operators' metrics (authsvc.metrics)."""
+        from authsvc import metrics
+
+        start = time.perf_counter()
+        try:
+            result = self._login(email, password, ctx)
+        except Throttled as exc:
+            metrics.LOGINS.labels("throttled").inc()
+            metrics.THROTTLED.labels(exc.scope).inc()
+            raise
+        metrics.LOGIN_SECONDS.observe(time.perf_counter() - start)
+        metrics.LOGINS.labels(result.outcome).inc()
+        if result.decision is not None:
+            metrics.RISK.labels(result.decision.action).inc()
+        return result
+
+    def _login(self, email: str, password: str, ctx: RequestContext) -> LoginResult:
         email = normalize_email(email)
         # 1. Cheap refusals first: a throttled attempt never reaches argon2 (raises Throttled → 429). Nothing is
         #    written to SQL for it either, so a flood costs Redis round trips, not database writes.
@@ -136,6 +155,10 @@ class LoginService:
 
         # 4. Breached at login: the password is right but public, so the account is at risk.
         breached = self.breach.is_breached(password)
+        if breached:
+            from authsvc import metrics
+
+            metrics.BREACHED.inc()
         if breached and not user.must_change_password:
             user.must_change_password = True
             self.db.session.commit()

@@ -15,6 +15,7 @@ import logging
 import redis
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from authsvc import metrics
 from authsvc.web.http import CSP
 
 log = logging.getLogger("authsvc")
@@ -53,6 +54,7 @@ class SessionCheckFastPath:
                 redis.exceptions.ClusterError, OperationalError, DBAPIError) as exc:
             # Fail closed, as the Flask error handlers do: never "valid", never "invalid" for a token we can't check.
             log.error("dependency unavailable: session check: %s", type(exc).__name__)
+            metrics.UNAVAILABLE.labels(metrics.dependency_of(exc)).inc()
             status, body, extra = 503, _UNAVAILABLE, [("Retry-After", "5")]
         else:
             if found is None:

@@ -30,6 +30,7 @@ from authlib.common.security import is_secure_transport
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authsvc.errors import Throttled
+from authsvc import metrics
 from authsvc.web.http import CSP
 
 log = logging.getLogger("authsvc.oauth")
@@ -115,6 +116,7 @@ class OAuthFastPath:
         except _STORE_ERRORS as exc:
             # Fail closed, as the blueprint's handler does: a token we cannot check is neither active nor inactive.
             log.error("oauth: dependency unavailable: %s", type(exc).__name__)
+            metrics.UNAVAILABLE.labels(metrics.dependency_of(exc)).inc()
             status, extra = 503, [("Retry-After", "5")]
             body = self.app.json.dumps({"error": "temporarily_unavailable",
                                         "error_description": "A backing store is unavailable."})

@@ -34,6 +34,7 @@ from flask import current_app, request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from authsvc import metrics
 from authsvc.errors import Throttled
 from authsvc.models import OAuthGrant, User
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, Client
@@ -554,6 +555,7 @@ class OAuthProvider:
                                      refresh_hash=None)
             ctx = {"sid": None, "at": None, "acr": None, "aud": aud}
         token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"])
+        metrics.TOKENS.labels(grant_type).inc()
         if refresh:
             token["refresh_token"] = refresh
         if grant_type != "refresh_token":
@@ -772,6 +774,7 @@ class OAuthProvider:
             access = self.issue_access(client, g["gid"], g["uid"], g["scope"], ctx, secrets.token_urlsafe(32))
         except InvalidGrantError as exc:
             return 400, {"error": "invalid_grant", "error_description": exc.description}
+        metrics.TOKENS.labels("refresh_token").inc()
         return 200, {"access_token": access, "expires_in": client.access_token_ttl, "refresh_token": new,
                      "scope": g["scope"], "token_type": "Bearer"}
 
@@ -807,6 +810,7 @@ class OAuthProvider:
 
     def on_refresh_reuse(self, grant: dict, audit_ctx=None) -> None:
         # A rotated refresh token came back: either the client or an attacker holds a stolen copy. Kill the family.
+        metrics.REFRESH_REUSE.inc()
         self.tokens.revoke_grant(grant["gid"], "refresh_reuse")
         self.record("oauth:refresh:reuse", "failure", user_id=int(grant["uid"]) if grant.get("uid") else None,
                     reason="refresh token replayed: possible theft", client_id=grant.get("cid"),

@@ -60,8 +60,10 @@ def _throttled(exc: Throttled):
 def _store_down(exc):
     # Fail closed: a token we cannot check is neither active nor inactive — it is "ask again later" (503).
     log.error("oauth: dependency unavailable: %s", type(exc).__name__)
+    from authsvc import metrics
     from authsvc.extensions import db
 
+    metrics.UNAVAILABLE.labels(metrics.dependency_of(exc)).inc()
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection may be gone; best effort

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from authsvc.accounts import login as L
 from authsvc.accounts.service import InvalidInput, PolicyError
@@ -289,6 +289,20 @@ def setup(token: str):
 @bp.get("/healthz")
 def healthz():
     return {"status": "ok"}
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus exposition (authsvc.metrics). Peer address in ``metrics_allow`` or the metrics bearer token;
+    anyone else gets 404 — the endpoint is not advertised."""
+    from authsvc import metrics as m
+
+    settings = current_app.config["AUTHSVC"]
+    if not m.allowed(request.remote_addr, request.headers.get("Authorization"), settings.metrics_allow,
+                     settings.metrics_token):
+        abort(404)
+    body, ctype = m.render()
+    return body, 200, {"Content-Type": ctype, "Cache-Control": "no-store"}
 
 
 @bp.get("/readyz")

@@ -71,8 +71,10 @@ def init_app(app: Flask) -> None:
     def unavailable(what: str, exc: Exception):
         # Fail closed and say so in the log (ASVS 16.5.2/16.5.3); the client gets no internals.
         log.error("dependency unavailable: %s: %s", what, type(exc).__name__)
+        from authsvc import metrics
         from authsvc.extensions import db
 
+        metrics.UNAVAILABLE.labels(what).inc()
         try:
             db.session.rollback()
         except Exception:  # noqa: BLE001 - the connection may be gone; rollback is best effort

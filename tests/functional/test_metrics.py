@@ -1,0 +1,78 @@
+"""GET /metrics: Prometheus counters an operator can alert on, readable only from allowed peers or with the token."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import PASSWORD, create_user
+
+TOKEN = "m" * 40
+
+
+def _value(text: str, name: str, **labels) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)(?:\{([^}]*)\})? (\S+)$", line)
+        if m and m.group(1) == name and ",".join(sorted((m.group(2) or "").split(","))) == want:
+            return float(m.group(3))
+    return 0.0
+
+
+def _scrape(client, **kw) -> str:
+    r = client.get("/metrics", **kw)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+    return r.get_data(as_text=True)
+
+
+def test_login_outcomes_and_throttling_are_counted(app, client):
+    create_user(app)
+    before = _scrape(client)
+    assert client.post("/api/v1/login", json={"email": "alice@example.com", "password": "wrong" * 4}).status_code == 401
+    assert client.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD}).status_code == 200
+    after = _scrape(client)
+    for outcome, delta in (("invalid_credentials", 1), ("success", 1)):
+        assert _value(after, "authsvc_logins_total", outcome=outcome) - \
+            _value(before, "authsvc_logins_total", outcome=outcome) == delta, outcome
+    assert _value(after, "authsvc_login_duration_seconds_count") - \
+        _value(before, "authsvc_login_duration_seconds_count") == 2
+    decided = sum(_value(after, "authsvc_risk_decisions_total", action=a) - _value(before, "authsvc_risk_decisions_total",
+                                                                                    action=a)
+                  for a in ("allow", "step_up", "deny"))
+    assert decided == 1  # only the correct password reaches the risk engine
+
+
+def test_throttled_attempts_are_counted_by_limiter(app, client):
+    create_user(app)
+    before = _scrape(client)
+    codes = [client.post("/api/v1/login", json={"email": "alice@example.com", "password": "wrong" * 4}).status_code
+             for _ in range(12)]
+    assert 429 in codes
+    after = _scrape(client)
+    refused = codes.count(429)
+    assert _value(after, "authsvc_logins_total", outcome="throttled") - \
+        _value(before, "authsvc_logins_total", outcome="throttled") == refused
+    def total(text):
+        return sum(float(v) for v in re.findall(r'^authsvc_login_throttled_total\{scope="[^"]+"\} (\S+)$', text, re.M))
+
+    assert total(after) - total(before) == refused
+
+
+def test_metrics_only_for_allowed_peers_or_the_token(make_app):
+    app = make_app(metrics_token=TOKEN)
+    client = app.test_client()
+    outside = {"environ_base": {"REMOTE_ADDR": "203.0.113.7"}}
+    assert client.get("/metrics", **outside).status_code == 404
+    assert client.get("/metrics", headers={"Authorization": "Bearer nope"}, **outside).status_code == 404
+    # X-Forwarded-For never grants access: the peer is what counts
+    assert client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"}, **outside).status_code == 404
+    assert "authsvc_logins_total" in _scrape(client, headers={"Authorization": f"Bearer {TOKEN}"}, **outside)
+    assert "authsvc_logins_total" in _scrape(client)  # loopback is allowed by default
+
+
+def test_metrics_token_must_be_long(make_app):
+    import pytest
+
+    from authsvc.config import ConfigError
+
+    with pytest.raises(ConfigError, match="METRICS_TOKEN"):
+        make_app(metrics_token="short")
