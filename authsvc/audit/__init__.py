@@ -9,12 +9,14 @@ never chain onto the same predecessor.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from authsvc.models import AuditHead, SecurityEvent
 
@@ -55,10 +57,42 @@ class VerifyReport:
     problem: str | None = None
 
 
+@dataclass(frozen=True)
+class IncrementalReport(VerifyReport):
+    """``verify_incremental``'s answer. ``checked`` is the number of events the chain covers (as in ``verify``);
+    ``hashed`` the rows this call actually read and hashed; ``since_id`` the checkpoint it started from (0: a full
+    pass); ``full_verified_at`` when a full pass in this process last found the chain intact (None: never)."""
+
+    hashed: int = 0
+    since_id: int = 0
+    full_verified_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    id: int
+    hash: str
+    full_verified_at: dt.datetime | None
+
+
+_ROW = select(*(_EVENTS.c[c] for c in _COLUMNS))
+_HEAD_ROW = select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1)
+
+
 class AuditLog:
     def __init__(self, db, clock):
         self.db = db
         self.clock = clock
+        # The incremental check's checkpoint lives in this process's memory, not in Redis: it is a trust anchor, and
+        # it must not sit in a store that someone able to rewrite the database could plausibly rewrite too. Redis
+        # holds the sessions, with the same credentials on every worker. Someone who rewrites the chain from an old
+        # row to the head, recomputing every hash and audit_head, could then also write a matching checkpoint. An
+        # in-memory (id, hash) cannot be forged that way, so such a rewrite still fails the checkpoint check. The
+        # cost: each worker process does one full pass on its first check after it starts. That is what every
+        # page load cost before. A restored or truncated database also fails the check until the worker restarts.
+        # That is deliberate: a rewound audit log should be noticed.
+        self._checkpoint: _Checkpoint | None = None
+        self._checkpoint_lock = threading.Lock()
 
     def record(
         self,
@@ -158,3 +192,78 @@ class AuditLog:
         if last_id != count or (head and head.last_hash != prev and count):
             return VerifyReport(False, count, count + 1, "rows after the last one were deleted (head mismatch)")
         return VerifyReport(True, count)
+
+    def verify_incremental(self) -> IncrementalReport:
+        """Like ``verify``, but hash only the rows appended since the last successful call in this process.
+
+        The first call (and every call until one succeeds) is a full pass. After that, a call checks:
+
+        * the checkpoint row still has the remembered hash and its content still matches that hash;
+        * every row after it up to the chain head (ids consecutive, ``prev_hash`` links, content hashes);
+        * the head (``audit_head``) names the newest row, so deleting the newest rows is caught, and no row
+          exists beyond the head.
+
+        A row edited *before* the checkpoint is not seen here: only the full ``verify`` (``authsvc audit verify``)
+        catches that, so run it on a schedule. On success the checkpoint moves to the head; on failure it stays,
+        so the failure is reported again on every call until the chain is repaired.
+        """
+        session = self.db.session
+        cp = self._checkpoint
+        since_id, prev, full_at = (cp.id, cp.hash, cp.full_verified_at) if cp else (0, GENESIS, None)  # 0: full
+
+        def report(ok, checked, hashed, bad=None, problem=None):
+            return IncrementalReport(ok, checked, bad, problem, hashed=hashed, since_id=since_id,
+                                     full_verified_at=full_at)
+
+        # The head first, then the rows up to it: a writer commits its rows and the head bump together, so rows
+        # appended while this runs are left for the next call instead of looking like a head mismatch.
+        head = session.execute(_HEAD_ROW).first()
+        last_id, last_hash = (head.last_id, head.last_hash) if head else (0, GENESIS)
+        hashed = 0
+        if since_id:
+            row = session.execute(_ROW.where(_EVENTS.c.id == since_id)).first()
+            if row is None:
+                return report(False, since_id - 1, 0, since_id, "the last verified row was deleted")
+            hashed = 1
+            if row.hash != prev:
+                return report(False, since_id - 1, hashed, since_id,
+                              "the last verified row was rewritten (its hash changed)")
+            if _digest(row.prev_hash, row) != row.hash:
+                return report(False, since_id - 1, hashed, since_id, "row content does not match its hash (edited)")
+            if last_id < since_id:
+                return report(False, last_id, hashed, last_id + 1,
+                              "the chain head was moved back past verified rows (rows deleted)")
+        expected_id, bad = since_id + 1, None
+        rows = session.execute(_ROW.where(_EVENTS.c.id > since_id, _EVENTS.c.id <= last_id)
+                               .order_by(_EVENTS.c.id).execution_options(yield_per=1000))
+        try:
+            for ev in rows:
+                if ev.id != expected_id:
+                    bad = (ev.id, f"row {expected_id} is missing")
+                elif ev.prev_hash != prev:
+                    bad = (ev.id, "prev_hash does not match the previous row")
+                else:
+                    hashed += 1
+                    if _digest(prev, ev) != ev.hash:
+                        bad = (ev.id, "row content does not match its hash (edited)")
+                if bad:
+                    return report(False, expected_id - 1, hashed, *bad)
+                prev = ev.hash
+                expected_id += 1
+        finally:
+            rows.close()  # a failure stops early; do not leave a server-side cursor open
+        if expected_id - 1 != last_id or (last_id and prev != last_hash):
+            return report(False, expected_id - 1, hashed, expected_id,
+                          "rows after the last one were deleted (head mismatch)")
+        beyond = session.execute(select(func.max(_EVENTS.c.id)).where(_EVENTS.c.id > last_id)).scalar()
+        if beyond is not None:  # an append that committed meanwhile moved the head too; a planted row did not
+            now = session.execute(_HEAD_ROW).first()
+            if now is None or now.last_id < beyond:
+                return report(False, last_id, hashed, last_id + 1, "rows exist beyond the chain head")
+        if not since_id:
+            full_at = self.clock.now()
+        with self._checkpoint_lock:  # concurrent requests: never move the checkpoint backwards
+            current = self._checkpoint
+            if current is None or last_id >= current.id:
+                self._checkpoint = _Checkpoint(last_id, prev, full_at)
+        return report(True, last_id, hashed)

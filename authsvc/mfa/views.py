@@ -9,6 +9,7 @@ Cookies:
 from __future__ import annotations
 
 import dataclasses
+from functools import wraps
 
 from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
@@ -86,6 +87,42 @@ def _require_fresh(session, next_url: str):
         return None
     flash("For your security, confirm it's you before changing sign-in methods.", "warning")
     return redirect(mfa().step_up_url(next_url))
+
+
+def _account_action(*, fresh: bool = True, ids: tuple[str, ...] = ()):
+    """A CSRF-protected POST from the account page (put it under ``@login_required``). In order:
+
+    1. the ``ActionForm`` CSRF check (400 "form expired" when it fails, before anything else is looked at);
+    2. each URL segment named in ``ids`` parsed by ``_int_id`` (404 for junk);
+    3. with ``fresh``, a recent proof (else ``_require_fresh``'s flash and redirect to step-up, back to the account).
+
+    The view then gets ``(session, user, **kwargs)`` and does only its own action; ``_to_account`` ends most of them.
+    """
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(**kwargs):
+            session, user = cookie_session()
+            if not ActionForm().validate_on_submit():
+                raise BadRequest("form expired")
+            for name in ids:
+                kwargs[name] = _int_id(kwargs[name])
+            if fresh:
+                again = _require_fresh(session, url_for("web.account"))
+                if again is not None:
+                    return again
+            return view(session, user, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _to_account(message: str | None = None, category: str = "success"):
+    """Back to the account page, flashing ``message`` if there is one."""
+    if message:
+        flash(message, category)
+    return redirect(url_for("web.account"))
 
 
 # --- the challenge: second factor of a password login -------------------------------------------------------------
@@ -204,6 +241,13 @@ def webauthn_auth_options():
     raise BadRequest("flow must be login, step-up or passkey")
 
 
+def _page_next(raw) -> str | None:
+    """``next`` as a passkey button sends it back from its page's ?next=. Still only a candidate for safe_next();
+    control characters are refused first, because this answer ends in location.assign(), whose URL parser drops
+    tab and newline ("/\\t/evil.example" would become "//evil.example")."""
+    return raw if isinstance(raw, str) and raw.isprintable() else None
+
+
 def _options_response(options_json: str):
     """py_webauthn's ``options_to_json`` output, sent as is (the browser parses it with parse*OptionsFromJSON)."""
     return current_app.response_class(options_json, mimetype="application/json")
@@ -237,6 +281,8 @@ def webauthn_auth_verify():
         done = mfa().complete_login(token, "webauthn", ctx, user_verified=uv and flow == "passkey", user=user)
         if done is None:
             raise JsonError(401, "login_expired", "This sign-in was already completed or expired.")
+        if flow == "passkey":  # the page's ?next= (login form or /mfa/passkey); _finish_login passes it to safe_next
+            done = dataclasses.replace(done, next=_page_next(body.get("next")))
         return _finish_login(done, remember and flow == "login", json=True)
     if flow == "step-up":
         session, user = cookie_session()
@@ -252,25 +298,27 @@ def webauthn_auth_verify():
     raise BadRequest("flow must be login, step-up or passkey")
 
 
-@bp.post("/webauthn/register/options")
-def webauthn_register_options():
+def _fresh_json_session():
+    """The JSON ceremonies' version of ``login_required`` + ``_require_fresh``: (session, user), or a JSON 401 / 403
+    that names the step-up page. (Their CSRF check is Flask-WTF's X-CSRFToken header, before the view.)"""
     session, user = cookie_session()
     if user is None:
         raise JsonError(401, "unauthorized", "Please sign in.")
     if not mfa().is_fresh(session):
         raise JsonError(403, "reauth_required", "Confirm it's you first.",
                         redirect=mfa().step_up_url(url_for("mfa.passkeys")))
+    return session, user
+
+
+@bp.post("/webauthn/register/options")
+def webauthn_register_options():
+    session, user = _fresh_json_session()
     return _options_response(mfa().webauthn.registration_options(user, "s" + session.id))
 
 
 @bp.post("/webauthn/register/verify")
 def webauthn_register_verify():
-    session, user = cookie_session()
-    if user is None:
-        raise JsonError(401, "unauthorized", "Please sign in.")
-    if not mfa().is_fresh(session):
-        raise JsonError(403, "reauth_required", "Confirm it's you first.",
-                        redirect=mfa().step_up_url(url_for("mfa.passkeys")))
+    session, user = _fresh_json_session()
     body = _json_body()
     credential, name = body.get("credential"), body.get("name")
     if not isinstance(credential, dict) or not isinstance(name, (str, type(None))):
@@ -344,32 +392,18 @@ def totp_setup():
 
 @bp.post("/totp/remove")
 @login_required
-def totp_remove():
-    session, user = cookie_session()
-    form = ActionForm()
-    if not form.validate_on_submit():
-        raise BadRequest("form expired")
-    again = _require_fresh(session, url_for("web.account"))
-    if again is not None:
-        return again
-    if mfa().remove_totp(user, _ctx()):
-        flash("The authenticator app was removed.", "success")
-    return redirect(url_for("web.account"))
+@_account_action()
+def totp_remove(session, user):
+    removed = mfa().remove_totp(user, _ctx())
+    return _to_account("The authenticator app was removed." if removed else None)
 
 
 @bp.post("/recovery")
 @login_required
-def recovery_regenerate():
-    session, user = cookie_session()
-    form = ActionForm()
-    if not form.validate_on_submit():
-        raise BadRequest("form expired")
-    again = _require_fresh(session, url_for("web.account"))
-    if again is not None:
-        return again
+@_account_action()
+def recovery_regenerate(session, user):
     if not mfa().has_factors(user):
-        flash("Set up an authenticator app or a passkey first.", "warning")
-        return redirect(url_for("web.account"))
+        return _to_account("Set up an authenticator app or a passkey first.", "warning")
     return render_template("mfa/recovery_codes.html", codes=mfa().regenerate_recovery(user, _ctx()))
 
 
@@ -385,31 +419,18 @@ def passkeys():
 
 @bp.post("/webauthn/<cred_id>/remove")
 @login_required
-def webauthn_remove(cred_id: str):
-    session, user = cookie_session()
-    form = ActionForm()
-    if not form.validate_on_submit():
-        raise BadRequest("form expired")
-    cred_id = _int_id(cred_id)
-    again = _require_fresh(session, url_for("web.account"))
-    if again is not None:
-        return again
-    if mfa().remove_webauthn(user, cred_id, _ctx()):
-        flash("The security key or passkey was removed.", "success")
-    return redirect(url_for("web.account"))
+@_account_action(ids=("cred_id",))
+def webauthn_remove(session, user, cred_id: int):
+    removed = mfa().remove_webauthn(user, cred_id, _ctx())
+    return _to_account("The security key or passkey was removed." if removed else None)
 
 
 @bp.post("/devices/<device_id>/revoke")
 @login_required
-def device_revoke(device_id: str):
-    _, user = cookie_session()
-    form = ActionForm()
-    if not form.validate_on_submit():
-        raise BadRequest("form expired")
-    device_id = _int_id(device_id)
-    if mfa().revoke_device(user, device_id, user, _ctx()):
-        flash("That device will be asked for a second factor again.", "success")
-    return redirect(url_for("web.account"))
+@_account_action(fresh=False, ids=("device_id",))  # as before, no fresh proof is asked to revoke a device
+def device_revoke(session, user, device_id: int):
+    revoked = mfa().revoke_device(user, device_id, user, _ctx())
+    return _to_account("That device will be asked for a second factor again." if revoked else None)
 
 
 def _int_id(raw: str) -> int:

@@ -389,3 +389,24 @@ def test_dashboard_charts_are_svg_drawn_from_login_events(app):
     assert "50 %" in html or "50 " in html  # MFA adoption: 1 of 2 active accounts
     assert "127.0.0.1" in html  # top failing source
     assert '<span class="tile-n">Intact</span>' in html
+
+
+def test_dashboard_chain_tile_is_incremental_and_catches_an_edit_of_a_new_event(app):
+    """The dashboard's chain tile uses the incremental check: each load verifies the events appended since the last
+    one (older rows are left to the full check: the audit page and `authsvc audit verify`)."""
+    from sqlalchemy import func, select, update
+
+    from authsvc.extensions import db
+    from authsvc.models import SecurityEvent
+
+    admin = admin_client(app)
+    assert '<span class="tile-n">Intact</span>' in admin.get("/admin/").get_data(as_text=True)  # full pass
+    with app.app_context():
+        checkpoint = db.session.execute(select(func.max(SecurityEvent.id))).scalar()
+    create_user(app, email="bob@example.com")  # appends events after the checkpoint
+    with app.app_context():
+        db.session.execute(update(SecurityEvent).where(SecurityEvent.id == checkpoint + 1).values(ip="10.9.9.9"))
+        db.session.commit()
+    html = admin.get("/admin/").get_data(as_text=True)
+    assert '<span class="tile-n">BROKEN</span>' in html
+    assert f"Hash chain BROKEN at event {checkpoint + 1}" in admin.get("/admin/audit").get_data(as_text=True)

@@ -327,6 +327,44 @@ def test_enrolment_page_needs_fresh_auth(app, client):
     assert cookie(client, SESSION) != old and client.get("/mfa/totp").status_code == 200
 
 
+
+def test_account_actions_check_csrf_then_the_id_then_freshness(app, client):
+    """The POST actions on the account page answer in a fixed order: a bad form 400, a junk id 404, a stale
+    session the step-up redirect (device revocation excepted), then the action."""
+    uid = create_user(app)
+    secret = enrol_totp(app, uid)
+    login(client)
+    submit_totp(client, current_code(app, secret))
+    token = csrf_token(client.get("/account").get_data(as_text=True))
+    actions = ["/mfa/totp/remove", "/mfa/recovery", "/mfa/webauthn/7/remove", "/mfa/devices/7/revoke"]
+    for url in actions:
+        assert client.post(url, data={}).status_code == 400, url
+    from authsvc.services import services
+
+    with app.app_context():
+        services().clock.advance(11 * 60)
+    for url in ("/mfa/webauthn/x7/remove", "/mfa/devices/x7/revoke"):
+        assert client.post(url, data={"csrf_token": token}).status_code == 404, url
+    for url in actions[:3]:
+        stale = client.post(url, data={"csrf_token": token})
+        assert stale.status_code == 302 and stale.headers["Location"].startswith("/mfa/step-up?next=%2Faccount"), url
+    step_up = client.get(stale.headers["Location"]).get_data(as_text=True)
+    assert "confirm it&#39;s you before changing sign-in methods" in step_up
+    revoke = client.post("/mfa/devices/7/revoke", data={"csrf_token": token})  # no such device: nothing to say
+    assert revoke.status_code == 302 and revoke.headers["Location"] == "/account"
+    assert "asked for a second factor again" not in client.get("/account").get_data(as_text=True)
+
+
+def test_regenerating_recovery_codes_without_a_factor_is_refused(app, client):
+    create_user(app)
+    login(client)
+    token = csrf_token(client.get("/account").get_data(as_text=True))
+    r = client.post("/mfa/recovery", data={"csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"] == "/account"
+    assert "Set up an authenticator app or a passkey first." in client.get("/account").get_data(as_text=True)
+    assert _events(app, "mfa:recovery:generate") == []
+
+
 # --- the API and the admin -----------------------------------------------------------------------------------------
 def test_api_login_for_an_mfa_user_is_403_mfa_required(app, client):
     uid = create_user(app)

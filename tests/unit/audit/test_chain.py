@@ -112,3 +112,138 @@ def test_record_many_is_one_chain_step_and_verifies(svc):
     rows = db.session.execute(text("SELECT id, tag FROM security_events ORDER BY id")).all()
     assert [r.tag for r in rows][2:4] == ["mfa:stepup:unavailable", "account:login:success"]
     assert svc.audit.record_many([]) == []
+
+
+# --- the dashboard's incremental check ----------------------------------------------------------------------------
+def _hashed_ids(monkeypatch):
+    """Record the id of every row the verifier hashes (each row read by verify_incremental is hashed once)."""
+    import authsvc.audit as audit_mod
+
+    seen, real = [], audit_mod._digest
+
+    def counting(prev_hash, ev):
+        seen.append(ev.id)
+        return real(prev_hash, ev)
+
+    monkeypatch.setattr(audit_mod, "_digest", counting)
+    return seen
+
+
+def test_incremental_passes_on_an_intact_chain_and_moves_the_checkpoint(svc):
+    first = svc.audit.verify_incremental()  # nothing remembered yet: a full pass
+    assert first.ok and first.checked == 0 and first.since_id == 0 and first.full_verified_at is not None
+    _fill(svc, 3)
+    full = svc.audit.verify_incremental()
+    assert full.ok and full.checked == 3 and full.hashed == 3 and full.since_id == 0  # checkpoint 0: full again
+    _fill(svc, 2)
+    report = svc.audit.verify_incremental()
+    assert report.ok and report.checked == 5 and report.since_id == 3 and report.hashed == 3  # checkpoint + 2 new
+    assert report.full_verified_at == full.full_verified_at
+    again = svc.audit.verify_incremental()  # nothing new: only the checkpoint row is re-read
+    assert again.ok and again.checked == 5 and again.since_id == 5 and again.hashed == 1
+    assert svc.audit.verify().ok  # the full check is unchanged
+
+
+def test_incremental_reads_only_rows_after_the_checkpoint(svc, monkeypatch):
+    _fill(svc, 50)
+    assert svc.audit.verify_incremental().ok  # checkpoint at 50
+    _fill(svc, 3)
+    seen = _hashed_ids(monkeypatch)
+    report = svc.audit.verify_incremental()
+    assert report.ok and report.checked == 53
+    assert seen == [50, 51, 52, 53] and report.hashed == 4  # the checkpoint row, then only the new ones
+    seen.clear()
+    assert svc.audit.verify().ok and len(seen) == 53  # the full check still hashes every row
+
+
+def test_incremental_detects_an_edit_after_the_checkpoint(svc):
+    _fill(svc, 3)
+    assert svc.audit.verify_incremental().ok
+    _fill(svc, 3)
+    db.session.execute(text("UPDATE security_events SET reason = 'harmless' WHERE id = 5"))
+    db.session.commit()
+    report = svc.audit.verify_incremental()
+    assert not report.ok and report.first_bad_id == 5 and "edited" in report.problem
+    # the checkpoint did not move: the failure is reported again, not forgotten
+    assert not svc.audit.verify_incremental().ok
+
+
+def test_incremental_detects_deleted_newest_rows_by_the_head(svc):
+    _fill(svc, 3)
+    assert svc.audit.verify_incremental().ok
+    _fill(svc, 3)
+    db.session.execute(text("DELETE FROM security_events WHERE id >= 5"))
+    db.session.commit()
+    report = svc.audit.verify_incremental()
+    assert not report.ok and report.first_bad_id == 5 and "head mismatch" in report.problem
+
+
+def test_incremental_detects_the_head_rewound_past_the_checkpoint(svc):
+    from authsvc.models import SecurityEvent
+
+    _fill(svc, 3)
+    assert svc.audit.verify_incremental().ok
+    _fill(svc, 1)
+    two = db.session.get(SecurityEvent, 2)
+    db.session.execute(text("DELETE FROM security_events WHERE id >= 3"))
+    db.session.execute(text("UPDATE audit_head SET last_id = 2, last_hash = :h"), {"h": two.hash})
+    db.session.commit()
+    report = svc.audit.verify_incremental()
+    assert not report.ok and report.first_bad_id == 3 and "deleted" in report.problem
+
+
+def test_incremental_detects_an_edited_checkpoint_row(svc):
+    _fill(svc, 3)
+    assert svc.audit.verify_incremental().ok  # checkpoint at 3
+    db.session.execute(text("UPDATE security_events SET ip = '203.0.113.9' WHERE id = 3"))
+    db.session.commit()
+    report = svc.audit.verify_incremental()
+    assert not report.ok and report.first_bad_id == 3 and "edited" in report.problem
+
+
+def test_incremental_detects_a_rewritten_chain_through_the_checkpoint(svc):
+    """Edit an old row and recompute every hash after it and the head: verify() cannot tell (the chain is
+    consistent), but the remembered hash of the checkpoint row no longer matches."""
+    from authsvc.audit import _digest
+    from authsvc.models import AuditHead, SecurityEvent
+
+    _fill(svc, 4)
+    assert svc.audit.verify_incremental().ok  # checkpoint at 4
+    prev = db.session.get(SecurityEvent, 1).hash
+    for i in (2, 3, 4):
+        ev = db.session.get(SecurityEvent, i)
+        if i == 2:
+            ev.reason = "forged"
+        ev.prev_hash = prev
+        ev.hash = prev = _digest(prev, ev)
+    db.session.get(AuditHead, 1).last_hash = prev
+    db.session.commit()
+    assert svc.audit.verify().ok
+    report = svc.audit.verify_incremental()
+    assert not report.ok and report.first_bad_id == 4 and "rewritten" in report.problem
+
+
+def test_incremental_detects_a_row_planted_beyond_the_head(svc):
+    from authsvc.audit import _COLUMNS
+    from authsvc.models import SecurityEvent
+
+    _fill(svc, 2)
+    assert svc.audit.verify_incremental().ok
+    last = db.session.get(SecurityEvent, 2)
+    row = {c: getattr(last, c) for c in _COLUMNS} | {"id": 3, "reason": "planted"}
+    db.session.execute(SecurityEvent.__table__.insert(), [row])
+    db.session.commit()
+    report = svc.audit.verify_incremental()
+    assert not report.ok and report.first_bad_id == 3 and "beyond the chain head" in report.problem
+
+
+def test_an_edit_before_the_checkpoint_needs_the_full_check(svc):
+    """The trade-off, pinned: the incremental check does not re-read old rows; verify() (the CLI) still does."""
+    _fill(svc, 4)
+    assert svc.audit.verify_incremental().ok
+    _fill(svc, 1)
+    db.session.execute(text("UPDATE security_events SET reason = 'harmless' WHERE id = 2"))
+    db.session.commit()
+    assert svc.audit.verify_incremental().ok
+    full = svc.audit.verify()
+    assert not full.ok and full.first_bad_id == 2
