@@ -60,7 +60,11 @@ def admin_required(view):
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site relative paths: no open redirect through ?next=."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only same-site relative paths: no open redirect through ?next=.
+
+    Control characters and spaces are refused too: browsers' URL parsers strip tabs and newlines, so "/\t/evil.example"
+    reaches ``location.assign`` (the JSON step-up and passkey flows) as "//evil.example" — another host."""
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and not any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in target)):
         return target
     return url_for("web.account")

@@ -1,11 +1,19 @@
 // WebAuthn ceremonies for authsvc pages. No inline script anywhere (CSP script-src 'self'): buttons carry their
-// endpoints in data-* attributes; the CSRF token comes from <meta name="csrf-token">. The server does all checks.
+// endpoints in data-* attributes; the CSRF token comes from <meta name="csrf-token"> (or, on the login page, from
+// its form's csrf_token field). The server does all checks.
+// Any page that includes this file and has a <button data-webauthn=...> gets the ceremony (the passkey page, the
+// login form, the second-factor and step-up pages, the passkey list). A button with data-unsupported="ID" is
+// disabled at load, and element ID shown, when the browser cannot run the ceremony.
 (function () {
   "use strict";
 
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.getAttribute("content") : "";
+    if (meta) {
+      return meta.getAttribute("content");
+    }
+    var field = document.querySelector('input[name="csrf_token"]');  // a page whose form carries the token already
+    return field ? field.value : "";
   }
 
   function showError(button, message) {
@@ -34,8 +42,16 @@
   }
 
   function supported() {
-    return window.PublicKeyCredential && typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function" &&
+    return !!window.PublicKeyCredential && typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function" &&
       typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function";
+  }
+
+  // The server only answers same-site paths; this keeps it so in the browser too (location.assign's URL parser
+  // drops tabs and newlines, so "/\t/x" would become "//x": resolve it first and refuse any other origin).
+  function go(target) {
+    var url;
+    try { url = new URL(target || "/", window.location.href); } catch (ignored) { url = null; }
+    window.location.assign(url && url.origin === window.location.origin ? url.href : "/");
   }
 
   async function register(button) {
@@ -45,7 +61,7 @@
     var result = await postJson(button.dataset.verifyUrl, {
       credential: credential.toJSON(), name: nameInput ? nameInput.value : ""
     });
-    window.location.assign(result.redirect);
+    go(result.redirect);
   }
 
   async function authenticate(button) {
@@ -57,7 +73,7 @@
       flow: flow, credential: credential.toJSON(), remember: !!(remember && remember.checked),
       next: button.dataset.next || null
     });
-    window.location.assign(result.redirect);
+    go(result.redirect);
   }
 
   async function run(button) {
@@ -74,7 +90,7 @@
       }
     } catch (error) {
       if (error.data && error.data.redirect) {
-        window.location.assign(error.data.redirect);
+        go(error.data.redirect);
         return;
       }
       var cancelled = error.name === "NotAllowedError" || error.name === "AbortError";
@@ -82,6 +98,32 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  // No WebAuthn (window.PublicKeyCredential undefined, or too old for the JSON helpers): say so next to the button
+  // instead of offering a control that can only fail.
+  function markUnsupported() {
+    if (supported()) {
+      return;
+    }
+    document.querySelectorAll("[data-webauthn][data-unsupported]").forEach(function (button) {
+      var note = document.getElementById(button.dataset.unsupported);
+      button.disabled = true;
+      if (note) {
+        note.hidden = false;
+        var described = (button.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+        if (described.indexOf(note.id) < 0) {
+          described.push(note.id);
+        }
+        button.setAttribute("aria-describedby", described.join(" "));
+      }
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", markUnsupported);
+  } else {
+    markUnsupported();
   }
 
   document.addEventListener("click", function (event) {

@@ -57,6 +57,27 @@ def _sign_out(page):
     page.wait_for_url("**/login")
 
 
+def _register_passkey(page, base, name="Virtual laptop"):
+    """Password login (so the session is fresh), add a passkey, get past the first recovery codes."""
+    _password_login(page, base)
+    page.get_by_role("heading", name="Your security").wait_for()
+    page.get_by_role("link", name="Add a passkey or security key").click()
+    page.get_by_label("Name for this passkey or security key").fill(name)
+    page.get_by_role("button", name="Add passkey").click()
+    page.get_by_role("heading", name="Your recovery codes").wait_for()  # first factor → codes shown once
+    assert page.locator("ul.codes li").count() == 10
+    page.get_by_role("link", name="I have saved them").click()
+    page.get_by_text(name).wait_for()
+
+
+def _session(app, context):
+    from authsvc.services import services
+
+    with app.app_context():
+        return services().sessions.check(next(c["value"] for c in context.cookies()
+                                              if c["name"] == "__Host-authsvc"))
+
+
 def test_passkey_register_login_second_factor_and_remove(wa_server, browser_context):
     app, base = wa_server.app, wa_server.url
     create_user(app)
@@ -65,15 +86,7 @@ def test_passkey_register_login_second_factor_and_remove(wa_server, browser_cont
     cdp, authenticator = _virtual_authenticator(w.context, page)
 
     # 1. register a passkey (after a password login, so the session is fresh)
-    _password_login(page, base)
-    page.get_by_role("heading", name="Your security").wait_for()
-    page.get_by_role("link", name="Add a passkey or security key").click()
-    page.get_by_label("Name for this passkey or security key").fill("Virtual laptop")
-    page.get_by_role("button", name="Add passkey").click()
-    page.get_by_role("heading", name="Your recovery codes").wait_for()  # first factor → codes shown once
-    assert page.locator("ul.codes li").count() == 10
-    page.get_by_role("link", name="I have saved them").click()
-    page.get_by_text("Virtual laptop").wait_for()
+    _register_passkey(page, base)
     creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
     assert len(creds) == 1 and creds[0]["isResidentCredential"]
     _sign_out(page)
@@ -112,6 +125,58 @@ def test_passkey_register_login_second_factor_and_remove(wa_server, browser_cont
     _sign_out(page)
     _password_login(page, base)
     page.get_by_role("heading", name="Your security").wait_for()
+
+
+def test_login_form_passkey_button_signs_in_and_keeps_next(wa_server, browser_context):
+    """The login form's own passkey button: the same username-less ceremony as /mfa/passkey, by mouse and by
+    keyboard; ?next= is honoured like the password form's, and never sends the browser off the site."""
+    app, base = wa_server.app, wa_server.url
+    create_user(app)
+    w = browser_context()  # fails the test on any console error or CSP violation
+    page = w.page
+    _virtual_authenticator(w.context, page)
+    _register_passkey(page, base)
+    _sign_out(page)
+
+    # 1. /login?next=… → "Use a passkey" → signed in at aal2 (hwk + uv), on the page asked for
+    page.goto(base + "/login?next=/account/activity")
+    button = page.get_by_role("button", name="Use a passkey")
+    assert button.get_attribute("type") == "button" and button.is_enabled()
+    assert page.locator("#wa-unsupported").is_hidden() and page.get_by_role("alert").count() == 0
+    with page.expect_request("**/mfa/webauthn/authenticate/verify") as req:
+        button.click()
+    sent = json.loads(req.value.post_data)
+    assert sent["flow"] == "passkey" and sent["next"] == "/account/activity"
+    page.wait_for_url(base + "/account/activity")
+    page.get_by_role("heading", name="Recent activity").wait_for()
+    found = _session(app, w.context)
+    assert found is not None and found[0].aal == 2 and found[0].methods == ("hwk", "uv")
+    _sign_out(page)
+
+    # 2. keyboard only (Tab from the password button, Enter); off-site ?next= values land on the account page
+    for hostile in ("//evil.example/x", "https://evil.example/x", "/%09/evil.example/x"):
+        page.goto(base + "/login?next=" + hostile)
+        page.get_by_role("button", name="Sign in", exact=True).focus()
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent.trim()") == "Use a passkey"
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Your security").wait_for()
+        assert page.url == base + "/account", hostile
+        _sign_out(page)
+
+
+def test_login_form_without_webauthn_explains_and_disables_the_passkey_button(wa_server, browser_context):
+    w = browser_context()
+    w.context.add_init_script("delete window.PublicKeyCredential;")
+    page = w.page
+    page.goto(wa_server.url + "/login")
+    button = page.get_by_role("button", name="Use a passkey")
+    assert button.is_disabled()
+    note = page.locator("#wa-unsupported")
+    assert note.is_visible() and "can't use passkeys" in note.inner_text()
+    assert "wa-unsupported" in button.get_attribute("aria-describedby").split()
+    # the password form is untouched
+    assert page.get_by_role("button", name="Sign in", exact=True).is_enabled()
 
 
 def _replay_and_wrong_origin(app, captured):

@@ -299,3 +299,14 @@ def test_corpus_listed_password_refused_at_registration_change_and_reset(make_ap
     path = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
     r = form_post(app.test_client(), path, {"new_password": "another leaked passphrase"})
     assert r.status_code == 400 and b"breaches" in r.data
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.example/x", "/\n/evil.example/x", "/ /evil.example", "/\\evil.example",
+                                    "https://evil.example/x", "//evil.example/x", "/\x7f/evil.example"])
+def test_safe_next_refuses_what_a_browser_would_read_as_another_host(app, target):
+    """URL parsers strip tabs and newlines, so "/\\t/evil.example" becomes "//evil.example" in location.assign()."""
+    from authsvc.web.auth import safe_next
+
+    with app.test_request_context("/"):
+        assert safe_next(target) == "/account"
+        assert safe_next("/account/activity?x=1") == "/account/activity?x=1"
