@@ -85,6 +85,7 @@ def main() -> None:
     # on the same server, at the same connection count, so the ratio compares like with like.
     ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     ap.add_argument("--chains", type=int, default=16, help="refresh chains = wrk threads = connections")
+    ap.add_argument("--connections", type=int, default=16, help="wrk connections for introspection + hello-world")
     a = ap.parse_args()
     ensure_database(PG_URL)
     env = base_env(tmpdir(), argon2_time_cost=1, argon2_memory_cost=8192, argon2_parallelism=1,
@@ -104,10 +105,10 @@ def main() -> None:
                               headers={"Authorization": "Basic " + basic}, timeout=10).json()
         assert probe.get("active") is True, probe
         wrk(url + "/healthz", duration=3)  # warm-up
-        for conns, label in dict.fromkeys(((16, "c16"), (a.chains, f"c{a.chains}"))):
-            results[f"hello_{label}"] = wrk(url + "/healthz", duration=a.duration, connections=conns,
-                                            threads=min(conns, 2))
-        results["introspect"] = wrk(url + "/oauth2/introspect", duration=a.duration, connections=16,
+        for conns in dict.fromkeys((a.connections, a.chains)):  # hello-world at each connection count used below
+            results[f"hello_c{conns}"] = wrk(url + "/healthz", duration=a.duration, connections=conns,
+                                             threads=min(conns, 2))
+        results["introspect"] = wrk(url + "/oauth2/introspect", duration=a.duration, connections=a.connections,
                                     script=fh.name)
         chains = ",".join(f'"{t["refresh_token"]}"' for t in toks[1:])
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh2:
@@ -116,11 +117,11 @@ def main() -> None:
                                  threads=a.chains, script=fh2.name)
     for r in results.values():
         r.pop("raw", None)
-    hi16, hic = results["hello_c16"], results[f"hello_c{a.chains}"]
+    hi16, hic = results[f"hello_c{a.connections}"], results[f"hello_c{a.chains}"]
     intr, ref = results["introspect"], results["refresh"]
     results["introspect_ratio"] = intr["rps"] / hi16["rps"]
     results["refresh_ratio"] = ref["rps"] / hic["rps"]
-    print(f"hello-world c16 {hi16['rps']:8.0f} req/s p50 {hi16['p50_ms']:.2f} ms p99 {hi16['p99_ms']:.2f} ms")
+    print(f"hello-world c{a.connections} {hi16['rps']:8.0f} req/s p50 {hi16['p50_ms']:.2f} ms p99 {hi16['p99_ms']:.2f} ms")
     print(f"introspection   {intr['rps']:8.0f} req/s p50 {intr['p50_ms']:.2f} ms p99 {intr['p99_ms']:.2f} ms "
           f"non-2xx {intr['non2xx']}  ratio {results['introspect_ratio']:.3f} (bar ≥ 0.80)")
     print(f"hello-world c{a.chains}  {hic['rps']:8.0f} req/s")
