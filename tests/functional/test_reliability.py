@@ -233,3 +233,43 @@ def test_refresh_race_50_parallel_one_winner_family_revoked(app, client, live_se
         resp = refresh(first["refresh_token"])
         assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant", resp.text[:300]
     print(f"race_50: {len(wins)} winner(s), generation {generation}, statuses {sorted(set(statuses))}")
+
+
+def test_rotated_refresh_token_stays_spent_after_redis_restores_an_older_snapshot(make_app, private_redis):
+    """Why the refresh rotation writes SQL synchronously (docs/BENCHMARKS.md P3): real files again. The AOF from
+    before a rotation is put back, so Redis's copy of the family says the *old* refresh token is the live one; the
+    SQL compare-and-set refuses it, the presentation counts as reuse, and the family is revoked."""
+    from authsvc.extensions import db
+    from authsvc.models import OAuthGrant
+    from tests.functional.oauth_helpers import get_code, redeem, register, signed_in, token
+
+    app = make_app(redis_url=private_redis.url)
+    client = app.test_client()
+    cid, secret = register(app)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid)
+    first = redeem(client, cid, secret, code, verifier).json
+    aof = os.path.join(private_redis.folder, "appendonly.aof")
+    private_redis.stop()
+    shutil.copy(aof, aof + ".old")  # the "older snapshot": the first refresh token is the family's live one
+    private_redis.start()
+    refresh = {"grant_type": "refresh_token"}
+    second = token(client, {**refresh, "refresh_token": first["refresh_token"]}, auth=(cid, secret))
+    assert second.status_code == 200
+    private_redis.stop()
+    shutil.copy(aof + ".old", aof)  # restore: the rotation is lost in Redis
+    private_redis.start()
+    with app.app_context():
+        from authsvc.extensions import get_redis
+        from authsvc.oauth.tokens import grant_id_of, sha256
+
+        twin = get_redis().hgetall(f"oauth:grant:{{{grant_id_of(first['refresh_token'])}}}")
+        assert twin["cur"] == sha256(first["refresh_token"])  # Redis really believes the old token is live
+    replay = token(client, {**refresh, "refresh_token": first["refresh_token"]}, auth=(cid, secret))
+    assert replay.status_code == 400 and replay.json["error"] == "invalid_grant"
+    with app.app_context():
+        grant = db.session.execute(db.select(OAuthGrant)).scalar_one()
+        assert grant.generation == 1 and grant.revoke_reason == "refresh_reuse"
+    # the family is gone: the legitimate successor is refused as well
+    r = token(client, {**refresh, "refresh_token": second.json["refresh_token"]}, auth=(cid, secret))
+    assert r.status_code == 400
