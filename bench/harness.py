@@ -23,6 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/authsvc_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+# Extra gunicorn flags for a run, e.g. BENCH_GUNICORN="--worker-class gthread --threads 4" (default: sync workers,
+# as `authsvc serve` runs them).
+GUNICORN_EXTRA = os.environ.get("BENCH_GUNICORN", "").split()
 
 
 def free_port() -> int:
@@ -82,7 +85,7 @@ def server(env: dict, workers: int):
     port = free_port()
     proc = subprocess.Popen(
         [PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning",
-         "--backlog", "2048", "wsgi:app"],
+         "--backlog", "2048", *GUNICORN_EXTRA, "wsgi:app"],
         cwd=ROOT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

@@ -30,6 +30,18 @@ class Completed:
     method: str
 
 
+def _has_factors_statement():
+    from sqlalchemy import bindparam, exists, or_, select
+
+    from authsvc.models import TotpCredential, WebAuthnCredential
+
+    uid = bindparam("p_uid")
+    return select(or_(exists().where(TotpCredential.user_id == uid), exists().where(WebAuthnCredential.user_id == uid)))
+
+
+_HAS_FACTORS = _has_factors_statement()
+
+
 class MfaService:
     def __init__(self, *, db, settings, store, totp, recovery, webauthn, devices, sessions, audit, mailer, clock):
         self.db, self.settings, self.store = db, settings, store
@@ -39,15 +51,9 @@ class MfaService:
 
     # --- what the user has ----------------------------------------------------------------------------------------
     def has_factors(self, user: User) -> bool:
-        """Whether the account has a TOTP app or a WebAuthn credential: one round trip (two EXISTS in one SELECT),
-        because every login asks."""
-        from sqlalchemy import exists, or_, select
-
-        from authsvc.models import TotpCredential, WebAuthnCredential
-
-        return bool(self.db.session.execute(select(or_(
-            exists().where(TotpCredential.user_id == user.id),
-            exists().where(WebAuthnCredential.user_id == user.id)))).scalar())
+        """Whether the account has a TOTP app or a WebAuthn credential: one round trip (two EXISTS in one SELECT,
+        built once), because every login asks."""
+        return bool(self.db.session.execute(_HAS_FACTORS, {"p_uid": user.id}).scalar())
 
     def overview(self, user: User) -> dict:
         return {"totp": self.totp.credential(user), "webauthn": self.webauthn.credentials(user),

@@ -17,7 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from authsvc.models import User, UserSession
 from authsvc.redis_scripts import ScriptCache
@@ -74,6 +74,13 @@ class IssuedSession:
     expires_at: dt.datetime
 
 
+# Statements of the login and page-request paths, built once (building a select costs ~0.1 ms of CPU each time).
+_INSERT_SESSION = insert(UserSession.__table__)
+_CHECK_SQL = (select(User, UserSession.revoked_at, UserSession.created_at)
+              .join(UserSession, UserSession.user_id == User.id)
+              .where(UserSession.id == bindparam("p_sid")))
+
+
 class SessionService:
     def __init__(self, *, db, redis_getter, clock, idle_timeout: int, absolute_timeout: int):
         self.db = db
@@ -110,8 +117,10 @@ class SessionService:
         now = self.clock.now()
         ua = (user_agent or "")[:512]
         # SQL first: if the durable record cannot be written, no usable token exists anywhere.
-        self.db.session.add(UserSession(id=sid, user_id=user.id, created_at=now, ip=ip, user_agent=ua,
-                                        aal=aal, methods=",".join(methods)))
+        # A Core INSERT (built once), not an ORM object: nothing reads the row back in this request, and the unit of
+        # work's flush machinery costs more CPU than the statement (measured on the login path).
+        self.db.session.execute(_INSERT_SESSION, {"id": sid, "user_id": user.id, "created_at": now, "ip": ip,
+                                                  "user_agent": ua, "aal": aal, "methods": ",".join(methods)})
         if before_commit is not None:
             before_commit(sid)
         self.db.session.commit()
@@ -139,11 +148,7 @@ class SessionService:
         if raw is None:
             return None
         uid, created, last_seen, aal, methods = raw
-        row = self.db.session.execute(
-            select(User, UserSession.revoked_at, UserSession.created_at)
-            .join(UserSession, UserSession.user_id == User.id)
-            .where(UserSession.id == sid)
-        ).first()
+        row = self.db.session.execute(_CHECK_SQL, {"p_sid": sid}).first()
         if row is None:
             return None
         user, revoked_at, created_at = row
