@@ -126,12 +126,16 @@ def audit_verify():
 
 
 # --- serve ----------------------------------------------------------------------------------------------------------
-@click.command("serve", help="Migrate, start the embedded Redis if needed, print the setup link, run gunicorn.")
+@click.command("serve", help="Migrate, start the embedded Redis if needed, print the setup link, run the HTTP server.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=None, type=int, help="default: 2 × CPUs + 1")
+@click.option("--server", "server_kind", type=click.Choice(["gunicorn", "granian"]), default="gunicorn",
+              show_default=True, envvar="AUTHSVC_SERVER",
+              help="granian (pip install 'authsvc[granian]'): a Rust HTTP server in front of the same WSGI app; "
+                   "measured ~1.9× gunicorn's throughput on the session check and introspection (docs/BENCHMARKS.md)")
 @with_appcontext
-def serve(host, port, workers):
+def serve(host, port, workers, server_kind):
     from authsvc import embedded_redis
     from authsvc.services import services
 
@@ -164,6 +168,16 @@ def serve(host, port, workers):
     workers = workers or 2 * (os.cpu_count() or 1) + 1
     click.echo(f"serving on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}")
     os.chdir(ROOT)
+    if server_kind == "granian":
+        import importlib.util
+
+        if importlib.util.find_spec("granian") is None:
+            raise click.UsageError("granian is not installed: pip install 'authsvc[granian]'")
+        # One blocking thread per worker: the same one-request-at-a-time workers as gunicorn's sync model (a worker
+        # hashing a password holds only its own request), with Rust doing the HTTP parsing and keep-alive.
+        os.execvpe(sys.executable, [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port",
+                                    str(port), "--workers", str(workers), "--blocking-threads", "1",
+                                    "--respawn-failed-workers", "--access-log", "wsgi:app"], env)
     os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
                                 str(workers), "--access-logfile", "-", "wsgi:app"], env)
 

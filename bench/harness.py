@@ -83,9 +83,14 @@ def base_env(instance: str, **settings) -> dict:
 @contextmanager
 def server(env: dict, workers: int):
     port = free_port()
+    if os.environ.get("BENCH_SERVER") == "granian":  # experiment: a Rust HTTP server in front of the same WSGI app
+        cmd = [os.path.join(os.path.dirname(PY), "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+               str(port), "--workers", str(workers), "--log-level", "warning", *GUNICORN_EXTRA, "wsgi:app"]
+    else:
+        cmd = [PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level",
+               "warning", "--backlog", "2048", *GUNICORN_EXTRA, "wsgi:app"]
     proc = subprocess.Popen(
-        [PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning",
-         "--backlog", "2048", *GUNICORN_EXTRA, "wsgi:app"],
+        cmd,
         cwd=ROOT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
