@@ -86,6 +86,18 @@ end
 return {out, f[3] or '', f[4] or '', f[5] or '', f[6] or '', f[7] or '', f[8] or '', f[9] or '', f[10] or ''}
 """
 
+# KEYS[1] = oauth:grant:{gid}; ARGV = the hash this request swapped in, the hash it replaced. Puts the old one back
+# only if nothing moved since (the family is not revoked and the swap is still ours).
+_UNDO = """
+local f = redis.call('HMGET', KEYS[1], 'cur', 'rev')
+if f[1] == ARGV[1] and f[2] ~= '1' then
+  redis.call('HSET', KEYS[1], 'cur', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -207,8 +219,20 @@ class TokenStore:
             return RotateResult("reuse", {"gid": gid, **dict(zip(_GRANT_FIELDS, reply[1:]))})
         # ok or miss: SQL decides durably.
         now = self.clock.now()
-        row = self._autocommit(_ROTATE_SQL, {"p_gid": gid, "p_cid": client_id, "p_old": old, "p_new": new,
-                                             "p_now": now})
+        try:
+            row = self._autocommit(_ROTATE_SQL, {"p_gid": gid, "p_cid": client_id, "p_old": old, "p_new": new,
+                                                 "p_now": now})
+        except Exception:
+            # The database did not answer (→ 503). Without this, Redis would keep the new hash that no client ever
+            # received, and the client's retry with its token would look like a replay and revoke the family: a
+            # database blip would sign the user out of the app. Put the old hash back (best effort; if the statement
+            # did commit before the connection died, the retry is refused as reuse — fail closed, as before).
+            if outcome == "ok":
+                try:
+                    self._script("undo", _UNDO)(keys=[key], args=[new, old])
+                except redis.exceptions.RedisError:
+                    pass
+            raise
         if row is not None:
             if outcome == "miss":  # Redis lost the twin (restart without AOF, eviction): re-create it from SQL
                 self._write_twin(gid, self._twin(client_id, row.user_id, row.session_id, row.scope, row.audiences,

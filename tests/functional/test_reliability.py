@@ -273,3 +273,33 @@ def test_rotated_refresh_token_stays_spent_after_redis_restores_an_older_snapsho
     # the family is gone: the legitimate successor is refused as well
     r = token(client, {**refresh, "refresh_token": second.json["refresh_token"]}, auth=(cid, secret))
     assert r.status_code == 400
+
+
+def test_refresh_during_a_database_outage_answers_503_and_the_token_still_works_after(app, make_app, private_pg):
+    """PostgreSQL stops between the rotation's Redis swap and its SQL compare-and-set: the client gets 503 (nothing
+    handed out), and its retry with the same refresh token after the database is back succeeds — the outage does not
+    turn into a "replay" that revokes the family."""
+    from authsvc.cli import upgrade_database
+    from tests.functional.oauth_helpers import get_code, redeem, register, signed_in, token
+
+    app = make_app(database_url=private_pg.url)  # noqa: F811 - the app under test uses the private server
+    with app.app_context():
+        upgrade_database()
+    client = app.test_client()
+    cid, secret = register(app)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid)
+    first = redeem(client, cid, secret, code, verifier).json
+    refresh = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+
+    private_pg.stop()
+    r = token(client, refresh, auth=(cid, secret))
+    assert r.status_code == 503 and r.json["error"] == "temporarily_unavailable" and "access_token" not in r.json
+    private_pg.start()
+    deadline = time.time() + 20
+    while (r := token(client, refresh, auth=(cid, secret))).status_code == 503:  # the pool reconnects by itself
+        assert time.time() < deadline, "did not recover"
+        time.sleep(0.2)
+    assert r.status_code == 200, r.json
+    second = r.json
+    assert token(client, {**refresh, "refresh_token": second["refresh_token"]}, auth=(cid, secret)).status_code == 200
