@@ -484,8 +484,27 @@ def audit(session, admin):
     details = {ev.id: json.loads(ev.details) if ev.details else None for ev in rows}
     return render_template("admin/audit.html", events=rows, f=f, problems=problems, more=more, details=details,
                            next_before=rows[-1].id if rows and more else None, tags=tags,
-                           chain=services().audit.verify(),
+                           # incremental, as on the dashboard; the button below runs the full pass on demand
+                           chain=services().audit.verify_incremental(), form=ActionForm(),
                            export_args={k: v for k, v in f.items() if v})
+
+
+@bp.post("/audit/verify")
+@admin_gate
+def audit_verify(session, admin):
+    """The full pass over the whole chain (what `authsvc audit verify` does), on an operator's request."""
+    if not ActionForm().validate_on_submit():
+        flash("The form expired. Reload the page and try again.", "warning")
+        return redirect(url_for("admin.audit"))
+    report = services().audit.verify()
+    _audit("admin:audit:verify", admin, outcome="success" if report.ok else "failure",
+           reason=None if report.ok else f"event {report.first_bad_id}: {report.problem}"[:255],
+           details={"checked": report.checked})
+    if report.ok:
+        flash(f"Full check: all {report.checked} events verified, none edited or deleted.", "success")
+    else:
+        flash(f"Full check: the chain is BROKEN at event {report.first_bad_id}: {report.problem}.", "error")
+    return redirect(url_for("admin.audit"))
 
 
 @bp.get("/audit/export.jsonl")
