@@ -70,6 +70,7 @@ class OAuthGrant(Base):
     current_hash: Mapped[str | None] = mapped_column(String(64))
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # last refresh (set by the rotation's UPDATE)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # absolute end of the family
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoke_reason: Mapped[str | None] = mapped_column(String(64))

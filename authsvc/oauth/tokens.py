@@ -49,7 +49,8 @@ _ROTATE_SQL = (
     .where(_G.c.id == bindparam("p_gid"), _G.c.client_id == bindparam("p_cid"),
            _G.c.current_hash == bindparam("p_old"), _G.c.revoked_at.is_(None),
            _G.c.expires_at > bindparam("p_now", type_=_G.c.expires_at.type))
-    .values(current_hash=bindparam("p_new"), generation=_G.c.generation + 1)
+    .values(current_hash=bindparam("p_new"), generation=_G.c.generation + 1,
+            rotated_at=bindparam("p_now", type_=_G.c.rotated_at.type))
     .returning(_G.c.user_id, _G.c.session_id, _G.c.scope, _G.c.audiences, _G.c.auth_time, _G.c.acr, _G.c.amr,
                _G.c.expires_at,
                select(_U.c.status).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_status"))

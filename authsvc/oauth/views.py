@@ -343,15 +343,10 @@ def _remember_consent(user_id: int, client_id: str, scopes: list[str], existing:
 @web.get("/account/apps")
 @login_required
 def apps():
-    from authsvc.extensions import db
-    from authsvc.models import OAuthClient
+    from authsvc.web.center import consents_for  # the same list the security center shows
 
     session, user = cookie_session()
-    rows = db.session.execute(
-        select(OAuthConsent, OAuthClient.name).join(OAuthClient, OAuthClient.id == OAuthConsent.client_id)
-        .where(OAuthConsent.user_id == user.id, OAuthConsent.revoked_at.is_(None))
-        .order_by(OAuthConsent.granted_at.desc())).all()
-    return render_template("oauth/apps.html", consents=rows, form=ActionForm())
+    return render_template("oauth/apps.html", consents=consents_for(user), form=ActionForm())
 
 
 @web.post("/account/apps/revoke")

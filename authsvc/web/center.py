@@ -97,15 +97,22 @@ def session_places(user, sids) -> dict:
 
 
 def consents_for(user) -> list[dict]:
-    """The user's live OAuth consents with the client's name (read from the OAuth tables)."""
-    from authsvc.models import OAuthClient, OAuthConsent
+    """The user's live OAuth consents with the client's name and when the app last used the account (its newest
+    token issue or refresh among live grants; read from the OAuth tables)."""
+    from sqlalchemy import func
 
-    rows = services().audit.db.session.execute(
+    from authsvc.models import OAuthClient, OAuthConsent, OAuthGrant
+
+    session = services().audit.db.session
+    rows = session.execute(
         select(OAuthConsent, OAuthClient.name).join(OAuthClient, OAuthClient.id == OAuthConsent.client_id)
         .where(OAuthConsent.user_id == user.id, OAuthConsent.revoked_at.is_(None))
         .order_by(OAuthConsent.granted_at.desc())).all()
-    return [{"client_id": c.client_id, "name": name, "scopes": c.scopes.split(), "granted_at": c.granted_at}
-            for c, name in rows]
+    last = dict(session.execute(
+        select(OAuthGrant.client_id, func.max(func.coalesce(OAuthGrant.rotated_at, OAuthGrant.created_at)))
+        .where(OAuthGrant.user_id == user.id, OAuthGrant.revoked_at.is_(None)).group_by(OAuthGrant.client_id)).all())
+    return [{"client_id": c.client_id, "name": name, "scopes": c.scopes.split(), "granted_at": c.granted_at,
+             "last_used": last.get(c.client_id)} for c, name in rows]
 
 
 def center_context(user, session) -> dict:

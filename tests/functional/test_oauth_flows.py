@@ -425,3 +425,24 @@ def test_device_flow_end_to_end(app, client):
     assert tv.get("/oauth2/userinfo", headers={"Authorization": "Bearer " + at}).json["email"] == "alice@example.com"
     assert tv.post("/oauth2/token", data=poll).status_code == 400  # a device code yields tokens once
     assert len(_events(app, "oauth:device:approve")) == 1
+
+
+def test_connected_apps_show_when_the_app_last_used_the_account(app, client):
+    """The rotation stamps its grant (same UPDATE, no extra statement); both app lists show it."""
+    from authsvc.extensions import db
+    from authsvc.models import OAuthGrant
+    from authsvc.services import services
+
+    cid, secret, first = _code_tokens(app, client)
+    with app.app_context():
+        services().clock.advance(1800)  # half an hour later the app refreshes (the session is still live)
+        later = services().clock.now()
+    r = token(client, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, auth=(cid, secret))
+    assert r.status_code == 200
+    with app.app_context():
+        grant = db.session.execute(db.select(OAuthGrant)).scalar_one()
+        assert grant.generation == 1 and abs((grant.rotated_at - later).total_seconds()) < 5
+    stamp = later.strftime("%Y-%m-%d %H:%M")
+    for page in ("/account/apps", "/account"):
+        html = client.get(page).get_data(as_text=True)
+        assert "Test RP" in html and "last used" in html and stamp in html, page
