@@ -142,8 +142,9 @@ def serve(host, port, workers, server_kind):
     app = current_app._get_current_object()
     settings = app.config["AUTHSVC"]
     env = dict(os.environ)
-    if settings.redis_url is None:
+    if settings.redis_url is None and settings.redis_mode == "standalone":
         # One server for every worker (see embedded_redis); workers inherit its URL through the environment.
+        # (Sentinel mode has no URL either — its Sentinels are the address — and must not get an embedded server.)
         env["AUTHSVC_REDIS_URL"] = embedded_redis.ensure_running(app.instance_path)
         click.echo(f"embedded redis: {env['AUTHSVC_REDIS_URL']}")
     env["AUTHSVC_INSTANCE_PATH"] = app.instance_path

@@ -61,6 +61,12 @@ def granian_server(app):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+        # serve starts an embedded redis-server only without a configured Redis; none may outlive the test
+        from authsvc import embedded_redis
+
+        unwanted = os.path.exists(embedded_redis.socket_path(app.instance_path))
+        embedded_redis.stop(app.instance_path)
+        assert not unwanted, "serve started an embedded Redis although one was configured"
 
 
 def test_the_app_under_granian(app, granian_server):
