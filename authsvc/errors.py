@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import redis
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+# A store that did not answer: the lean WSGI paths turn these into 503 themselves, as the Flask handlers do.
+STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
+                redis.exceptions.ClusterError, OperationalError, DBAPIError)
+
 
 class ServiceError(Exception):
     status = 400

@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import logging
 
-import redis
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from authsvc import metrics
-from authsvc.web.http import CSP
+from authsvc.errors import STORE_ERRORS
+from authsvc.web.http import HSTS, SECURITY_HEADERS
 
 log = logging.getLogger("authsvc")
 PATH = "/api/v1/session"
@@ -24,10 +22,7 @@ _UNAUTHORIZED = json.dumps({"error": "unauthorized",
                             "message": "Send a valid session token as 'Authorization: Bearer <token>'."}).encode()
 _UNAVAILABLE = json.dumps({"error": "unavailable",
                            "message": "The service is temporarily unavailable. Please try again shortly."}).encode()
-_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
-            ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
-            ("Referrer-Policy", "same-origin"), ("Cross-Origin-Opener-Policy", "same-origin"),
-            ("Cross-Origin-Resource-Policy", "same-origin")]
+_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), *SECURITY_HEADERS]
 _STATUS = {200: "200 OK", 401: "401 UNAUTHORIZED", 503: "503 SERVICE UNAVAILABLE"}
 
 
@@ -50,8 +45,7 @@ class SessionCheckFastPath:
                     found = sessions.check_light(token.strip()) if scheme.lower() == "bearer" else None
                 finally:
                     db.session.remove()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
-                redis.exceptions.ClusterError, OperationalError, DBAPIError) as exc:
+        except STORE_ERRORS as exc:
             # Fail closed, as the Flask error handlers do: never "valid", never "invalid" for a token we can't check.
             log.error("dependency unavailable: session check: %s", type(exc).__name__)
             metrics.UNAVAILABLE.labels(metrics.dependency_of(exc)).inc()
@@ -67,6 +61,6 @@ class SessionCheckFastPath:
                     "last_seen_at": info.last_seen_at.isoformat(), "ip": info.ip, "user_agent": info.user_agent,
                     "aal": info.aal, "methods": list(info.methods), "current": True}}).encode()
         if environ.get("wsgi.url_scheme") == "https":
-            extra.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+            extra.append(HSTS)
         start_response(_STATUS[status], _HEADERS + extra + [("Content-Length", str(len(body)))])
         return [body]

@@ -25,13 +25,11 @@ import io
 import logging
 from urllib.parse import parse_qsl
 
-import redis
 from authlib.common.security import is_secure_transport
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from authsvc.errors import Throttled
 from authsvc import metrics
-from authsvc.web.http import CSP
+from authsvc.errors import STORE_ERRORS, Throttled
+from authsvc.web.http import HSTS, SECURITY_HEADERS
 
 log = logging.getLogger("authsvc.oauth")
 INTROSPECT, TOKEN = "/oauth2/introspect", "/oauth2/token"
@@ -39,13 +37,8 @@ MAX_BODY = 8192  # a token, a hint, maybe client credentials: anything bigger go
 
 # What the Flask route sends: Authlib's JSON headers plus authsvc.web.http._security_headers.
 _HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache"),
-            ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
-            ("Referrer-Policy", "same-origin"), ("Cross-Origin-Opener-Policy", "same-origin"),
-            ("Cross-Origin-Resource-Policy", "same-origin"),
-            ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")]
+            *SECURITY_HEADERS]
 _STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 429: "429 TOO MANY REQUESTS", 503: "503 SERVICE UNAVAILABLE"}
-_STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
-                 redis.exceptions.ClusterError, OperationalError, DBAPIError)
 
 
 def _form(environ, limit: int) -> tuple[dict, bytes] | None:
@@ -113,7 +106,7 @@ class OAuthFastPath:
                                                 "error_description": "Request quota exceeded; retry later."})
                 finally:
                     db.session.remove()
-        except _STORE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             # Fail closed, as the blueprint's handler does: a token we cannot check is neither active nor inactive.
             log.error("oauth: dependency unavailable: %s", type(exc).__name__)
             metrics.UNAVAILABLE.labels(metrics.dependency_of(exc)).inc()
@@ -124,7 +117,7 @@ class OAuthFastPath:
             return self.wsgi_app(environ, start_response)
         data = body.encode()
         if scheme == "https":
-            extra.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+            extra.append(HSTS)
         start_response(_STATUS[status], _HEADERS + extra + [("Content-Length", str(len(data)))])
         return [data]
 

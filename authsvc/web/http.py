@@ -13,6 +13,20 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# Sent on every response: by _security_headers for Flask, and as they are by the lean WSGI paths (api/fastpath.py,
+# oauth/fastpath.py), so those answer with exactly the headers their Flask routes would.
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    # same-origin, not no-referrer: Flask-WTF checks the Referer of HTTPS form posts (WTF_CSRF_SSL_STRICT),
+    # so the browser must send it to us — and only to us.
+    ("Referrer-Policy", "same-origin"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")  # https responses only
 
 
 @lru_cache(maxsize=16)
@@ -63,17 +77,10 @@ def request_context() -> RequestContext:
 
 def _security_headers(resp):
     h = resp.headers
-    h.setdefault("Content-Security-Policy", CSP)
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("X-Frame-Options", "DENY")
-    # same-origin, not no-referrer: Flask-WTF checks the Referer of HTTPS form posts (WTF_CSRF_SSL_STRICT),
-    # so the browser must send it to us — and only to us.
-    h.setdefault("Referrer-Policy", "same-origin")
-    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
-    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    for name, value in SECURITY_HEADERS:
+        h.setdefault(name, value)
     if request.is_secure:
-        h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        h.setdefault(*HSTS)
     if not request.path.startswith("/static/"):
         h.setdefault("Cache-Control", "no-store")  # pages carry personal data and CSRF tokens
     return resp
