@@ -394,7 +394,7 @@ class Server(AuthorizationServer):
     def authenticate_client(self, request, methods, endpoint="token"):
         client = super().authenticate_client(request, methods, endpoint)
         # Charged only once the client proved who it is: strangers cannot burn a client's quota with its id.
-        self.provider.charge(self.provider.quota_name(client), client.quota_per_minute,
+        self.provider.charge(self.provider.client_quota(client), client.quota_per_minute,
                              client_id=client.get_client_id(), what=endpoint)
         return client
 
@@ -471,17 +471,29 @@ class OAuthProvider:
             raise Throttled(reset, scope="oauth")
 
     @staticmethod
-    def quota_name(client: Client, presented_secret: str | None = None) -> str:
+    def quota_name(client_id: str, secret_hash: str | None) -> str:
         """The name of a client's per-minute quota counter (shared by the token, introspection and userinfo
-        endpoints). A confidential client's counter is named after its id *and* its secret's hash, so only requests
-        that present the right secret can count against it. That is what lets the lean paths count a request in the
-        same Redis round trip as the client look-up, before the secret is checked: with ``presented_secret`` the name
-        is computed from what the caller sent, and equals the real counter's only if the secret is right (a wrong
-        secret counts in a throw-away counter that expires with its window)."""
-        if client is None or client.is_public:
-            return f"c:{client.client_id}" if client is not None else ""
-        digest = sha256(presented_secret) if presented_secret is not None else client.secret_hash
-        return f"c:{client.client_id}:{(digest or '')[:16]}"
+        endpoints): ``c:<id>`` for a public client, ``c:<id>:<secret hash prefix>`` for a confidential one. Naming
+        the counter after the secret means only requests that present the right secret count against it. That is
+        what lets the lean paths count a request in the same Redis round trip as the client look-up, before the
+        secret is checked: they name the counter after the hash of the secret *presented*, which equals the real
+        counter's name only if the secret is right (a wrong one counts in a throw-away counter that expires with
+        its window). ``client_quota`` is the name for a client that has authenticated."""
+        return f"c:{client_id}" if secret_hash is None else f"c:{client_id}:{secret_hash[:16]}"
+
+    def client_quota(self, client: Client) -> str:
+        return self.quota_name(client.client_id, None if client.is_public else client.secret_hash)
+
+    def _lean_lookup(self, client_id: str, secret: str | None):
+        """Start a lean path's one round trip: a pipeline that reads the client record and counts this request
+        against the quota named after the presented credentials. Returns (pipeline, quota name, seconds until the
+        window resets); the caller adds its own reads. Replies 0 and 2 are the client JSON and the count."""
+        qname = self.quota_name(client_id, None if secret is None else sha256(secret))
+        qkey, reset = self.tokens.quota_key(qname)
+        pipe = self.tokens.redis.pipeline(transaction=False)
+        pipe.get(self.clients.cache_key(client_id))
+        self.tokens.queue_charge(pipe, qkey)
+        return pipe, qname, reset
 
     # --- users -----------------------------------------------------------------------------------------------------
     def active_user(self, user_id) -> User | None:
@@ -645,12 +657,12 @@ class OAuthProvider:
         """RFC 7662 introspection answer for the common case, or None: "let Authlib's endpoint answer".
 
         The common case — a confidential client authenticating with a valid secret (Basic, else POST), a ``token``
-        parameter, a known or no hint — is answered with two Redis round trips: one pipeline reading the client and
-        the token's records, then the client's quota, charged only once the secret checked out. The checks and the
-        answer are those of Authlib's endpoint (the same ``find_token`` logic and ``may_introspect`` /
-        ``introspection_payload`` hooks). Everything else — no or wrong credentials, a public client, a missing
-        parameter, an unknown hint, plain http to a non-loopback host, a client not in the cache — returns None
-        before any quota was charged, and Authlib answers it. A store that does not answer raises (→ 503): a token is
+        parameter, a known or no hint — is answered with one Redis round trip: one pipeline reading the client, the
+        quota count (named after the presented secret, so a wrong one never spends the client's quota; see
+        ``quota_name``) and the token's records. The checks and the answer are those of Authlib's endpoint (the same
+        ``find_token`` logic and ``may_introspect`` / ``introspection_payload`` hooks). Everything else — no or
+        wrong credentials, a public client, a missing parameter, an unknown hint, plain http to a non-loopback host,
+        a client not in the cache — returns None, and Authlib answers it. A store that does not answer raises (→ 503): a token is
         never reported inactive because it could not be checked. Over quota raises ``Throttled`` (→ 429).
         """
         if not secure:
@@ -669,13 +681,8 @@ class OAuthProvider:
         look_access = hint != "refresh_token" and 0 < len(token) <= 4096
         gid = grant_id_of(token)
         r = self.tokens.redis
-        # One round trip: the client, the quota count (named after the presented secret, see quota_name) and the
-        # token's records.
-        qname = f"c:{client_id}:{sha256(secret)[:16]}"  # = quota_name(client) iff the secret is right
-        qkey, reset = self.tokens.quota_key(qname)
-        pipe = r.pipeline(transaction=False)
-        pipe.get(self.clients.cache_key(client_id))
-        self.tokens.queue_charge(pipe, qkey)
+        # One round trip: the client, the quota count (see quota_name) and the token's records.
+        pipe, qname, reset = self._lean_lookup(client_id, secret)
         if look_access:
             at_key = self.tokens.access_key(token)
             pipe.get(at_key)
@@ -740,11 +747,7 @@ class OAuthProvider:
             client_id, secret = form.get("client_id"), form.get("client_secret")
         if not client_id or len(client_id) > 64 or (secret is not None and not secret):
             return None
-        qname = f"c:{client_id}" if secret is None else f"c:{client_id}:{sha256(secret)[:16]}"
-        qkey, reset = self.tokens.quota_key(qname)
-        pipe = self.tokens.redis.pipeline(transaction=False)
-        pipe.get(self.clients.cache_key(client_id))
-        self.tokens.queue_charge(pipe, qkey)
+        pipe, qname, reset = self._lean_lookup(client_id, secret)
         raw, _, count = pipe.execute()
         if raw is None:
             return None  # not cached: Authlib's path loads the client from SQL (and caches it)

@@ -99,6 +99,10 @@ return 0
 """
 
 
+def _at_key(token_hash: str) -> str:
+    return f"oauth:at:{{{token_hash}}}"
+
+
 def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -293,7 +297,7 @@ class TokenStore:
         pipe = r.pipeline(transaction=False)
         for gid, members in zip(gids, results[1::2]):
             for h in members:
-                pipe.delete(f"oauth:at:{{{h}}}")
+                pipe.delete(_at_key(h))
             pipe.delete(f"oauth:grantat:{{{gid}}}")
         pipe.execute()
 
@@ -307,13 +311,13 @@ class TokenStore:
         h = sha256(token)
         gkey = f"oauth:grant:{{{record['gid']}}}"
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(f"oauth:at:{{{h}}}", json.dumps({k: ("" if v is None else str(v)) for k, v in record.items()}),
+        pipe.set(_at_key(h), json.dumps({k: ("" if v is None else str(v)) for k, v in record.items()}),
                  ex=ttl)
         pipe.sadd(f"oauth:grantat:{{{record['gid']}}}", h)
         pipe.expire(f"oauth:grantat:{{{record['gid']}}}", self.refresh_ttl)
         pipe.hget(gkey, "rev")
         if pipe.execute()[-1] == "1":
-            self.redis.delete(f"oauth:at:{{{h}}}")
+            self.redis.delete(_at_key(h))
             return False
         return True
 
@@ -321,11 +325,11 @@ class TokenStore:
         """The live access token's record, or None. One HGETALL; raises if Redis is down (→ 503, never 'inactive')."""
         if not token or len(token) > 4096:
             return None
-        return self.access_record(self.redis, f"oauth:at:{{{sha256(token)}}}", None, self.clock.timestamp())
+        return self.access_record(self.redis, self.access_key(token), None, self.clock.timestamp())
 
     @staticmethod
     def access_key(token: str) -> str:
-        return f"oauth:at:{{{sha256(token)}}}"
+        return _at_key(sha256(token))
 
     @staticmethod
     def access_record(r, key: str, reply, now: float, *, fetched: bool = False) -> dict | None:
@@ -346,7 +350,7 @@ class TokenStore:
         return rec
 
     def revoke_access(self, token: str) -> None:
-        self.redis.delete(f"oauth:at:{{{sha256(token)}}}")
+        self.redis.delete(self.access_key(token))
 
     # --- quotas ------------------------------------------------------------------------------------------------------
     def quota_key(self, name: str) -> tuple[str, int]:

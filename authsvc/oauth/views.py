@@ -168,7 +168,7 @@ def userinfo():
     client = p.clients.get(rec["cid"])
     if client is None:
         return _bearer_error(401, "invalid_token", "The access token's client no longer exists.")
-    p.charge(p.quota_name(client), client.quota_per_minute, client_id=client.client_id, what="userinfo")
+    p.charge(p.client_quota(client), client.quota_per_minute, client_id=client.client_id, what="userinfo")
     if p.issuer not in rec["aud"].split():
         # Audience restriction: a token minted for another resource server is not accepted here.
         return _bearer_error(401, "invalid_token", "The access token is not meant for this resource (aud).")
