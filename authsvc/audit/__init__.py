@@ -79,6 +79,24 @@ _ROW = select(*(_EVENTS.c[c] for c in _COLUMNS))
 _HEAD_ROW = select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1)
 
 
+def _walk(rows, expected_id: int, prev: str):
+    """Check consecutive rows of the chain: ids without gaps, each ``prev_hash`` linking to the row before, each
+    hash matching the row's content. Returns (the next id expected, the last good row's hash, rows hashed,
+    (bad id, problem) or None). The one walk behind ``verify`` and ``verify_incremental``."""
+    hashed = 0
+    for ev in rows:
+        if ev.id != expected_id:
+            return expected_id, prev, hashed, (ev.id, f"row {expected_id} is missing")
+        if ev.prev_hash != prev:
+            return expected_id, prev, hashed, (ev.id, "prev_hash does not match the previous row")
+        hashed += 1
+        if _digest(prev, ev) != ev.hash:
+            return expected_id, prev, hashed, (ev.id, "row content does not match its hash (edited)")
+        prev = ev.hash
+        expected_id += 1
+    return expected_id, prev, hashed, None
+
+
 class AuditLog:
     def __init__(self, db, clock):
         self.db = db
@@ -174,20 +192,15 @@ class AuditLog:
 
     def verify(self) -> VerifyReport:
         session = self.db.session
-        prev = GENESIS
-        expected_id = 1
-        count = 0
-        for ev in session.execute(select(SecurityEvent).order_by(SecurityEvent.id)).scalars().yield_per(1000):
-            if ev.id != expected_id:
-                return VerifyReport(False, count, ev.id, f"row {expected_id} is missing")
-            if ev.prev_hash != prev:
-                return VerifyReport(False, count, ev.id, "prev_hash does not match the previous row")
-            if _digest(prev, ev) != ev.hash:
-                return VerifyReport(False, count, ev.id, "row content does not match its hash (edited)")
-            prev = ev.hash
-            expected_id += 1
-            count += 1
-        head = session.get(AuditHead, 1, populate_existing=True)  # never a stale copy from the identity map
+        rows = session.execute(_ROW.order_by(_EVENTS.c.id).execution_options(yield_per=1000))
+        try:
+            expected_id, prev, _, bad = _walk(rows, 1, GENESIS)
+        finally:
+            rows.close()
+        count = expected_id - 1
+        if bad:
+            return VerifyReport(False, count, *bad)
+        head = session.execute(_HEAD_ROW).first()
         last_id = head.last_id if head else 0
         if last_id != count or (head and head.last_hash != prev and count):
             return VerifyReport(False, count, count + 1, "rows after the last one were deleted (head mismatch)")
@@ -233,25 +246,15 @@ class AuditLog:
             if last_id < since_id:
                 return report(False, last_id, hashed, last_id + 1,
                               "the chain head was moved back past verified rows (rows deleted)")
-        expected_id, bad = since_id + 1, None
         rows = session.execute(_ROW.where(_EVENTS.c.id > since_id, _EVENTS.c.id <= last_id)
                                .order_by(_EVENTS.c.id).execution_options(yield_per=1000))
         try:
-            for ev in rows:
-                if ev.id != expected_id:
-                    bad = (ev.id, f"row {expected_id} is missing")
-                elif ev.prev_hash != prev:
-                    bad = (ev.id, "prev_hash does not match the previous row")
-                else:
-                    hashed += 1
-                    if _digest(prev, ev) != ev.hash:
-                        bad = (ev.id, "row content does not match its hash (edited)")
-                if bad:
-                    return report(False, expected_id - 1, hashed, *bad)
-                prev = ev.hash
-                expected_id += 1
+            expected_id, prev, walked, bad = _walk(rows, since_id + 1, prev)
         finally:
             rows.close()  # a failure stops early; do not leave a server-side cursor open
+        hashed += walked
+        if bad:
+            return report(False, expected_id - 1, hashed, *bad)
         if expected_id - 1 != last_id or (last_id and prev != last_hash):
             return report(False, expected_id - 1, hashed, expected_id,
                           "rows after the last one were deleted (head mismatch)")
