@@ -12,10 +12,12 @@ import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from sqlalchemy import bindparam, exists, or_, select
+
 from authsvc.accounts.login import Decision, Reason, RequestContext
 from authsvc.errors import Throttled
 from authsvc.mfa.webauthn import SignCountRegression, WebAuthnError
-from authsvc.models import User
+from authsvc.models import TotpCredential, User, WebAuthnCredential
 
 AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk"}
 
@@ -30,16 +32,9 @@ class Completed:
     method: str
 
 
-def _has_factors_statement():
-    from sqlalchemy import bindparam, exists, or_, select
-
-    from authsvc.models import TotpCredential, WebAuthnCredential
-
-    uid = bindparam("p_uid")
-    return select(or_(exists().where(TotpCredential.user_id == uid), exists().where(WebAuthnCredential.user_id == uid)))
-
-
-_HAS_FACTORS = _has_factors_statement()
+_UID = bindparam("p_uid")
+_HAS_FACTORS = select(or_(exists().where(TotpCredential.user_id == _UID),
+                          exists().where(WebAuthnCredential.user_id == _UID)))  # built once: every login asks
 
 
 class MfaService:
