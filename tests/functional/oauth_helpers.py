@@ -79,3 +79,13 @@ def redeem(client, client_id, secret, code, verifier, redirect_uri=REDIRECT):
 
 def basic(client_id, secret):
     return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def code_tokens(app, client, **reg):
+    """(client_id, secret, token response) of a new client after the whole code flow as alice."""
+    cid, secret = register(app, **reg)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid)
+    r = redeem(client, cid, secret, code, verifier)
+    assert r.status_code == 200, r.json
+    return cid, secret, r.json

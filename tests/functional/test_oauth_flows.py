@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.functional.oauth_helpers import (REDIRECT, authorize, basic, get_code, pkce, query, redeem, register,
-                                            signed_in, token)
+from tests.functional.oauth_helpers import (REDIRECT, authorize, basic, code_tokens, get_code, pkce, query, redeem,
+                                            register, signed_in, token)
 
 
 def test_code_flow_issues_tokens_and_iss(app, client):
@@ -33,15 +33,6 @@ def _introspect(client, rs, tok, hint=None):
     if hint:
         data["token_type_hint"] = hint
     return client.post("/oauth2/introspect", data=data, headers=basic(*rs))
-
-
-def _code_tokens(app, client, **reg):
-    cid, secret = register(app, **reg)
-    signed_in(app, client)
-    code, verifier = get_code(client, cid)
-    r = redeem(client, cid, secret, code, verifier)
-    assert r.status_code == 200, r.json
-    return cid, secret, r.json
 
 
 def _events(app, tag):
@@ -183,7 +174,7 @@ def test_token_endpoint_answers_json_errors(app, client):
 
 # --- refresh ---------------------------------------------------------------------------------------------------------------
 def test_refresh_rotates_and_replay_revokes_family(app, client):
-    cid, secret, first = _code_tokens(app, client)
+    cid, secret, first = code_tokens(app, client)
     r = token(client, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, auth=(cid, secret))
     assert r.status_code == 200
     second = r.json
@@ -200,7 +191,7 @@ def test_refresh_rotates_and_replay_revokes_family(app, client):
 
 
 def test_refresh_race_exactly_one_wins_and_family_revoked(app, client):
-    cid, secret, first = _code_tokens(app, client)
+    cid, secret, first = code_tokens(app, client)
     results = []
     barrier = threading.Barrier(4)
 
@@ -235,7 +226,7 @@ def test_refresh_race_exactly_one_wins_and_family_revoked(app, client):
 
 
 def test_refresh_token_of_other_client_refused(app, client):
-    cid, secret, first = _code_tokens(app, client)
+    cid, secret, first = code_tokens(app, client)
     other, osecret = register(app, name="Other")
     r = token(client, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, auth=(other, osecret))
     assert r.status_code == 400
@@ -269,7 +260,7 @@ def _b64(d):
 
 
 def test_alg_none_jwt_refused(app, client):
-    cid, secret, issued = _code_tokens(app, client, token_format="jwt", access_token_ttl=300)
+    cid, secret, issued = code_tokens(app, client, token_format="jwt", access_token_ttl=300)
     at = issued["access_token"]
     assert at.count(".") == 2
     assert client.get("/oauth2/userinfo", headers={"Authorization": "Bearer " + at}).status_code == 200
@@ -285,7 +276,7 @@ def test_alg_none_jwt_refused(app, client):
 
 # --- consent -----------------------------------------------------------------------------------------------------------
 def test_consent_recorded_remembered_and_revocable(app, client):
-    cid, secret, issued = _code_tokens(app, client)
+    cid, secret, issued = code_tokens(app, client)
     assert len(_events(app, "oauth:consent:grant")) == 1
     _, challenge = pkce()
     r = authorize(client, cid, challenge=challenge, consent=False)
@@ -339,7 +330,7 @@ def test_prompt_login_and_aal2_request_send_user_back_to_login(app, client):
 
 # --- sessions, introspection, quotas ---------------------------------------------------------------------------------
 def test_session_revoked_tokens_inactive(app, client):
-    cid, secret, issued = _code_tokens(app, client)
+    cid, secret, issued = code_tokens(app, client)
     assert _introspect(client, (cid, secret), issued["access_token"]).json["active"] is True
     page = client.get("/account")
     client.post("/logout", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
@@ -349,7 +340,7 @@ def test_session_revoked_tokens_inactive(app, client):
 
 
 def test_revocation_and_introspection_authenticate_the_client(app, client):
-    cid, secret, issued = _code_tokens(app, client)
+    cid, secret, issued = code_tokens(app, client)
     assert client.post("/oauth2/introspect", data={"token": issued["access_token"]}).status_code == 401
     assert client.post("/oauth2/introspect", data={"token": issued["access_token"]},
                        headers=basic(cid, "wrong")).status_code == 401
@@ -363,7 +354,7 @@ def test_revocation_and_introspection_authenticate_the_client(app, client):
 def test_introspection_503_when_redis_down(make_app, private_redis):
     app = make_app(redis_url=private_redis.url)
     client = app.test_client()
-    cid, secret, issued = _code_tokens(app, client)
+    cid, secret, issued = code_tokens(app, client)
     assert _introspect(client, (cid, secret), issued["access_token"]).json["active"] is True
     private_redis.stop()
     r = _introspect(client, (cid, secret), issued["access_token"])
@@ -388,7 +379,7 @@ def test_client_quota_throttles_with_429(app, client):
 def test_token_quota_at_userinfo(make_app):
     app = make_app(OAUTH_TOKEN_QUOTA_PER_MINUTE=2)
     client = app.test_client()
-    _, _, issued = _code_tokens(app, client)
+    _, _, issued = code_tokens(app, client)
     h = {"Authorization": "Bearer " + issued["access_token"]}
     assert [client.get("/oauth2/userinfo", headers=h).status_code for _ in range(3)] == [200, 200, 429]
 
@@ -433,7 +424,7 @@ def test_connected_apps_show_when_the_app_last_used_the_account(app, client):
     from authsvc.models import OAuthGrant
     from authsvc.services import services
 
-    cid, secret, first = _code_tokens(app, client)
+    cid, secret, first = code_tokens(app, client)
     with app.app_context():
         services().clock.advance(1800)  # half an hour later the app refreshes (the session is still live)
         later = services().clock.now()

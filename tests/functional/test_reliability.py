@@ -144,14 +144,9 @@ def test_refresh_race_50_parallel_one_winner_family_revoked(app, client, live_se
 
     from authsvc.extensions import db
     from authsvc.models import OAuthGrant, SecurityEvent
-    from tests.functional.oauth_helpers import basic, get_code, redeem, register, signed_in
+    from tests.functional.oauth_helpers import basic, code_tokens
 
-    cid, secret = register(app)
-    signed_in(app, client)
-    code, verifier = get_code(client, cid)
-    r = redeem(client, cid, secret, code, verifier)
-    assert r.status_code == 200, r.json
-    first = r.json
+    cid, secret, first = code_tokens(app, client)
     base = f"http://127.0.0.1:{live_server.port}"  # the socket the server listens on (no ::1 attempt for localhost)
     auth = basic(cid, secret)
 
@@ -241,14 +236,11 @@ def test_rotated_refresh_token_stays_spent_after_redis_restores_an_older_snapsho
     SQL compare-and-set refuses it, the presentation counts as reuse, and the family is revoked."""
     from authsvc.extensions import db
     from authsvc.models import OAuthGrant
-    from tests.functional.oauth_helpers import get_code, redeem, register, signed_in, token
+    from tests.functional.oauth_helpers import code_tokens, token
 
     app = make_app(redis_url=private_redis.url)
     client = app.test_client()
-    cid, secret = register(app)
-    signed_in(app, client)
-    code, verifier = get_code(client, cid)
-    first = redeem(client, cid, secret, code, verifier).json
+    cid, secret, first = code_tokens(app, client)
     aof = os.path.join(private_redis.folder, "appendonly.aof")
     private_redis.stop()
     shutil.copy(aof, aof + ".old")  # the "older snapshot": the first refresh token is the family's live one
@@ -280,16 +272,13 @@ def test_refresh_during_a_database_outage_answers_503_and_the_token_still_works_
     handed out), and its retry with the same refresh token after the database is back succeeds — the outage does not
     turn into a "replay" that revokes the family."""
     from authsvc.cli import upgrade_database
-    from tests.functional.oauth_helpers import get_code, redeem, register, signed_in, token
+    from tests.functional.oauth_helpers import code_tokens, token
 
     app = make_app(database_url=private_pg.url)  # noqa: F811 - the app under test uses the private server
     with app.app_context():
         upgrade_database()
     client = app.test_client()
-    cid, secret = register(app)
-    signed_in(app, client)
-    code, verifier = get_code(client, cid)
-    first = redeem(client, cid, secret, code, verifier).json
+    cid, secret, first = code_tokens(app, client)
     refresh = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
 
     private_pg.stop()
