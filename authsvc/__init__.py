@@ -91,6 +91,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_oauth(app)  # OAuth 2.0 / OIDC provider: its blueprints, CLI groups and the session-revocation listener
 
+    from authsvc.dbsc import init_app as init_dbsc
+
+    init_dbsc(app)  # device-bound sessions: registration offer, register/refresh endpoints
+
     from authsvc.api.fastpath import SessionCheckFastPath
 
     app.wsgi_app = SessionCheckFastPath(app, app.wsgi_app)  # GET /api/v1/session without Flask (measured, P2)

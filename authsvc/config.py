@@ -100,6 +100,8 @@ class Settings:
     session_idle_timeout: int = 3600  # seconds (ASVS 7.3.1 at AAL2: ≤ 1 h)
     session_absolute_timeout: int = 86400  # seconds (ASVS 7.3.2 at AAL2: ≤ 24 h)
     session_cookie_name: str = "__Host-authsvc"
+    dbsc_enabled: bool = True  # offer Device Bound Session Credentials to browsers that support them
+    dbsc_cookie_ttl: int = 600  # seconds a bound session's short cookie lives before the browser must re-prove
     require_verified_email: bool = True
 
     # --- tokens sent by e-mail ----------------------------------------------------------------------------------
@@ -146,6 +148,7 @@ class Settings:
             ("account_failure_cap", 1 <= self.account_failure_cap <= 100, "must be between 1 and 100 (NIST)"),
             ("spray_unknown_share", 0 < self.spray_unknown_share <= 1, "must be in (0, 1]"),
             ("session_cookie_name", self.session_cookie_name.startswith("__Host-"), "must start with __Host-"),
+            ("dbsc_cookie_ttl", 60 <= self.dbsc_cookie_ttl <= 3600, "must be between 60 and 3600 seconds"),
             ("base_url", self.base_url.startswith(("http://", "https://")), "must be an http(s) URL"),
         ]
         for name, ok, problem in problems:

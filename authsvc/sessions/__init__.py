@@ -25,7 +25,7 @@ from authsvc.redis_scripts import ScriptCache
 # One round trip: read the session, enforce idle/absolute expiry against the caller's clock, touch last_seen and
 # re-arm the TTL to whichever deadline comes first. Only KEYS[1] is touched, so it runs unchanged on Redis Cluster.
 _TOUCH = """
-local h = redis.call('HMGET', KEYS[1], 'uid', 'created', 'last_seen', 'aal', 'methods')
+local h = redis.call('HMGET', KEYS[1], 'uid', 'created', 'last_seen', 'aal', 'methods', 'bc')
 if not h[1] then return nil end
 local now = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
@@ -65,6 +65,7 @@ class SessionInfo:
     user_agent: str | None
     aal: int
     methods: tuple[str, ...]
+    binding: str | None = None  # DBSC short-cookie state ("bc"); set when the session is bound to a device key
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class SessionService:
         raw = self._touch_script()(keys=[_skey(sid)], args=[repr(now), self.idle, self.absolute])
         if raw is None:
             return None
-        uid, created, last_seen, aal, methods = raw
+        uid, created, last_seen, aal, methods, binding = raw
         row = self.db.session.execute(_CHECK_SQL, {"p_sid": sid}).first()
         if row is None:
             return None
@@ -158,7 +159,7 @@ class SessionService:
             self.redis.delete(_skey(sid))
             return None
         info = SessionInfo(sid, user.id, created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
-                           None, None, int(aal), tuple(methods.split(",")) if methods else ())
+                           None, None, int(aal), tuple(methods.split(",")) if methods else (), binding or None)
         return info, user
 
     def check_light(self, token: str | None) -> tuple[SessionInfo, str] | None:
@@ -175,7 +176,9 @@ class SessionService:
         raw = self._touch_script()(keys=[_skey(sid)], args=[repr(self.clock.timestamp()), self.idle, self.absolute])
         if raw is None:
             return None
-        uid, created, last_seen, aal, methods = raw
+        uid, created, last_seen, aal, methods, binding = raw
+        if binding:
+            return None  # a device-bound browser session is never a bearer token (a stolen cookie replayed as one)
         now_m = time.monotonic()
         hit = self._backstop.get(sid)
         if hit is None or hit[0] < now_m:
@@ -230,7 +233,7 @@ class SessionService:
             out.append(SessionInfo(
                 sid, user.id, s.created_at, dt.datetime.fromtimestamp(float(h["last_seen"]), dt.UTC),
                 h.get("ip") or None, h.get("ua") or None, int(h.get("aal", 1)),
-                tuple((h.get("methods") or "").split(",")),
+                tuple((h.get("methods") or "").split(",")), h.get("bc") or None,
             ))
         out.sort(key=lambda i: i.last_seen_at, reverse=True)
         return out

@@ -9,16 +9,29 @@ from flask import abort, current_app, g, redirect, request, url_for
 from authsvc.services import services
 
 
-def _load(token: str | None):
+def _load(token: str | None, *, via_cookie: bool = False):
     if "authsvc_session" not in g:
         found = services().sessions.check(token) if token else None
+        if found is not None and found[0].binding:
+            # Device-bound (DBSC): the login cookie alone is not enough — the short cookie only the bound key can
+            # renew must come with it, and a bound session is never accepted as a bearer token.
+            from authsvc import dbsc
+
+            found = dbsc.enforce(found) if via_cookie else None
         g.authsvc_session, g.authsvc_user = found if found else (None, None)
         g.authsvc_token = token if found else None
     return g.authsvc_session, g.authsvc_user
 
 
 def cookie_session():
-    return _load(request.cookies.get(current_app.config["AUTHSVC"].session_cookie_name))
+    return _load(request.cookies.get(current_app.config["AUTHSVC"].session_cookie_name), via_cookie=True)
+
+
+def cookie_session_unbound():
+    """The login cookie's session without the DBSC short-cookie rule: only for the DBSC endpoints, which prove
+    possession of the key themselves. (SessionInfo, User) or None."""
+    token = request.cookies.get(current_app.config["AUTHSVC"].session_cookie_name)
+    return services().sessions.check(token) if token else None
 
 
 def bearer_session():

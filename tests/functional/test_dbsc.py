@@ -1,0 +1,257 @@
+"""Device Bound Session Credentials: a stolen login cookie is useless without the device key.
+
+Driven by ``tests/dbsc_client.py``, a user agent written from the W3C draft with its own parsing and signing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import create_user
+from tests.dbsc_client import DbscAgent, DeviceKey, parse_challenge, parse_registration, sf
+from tests.functional.helpers import login
+
+COOKIE = "__Host-authsvc"
+BOUND = COOKIE + "-bound"
+
+
+def _bound_login(app, client, alg="ES256"):
+    create_user(app)
+    resp = login(client)
+    assert resp.status_code == 302
+    agent = DbscAgent(client, COOKIE, alg)
+    reg = agent.register_from(resp)
+    assert reg.status_code == 200, reg.get_data(as_text=True)
+    return agent
+
+
+def _events(app, tag):
+    from authsvc.extensions import db
+    from authsvc.models import SecurityEvent
+
+    with app.app_context():
+        return list(db.session.execute(select(SecurityEvent).where(SecurityEvent.tag == tag)).scalars())
+
+
+def _advance(app, seconds):
+    # Not the ``svc`` fixture: it holds an app context open, and Flask then shares ``g`` (the per-request session
+    # cache) across the test client's requests.
+    app.extensions["authsvc"].clock.advance(seconds)
+
+
+def _thief(app, client):
+    """Another browser holding a copy of the victim's login cookie (an infostealer's loot), nothing else."""
+    other = app.test_client()
+    other.set_cookie(COOKIE, client.get_cookie(COOKIE).value, domain="localhost")
+    return other
+
+
+# --- attacks first -------------------------------------------------------------------------------------------------
+def test_stolen_login_cookie_alone_is_refused_on_a_bound_session(app, client):
+    _bound_login(app, client)
+    thief = _thief(app, client)
+    assert thief.get("/account").status_code == 302  # sent to sign in
+    assert client.get("/account").status_code == 200  # the owner's session keeps working
+    assert _events(app, "session:dbsc:missing")
+
+
+def test_stolen_cookies_replayed_after_the_short_cookie_expired_end_the_session(app, client):
+    _bound_login(app, client)
+    thief = _thief(app, client)
+    thief.set_cookie(BOUND, client.get_cookie(BOUND).value, domain="localhost")
+    assert thief.get("/account").status_code == 200  # within its minutes the copy works (the window DBSC leaves)
+    _advance(app, app.config["AUTHSVC"].dbsc_cookie_ttl + 60)
+    assert thief.get("/account").status_code == 302
+    ended = _events(app, "session:dbsc:violation")
+    assert ended and ended[0].reason == "dbsc_cookie_replay"
+    # Ended, not just refused: even the owner's device cannot refresh it any more.
+    agent_resp = client.post("/dbsc/refresh", headers={"Sec-Secure-Session-Id": sf("x")})
+    assert agent_resp.status_code == 401
+    assert client.get("/account").status_code == 302
+
+
+def test_refresh_signed_by_another_key_ends_the_session(app, client):
+    agent = _bound_login(app, client)
+    thief = _thief(app, client)
+    robber = DbscAgent(thief, COOKIE)
+    robber.session_id, robber.refresh_url = agent.session_id, agent.refresh_url
+    resp = robber.refresh(challenge=None)  # 403 → signs the fresh challenge with the wrong key
+    assert resp.status_code == 401
+    assert BOUND not in resp.headers.get("Set-Cookie", "")
+    assert _events(app, "session:dbsc:violation")[0].reason == "dbsc_bad_signature"
+    assert client.get("/account").status_code == 302  # the session is over for everyone
+
+
+def test_replayed_refresh_proof_gets_no_cookie(app, client):
+    agent = _bound_login(app, client)
+    proof = agent.key.proof(agent.cached_challenge, registration=False)
+    headers = {"Sec-Secure-Session-Id": sf(agent.session_id), "Secure-Session-Response": sf(proof)}
+    first = client.post("/dbsc/refresh", headers=headers)
+    assert first.status_code == 200 and BOUND in first.headers["Set-Cookie"]
+    again = client.post("/dbsc/refresh", headers=headers)
+    assert again.status_code == 403
+    assert "Set-Cookie" not in again.headers
+    assert "Secure-Session-Challenge" in again.headers  # a genuine browser just signs the new one
+    assert client.get("/account").status_code == 200
+
+
+def test_refresh_needs_the_bound_login_session(app, client):
+    agent = _bound_login(app, client)
+    stranger = app.test_client()  # no login cookie at all, knows the DBSC identifier
+    resp = stranger.post("/dbsc/refresh", headers={
+        "Sec-Secure-Session-Id": sf(agent.session_id),
+        "Secure-Session-Response": sf(agent.key.proof(agent.cached_challenge, registration=False))})
+    assert resp.status_code == 401
+    create_user(app, "bob@example.com")
+    bob = app.test_client()
+    login(bob, "bob@example.com")
+    resp = bob.post("/dbsc/refresh", headers={"Sec-Secure-Session-Id": sf(agent.session_id)})
+    assert resp.status_code == 401  # Bob's session is not the one bound under Alice's identifier
+
+
+def test_bound_session_is_never_a_bearer_token(app, client):
+    _bound_login(app, client)
+    token = client.get_cookie(COOKIE).value
+    anon = app.test_client()
+    assert anon.get("/api/v1/session", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert anon.get("/api/v1/sessions", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert anon.post("/api/v1/sessions/revoke-all", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.get("/account").status_code == 200
+
+
+@pytest.mark.parametrize("case", ["alg_none", "hs256", "typ", "no_jwk", "private_jwk", "jti_unknown", "garbage",
+                                  "not_sf_string", "oversized", "small_rsa", "wrong_curve"])
+def test_hostile_registration_proofs_are_refused(app, client, case):
+    create_user(app)
+    offer = parse_registration(login(client).headers["Secure-Session-Registration"])
+    key = DeviceKey()
+    header = {"alg": "ES256", "typ": "dbsc+jwt", "jwk": key.jwk}
+    payload = {"jti": offer["challenge"]}
+    if case == "alg_none":
+        import base64
+        import json
+
+        def b(d):
+            return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+        value = sf(b({"alg": "none", "typ": "dbsc+jwt"}) + "." + b(payload) + ".")
+    elif case == "hs256":
+        value = sf(key.sign({**header, "alg": "HS256"}, payload))
+    elif case == "typ":
+        value = sf(key.sign({**header, "typ": "JWT"}, payload))
+    elif case == "no_jwk":
+        value = sf(key.sign({"alg": "ES256", "typ": "dbsc+jwt"}, payload))
+    elif case == "private_jwk":
+        priv = key.key.private_numbers().private_value
+        value = sf(key.sign({**header, "jwk": {**key.jwk, "d": "AA" + str(priv)[:8]}}, payload))
+    elif case == "jti_unknown":
+        value = sf(key.sign(header, {"jti": "not-a-challenge-we-issued"}))
+    elif case == "garbage":
+        value = sf("a.b.c")
+    elif case == "not_sf_string":
+        value = key.sign(header, payload)  # bare token, no quotes
+    elif case == "oversized":
+        value = sf(key.sign(header, {"jti": offer["challenge"], "pad": "x" * 20000}))
+    elif case == "small_rsa":
+        small = DeviceKey("RS256", rsa_bits=1024)
+        value = sf(small.proof(offer["challenge"], registration=True))
+    else:  # wrong_curve
+        value = sf(key.sign({**header, "jwk": {**key.jwk, "crv": "P-384"}}, payload))
+    resp = client.post(offer["path"], headers={"Secure-Session-Response": value})
+    assert 400 <= resp.status_code < 500 and resp.is_json
+    assert BOUND not in resp.headers.get("Set-Cookie", "")
+    assert client.get("/account").status_code == 200  # still a plain, unbound session
+    assert "Device-bound" not in client.get("/account").get_data(as_text=True)
+
+
+def test_registration_challenge_is_single_use_and_tied_to_its_session(app, client):
+    create_user(app)
+    create_user(app, "bob@example.com")
+    offer = parse_registration(login(client).headers["Secure-Session-Registration"])
+    bob = app.test_client()
+    login(bob, "bob@example.com")
+    key = DeviceKey()
+    proof = {"Secure-Session-Response": sf(key.proof(offer["challenge"], registration=True))}
+    # Bob's browser cannot use the challenge issued for Alice's session...
+    assert bob.post(offer["path"], headers=proof).status_code == 400
+    # ...Alice's can, once.
+    assert client.post(offer["path"], headers=proof).status_code == 200
+    assert client.post(offer["path"], headers=proof).status_code == 400
+
+
+def test_stale_registration_challenge_is_refused(app, client):
+    create_user(app)
+    offer = parse_registration(login(client).headers["Secure-Session-Registration"])
+    _advance(app, 301)
+    resp = client.post(offer["path"], headers={"Secure-Session-Response": sf(DeviceKey().proof(
+        offer["challenge"], registration=True))})
+    assert resp.status_code == 400 and resp.get_json()["error"] == "bad_challenge"
+
+
+def test_a_bound_session_cannot_be_rebound_to_another_key(app, client):
+    agent = _bound_login(app, client)
+    from authsvc.dbsc import service
+    from authsvc.sessions import token_hash
+
+    with app.app_context():
+        challenge = service().registration_challenge(token_hash(client.get_cookie(COOKIE).value))
+    resp = client.post("/dbsc/register", headers={"Secure-Session-Response": sf(DeviceKey().proof(
+        challenge, registration=True))})
+    assert resp.status_code == 409
+    assert agent.refresh().status_code == 200  # the original key still rules
+
+
+def test_refresh_proof_with_a_jwk_header_is_refused(app, client):
+    agent = _bound_login(app, client)
+    proof = agent.key.proof(agent.cached_challenge, registration=False, jwk=agent.key.jwk)
+    resp = client.post("/dbsc/refresh", headers={"Sec-Secure-Session-Id": sf(agent.session_id),
+                                                 "Secure-Session-Response": sf(proof)})
+    assert resp.status_code == 401  # MUST NOT be present on refresh: treated as a forged proof
+
+
+# --- the owner's path -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_register_refresh_and_use_a_bound_session(app, client, alg):
+    create_user(app)
+    resp = login(client)
+    offer = parse_registration(resp.headers["Secure-Session-Registration"])
+    assert offer["algorithms"] == ["ES256", "RS256"] and offer["path"] == "/dbsc/register"
+    agent = DbscAgent(client, COOKIE, alg)
+    reg = agent.register_from(resp)
+    body = reg.get_json()
+    assert reg.headers["Cache-Control"] == "no-store"
+    assert body["refresh_url"] == "/dbsc/refresh" and body["scope"]["include_site"] is False
+    assert body["credentials"] == [{"type": "cookie", "name": BOUND,
+                                    "attributes": "Path=/; Secure; HttpOnly; SameSite=Lax"}]
+    set_cookie = reg.headers["Set-Cookie"]
+    assert set_cookie.startswith(BOUND + "=") and "Max-Age=600" in set_cookie and "HttpOnly" in set_cookie
+    page = client.get("/account")
+    assert page.status_code == 200 and "Device-bound" in page.get_data(as_text=True)
+    # Minutes later the browser lets the short cookie expire and refreshes it with a proof.
+    _advance(app, 590)
+    client.delete_cookie(BOUND, domain="localhost")
+    assert client.get("/account").status_code == 302  # without it: refused, but the session lives on
+    first = client.post("/dbsc/refresh", headers={"Sec-Secure-Session-Id": sf(agent.session_id)})
+    assert first.status_code == 403  # no proof yet: here is a challenge
+    challenge, sid = parse_challenge(first.headers["Secure-Session-Challenge"])
+    assert sid == agent.session_id
+    assert agent.refresh(challenge=challenge).status_code == 200
+    assert client.get("/account").status_code == 200
+    assert _events(app, "session:dbsc:bound")
+
+
+def test_browsers_without_dbsc_keep_plain_sessions(app, client):
+    create_user(app)
+    resp = login(client)
+    assert "Secure-Session-Registration" in resp.headers  # offered; a browser that does not know it ignores it
+    assert client.get("/account").status_code == 200
+    token = client.get_cookie(COOKIE).value
+    assert app.test_client().get("/api/v1/session", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_api_login_gets_no_offer_and_dbsc_can_be_switched_off(make_app):
+    app = make_app(dbsc_enabled=False)
+    create_user(app)
+    client = app.test_client()
+    resp = login(client)
+    assert "Secure-Session-Registration" not in resp.headers
+    assert client.post("/dbsc/register").status_code == 404
