@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 
 from authsvc.dbsc.protocol import challenge_header, parse_sf_string, registration_header
 from authsvc.dbsc.service import MISSING, OK, REPLAY, DbscError, DbscService
@@ -74,10 +74,27 @@ def _end(user, sid: str, reason: str) -> None:
     """End a session caught in a DBSC violation: revoke it (and what it minted, via the revocation listeners) and
     audit it as a takeover signal."""
     s = _services()
-    s.sessions.revoke(user, sid, reason)
+    s.sessions.revoke(user, sid, reason)  # the revocation listeners end what the session minted (OAuth grants)
+    # A thief who copied the cookie jar holds the trusted-device cookie too: forget the marks, so the next sign-in
+    # asks for the second factor again.
+    forgotten = s.mfa.devices.revoke_all(user) if s.mfa is not None else 0
     s.audit.record("session:dbsc:violation", "failure", subject_id=user.id, ip=_ip(),
-                   user_agent=request.user_agent.string, reason=reason, details={"session": sid[:12], "takeover_signal": True})
+                   user_agent=request.user_agent.string, reason=reason, details={"session": sid[:12], "takeover_signal": True,
+                                            "trusted_devices_forgotten": forgotten})
     log.warning("DBSC violation (%s): session %s of user %s ended", reason, sid[:12], user.id)
+    alerts = getattr(s.login, "alerts", None)
+    if alerts is not None:
+        from authsvc.web.http import request_context
+
+        alerts.session_theft(user, request_context(), _WHAT.get(reason, "a device-bound session was misused"))
+
+
+_WHAT = {
+    "dbsc_cookie_replay": "a copy of the session's short-lived cookie was sent after it had expired",
+    "dbsc_bad_signature": "a request to renew the session was signed by a key other than your device's",
+    "dbsc_wrong_key": "a request to renew the session was signed by a key other than your device's",
+    "dbsc_jwk_on_refresh": "a request to renew the session tried to present a new key",
+}
 
 
 # --- the offer ----------------------------------------------------------------------------------------------------
@@ -92,18 +109,26 @@ def _new_session_token(resp) -> str | None:
 
 
 def _offer(resp):
-    """Every response that starts a session offers to bind it (one challenge per new session)."""
+    """Offer to bind: on every response that starts a session, and on pages of a session that is not bound yet
+    (a browser that missed or declined the first offer; at most one live challenge per session)."""
     svc = service()
     if svc is None or resp.status_code >= 400:
         return resp
-    token = _new_session_token(resp)
-    if token is None:
-        return resp
     from authsvc.sessions import token_hash
 
+    token = _new_session_token(resp)
     try:
-        challenge = svc.registration_challenge(token_hash(token))
-    except Exception:  # noqa: BLE001 - the offer is optional; the session was issued, never fail the login for it
+        if token is not None:
+            challenge = svc.registration_challenge(token_hash(token))
+        else:
+            info = g.get("authsvc_session")
+            if (info is None or info.binding or request.method != "GET" or resp.mimetype != "text/html"
+                    or g.get("authsvc_token") is None):
+                return resp
+            challenge = svc.renew_registration_challenge(info.id)
+            if challenge is None:
+                return resp
+    except Exception:  # noqa: BLE001 - the offer is optional; never fail the page or the login for it
         log.exception("DBSC registration offer skipped")
         return resp
     resp.headers["Secure-Session-Registration"] = registration_header(REGISTER_PATH, challenge)

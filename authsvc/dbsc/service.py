@@ -128,6 +128,13 @@ class DbscService:
         self._push(sid, "rc", challenge, 1)
         return challenge
 
+    def renew_registration_challenge(self, sid: str) -> str | None:
+        """A new registration challenge for an unbound session whose last one is missing or stale, else None."""
+        current = self.redis.hmget(_skey(sid), "rc", "bk")
+        if current[1] or (current[0] and self._fresh(current[0].split()[-1])):
+            return None
+        return self.registration_challenge(sid)
+
     def refresh_challenge(self, sid: str) -> str:
         challenge = self._challenge()
         self._push(sid, "ch", challenge, 3)

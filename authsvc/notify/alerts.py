@@ -23,3 +23,23 @@ class LoginAlerts:
             f"If it was NOT you, open this link: {link}\n"
             "It signs you out everywhere, forgets trusted devices and asks you to choose a new password.\n",
         )
+
+    def session_theft(self, user, ctx, what: str) -> None:
+        """A session was ended because it was used in a way only a copy could be (DBSC: a replayed short cookie or a
+        proof from a key that is not the device's). Sent whatever the new-sign-in setting: this is not a sign-in."""
+        token = self.tokens.issue("notme", user.id, 7 * 86400)
+        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        self.mailer.send(
+            user.email,
+            f"We ended a sign-in to your {self.settings.service_name} account",
+            "One of your sessions was used from a device that does not hold its key, so we ended it.\n\n"
+            f"  What happened: {what}\n  Seen from: {ctx.user_agent or 'unknown browser'}, "
+            f"IP address {ctx.ip or 'unknown'}\n\n"
+            "This usually means a copy of your sign-in cookie was taken from your computer (for example by malware "
+            "or a fake sign-in page) and someone tried to use it. The copy no longer works, and apps that signed in "
+            "through that session were signed out too.\n\n"
+            "What to do now:\n  - sign in again on your own device;\n  - check your devices and recent activity in "
+            "the security center;\n  - run a malware scan on the computer you used.\n\n"
+            f"If you think someone knows your password too, open this link: {link}\n"
+            "It signs you out everywhere, forgets trusted devices and asks you to choose a new password.\n",
+        )

@@ -4,6 +4,8 @@ Driven by ``tests/dbsc_client.py``, a user agent written from the W3C draft with
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -63,7 +65,13 @@ def test_stolen_cookies_replayed_after_the_short_cookie_expired_end_the_session(
     _advance(app, app.config["AUTHSVC"].dbsc_cookie_ttl + 60)
     assert thief.get("/account").status_code == 302
     ended = _events(app, "session:dbsc:violation")
-    assert ended and ended[0].reason == "dbsc_cookie_replay"
+    assert ended and ended[0].reason == "dbsc_cookie_replay" and json.loads(ended[0].details)["takeover_signal"] is True
+    # The owner is told in plain words, with the way out.
+    with app.app_context():
+        from authsvc.services import services
+
+        mails = [m for m in services().outbox.messages(to="alice@example.com") if "We ended a sign-in" in m.subject]
+    assert len(mails) == 1 and "expired" in mails[0].body and "/not-me/" in mails[0].body
     # Ended, not just refused: even the owner's device cannot refresh it any more.
     agent_resp = client.post("/dbsc/refresh", headers={"Sec-Secure-Session-Id": sf("x")})
     assert agent_resp.status_code == 401
@@ -255,3 +263,24 @@ def test_api_login_gets_no_offer_and_dbsc_can_be_switched_off(make_app):
     resp = login(client)
     assert "Secure-Session-Registration" not in resp.headers
     assert client.post("/dbsc/register").status_code == 404
+
+
+def test_ending_a_stolen_session_ends_the_oauth_tokens_it_minted(app, client):
+    from tests.functional.oauth_helpers import basic, get_code, redeem, register
+
+    agent = _bound_login(app, client)
+    assert agent.session_id
+    cid, secret = register(app)
+    code, verifier = get_code(client, cid)
+    issued = redeem(client, cid, secret, code, verifier).json
+    assert "refresh_token" in issued
+    thief = _thief(app, client)
+    thief.set_cookie(BOUND, client.get_cookie(BOUND).value, domain="localhost")
+    _advance(app, app.config["AUTHSVC"].dbsc_cookie_ttl + 60)
+    assert thief.get("/account").status_code == 302  # replay caught: the session ends...
+    rp = app.test_client()
+    r = rp.post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]},
+                headers=basic(cid, secret))
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant"  # ...and so does what it minted
+    intro = rp.post("/oauth2/introspect", data={"token": issued["access_token"]}, headers=basic(cid, secret))
+    assert intro.json["active"] is False

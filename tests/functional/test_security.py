@@ -15,7 +15,10 @@ def web_post_routes(app):
     out = []
     for rule in app.url_map.iter_rules():
         # /api/ and the OAuth machine endpoints (blueprint oauth_api) authenticate clients, never a cookie: no CSRF.
-        if "POST" in rule.methods and not rule.rule.startswith("/api/") and not rule.endpoint.startswith("oauth_api."):
+        # The DBSC endpoints are posted by the browser itself with a signed proof over a server challenge
+        # (tests/functional/test_dbsc.py refuses every forged or replayed proof), never by a form.
+        if "POST" in rule.methods and not rule.rule.startswith("/api/") and not rule.endpoint.startswith(
+                ("oauth_api.", "dbsc.")):
             # Fill every variable part, whatever its converter (<token>, <int:user_id>...), with a plausible value.
             url = re.sub(r"<int:[^>]+>", "1", rule.rule)
             url = re.sub(r"<(?:[a-z]+:)?[^>]+>", "x" * 43, url)
