@@ -145,7 +145,11 @@ def whoami():
     # GET requests are answered by authsvc.api.fastpath before Flask sees them; this route is the reference it must
     # match (tests compare the two) and serves HEAD and any deployment that mounts the Flask app without it.
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    found = services().sessions.check_light(token.strip()) if scheme.lower() == "bearer" else None
+    from authsvc.web.http import request_context
+
+    ctx = request_context()
+    found = (services().sessions.check_light(token.strip(), (ctx.ip, ctx.user_agent))
+             if scheme.lower() == "bearer" else None)
     if found is None:
         raise Unauthorized("Send a valid session token as 'Authorization: Bearer <token>'.")
     session, email = found

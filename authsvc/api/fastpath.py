@@ -31,6 +31,20 @@ class SessionCheckFastPath:
         self.app = app  # the Flask app (for its app context and services)
         self.wsgi_app = wsgi_app  # the next WSGI callable (Flask)
 
+    def _use(self, environ):
+        """(client IP, user agent) for continuous session risk, by the same trusted-proxy rule as Flask's pages."""
+        settings = self.app.config["AUTHSVC"]
+        ua = (environ.get("HTTP_USER_AGENT") or "")[:512] or None
+        if not settings.trusted_proxies:
+            from authsvc.web.http import canonical_ip
+
+            return canonical_ip(environ.get("REMOTE_ADDR")), ua
+        from werkzeug.wrappers import Request
+
+        from authsvc.web.http import client_ip
+
+        return client_ip(Request(environ), settings.trusted_proxies), ua
+
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "GET":
             return self.wsgi_app(environ, start_response)
@@ -42,7 +56,8 @@ class SessionCheckFastPath:
 
                 try:
                     sessions = self.app.extensions["authsvc"].sessions
-                    found = sessions.check_light(token.strip()) if scheme.lower() == "bearer" else None
+                    found = (sessions.check_light(token.strip(), self._use(environ))
+                             if scheme.lower() == "bearer" else None)
                 finally:
                     db.session.remove()
         except STORE_ERRORS as exc:

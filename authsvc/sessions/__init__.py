@@ -24,8 +24,11 @@ from authsvc.redis_scripts import ScriptCache
 
 # One round trip: read the session, enforce idle/absolute expiry against the caller's clock, touch last_seen and
 # re-arm the TTL to whichever deadline comes first. Only KEYS[1] is touched, so it runs unchanged on Redis Cluster.
+# It also returns what continuous session risk needs (authsvc.risk.drift): the birth context (b_*) and the count of
+# network changes within the parallel-use window (ARGV[4] = this use's network prefix, ARGV[5] = the window).
 _TOUCH = """
-local h = redis.call('HMGET', KEYS[1], 'uid', 'created', 'last_seen', 'aal', 'methods', 'bc')
+local h = redis.call('HMGET', KEYS[1], 'uid', 'created', 'last_seen', 'aal', 'methods', 'bc',
+                     'b_pfx', 'b_uaf', 'b_asn', 'b_cc', 'np', 'nsw', 'nsw_t')
 if not h[1] then return nil end
 local now = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
@@ -37,6 +40,15 @@ if now - last_seen > idle or now - created > absolute then
   return nil
 end
 redis.call('HSET', KEYS[1], 'last_seen', ARGV[1])
+if h[7] and ARGV[4] and ARGV[4] ~= '' and ARGV[4] ~= h[11] then
+  local n = tonumber(h[12] or '0')
+  local since = tonumber(h[13] or '0')
+  if now - since > tonumber(ARGV[5]) then n = 1; since = now else n = n + 1 end
+  redis.call('HSET', KEYS[1], 'np', ARGV[4], 'nsw', n, 'nsw_t', since)
+  h[12] = tostring(n)
+elseif h[13] and now - tonumber(h[13]) > tonumber(ARGV[5]) then
+  h[12] = '0'
+end
 local ttl = math.min(idle, absolute - (now - created))
 redis.call('PEXPIRE', KEYS[1], math.max(1, math.floor(ttl * 1000)))
 return h
@@ -95,6 +107,12 @@ class SessionService:
         self.revocation_listeners: list = []
         self.backstop_ttl = 5.0
         self._backstop: dict[str, tuple] = {}
+        # Continuous session risk (authsvc.risk.drift), wired by authsvc.services: ``context_of(ip, ua)`` gives the
+        # birth fields stored at issue, ``geo_of(ip)`` the ASN/country of a use that left the birth network, and
+        # ``drift_listener(user_id, sid, drift, ip, ua)`` audits and tells the owner after the session is ended.
+        self.context_of = None
+        self.geo_of = None
+        self.drift_listener = None
 
     def _revoked(self, user_id: int, sids: list[str]) -> None:
         for sid in sids:  # this process forgets its cached backstop answer at once; others within backstop_ttl
@@ -127,10 +145,12 @@ class SessionService:
         self.db.session.commit()
         ts = now.timestamp()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(_skey(sid), mapping={
-            "uid": user.id, "created": ts, "last_seen": ts, "ip": ip or "", "ua": ua,
-            "aal": aal, "methods": ",".join(methods),
-        })
+        fields = {"uid": user.id, "created": ts, "last_seen": ts, "ip": ip or "", "ua": ua,
+                  "aal": aal, "methods": ",".join(methods)}
+        if self.context_of is not None:
+            birth = self.context_of(ip, ua)
+            fields.update(birth, np=birth.get("b_pfx", ""), nsw=0, nsw_t=0)
+        pipe.hset(_skey(sid), mapping=fields)
         pipe.expire(_skey(sid), min(self.idle, self.absolute))
         pipe.sadd(_ukey(user.id), sid)
         pipe.expire(_ukey(user.id), self.absolute)
@@ -139,16 +159,63 @@ class SessionService:
         return IssuedSession(token, info, now + dt.timedelta(seconds=min(self.idle, self.absolute)))
 
     # --- check (hot path) --------------------------------------------------------------------------------------------
-    def check(self, token: str | None) -> tuple[SessionInfo, User] | None:
-        """Return the live session and its user, or None. Raises if a store is unreachable (→ 503)."""
+    def _touch(self, sid: str, now: float, ctx):
+        from authsvc.risk.drift import PARALLEL_WINDOW
+
+        prefix = ""
+        if ctx is not None and self.context_of is not None and ctx[0]:
+            from authsvc.defense import prefix_of
+
+            prefix = prefix_of(ctx[0]) or ""
+        return self._touch_script()(keys=[_skey(sid)], args=[repr(now), self.idle, self.absolute, prefix,
+                                                              PARALLEL_WINDOW]), prefix
+
+    def _drifted(self, uid: int, sid: str, raw, prefix: str, ctx, now: float) -> bool:
+        """Continuous session risk for one use: True when the session was ended for drift (authsvc.risk.drift)."""
+        b_pfx, b_uaf, b_asn, b_cc, _np, nsw = raw[6:12]
+        if ctx is None or not b_pfx:
+            return False  # born before drift scoring, or a caller with no request context
+        from authsvc.risk.drift import ALLOW, Birth, Use, assess, browser_key
+
+        ip, ua = ctx
+        asn = country = ""
+        if prefix and prefix != b_pfx and self.geo_of is not None:
+            g = self.geo_of(ip)
+            asn, country = (str(g.asn or ""), g.country or "") if g else ("", "")
+        drift = assess(Birth(b_pfx, b_uaf or "", b_asn or "", b_cc or "", float(raw[1])),
+                       Use(prefix, browser_key(ua), asn, country, now, int(nsw or 0)))
+        if drift.action == ALLOW:
+            return False
+        self._end(uid, sid, f"drift_{drift.action}:" + ",".join(r.code for r in drift.reasons))
+        if self.drift_listener is not None:
+            self.drift_listener(uid, sid, drift, ip, ua)
+        return True
+
+    def _end(self, uid: int, sid: str, reason: str) -> None:
+        self.db.session.execute(update(UserSession).where(
+            UserSession.id == sid, UserSession.user_id == uid, UserSession.revoked_at.is_(None))
+            .values(revoked_at=self.clock.now(), revoke_reason=reason[:64]))
+        self.db.session.commit()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(_skey(sid))
+        pipe.srem(_ukey(uid), sid)
+        pipe.execute()
+        self._revoked(uid, [sid])
+
+    def check(self, token: str | None, ctx: tuple[str | None, str | None] | None = None
+              ) -> tuple[SessionInfo, User] | None:
+        """Return the live session and its user, or None. Raises if a store is unreachable (→ 503).
+
+        ``ctx`` = (client IP, user agent) of this use: with it the use is scored for drift from the session's birth
+        context, and a session that drifted is ended (None)."""
         if not token or len(token) > 128:
             return None
         sid = token_hash(token)
         now = self.clock.timestamp()
-        raw = self._touch_script()(keys=[_skey(sid)], args=[repr(now), self.idle, self.absolute])
+        raw, prefix = self._touch(sid, now, ctx)
         if raw is None:
             return None
-        uid, created, last_seen, aal, methods, binding = raw
+        uid, created, last_seen, aal, methods, binding = raw[:6]
         row = self.db.session.execute(_CHECK_SQL, {"p_sid": sid}).first()
         if row is None:
             return None
@@ -158,11 +225,14 @@ class SessionService:
             # Redis still had it (lost deletion, restored snapshot): finish the job now.
             self.redis.delete(_skey(sid))
             return None
+        if self._drifted(user.id, sid, raw, prefix, ctx, now):
+            return None
         info = SessionInfo(sid, user.id, created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
                            None, None, int(aal), tuple(methods.split(",")) if methods else (), binding or None)
         return info, user
 
-    def check_light(self, token: str | None) -> tuple[SessionInfo, str] | None:
+    def check_light(self, token: str | None, ctx: tuple[str | None, str | None] | None = None
+                    ) -> tuple[SessionInfo, str] | None:
         """The hot path (API session check): the session and the user's e-mail, without loading ORM objects.
 
         Redis is consulted on every call, so a revocation (a Redis DEL) is seen at once. The SQL backstop (revoked
@@ -173,10 +243,11 @@ class SessionService:
         if not token or len(token) > 128:
             return None
         sid = token_hash(token)
-        raw = self._touch_script()(keys=[_skey(sid)], args=[repr(self.clock.timestamp()), self.idle, self.absolute])
+        now = self.clock.timestamp()
+        raw, prefix = self._touch(sid, now, ctx)
         if raw is None:
             return None
-        uid, created, last_seen, aal, methods, binding = raw
+        uid, created, last_seen, aal, methods, binding = raw[:6]
         if binding:
             return None  # a device-bound browser session is never a bearer token (a stolen cookie replayed as one)
         now_m = time.monotonic()
@@ -197,6 +268,9 @@ class SessionService:
         _, ok, email, created_at = hit
         if not ok:
             self.redis.delete(_skey(sid))
+            return None
+        if self._drifted(int(uid), sid, raw, prefix, ctx, now):
+            self._backstop.pop(sid, None)
             return None
         info = SessionInfo(sid, int(uid), created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
                            None, None, int(aal), tuple(methods.split(",")) if methods else ())

@@ -9,9 +9,17 @@ from flask import abort, current_app, g, redirect, request, url_for
 from authsvc.services import services
 
 
+def _use_context():
+    """(client IP, user agent) of this request: what continuous session risk compares with the session's birth."""
+    from authsvc.web.http import request_context
+
+    ctx = request_context()
+    return ctx.ip, ctx.user_agent
+
+
 def _load(token: str | None, *, via_cookie: bool = False):
     if "authsvc_session" not in g:
-        found = services().sessions.check(token) if token else None
+        found = services().sessions.check(token, _use_context()) if token else None
         if found is not None and found[0].binding:
             # Device-bound (DBSC): the login cookie alone is not enough — the short cookie only the bound key can
             # renew must come with it, and a bound session is never accepted as a bearer token.
@@ -31,7 +39,7 @@ def cookie_session_unbound():
     """The login cookie's session without the DBSC short-cookie rule: only for the DBSC endpoints, which prove
     possession of the key themselves. (SessionInfo, User) or None."""
     token = request.cookies.get(current_app.config["AUTHSVC"].session_cookie_name)
-    return services().sessions.check(token) if token else None
+    return services().sessions.check(token, _use_context()) if token else None
 
 
 def bearer_session():

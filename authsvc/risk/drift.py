@@ -1,0 +1,95 @@
+"""Continuous session risk: is this use of a session still the browser that signed in?
+
+A session remembers the context it was born in (network prefix, ASN, country, browser family + OS); every use is
+compared with it and with the previous use. This is the risk engine's judgement applied after the login, with the
+same plain-words reasons as the login receipts. Pure function, no I/O: the session check gathers the fields in the
+one Redis round trip it already makes.
+
+Decisions (most severe wins):
+
+| what | action | why |
+|---|---|---|
+| another browser family or OS than the session was born in | ``end`` | a cookie copied into another browser (infostealer loot); a browser update keeps family and OS |
+| ``PARALLEL_SWITCHES`` changes of network within ``PARALLEL_WINDOW`` seconds | ``end`` | two places taking turns: owner + thief (a phone leaving and re-joining Wi-Fi makes one or two) |
+| a new ASN within ``AITM_WINDOW`` seconds of the sign-in | ``reauth`` | the phishing-proxy signature: the proxy logs in, the attacker replays the cookie from home minutes later |
+| a country other than the session's birth country | ``reauth`` | a session stolen and used abroad; the owner travelling signs in again once |
+
+``reauth`` ends the session without calling it theft: the next sign-in goes through the whole pipeline (throttles,
+risk score, second factor when the score asks), which is the step-up. ``end`` is a takeover signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AITM_WINDOW = 15 * 60
+PARALLEL_WINDOW = 120
+PARALLEL_SWITCHES = 3
+
+ALLOW, REAUTH, END = "allow", "reauth", "end"
+_RANK = {ALLOW: 0, REAUTH: 1, END: 2}
+
+
+@dataclass(frozen=True)
+class Birth:
+    prefix: str = ""
+    browser: str = ""  # "Chrome|Windows": family and OS family, no versions
+    asn: str = ""
+    country: str = ""
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class Use:
+    prefix: str = ""
+    browser: str = ""
+    asn: str = ""  # filled by the caller only when the prefix differs from the birth prefix (the rare path)
+    country: str = ""
+    now: float = 0.0
+    switches: int = 0  # changes of network within the current PARALLEL_WINDOW, this use included
+
+
+@dataclass(frozen=True)
+class DriftReason:
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Drift:
+    action: str
+    reasons: tuple[DriftReason, ...] = ()
+
+
+def assess(birth: Birth, use: Use) -> Drift:
+    reasons: list[tuple[str, DriftReason]] = []
+    if birth.browser and use.browser and use.browser != birth.browser:
+        was, now = birth.browser.replace("|", " on "), use.browser.replace("|", " on ")
+        reasons.append((END, DriftReason("browser_changed",
+                                         f"the session was signed in with {was} and then used from {now}")))
+    if use.switches >= PARALLEL_SWITCHES:
+        reasons.append((END, DriftReason("two_networks",
+                                         "the session was used from two networks at the same time")))
+    moved = bool(use.prefix and birth.prefix and use.prefix != birth.prefix)
+    if moved and birth.asn and use.asn and use.asn != birth.asn and use.now - birth.created <= AITM_WINDOW:
+        minutes = max(1, int((use.now - birth.created) // 60))
+        reasons.append((REAUTH, DriftReason(
+            "new_network_soon", f"the session moved to another provider's network {minutes} min after sign-in")))
+    if moved and birth.country and use.country and use.country != birth.country:
+        reasons.append((REAUTH, DriftReason(
+            "new_country", f"the session was signed in from {birth.country} and then used from {use.country}")))
+    if not reasons:
+        return Drift(ALLOW)
+    action = max((a for a, _ in reasons), key=_RANK.__getitem__)
+    return Drift(action, tuple(r for _, r in reasons))
+
+
+def browser_key(user_agent: str | None) -> str:
+    """Browser family and OS family of a user agent (versions left out: updates must not look like theft)."""
+    if not user_agent:
+        return ""
+    from authsvc.risk.ua import parse_ua
+
+    info = parse_ua(user_agent[:512])
+    os_family = info.os.split(" ")[0] if info.os else "Other"
+    return f"{info.browser_family}|{os_family}"

@@ -1,0 +1,57 @@
+"""Continuous session risk: the drift decision table, one row per case, owners' ordinary moves included."""
+
+import pytest
+
+from authsvc.risk.drift import AITM_WINDOW, END, REAUTH, ALLOW, Birth, Use, assess, browser_key
+
+T0 = 1_800_000_000.0
+BIRTH = Birth(prefix="198.51.100.0/24", browser="Chrome|Windows", asn="AS3320", country="DE", created=T0)
+
+CHROME_WIN = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/141.0.0.0 Safari/537.36"
+CHROME_WIN_NEWER = CHROME_WIN.replace("141.0.0.0", "142.0.0.0")
+FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
+
+
+@pytest.mark.parametrize("use,action,code", [
+    (Use(prefix=BIRTH.prefix, browser="Chrome|Windows", now=T0 + 60), ALLOW, None),
+    # A browser update changes the version only.
+    (Use(prefix=BIRTH.prefix, browser="Chrome|Windows", now=T0 + 86000), ALLOW, None),
+    (Use(prefix=BIRTH.prefix, browser="Firefox|Linux", now=T0 + 60), END, "browser_changed"),
+    # The phishing-proxy signature: another provider's network minutes after the sign-in.
+    (Use(prefix="203.0.113.0/24", browser="Chrome|Windows", asn="AS14061", country="DE", now=T0 + 300),
+     REAUTH, "new_network_soon"),
+    # The same move hours later (home → office) is the owner's day.
+    (Use(prefix="203.0.113.0/24", browser="Chrome|Windows", asn="AS14061", country="DE", now=T0 + AITM_WINDOW + 60),
+     ALLOW, None),
+    # Another /24 of the same provider minutes later (carrier NAT, DHCP) is not a move between providers.
+    (Use(prefix="198.51.101.0/24", browser="Chrome|Windows", asn="AS3320", country="DE", now=T0 + 120), ALLOW, None),
+    (Use(prefix="192.0.2.0/24", browser="Chrome|Windows", asn="AS3320", country="BR", now=T0 + 40000),
+     REAUTH, "new_country"),
+    (Use(prefix="192.0.2.0/24", browser="Chrome|Windows", asn="AS3320", country="DE", now=T0 + 500, switches=3),
+     END, "two_networks"),
+    # A phone leaving Wi-Fi and coming back: two switches.
+    (Use(prefix=BIRTH.prefix, browser="Chrome|Windows", asn="AS3320", country="DE", now=T0 + 500, switches=2),
+     ALLOW, None),
+])
+def test_drift_table(use, action, code):
+    d = assess(BIRTH, use)
+    assert d.action == action
+    assert (d.reasons[0].code if d.reasons else None) == code
+
+
+def test_most_severe_wins_and_every_reason_is_kept():
+    d = assess(BIRTH, Use(prefix="192.0.2.0/24", browser="Firefox|Linux", asn="AS1", country="BR", now=T0 + 60))
+    assert d.action == END
+    assert {r.code for r in d.reasons} == {"browser_changed", "new_network_soon", "new_country"}
+    assert all(r.text and "risk score" not in r.text for r in d.reasons)
+
+
+def test_sessions_born_without_context_are_never_judged_on_it():
+    assert assess(Birth(), Use(prefix="192.0.2.0/24", browser="Firefox|Linux", asn="AS1", country="BR",
+                               now=T0)).action == ALLOW
+
+
+def test_browser_key_ignores_versions():
+    assert browser_key(CHROME_WIN) == browser_key(CHROME_WIN_NEWER) == "Chrome|Windows"
+    assert browser_key(FIREFOX_LINUX) == "Firefox|Linux"
+    assert browser_key(None) == ""
