@@ -355,5 +355,6 @@ class RedisThrottle:
         r.delete(f"th:{{a:{acct}}}:c", f"th:{{a:{acct}}}:fu", f"th:{{a:{acct}}}:lu", f"th:{{a:{acct}}}:ff",
                  f"th:{{a:{acct}}}:lf")
         if pairs:
-            for key in list(r.scan_iter(match=f"th:{{p:{acct}:*}}", count=1000)):
-                r.delete(key)
+            for pattern in (f"th:{{p:{acct}:*}}", f"th:{{pk:{acct}:*}}"):  # account×IP, and correct-password stops
+                for key in list(r.scan_iter(match=pattern, count=1000)):
+                    r.delete(key)

@@ -302,3 +302,27 @@ def test_asn_file_list_with_a_missing_file_is_a_clear_config_error(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_settings({"risk_asn_file": f"{tmp_path}/nope.csv.gz"}, environ={})
     assert exc.value.setting == "AUTHSVC_RISK_ASN_FILE" and "nope.csv.gz" in str(exc.value)
+
+
+def test_admin_sees_and_unlocks_the_correct_password_block(make_app):
+    from tests.functional.admin_helpers import admin_client
+    from tests.functional.helpers import form_post
+
+    import dataclasses
+
+    from authsvc.services import services
+
+    app = make_app(throttle_proven_limit=2)
+    admin = admin_client(app)
+    with app.app_context():  # from now on the risk engine denies every sign-in (the admin is already in)
+        engine = services().login.risk.engine
+        engine.config = dataclasses.replace(engine.config, step_up_threshold=-1000, deny_threshold=-999)
+    uid = create_user(app, email="bob@example.com")
+    for _ in range(2):
+        assert attempt(app, "bob@example.com", PASSWORD, "198.51.100.7").status_code == 403
+    assert attempt(app, "bob@example.com", PASSWORD, "198.51.100.7").status_code == 429
+    html = admin.get("/admin/attacks").get_data(as_text=True)
+    assert "correct password stopped" in html
+    r = form_post(admin, f"/admin/users/{uid}", {}, post_url=f"/admin/users/{uid}/unlock")
+    assert r.status_code == 302
+    assert attempt(app, "bob@example.com", PASSWORD, "198.51.100.7").status_code == 403  # counted afresh
