@@ -70,6 +70,20 @@ class MfaStore:
     def clear_failures(self, user_id: int) -> None:
         self.redis.delete(self._fail_key(user_id))
 
+    # --- consecutive wrong TOTP codes, across windows (reset by a right code, a recovery code or a password reset) --
+    @staticmethod
+    def _miss_key(user_id: int) -> str:
+        return f"mfa:miss:{{u{user_id}}}"
+
+    def count_miss(self, user_id: int, ttl: int = 90 * 86400) -> int:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.incr(self._miss_key(user_id))
+        pipe.expire(self._miss_key(user_id), ttl)
+        return int(pipe.execute()[0])
+
+    def clear_misses(self, user_id: int) -> None:
+        self.redis.delete(self._miss_key(user_id))
+
     # --- TOTP steps ---------------------------------------------------------------------------------------------
     def claim_totp_step(self, user_id: int, step: int, ttl: int = 180) -> bool:
         return bool(self._script("claim", _CLAIM_STEP)(keys=[f"mfa:totp:{{u{user_id}}}:last"], args=[step, ttl]))

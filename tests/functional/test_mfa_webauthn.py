@@ -184,7 +184,8 @@ def test_removing_a_key_needs_fresh_auth_and_notifies(wa_app):
     create_user(wa_app)
     client = wa_app.test_client()
     login(client)
-    _register(wa_app, client, SoftAuthenticator(origin=ORIGIN), name="Phone")
+    auth = SoftAuthenticator(origin=ORIGIN)
+    _register(wa_app, client, auth, name="Phone")
     from authsvc.extensions import db
     from authsvc.models import WebAuthnCredential
     from authsvc.services import services
@@ -194,7 +195,17 @@ def test_removing_a_key_needs_fresh_auth_and_notifies(wa_app):
         cred_id = db.session.execute(db.select(WebAuthnCredential.id)).scalar_one()
     page = client.get("/account").get_data(as_text=True)
     assert "Phone" in page
-    resp = client.post(f"/mfa/webauthn/{cred_id}/remove", data={"csrf_token": csrf_token(page)})
+    # the session proved only the password, and the account now has a second factor: prove it first
+    stale = client.post(f"/mfa/webauthn/{cred_id}/remove", data={"csrf_token": csrf_token(page), "confirm": "yes"})
+    assert stale.status_code == 302 and stale.headers["Location"].startswith("/mfa/step-up")
+    token = meta_csrf(client.get(stale.headers["Location"]).get_data(as_text=True))
+    opts = post_json(client, "/mfa/webauthn/authenticate/options", {"flow": "step-up"}, token).get_json()
+    assert post_json(client, "/mfa/webauthn/authenticate/verify",
+                     {"flow": "step-up", "credential": auth.get(opts), "next": "/account"}, token).status_code == 200
+    page = client.get("/account").get_data(as_text=True)
+    ask = client.post(f"/mfa/webauthn/{cred_id}/remove", data={"csrf_token": csrf_token(page)})
+    assert ask.status_code == 200 and "Remove “Phone”?" in ask.get_data(as_text=True)  # a question first
+    resp = client.post(f"/mfa/webauthn/{cred_id}/remove", data={"csrf_token": csrf_token(page), "confirm": "yes"})
     assert resp.status_code == 302 and resp.headers["Location"] == "/account"
     with wa_app.app_context():
         assert db.session.execute(db.select(WebAuthnCredential)).first() is None
