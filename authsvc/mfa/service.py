@@ -313,7 +313,8 @@ class MfaService:
         if ok:
             self._notify(user, "Authenticator app added",
                          f"An authenticator app was added to your {self._service()} account "
-                         f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+                         f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now."
+                         + self._unconfirmed_advice(aal))
         return ok
 
     def remove_totp(self, user: User, ctx: RequestContext) -> bool:
@@ -344,7 +345,8 @@ class MfaService:
         self._audit("mfa:webauthn:register", "success", user, ctx, details={"credential": row.id, "name": row.name})
         self._notify(user, "Security key or passkey added",
                      f"The security key or passkey “{row.name}” was added to your {self._service()} account "
-                     f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+                     f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now."
+                     + self._unconfirmed_advice(aal))
         return row
 
     def remove_webauthn(self, user: User, cred_id: int, ctx: RequestContext) -> bool:
@@ -475,6 +477,13 @@ class MfaService:
         return True
 
     # --- plumbing -------------------------------------------------------------------------------------------------------
+    def _unconfirmed_advice(self, aal: int) -> str:
+        if aal >= 2 or self.settings.unconfirmed_days <= 0:
+            return ""
+        days = self.settings.unconfirmed_days
+        return (f" Only your password vouched for it, so a password reset in the next {days} day"
+                f"{'s' if days != 1 else ''} removes it again.")
+
     def _service(self) -> str:
         return self.settings.totp_issuer
 
