@@ -112,8 +112,11 @@ def test_wasnt_me_removes_the_attackers_passkey_and_the_owner_is_not_stuck(wa_ap
     assert "signed you out everywhere" in mail.body and "switched off your password" in mail.body
 
     _owner_resets(wa_app)
-    signed_in = login(_client(wa_app, OWNER_IP), password=NEW_PASSWORD)
+    owner = _client(wa_app, OWNER_IP)
+    signed_in = login(owner, password=NEW_PASSWORD)
     assert signed_in.headers["Location"] == "/account"  # not a second-factor page whose only factor is the attacker's
+    _register_passkey(owner, SoftAuthenticator(origin=ORIGIN), name="Owner laptop")  # and can enrol again
+    assert [r.name for r in _factor_rows(wa_app)["webauthn"]] == ["Owner laptop"]
 
 
 def test_wasnt_me_removes_totp_planted_after_the_reported_sign_in(app):
