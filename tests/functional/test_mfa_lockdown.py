@@ -110,6 +110,12 @@ def test_wasnt_me_removes_the_attackers_passkey_and_the_owner_is_not_stuck(wa_ap
     assert "Attacker key" in mail.body and "/reset/" in mail.body
     assert "ignore this message" not in mail.body and "password stays" not in mail.body
     assert "signed you out everywhere" in mail.body and "switched off your password" in mail.body
+    from authsvc.extensions import db
+    from authsvc.models import SecurityEvent
+
+    with wa_app.app_context():
+        ev = db.session.execute(db.select(SecurityEvent).where(SecurityEvent.tag == "mfa:factors:removed")).scalars()
+        assert [e.reason for e in ev] == ["reported compromise"]
 
     _owner_resets(wa_app)
     owner = _client(wa_app, OWNER_IP)
