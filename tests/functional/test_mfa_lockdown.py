@@ -261,3 +261,26 @@ def test_removing_totp_and_new_recovery_codes_ask_for_confirmation(app, client):
         assert r.status_code == 200 and words in html, url
         assert 'name="confirm" value="yes"' in html
     assert len(_factor_rows(app)["totp"]) == 1 and _factor_rows(app)["recovery"] == []
+
+
+def test_password_reset_forgets_remembered_devices_and_treats_pre_migration_factors_as_unconfirmed(app):
+    """Rows from before ``enrolled_aal`` existed (NULL) count as password-only while recent; remembered browsers
+    are forgotten by every reset."""
+    uid = create_user(app)
+    secret = enrol_totp(app, uid)
+    client = app.test_client()
+    login(client)
+    assert submit_totp(client, current_code(app, secret), remember=True).status_code == 302
+    from authsvc.extensions import db
+    from authsvc.models import TotpCredential, User
+    from authsvc.services import services
+
+    with app.app_context():
+        db.session.get(TotpCredential, uid).enrolled_aal = None
+        db.session.commit()
+        assert len(services().mfa.devices.list_for(db.session.get(User, uid))) == 1
+    form_post(_client(app, OWNER_IP), "/reset", {"email": "alice@example.com"})
+    _owner_resets(app)
+    with app.app_context():
+        assert services().mfa.devices.list_for(db.session.get(User, uid)) == []
+    assert _factor_rows(app)["totp"] == []
