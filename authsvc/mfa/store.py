@@ -19,6 +19,13 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 
+# Count a consecutive miss; the count lives ARGV[1] seconds after the last miss (one key, atomic).
+_MISS = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+
 # Claim a TOTP time step: accept only a step newer than the last accepted one. Atomic, so two requests carrying the
 # same code at the same moment cannot both win; monotonic, so an older (observed) code is refused as well.
 _CLAIM_STEP = """
@@ -76,10 +83,7 @@ class MfaStore:
         return f"mfa:miss:{{u{user_id}}}"
 
     def count_miss(self, user_id: int, ttl: int = 90 * 86400) -> int:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(self._miss_key(user_id))
-        pipe.expire(self._miss_key(user_id), ttl)
-        return int(pipe.execute()[0])
+        return int(self._script("miss", _MISS)(keys=[self._miss_key(user_id)], args=[ttl]))
 
     def clear_misses(self, user_id: int) -> None:
         self.redis.delete(self._miss_key(user_id))
