@@ -119,6 +119,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     mfa.login = login  # an MFA-completed login finishes through the same last stage (session, receipts, alerts)
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
+    accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
                     throttle, ActivityService(db), mfa)
 
