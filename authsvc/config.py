@@ -74,11 +74,21 @@ class Settings:
     throttle_asn_window: int = 3600
     spray_min_accounts: int = 10  # one IP/prefix failing on ≥ this many distinct accounts...
     spray_min_failures: int = 20  # ...with ≥ this many failures within spray_window → spray
-    spray_unknown_share: float = 0.5  # or this share of failures naming accounts that do not exist
+    # ...or when distinct addresses are at least this share of its failures (a list, not a typo). Named for what it
+    # once counted (unknown accounts); existence is no longer used: it made the source's block an existence oracle.
+    spray_unknown_share: float = 0.5
     spray_window: int = 1800
     spray_block: int = 1800
     password_spray_accounts: int = 5  # one wrong password failing on ≥ this many accounts → sprayed password
     password_spray_window: int = 600
+    throttle_prefix32_limit: int = 3000  # failures per IPv6 /32 (one provider's allocation: many /48s)
+    throttle_prefix32_window: int = 3600
+    # The right password, then refused by the risk engine or stopped at the second factor: per account × network
+    # (/24, /48) at most this many in the window, then 429 before hashing (and no more receipts/audit rows).
+    throttle_proven_limit: int = 10
+    throttle_proven_window: int = 900
+    proven_notice_after: int = 3  # MFA stops from one network before the owner is told (a risk deny: at once)
+    proven_notice_interval: int = 86400  # at most one "your password was used" notice per account in this time
     account_lockout_threshold: int = 10  # failures from unfamiliar places before a growing delay (smart lockout)
     account_familiar_threshold: int = 20  # familiar devices/locations have their own, larger budget
     account_lockout_base: int = 60  # seconds; doubles with each further threshold crossing, up to an hour
@@ -91,7 +101,8 @@ class Settings:
 
     # --- risk engine (authsvc/risk; docs/RISK.md) ------------------------------------------------------------------
     risk_enabled: bool = True
-    risk_asn_file: str | None = None  # IP→ASN: a MaxMind-DB .mmdb, or CSV ranges (start,end,asn[,name]), .gz ok
+    risk_asn_file: str | None = None  # IP→ASN, comma-separated list: CSV ranges (start,end,asn[,name], .gz ok; e.g.
+    # one IPv4 and one IPv6 file) and/or one MaxMind-DB .mmdb
     risk_country_file: str | None = None  # IP→country MaxMind-DB; without files the engine falls back to prefixes
     risk_step_up_threshold: float = -1.0  # score (natural-log units) at which a second factor is asked for
     risk_deny_threshold: float = 7.0  # score at which the login is refused even with the right password
@@ -147,6 +158,9 @@ class Settings:
             ("max_content_length", self.max_content_length >= 1024, "must be ≥ 1024 bytes"),
             ("account_failure_cap", 1 <= self.account_failure_cap <= 100, "must be between 1 and 100 (NIST)"),
             ("spray_unknown_share", 0 < self.spray_unknown_share <= 1, "must be in (0, 1]"),
+            ("throttle_proven_limit", self.throttle_proven_limit >= 1, "must be ≥ 1"),
+            ("proven_notice_after", self.proven_notice_after >= 1, "must be ≥ 1"),
+            ("throttle_prefix32_limit", self.throttle_prefix32_limit >= 1, "must be ≥ 1"),
             ("session_cookie_name", self.session_cookie_name.startswith("__Host-"), "must start with __Host-"),
             ("dbsc_cookie_ttl", 60 <= self.dbsc_cookie_ttl <= 3600, "must be between 60 and 3600 seconds"),
             ("base_url", self.base_url.startswith(("http://", "https://")), "must be an http(s) URL"),
@@ -162,6 +176,11 @@ class Settings:
                     raise ConfigError(env_name(field_name), f"{cidr!r} is not an IP network") from None
         if self.metrics_token is not None and len(self.metrics_token) < 32:
             raise ConfigError(env_name("metrics_token"), "use at least 32 characters (e.g. openssl rand -hex 32)")
+        for path in asn_files(self.risk_asn_file):
+            if not os.path.isfile(path):
+                raise ConfigError(env_name("risk_asn_file"), f"{path!r} is not a readable file")
+        if sum(p.endswith(".mmdb") for p in asn_files(self.risk_asn_file)) > 1:
+            raise ConfigError(env_name("risk_asn_file"), "list at most one .mmdb file (CSV range files: any number)")
         if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError(env_name("database_url"), "only sqlite:// and postgresql:// URLs are supported")
         if self.redis_mode not in ("standalone", "cluster", "sentinel"):
@@ -173,6 +192,11 @@ class Settings:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(env_name("redis_url"), "must be a redis://, rediss:// or unix:// URL")
         return self
+
+
+def asn_files(setting: str | None) -> list[str]:
+    """``risk_asn_file`` is a comma-separated list (e.g. an IPv4 and an IPv6 range file)."""
+    return [p.strip() for p in (setting or "").split(",") if p.strip()]
 
 
 def env_name(field_name: str) -> str:

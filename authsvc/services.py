@@ -13,7 +13,7 @@ from authsvc.accounts.service import AccountService
 from authsvc.accounts.tokens import EmailTokenService
 from authsvc.audit import AuditLog
 from authsvc.clock import Clock
-from authsvc.config import Settings
+from authsvc.config import Settings, asn_files
 from authsvc.defense import NullThrottle, RedisThrottle
 from authsvc.extensions import RedisExtension, db
 from authsvc.mfa import build_mfa
@@ -63,10 +63,10 @@ def _risk_scorer(app: Flask, settings: Settings, mfa):
 
     geo = None
     if settings.risk_asn_file or settings.risk_country_file:
-        asn = settings.risk_asn_file
-        is_mmdb = bool(asn and asn.endswith(".mmdb"))
-        geo = GeoResolver(asn_csv=None if is_mmdb else asn, asn_mmdb=asn if is_mmdb else None,
-                          country_mmdb=settings.risk_country_file)
+        files = asn_files(settings.risk_asn_file)  # comma-separated: IPv4 and IPv6 CSVs, at most one .mmdb
+        mmdb = [f for f in files if f.endswith(".mmdb")]
+        geo = GeoResolver(asn_csv=[f for f in files if not f.endswith(".mmdb")] or None,
+                          asn_mmdb=mmdb[0] if mmdb else None, country_mmdb=settings.risk_country_file)
     config = RiskConfig(step_up_threshold=settings.risk_step_up_threshold,
                         deny_threshold=settings.risk_deny_threshold)
     store = RedisRiskStore(lambda: RedisExtension.client_for(app), max_entries=config.history_max_entries,
@@ -119,6 +119,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     mfa.login = login  # an MFA-completed login finishes through the same last stage (session, receipts, alerts)
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
+    accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
                     throttle, ActivityService(db), mfa)
 

@@ -165,6 +165,7 @@ class LoginService:
         # 5. Risk decision with reasons.
         decision = self.risk.score(user, ctx, breached=breached, velocity=verdict.counts)
         if decision.action == "deny":
+            self._proven_stop(email, user, ctx, denied=True)  # throttled per account × network; owner told
             self._event(user, ctx, "denied", decision)
             self.audit.record("account:login:denied", "failure", subject_id=user.id, ip=ctx.ip,
                               user_agent=ctx.user_agent, reason="; ".join(r.text for r in decision.reasons)[:255],
@@ -175,6 +176,7 @@ class LoginService:
         #    trusted device skipping it, a step-up no factor can meet) is written with this login's own events.
         notes: list[dict] = []
         if self.mfa.required(user, decision, ctx, defer=notes):  # ctx: a trusted device may skip it
+            self._proven_stop(email, user, ctx, denied=False)
             self._event(user, ctx, "mfa_required", decision, commit=False)
             self.audit.record_many(notes + [dict(
                 tag="account:login:mfa_required", outcome="info", subject_id=user.id, ip=ctx.ip,
@@ -209,6 +211,16 @@ class LoginService:
             self.alerts.new_sign_in(user, ctx, decision)
         return LoginResult(SUCCESS, user=user, token=issued.token, session=issued, decision=decision,
                            must_change_password=user.must_change_password, reasons=list(decision.reasons))
+
+    def _proven_stop(self, email: str, user: User, ctx: RequestContext, *, denied: bool) -> None:
+        """The right password that gets no session (risk deny, second factor): count it per account × network, so a
+        flood of them is refused before hashing (the precheck) and writes no rows; tell the owner, once, that someone
+        has their password (issue 19). Beyond the limit (parallel requests that all passed the precheck): 429."""
+        seen = self.throttle.record_proven_stop(email, ctx, denied=denied)
+        if seen.get("notify") and self.alerts is not None:
+            self.alerts.password_used(user, ctx, denied=denied)
+        if seen.get("over"):
+            raise Throttled(seen.get("retry_after", 1), "account_password_stopped")
 
     # --- receipts -----------------------------------------------------------------------------------------------------
     def _event(self, user: User, ctx: RequestContext, outcome: str, decision: Decision | None = None, *,

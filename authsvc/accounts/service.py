@@ -52,6 +52,8 @@ class AccountService:
         # Called with the user when the owner reports a compromise ("this wasn't me"): other parts forget what
         # they trust about the account (trusted devices, OAuth grants). Sessions are ended here directly.
         self.lockdown_listeners: list = []
+        # The MfaService (set in services.py): lockdown and reset remove factors an attacker may have planted.
+        self.factors = None
 
     def _link(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + path
@@ -168,11 +170,31 @@ class AccountService:
         self.sessions.revoke_all(user, "password_reset")
         if self.throttle is not None:
             self.throttle.clear_account(user.email)  # the mailbox was the stronger proof NIST asks for
+        # Factors only the old password vouched for (an attacker may have planted them) go; see MfaService.
+        review = self.factors.on_password_reset(user, ctx) if self.factors is not None else None
         self.audit.record("account:reset:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
-                          user_agent=ctx.user_agent)
+                          user_agent=ctx.user_agent,
+                          details={"factors_removed": review.removed} if review and review.removed else None)
         self.mailer.send(user.email, f"Your {self.settings.service_name} password was reset",
-                         "Your password was reset and every session was signed out.\n")
+                         "Your password was reset and every session was signed out. Browsers that were remembered "
+                         "for two-step verification will ask for it again.\n" + self._factor_notice(review))
         return user
+
+    def _factor_notice(self, review) -> str:
+        """The part of a reset or lockdown e-mail that says which sign-in methods were removed and which remain."""
+        if review is None:
+            return ""
+        text = ""
+        if review.removed:
+            text += ("\nWe also removed these sign-in methods. They were added recently with nothing but your "
+                     "password as proof, so whoever had your password may have added them:\n"
+                     + "".join(f"  - {r}\n" for r in review.removed)
+                     + f"If you added them yourself, add them again on your account page: {self._link('/account')}\n")
+        if review.kept:
+            text += ("\nThese sign-in methods remain on your account. If you do not recognise one, remove it on "
+                     f"your account page ({self._link('/account')}):\n" + "".join(f"  - {k}\n" for k in review.kept))
+        text += f"\nReview your recent sign-ins: {self._link('/account/activity')}\n"
+        return text
 
     # --- "this wasn't me" ------------------------------------------------------------------------------------------
     def report_not_me(self, token: str, ctx: RequestContext) -> User | None:
@@ -190,10 +212,34 @@ class AccountService:
         ended = self.sessions.revoke_all(user, "reported_compromise")
         for listener in self.lockdown_listeners:
             listener(user)
+        # Factors added since the reported sign-in (the link was minted with it) go: a passkey signs in by itself.
+        review = self.factors.on_lockdown(user, row.created_at, ctx) if self.factors is not None else None
+        details = {"sessions_ended": ended}
+        if review is not None:
+            details["factors_removed"] = review.removed
         self.audit.record("account:compromise:reported", "success", actor_id=user.id, subject_id=user.id,
-                          ip=ctx.ip, user_agent=ctx.user_agent, details={"sessions_ended": ended})
-        self.request_reset(user.email, ctx)
+                          ip=ctx.ip, user_agent=ctx.user_agent, details=details)
+        self._lockdown_mail(user, ended, review)
         return user
+
+    def _lockdown_mail(self, user: User, ended: int, review) -> None:
+        """What happened and what to do next, with the link to choose a new password (not the reset-request text:
+        "ignore this message, your password stays" is false after a lockdown)."""
+        self.tokens.invalidate("reset", user.id)  # only the newest link works
+        token = self.tokens.issue("reset", user.id, self.settings.reset_token_ttl)
+        minutes = max(1, self.settings.reset_token_ttl // 60)
+        self.mailer.send(
+            user.email, f"Your {self.settings.service_name} account is locked down",
+            "You told us a sign-in to your account was not you. We have:\n"
+            f"  - signed you out everywhere ({ended} session{'s' if ended != 1 else ''} ended);\n"
+            "  - switched off your password: nobody can sign in with it any more;\n"
+            "  - forgotten every browser remembered for two-step verification.\n"
+            + self._factor_notice(review)
+            + f"\nWhat to do now:\n  1. Choose a new password with this link (valid for {minutes} minutes; "
+            f"after that, ask for a new one at {self._link('/reset')}):\n     {self._link('/reset/' + token)}\n"
+            "  2. Sign in and check your sign-in methods; add again any you removed or lost.\n"
+            "  3. Use this password nowhere else, and check that your e-mail account is safe too: whoever signed in "
+            "may have read this mailbox.\n")
 
     # --- first administrator (no default credentials, ASVS 6.3.2) -----------------------------------------------------
     def admin_exists(self) -> bool:

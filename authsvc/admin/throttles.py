@@ -13,7 +13,8 @@ from dataclasses import dataclass
 KEY = re.compile(r"^th:\{(?P<tag>[^}]*)\}(?::(?P<suffix>[a-z]+))?$")
 
 KIND_TEXT = {"a": "account", "p": "account × IP", "ip": "IP address", "pfx": "network prefix", "asn": "ASN",
-             "pw": "password (keyed hash)"}
+             "pw": "password (keyed hash)", "p32": "IPv6 /32 network",
+             "pk": "account × network, correct password stopped"}
 SUFFIX_TEXT = {
     None: "failures (account × IP)", "f": "failures", "sf": "failures in spray window", "u": "distinct accounts tried",
     "x": "failures on unknown accounts", "b": "blocked (spray)", "c": "consecutive failures",
@@ -111,7 +112,8 @@ def in_force(marks: list[Mark], settings) -> list[Mark]:
     """Marks that refuse logins now: block keys, and counters at or over their limit."""
     limits = {("p", None): settings.throttle_pair_limit, ("ip", "f"): settings.throttle_ip_limit,
               ("pfx", "f"): settings.throttle_prefix_limit, ("asn", "f"): settings.throttle_asn_limit,
-              ("a", "c"): settings.account_failure_cap}
+              ("a", "c"): settings.account_failure_cap, ("p32", "f"): settings.throttle_prefix32_limit,
+              ("pk", None): settings.throttle_proven_limit}
     out = []
     for m in marks:
         if m.suffix in BLOCK_SUFFIXES:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from authsvc.defense.redis_throttle import RedisThrottle, ResetRequired, Verdict, prefix_of
+from authsvc.defense.redis_throttle import RedisThrottle, ResetRequired, Verdict, canonical_ip, prefix_of
 from authsvc.errors import Throttled
 
 
@@ -20,6 +20,9 @@ class Throttle(Protocol):
                        familiar: bool = False) -> dict: ...
 
     def record_success(self, email: str, ctx) -> None: ...
+
+    def record_proven_stop(self, email: str, ctx, *, denied: bool) -> dict:
+        """Correct password, but denied or stopped at MFA: {count, retry_after, over, notify}."""
 
     def clear_account(self, email: str, *, pairs: bool = False) -> None: ...
 
@@ -35,8 +38,12 @@ class NullThrottle:
     def record_success(self, email: str, ctx) -> None:
         return None
 
+    def record_proven_stop(self, email: str, ctx, *, denied: bool) -> dict:
+        return {"count": 0, "retry_after": 1, "over": False, "notify": False}
+
     def clear_account(self, email: str, *, pairs: bool = False) -> None:
         return None
 
 
-__all__ = ["NullThrottle", "RedisThrottle", "ResetRequired", "Throttle", "Throttled", "Verdict", "prefix_of"]
+__all__ = ["NullThrottle", "RedisThrottle", "ResetRequired", "Throttle", "Throttled", "Verdict", "canonical_ip",
+           "prefix_of"]

@@ -5,16 +5,20 @@ What is counted (failures only — a success never charges a limiter, it clears 
 | scope | key (hash tag = the entity) | refuses when |
 |---|---|---|
 | account × IP | ``th:{p:<acct>:<ip>}`` | ≥ pair_limit failures in the window (Auth0's pair block) |
-| IP, prefix (/24, /48), ASN | ``th:{ip:<ip>}:f`` … | ≥ their limits in their windows |
-| spray from an IP/prefix | ``th:{ip:<ip>}:u`` (HyperLogLog of accounts), ``:x`` (unknown-account failures) | ≥ spray_min_accounts distinct accounts and ≥ spray_min_failures failures, or unknown share ≥ spray_unknown_share: the source is blocked for spray_block |
-| one password across accounts | ``th:{pw:<hmac>}`` HyperLogLog of accounts | ≥ password_spray_accounts: that password is refused from unfamiliar places |
+| IP, prefix (/24, /48), IPv6 /32, ASN | ``th:{ip:<ip>}:f``, ``th:{pfx:…}:f``, ``th:{p32:…}:f`` … | ≥ their limits in their windows |
+| spray from an IP/prefix | ``th:{ip:<ip>}:u`` (HyperLogLog of addresses), ``:sf`` (failures) | ≥ spray_min_failures failures and either ≥ spray_min_accounts distinct addresses or distinct addresses ≥ spray_unknown_share of the failures (a list, not a typo): the source is blocked for spray_block |
+| one password across accounts | ``th:{pw:<hmac of NFKC>}`` HyperLogLog of accounts | ≥ password_spray_accounts: that password (and its NFKC twins) is refused from unfamiliar places |
+| correct password, stopped (risk deny, MFA) | ``th:{pk:<acct>:<prefix>}`` | ≥ throttle_proven_limit in its window: refused before hashing, no more receipts; the owner is told once (``th:{a:<acct>}:n``) |
 | account, unfamiliar places | ``th:{a:<acct>}:fu`` | ≥ account_lockout_threshold → delay doubling with each further failure (60 s, 120 s, … ≤ 1 h) |
 | account, familiar places | ``th:{a:<acct>}:ff`` | its own, larger budget — strangers cannot use it up |
 | account, consecutive | ``th:{a:<acct>}:c`` | ≥ account_failure_cap (NIST 100) → a reset is required |
 | whole service, unfamiliar attempts | ``th:{global}:u:<second>`` | > the per-second budget of password checks for strangers |
 
 Accounts and passwords appear only as keyed hashes (HMAC with the app's secret), never in clear. Counting is by the
-*submitted* e-mail, so unknown and real accounts behave alike (no enumeration through throttling). Every Lua script
+*submitted* e-mail, so unknown and real accounts behave alike (no enumeration through throttling). Whether the account
+exists is counted (``:x``, for the operator's attacks page) but never decides a block: a prober who mixes own accounts
+and random addresses could otherwise tip a share with one probe and read the answer from the next response (issue 12).
+IPs are keyed in canonical form: IPv4-mapped IPv6 (``::ffff:a.b.c.d``) as the IPv4 address. Every Lua script
 touches only keys of one hash tag, so the same code runs on Redis Cluster. "Familiar" means the request carries a
 trusted-device id, or comes from an IP prefix where this account signed in successfully before.
 
@@ -28,9 +32,11 @@ import hmac
 import ipaddress
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from authsvc.config import Settings
 from authsvc.errors import Throttled
+from authsvc.passwords.policy import normalize as normalize_password
 from authsvc.redis_scripts import ScriptCache
 
 # INCR a window counter; arm the expiry on first use. Returns {count, ttl}.
@@ -41,9 +47,11 @@ return {n, redis.call('TTL', KEYS[1])}
 """
 
 # One source (IP or prefix): failures in the limit window, and — in the shorter spray window — failures, distinct
-# accounts (HyperLogLog) and unknown-account failures; sets the block key when the source looks like a spray.
+# addresses (HyperLogLog) and unknown-account failures; sets the block key when the source looks like a spray.
+# The decision uses failures and distinct addresses only: unknown and known-but-wrong addresses look the same, so
+# whether one address exists never changes what the source sees (x is kept for the operator, not for the verdict).
 # KEYS: f, sf, u, x, block   ARGV: window, spray_window, account, unknown(0/1), min_accounts, min_failures,
-#                                 unknown_share, block_seconds
+#                                 distinct_share, block_seconds
 _SOURCE = """
 local f = redis.call('INCR', KEYS[1])
 if f == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -58,7 +66,7 @@ if ARGV[4] == '1' then
 end
 local u = redis.call('PFCOUNT', KEYS[3])
 local spray = 0
-if sf >= tonumber(ARGV[6]) and (u >= tonumber(ARGV[5]) or x / sf >= tonumber(ARGV[7])) then
+if sf >= tonumber(ARGV[6]) and (u >= tonumber(ARGV[5]) or u / sf >= tonumber(ARGV[7])) then
   redis.call('SET', KEYS[5], '1', 'EX', ARGV[8])
   spray = 1
 end
@@ -105,15 +113,41 @@ class ResetRequired(Throttled):
         self.args = (self.message,)
 
 
-def prefix_of(ip: str | None) -> str | None:
-    if not ip:
-        return None
+@lru_cache(maxsize=65_536)
+def _address(ip: str):
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:a.b.c.d from a dual-stack socket is IPv4
+        return addr.ipv4_mapped
+    return addr
+
+
+def canonical_ip(ip: str | None) -> str | None:
+    """The one spelling of an address every key uses: IPv4-mapped IPv6 unmapped, IPv6 compressed and lower-case.
+    Text that is not an address is returned unchanged (it keys only itself)."""
+    if not ip:
+        return ip
+    addr = _address(ip)
+    return str(addr) if addr is not None else ip
+
+
+def prefix_of(ip: str | None) -> str | None:
+    """The /24 (IPv4, also when IPv4-mapped) or /48 (IPv6) network of an address."""
+    addr = _address(ip) if ip else None
+    if addr is None:
+        return None
     bits = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+
+
+def prefix32_of(ip: str | None) -> str | None:
+    """The IPv6 /32 (a typical provider allocation) of an address; None for IPv4, which has no such tier."""
+    addr = _address(ip) if ip else None
+    if addr is None or addr.version != 6:
+        return None
+    return str(ipaddress.ip_network(f"{addr}/32", strict=False))
 
 
 @dataclass(frozen=True)
@@ -137,6 +171,15 @@ class RedisThrottle:
     def _h(self, kind: str, value: str) -> str:
         return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:24]
 
+    def _pw(self, password: str) -> str:
+        """The password's keyed hash, over the NFKC form the hasher verifies: twins (fullwidth letters, composed or
+        decomposed accents) are one password to argon2, so they are one password to the spray limit too."""
+        return self._h("pw", normalize_password(password))
+
+    @staticmethod
+    def _proven_key(acct: str, ip: str | None) -> str:
+        return f"th:{{pk:{acct}:{prefix_of(ip) or ip or '-'}}}"
+
     def _script(self, name: str, body: str):
         return self._scripts.get(name, body)
 
@@ -144,12 +187,16 @@ class RedisThrottle:
         """(kind, id, limit, window) for each network source of the request."""
         s = self.s
         out = []
-        if ctx.ip:
-            out.append(("ip", ctx.ip, s.throttle_ip_limit, s.throttle_ip_window))
-            pfx = prefix_of(ctx.ip)
+        ip = canonical_ip(ctx.ip)
+        if ip:
+            out.append(("ip", ip, s.throttle_ip_limit, s.throttle_ip_window))
+            pfx = prefix_of(ip)
             if pfx:
                 out.append(("pfx", pfx, s.throttle_prefix_limit, s.throttle_prefix_window))
-            asn = self.asn_lookup(ctx.ip) if self.asn_lookup else None
+            p32 = prefix32_of(ip)
+            if p32:  # counted like the ASN (no spray verdict): one /32 holds many customers' /48s
+                out.append(("p32", p32, s.throttle_prefix32_limit, s.throttle_prefix32_window))
+            asn = self.asn_lookup(ip) if self.asn_lookup else None
             if asn:
                 out.append(("asn", str(asn), s.throttle_asn_limit, s.throttle_asn_window))
         return out
@@ -159,7 +206,8 @@ class RedisThrottle:
         """Raise Throttled/ResetRequired if this attempt must be refused; costs one Redis round trip, no hashing."""
         s = self.s
         acct = self._h("a", email)
-        pfx = prefix_of(ctx.ip)
+        ip = canonical_ip(ctx.ip)
+        pfx = prefix_of(ip)
         pipe = self._redis().pipeline(transaction=False)
         pipe.sismember(f"th:{{a:{acct}}}:known", self._h("k", pfx or "-"))
         if ctx.device_id:
@@ -169,8 +217,8 @@ class RedisThrottle:
         pipe.get(f"th:{{a:{acct}}}:c")
         pipe.ttl(f"th:{{a:{acct}}}:lu")
         pipe.ttl(f"th:{{a:{acct}}}:lf")
-        pipe.get(f"th:{{p:{acct}:{ctx.ip}}}")
-        pipe.ttl(f"th:{{p:{acct}:{ctx.ip}}}")
+        pipe.get(f"th:{{p:{acct}:{ip}}}")
+        pipe.ttl(f"th:{{p:{acct}:{ip}}}")
         sources = self._sources(ctx)
         for kind, ident, _, _ in sources:
             tag = f"{kind}:{ident}"
@@ -179,8 +227,11 @@ class RedisThrottle:
             pipe.ttl(f"th:{{{tag}}}:b")
         pw_key = None
         if password is not None:
-            pw_key = f"th:{{pw:{self._h('pw', password)}}}:b"
+            pw_key = f"th:{{pw:{self._pw(password)}}}:b"
             pipe.ttl(pw_key)
+        proven_key = self._proven_key(acct, ip)
+        pipe.get(proven_key)
+        pipe.ttl(proven_key)
         res = pipe.execute()
         known_prefix, known_device, consec, lock_u, lock_f, pair_n, pair_ttl = res[:7]
         familiar = bool(known_prefix or known_device)
@@ -207,8 +258,14 @@ class RedisThrottle:
                     waits.append((block_ttl, f"{kind}_spray"))
         if pw_key is not None:
             pw_ttl = res[pos]
+            pos += 1
             if pw_ttl and pw_ttl > 0 and not familiar:
                 waits.append((pw_ttl, "password_spray"))
+        proven_n, proven_ttl = res[pos:pos + 2]
+        if int(proven_n or 0) >= s.throttle_proven_limit:
+            # The right password, stopped again and again (risk deny, MFA) from this network: whoever it is, more
+            # tries here only burn hashes and write receipts. Familiar or not — it is the account's own password.
+            waits.append((max(proven_ttl, 1), "account_password_stopped"))
         if waits:
             retry, scope = max(waits)
             raise Throttled(retry, scope)
@@ -232,7 +289,7 @@ class RedisThrottle:
         acct = self._h("a", email)
         out = {}
         out["account_ip"] = self._script("count", _COUNT)(
-            keys=[f"th:{{p:{acct}:{ctx.ip}}}"], args=[s.throttle_pair_window])[0]
+            keys=[f"th:{{p:{acct}:{canonical_ip(ctx.ip)}}}"], args=[s.throttle_pair_window])[0]
         budget = "ff" if familiar else "fu"
         threshold = s.account_familiar_threshold if familiar else s.account_lockout_threshold
         n, consec, lock = self._script("account", _ACCOUNT)(
@@ -241,7 +298,7 @@ class RedisThrottle:
         out.update(account=n, account_consecutive=consec, account_lock=lock)
         for kind, ident, _limit, window in self._sources(ctx):
             tag = f"{kind}:{ident}"
-            if kind == "asn":
+            if kind in ("asn", "p32"):
                 out[kind] = self._script("count", _COUNT)(keys=[f"th:{{{tag}}}:f"], args=[window])[0]
                 continue
             f, u, x, spray = self._script("source", _SOURCE)(
@@ -254,11 +311,26 @@ class RedisThrottle:
             out[f"{kind}_unknown"] = x
             out[f"{kind}_spray"] = spray
         if password is not None:
-            pw = self._h("pw", password)
+            pw = self._pw(password)
             out["password_accounts"] = self._script("password", _PASSWORD)(
                 keys=[f"th:{{pw:{pw}}}:u", f"th:{{pw:{pw}}}:b"],
                 args=[s.password_spray_window, acct, s.password_spray_accounts])
         return out
+
+    def record_proven_stop(self, email: str, ctx, *, denied: bool) -> dict:
+        """A correct password that did not end in a session: refused by the risk engine (``denied``) or stopped at
+        the second factor. Counted per account × network (/24, /48); ``over`` means this one is beyond the limit
+        (parallel requests that all passed the precheck: write nothing for them). ``notify`` (true at most once per
+        proven_notice_interval per account): tell the owner someone has the password — at once for a deny, after
+        proven_notice_after stops for MFA (one stop is how every MFA sign-in starts)."""
+        s = self.s
+        acct = self._h("a", email)
+        n, ttl = self._script("count", _COUNT)(keys=[self._proven_key(acct, canonical_ip(ctx.ip))],
+                                               args=[s.throttle_proven_window])
+        notify = False
+        if denied or n >= s.proven_notice_after:
+            notify = bool(self._redis().set(f"th:{{a:{acct}}}:n", "1", nx=True, ex=s.proven_notice_interval))
+        return {"count": n, "retry_after": max(int(ttl), 1), "over": n > s.throttle_proven_limit, "notify": notify}
 
     def record_success(self, email: str, ctx) -> None:
         """Clear the streak and remember where the owner signs in, so that place keeps its own budget."""
@@ -266,7 +338,7 @@ class RedisThrottle:
         pipe = self._redis().pipeline(transaction=False)
         for suffix in ("c", "fu", "lu", "ff", "lf"):  # one key per DEL: a Cluster pipeline takes no multi-key DEL
             pipe.delete(f"th:{{a:{acct}}}:{suffix}")
-        pipe.delete(f"th:{{p:{acct}:{ctx.ip}}}")
+        pipe.delete(f"th:{{p:{acct}:{canonical_ip(ctx.ip)}}}")
         known = f"th:{{a:{acct}}}:known"
         marks = [self._h("k", prefix_of(ctx.ip) or "-")]
         if ctx.device_id:
@@ -283,5 +355,6 @@ class RedisThrottle:
         r.delete(f"th:{{a:{acct}}}:c", f"th:{{a:{acct}}}:fu", f"th:{{a:{acct}}}:lu", f"th:{{a:{acct}}}:ff",
                  f"th:{{a:{acct}}}:lf")
         if pairs:
-            for key in list(r.scan_iter(match=f"th:{{p:{acct}:*}}", count=1000)):
-                r.delete(key)
+            for pattern in (f"th:{{p:{acct}:*}}", f"th:{{pk:{acct}:*}}"):  # account×IP, and correct-password stops
+                for key in list(r.scan_iter(match=pattern, count=1000)):
+                    r.delete(key)

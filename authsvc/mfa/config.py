@@ -29,6 +29,11 @@ class MfaSettings:
     challenge_ttl: int = 300  # WebAuthn challenges
     max_failures: int = 5  # per user per window, TOTP + recovery codes together
     failure_window: int = 300
+    # A factor enrolled with only a password as proof stays "unconfirmed" this long: a password reset or "this
+    # wasn't me" removes it (an attacker with the password may have planted it). See MfaService.unconfirmed_since.
+    unconfirmed_days: int = 7
+    totp_notify_failures: int = 10  # consecutive wrong TOTP codes (across windows): the owner is told, once
+    totp_lock_failures: int = 100  # …and at this many TOTP is suspended until a recovery code or a reset (NIST 100)
 
 
 def origin_of(url: str) -> str:
@@ -115,4 +120,7 @@ def load_mfa_settings(settings: Settings, instance_path: str, environ=None) -> M
         challenge_ttl=get_int("webauthn_challenge_ttl", 300, 30),
         max_failures=get_int("mfa_max_failures", 5, 1),
         failure_window=get_int("mfa_failure_window", 300, 1),
+        unconfirmed_days=get_int("mfa_unconfirmed_days", 7, 0),
+        totp_notify_failures=get_int("mfa_totp_notify_failures", 10, 1),
+        totp_lock_failures=get_int("mfa_totp_lock_failures", 100, 1),
     )

@@ -37,13 +37,14 @@ class RecoveryCodeService:
     def __init__(self, *, db, store, clock):
         self.db, self.store, self.clock = db, store, clock
 
-    def generate(self, user: User) -> list[str]:
+    def generate(self, user: User, *, aal: int = 1) -> list[str]:
         """A new set; the old set (used or not) stops working in the same transaction."""
         salt = secrets.token_hex(16)
         codes = [_new_code() for _ in range(COUNT)]
         now = self.clock.now()
         self.db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-        self.db.session.add_all(RecoveryCode(user_id=user.id, salt=salt, code_hash=_hash(salt, c), created_at=now)
+        self.db.session.add_all(RecoveryCode(user_id=user.id, salt=salt, code_hash=_hash(salt, c), created_at=now,
+                                                enrolled_aal=aal)
                                 for c in codes)
         self.db.session.commit()
         return codes

@@ -12,14 +12,32 @@ import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from sqlalchemy import bindparam, exists, or_, select
+from sqlalchemy import bindparam, delete, exists, func, or_, select
 
 from authsvc.accounts.login import Decision, Reason, RequestContext
-from authsvc.errors import Throttled
-from authsvc.mfa.webauthn import SignCountRegression, WebAuthnError
-from authsvc.models import TotpCredential, User, WebAuthnCredential
+from authsvc.errors import ServiceError, Throttled
+from authsvc.mfa.webauthn import CredentialSuspended, SignCountRegression, WebAuthnError
+from authsvc.models import RecoveryCode, TotpCredential, User, WebAuthnCredential
 
 AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk"}
+
+
+class TotpSuspended(ServiceError):
+    status = 403
+    code = "totp_suspended"
+
+    def __init__(self):
+        super().__init__("Your authenticator app is suspended after too many wrong codes. Use a recovery code or a "
+                         "passkey, or reset your password by e-mail to switch it back on.")
+
+
+@dataclass(frozen=True)
+class FactorReview:
+    """What a lockdown or a password reset did to the factors: for the notice e-mail and the audit record."""
+
+    removed: list[str]  # human descriptions ("Passkey “Laptop”, added 2026-11-20")
+    kept: list[str]
+    since: dt.datetime | None  # the cut-off: factors created at or after it were removed
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,10 @@ class MfaService:
 
     # --- proving a factor ---------------------------------------------------------------------------------------------
     def check_totp(self, user: User, code: str, ctx: RequestContext, purpose: str) -> bool:
+        row = self.totp.credential(user)
+        if row is not None and row.suspended_at is not None:
+            self._audit("mfa:totp:verify", "failure", user, ctx, reason="suspended", details={"purpose": purpose})
+            raise TotpSuspended()
         try:
             ok = self.totp.verify(user, code)
         except Throttled:
@@ -103,7 +125,34 @@ class MfaService:
             raise
         self._audit("mfa:totp:verify", "success" if ok else "failure", user, ctx,
                     reason=None if ok else "wrong or reused code", details={"purpose": purpose})
+        if ok:
+            self.store.clear_misses(user.id)
+        elif row is not None:
+            self._count_miss(user, ctx)
         return ok
+
+    def _count_miss(self, user: User, ctx: RequestContext) -> None:
+        """Consecutive wrong TOTP codes across throttle windows (the window alone allows 5 per 5 min forever): the
+        owner is told at ``totp_notify_failures``; at ``totp_lock_failures`` TOTP is suspended (NIST SP 800-63B
+        §5.2.2 caps consecutive failures at 100) until a recovery code is used or the password is reset."""
+        n = self.store.count_miss(user.id)
+        cfg = self.settings
+        if n == cfg.totp_notify_failures and n < cfg.totp_lock_failures:
+            self._audit("mfa:totp:guessing", "info", user, ctx, details={"consecutive_failures": n})
+            self._notify(user, "Wrong codes for your authenticator app",
+                         f"Someone entered {n} wrong authenticator codes in a row for your {self._service()} "
+                         f"account (last from IP {ctx.ip or 'unknown'}). Whoever it is got past your password.\n\n"
+                         "If this was not you, reset your password now. After "
+                         f"{cfg.totp_lock_failures} wrong codes in a row we switch the authenticator app off until "
+                         "you use a recovery code or reset your password.")
+        if n >= cfg.totp_lock_failures and self.totp.suspend(user):
+            self._audit("mfa:totp:suspend", "success", user, ctx, reason="too many consecutive wrong codes",
+                        details={"consecutive_failures": n})
+            self._notify(user, "Your authenticator app was switched off",
+                         f"After {n} wrong authenticator codes in a row, codes from your authenticator app no longer "
+                         f"sign in to your {self._service()} account. Someone who knows your password has been "
+                         "guessing them.\n\nReset your password now (that switches the app back on), or sign in "
+                         "with a recovery code or a passkey.")
 
     def check_recovery(self, user: User, code: str, ctx: RequestContext, purpose: str) -> bool:
         try:
@@ -114,6 +163,9 @@ class MfaService:
         self._audit("mfa:recovery:use", "success" if ok else "failure", user, ctx,
                     reason=None if ok else "wrong or used code", details={"purpose": purpose})
         if ok:
+            self.store.clear_misses(user.id)
+            if self.totp.unsuspend(user):
+                self._audit("mfa:totp:unsuspend", "success", user, ctx, reason="recovery code used")
             left = self.recovery.remaining(user)
             self._notify(user, "A recovery code was used",
                          f"A recovery code was just used to sign in to your {self._service()} account "
@@ -127,9 +179,20 @@ class MfaService:
         try:
             row, uv = self.webauthn.authenticate(binding, credential, user=user)
         except SignCountRegression as exc:
-            self._audit("mfa:webauthn:signcount", "failure", self.db.session.get(User, exc.credential.user_id), ctx,
+            owner = self.db.session.get(User, exc.credential.user_id)
+            self._audit("mfa:webauthn:signcount", "failure", owner, ctx,
                         reason="sign count did not increase (possible cloned authenticator)",
                         details={"credential": exc.credential.id, "stored": exc.stored, "received": exc.received})
+            if owner is not None:
+                self._notify(owner, "A security key or passkey may have been copied",
+                             f"The security key or passkey “{exc.credential.name}” of your {self._service()} account "
+                             "just answered with a signature counter lower than before, which is what a copy of the "
+                             f"key does (from IP {ctx.ip or 'unknown'}). We no longer accept it.\n\nIf you still "
+                             "have it, remove it on your account page and add it again; then reset your password.")
+            return None
+        except CredentialSuspended as exc:
+            self._audit("mfa:webauthn:verify", "failure", self.db.session.get(User, exc.credential.user_id), ctx,
+                        reason=exc.reason[:255], details={"purpose": purpose, "credential": exc.credential.id})
             return None
         except WebAuthnError as exc:
             self._audit("mfa:webauthn:verify", "failure", user, ctx, reason=exc.reason[:255],
@@ -205,6 +268,14 @@ class MfaService:
         age = (self.clock.now() - session.created_at).total_seconds()
         return age <= self.settings.fresh_auth_seconds
 
+    def may_change_factors(self, session, user: User) -> bool:
+        """Adding, replacing or removing a factor (or making new recovery codes) needs a recent proof — and, when
+        the account has a second factor, a session that proved one (aal2). A password alone (a remembered device,
+        a session re-issued by a password change) is what an attacker with the password has."""
+        if session is None or not self.is_fresh(session):
+            return False
+        return session.aal >= 2 or not self.has_factors(user)
+
     def needs_step_up(self, session, *, min_aal: int = 2, max_age: int | None = None) -> bool:
         """For OAuth ``acr_values``/``max_age`` and sensitive actions: True → send the user to ``step_up_url``."""
         if session is None or session.aal < min_aal:
@@ -235,14 +306,15 @@ class MfaService:
         return ok
 
     # --- enrolment and removal (views check freshness first) -------------------------------------------------------
-    def confirm_totp(self, user: User, code: str, ctx: RequestContext) -> bool:
-        ok = self.totp.confirm(user, code)
+    def confirm_totp(self, user: User, code: str, ctx: RequestContext, *, aal: int = 1) -> bool:
+        ok = self.totp.confirm(user, code, aal=aal)
         self._audit("mfa:totp:enrol", "success" if ok else "failure", user, ctx,
                     reason=None if ok else "wrong code")
         if ok:
             self._notify(user, "Authenticator app added",
                          f"An authenticator app was added to your {self._service()} account "
-                         f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+                         f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now."
+                         + self._unconfirmed_advice(aal))
         return ok
 
     def remove_totp(self, user: User, ctx: RequestContext) -> bool:
@@ -255,24 +327,26 @@ class MfaService:
             self._after_factor_removed(user, ctx)
         return ok
 
-    def regenerate_recovery(self, user: User, ctx: RequestContext) -> list[str]:
-        codes = self.recovery.generate(user)
+    def regenerate_recovery(self, user: User, ctx: RequestContext, *, aal: int = 1) -> list[str]:
+        codes = self.recovery.generate(user, aal=aal)
         self._audit("mfa:recovery:generate", "success", user, ctx, details={"count": len(codes)})
         self._notify(user, "New recovery codes",
                      f"New recovery codes were created for your {self._service()} account; the old ones no longer "
                      f"work (from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
         return codes
 
-    def register_webauthn(self, user: User, binding: str, credential: dict, name: str, ctx: RequestContext):
+    def register_webauthn(self, user: User, binding: str, credential: dict, name: str, ctx: RequestContext, *,
+                          aal: int = 1):
         try:
-            row = self.webauthn.register(user, binding, credential, name)
+            row = self.webauthn.register(user, binding, credential, name, aal=aal)
         except WebAuthnError as exc:
             self._audit("mfa:webauthn:register", "failure", user, ctx, reason=exc.reason[:255])
             return None
         self._audit("mfa:webauthn:register", "success", user, ctx, details={"credential": row.id, "name": row.name})
         self._notify(user, "Security key or passkey added",
                      f"The security key or passkey “{row.name}” was added to your {self._service()} account "
-                     f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+                     f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now."
+                     + self._unconfirmed_advice(aal))
         return row
 
     def remove_webauthn(self, user: User, cred_id: int, ctx: RequestContext) -> bool:
@@ -292,6 +366,86 @@ class MfaService:
             self.recovery.remove_all(user)
             self.devices.revoke_all(user)
 
+    # --- "this wasn't me" and password reset: factors an attacker with the password may have planted -------------
+    def unconfirmed_since(self, user: User) -> dt.datetime | None:
+        """The creation time of the oldest *unconfirmed* factor, or None.
+
+        Unconfirmed = enrolled by a session that proved only the password (``enrolled_aal`` 1, or NULL for rows from
+        before it was recorded), less than ``unconfirmed_days`` ago. Only an account without a second factor can
+        enrol one that way (``may_change_factors``), so every factor created since then descends from it: the
+        whole chain goes. Older ones count as confirmed: the owner was e-mailed when each was added and had those
+        days to react — and a reset (which whoever holds the mailbox can do) must not strip an established factor."""
+        horizon = self.clock.now() - dt.timedelta(days=self.settings.unconfirmed_days)
+        times = []
+        for model in (TotpCredential, WebAuthnCredential, RecoveryCode):
+            times.append(self.db.session.execute(select(func.min(model.created_at)).where(
+                model.user_id == user.id, model.created_at >= horizon,
+                or_(model.enrolled_aal.is_(None), model.enrolled_aal < 2))).scalar())
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def remove_factors_since(self, user: User, since: dt.datetime, ctx: RequestContext | None, *,
+                             reason: str) -> FactorReview:
+        """Remove every factor created at or after ``since`` (and the recovery codes too once no factor is left).
+        Audited as ``mfa:factors:removed``; the caller tells the owner (``FactorReview``)."""
+        removed: list[str] = []
+        totp = self.totp.credential(user)
+        if totp is not None and totp.created_at >= since:
+            removed.append(f"Authenticator app, added {totp.created_at:%Y-%m-%d %H:%M} UTC")
+            self.db.session.delete(totp)
+        for row in self.webauthn.credentials(user):
+            if row.created_at >= since:
+                removed.append(f"Passkey or security key “{row.name}”, added {row.created_at:%Y-%m-%d %H:%M} UTC")
+                self.db.session.delete(row)
+        codes = self.db.session.execute(delete(RecoveryCode).where(
+            RecoveryCode.user_id == user.id, RecoveryCode.created_at >= since)).rowcount
+        if codes:
+            removed.append("Recovery codes created since then")
+        self.db.session.commit()
+        if not self.has_factors(user):
+            self.recovery.remove_all(user)
+        kept = self.describe_factors(user)
+        if removed:
+            self._audit("mfa:factors:removed", "success", user, ctx, reason=reason,
+                        details={"since": since.isoformat(), "removed": removed})
+        return FactorReview(removed, kept, since)
+
+    def describe_factors(self, user: User) -> list[str]:
+        out = []
+        totp = self.totp.credential(user)
+        if totp is not None:
+            out.append(f"Authenticator app, added {totp.created_at:%Y-%m-%d}")
+        out += [f"Passkey or security key “{r.name}”, added {r.created_at:%Y-%m-%d}"
+                for r in self.webauthn.credentials(user)]
+        left = self.recovery.remaining(user)
+        if left:
+            out.append(f"{left} unused recovery code{'s' if left != 1 else ''}")
+        return out
+
+    def on_lockdown(self, user: User, reported_at: dt.datetime, ctx: RequestContext | None = None) -> FactorReview:
+        """The owner reported a sign-in ("this wasn't me"): every factor created since that sign-in — or since the
+        oldest unconfirmed factor, if earlier — goes, and every remembered device. (A passkey signs in by itself:
+        switching the password off alone would leave the attacker in.)"""
+        unconfirmed = self.unconfirmed_since(user)
+        since = min(reported_at, unconfirmed) if unconfirmed is not None else reported_at
+        review = self.remove_factors_since(user, since, ctx, reason="reported compromise")
+        self.devices.revoke_all(user)
+        self.store.clear_failures(user.id)
+        self.store.clear_misses(user.id)
+        return review
+
+    def on_password_reset(self, user: User, ctx: RequestContext | None = None) -> FactorReview:
+        """A password reset by e-mail: unconfirmed factors (see ``unconfirmed_since``) go, remembered devices are
+        forgotten, and a TOTP suspended after too many wrong codes is switched back on."""
+        since = self.unconfirmed_since(user)
+        review = self.remove_factors_since(user, since, ctx, reason="password reset") if since is not None \
+            else FactorReview([], self.describe_factors(user), None)
+        self.devices.revoke_all(user)
+        if self.totp.unsuspend(user):
+            self._audit("mfa:totp:unsuspend", "success", user, ctx, reason="password reset")
+        self.store.clear_misses(user.id)
+        return review
+
     # --- admin --------------------------------------------------------------------------------------------------------
     def reset_factors(self, user: User, actor: User | None, ctx: RequestContext | None = None) -> dict:
         """Remove every factor and trusted device of ``user`` (lost phone, support call). Audited; user notified."""
@@ -303,6 +457,7 @@ class MfaService:
             removed["webauthn"] += 1
         self.recovery.remove_all(user)
         self.store.clear_failures(user.id)
+        self.store.clear_misses(user.id)
         self._audit("mfa:factors:reset", "success", user, ctx, actor=actor, details=removed)
         self._notify(user, "Your sign-in factors were reset",
                      f"An administrator removed every second factor (authenticator app, security keys, passkeys, "
@@ -310,7 +465,25 @@ class MfaService:
                      f"your password and set up a new factor.\n\nIf you did not ask for this, contact support.")
         return removed
 
+    def clear_clone_flag(self, user: User, cred_id: int, actor: User | None, ctx: RequestContext | None = None) -> bool:
+        """An administrator vouches for a credential flagged as a possible clone (``authsvc mfa unflag``)."""
+        row = self.db.session.get(WebAuthnCredential, cred_id)
+        if row is None or row.user_id != user.id or row.flagged_at is None:
+            return False
+        row.flagged_at = None
+        self.db.session.commit()
+        self._audit("mfa:webauthn:unflag", "success", user, ctx or RequestContext(ip=None, user_agent=None),
+                    actor=actor, details={"credential": cred_id, "name": row.name})
+        return True
+
     # --- plumbing -------------------------------------------------------------------------------------------------------
+    def _unconfirmed_advice(self, aal: int) -> str:
+        if aal >= 2 or self.settings.unconfirmed_days <= 0:
+            return ""
+        days = self.settings.unconfirmed_days
+        return (f" Only your password vouched for it, so a password reset in the next {days} day"
+                f"{'s' if days != 1 else ''} removes it again.")
+
     def _service(self) -> str:
         return self.settings.totp_issuer
 

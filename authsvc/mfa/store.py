@@ -19,6 +19,13 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 
+# Count a consecutive miss; the count lives ARGV[1] seconds after the last miss (one key, atomic).
+_MISS = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+
 # Claim a TOTP time step: accept only a step newer than the last accepted one. Atomic, so two requests carrying the
 # same code at the same moment cannot both win; monotonic, so an older (observed) code is refused as well.
 _CLAIM_STEP = """
@@ -69,6 +76,17 @@ class MfaStore:
 
     def clear_failures(self, user_id: int) -> None:
         self.redis.delete(self._fail_key(user_id))
+
+    # --- consecutive wrong TOTP codes, across windows (reset by a right code, a recovery code or a password reset) --
+    @staticmethod
+    def _miss_key(user_id: int) -> str:
+        return f"mfa:miss:{{u{user_id}}}"
+
+    def count_miss(self, user_id: int, ttl: int = 90 * 86400) -> int:
+        return int(self._script("miss", _MISS)(keys=[self._miss_key(user_id)], args=[ttl]))
+
+    def clear_misses(self, user_id: int) -> None:
+        self.redis.delete(self._miss_key(user_id))
 
     # --- TOTP steps ---------------------------------------------------------------------------------------------
     def claim_totp_step(self, user_id: int, step: int, ttl: int = 180) -> bool:

@@ -6,6 +6,7 @@ import base64
 import hmac
 import io
 import secrets
+import unicodedata
 
 import pyotp
 import segno
@@ -26,10 +27,26 @@ def code_at(secret: str, step: int, digits: int = DIGITS) -> str:
     return pyotp.TOTP(secret, digits=digits, interval=STEP).at(step * STEP)
 
 
+def ascii_code(code: str | None) -> str | None:
+    """The code as ASCII digits, or None when it is not one. Any Unicode decimal digit counts as its value
+    (fullwidth "１２３４５６", Arabic-Indic "١٢٣٤٥٦" — what phone keyboards in those locales type), spaces are ignored;
+    anything else (superscripts, letters, signs) makes it no code at all — an "invalid code" answer, never a 500."""
+    out = []
+    for ch in (code or "").strip():
+        if ch.isspace():
+            continue
+        value = unicodedata.decimal(ch, None)
+        if value is None:
+            return None
+        out.append(str(value))
+    text = "".join(out)
+    return text if len(text) == DIGITS else None
+
+
 def matching_step(secret: str, code: str, now: float, window: int = 1) -> int | None:
     """The time step (now ±window) whose code equals ``code``, compared in constant time."""
-    code = (code or "").strip().replace(" ", "")
-    if len(code) != DIGITS or not code.isdigit():
+    code = ascii_code(code)
+    if code is None:
         return None
     current = int(now // STEP)
     found = None
@@ -78,7 +95,7 @@ class TotpService:
             return None
         return self.box.decrypt(sealed, context=self._context(user.id) + ":new")[0].decode()
 
-    def confirm(self, user: User, code: str) -> bool:
+    def confirm(self, user: User, code: str, *, aal: int = 1) -> bool:
         secret = self.pending_secret(user)
         if secret is None:
             return False
@@ -94,6 +111,8 @@ class TotpService:
         row.key_version = self.box.current
         row.created_at = self.clock.now()
         row.last_used_at = None
+        row.enrolled_aal = aal
+        row.suspended_at = None
         self.db.session.add(row)
         self.db.session.commit()
         self.store.drop_enrolment(user.id)
@@ -111,7 +130,7 @@ class TotpService:
     def verify(self, user: User, code: str) -> bool:
         """True once per accepted time step. Raises Throttled (429) after too many failures."""
         row = self.credential(user)
-        if row is None:
+        if row is None or row.suspended_at is not None:
             return False
         self.store.precheck(user.id)
         secret, stale = self.box.decrypt(row.secret, context=self._context(user.id))
@@ -124,6 +143,22 @@ class TotpService:
         if stale:  # key rotation: re-encrypt under the newest key now that we hold the plaintext anyway
             row.secret = self.box.encrypt(secret, context=self._context(user.id))
             row.key_version = self.box.current
+        self.db.session.commit()
+        return True
+
+    def suspend(self, user: User) -> bool:
+        row = self.credential(user)
+        if row is None or row.suspended_at is not None:
+            return False
+        row.suspended_at = self.clock.now()
+        self.db.session.commit()
+        return True
+
+    def unsuspend(self, user: User) -> bool:
+        row = self.credential(user)
+        if row is None or row.suspended_at is None:
+            return False
+        row.suspended_at = None
         self.db.session.commit()
         return True
 

@@ -81,20 +81,25 @@ def _finish_login(done, remember: bool, *, json: bool = False):
     return resp
 
 
-def _require_fresh(session, next_url: str):
-    """None when the last proof is recent enough to add or remove a factor, else a redirect to prove it again."""
-    if mfa().is_fresh(session):
+def _require_fresh(session, next_url: str, user=None):
+    """None when the session may add or remove a factor (``MfaService.may_change_factors``: a recent proof, and the
+    second factor itself when the account has one), else a redirect to prove it again."""
+    if user is None:
+        user = cookie_session()[1]
+    if mfa().may_change_factors(session, user):
         return None
     flash("For your security, confirm it's you before changing sign-in methods.", "warning")
     return redirect(mfa().step_up_url(next_url))
 
 
-def _account_action(*, fresh: bool = True, ids: tuple[str, ...] = ()):
+def _account_action(*, fresh: bool = True, ids: tuple[str, ...] = (), confirm: dict | None = None):
     """A CSRF-protected POST from the account page (put it under ``@login_required``). In order:
 
     1. the ``ActionForm`` CSRF check (400 "form expired" when it fails, before anything else is looked at);
     2. each URL segment named in ``ids`` parsed by ``_int_id`` (404 for junk);
-    3. with ``fresh``, a recent proof (else ``_require_fresh``'s flash and redirect to step-up, back to the account).
+    3. with ``fresh``, a recent proof (else ``_require_fresh``'s flash and redirect to step-up, back to the account);
+    4. with ``confirm`` (title/question/button texts), a form field ``confirm=yes``: without it the answer is a
+       confirmation page whose button posts the same action again with it — one click never removes a factor.
 
     The view then gets ``(session, user, **kwargs)`` and does only its own action; ``_to_account`` ends most of them.
     """
@@ -108,9 +113,12 @@ def _account_action(*, fresh: bool = True, ids: tuple[str, ...] = ()):
             for name in ids:
                 kwargs[name] = _int_id(kwargs[name])
             if fresh:
-                again = _require_fresh(session, url_for("web.account"))
+                again = _require_fresh(session, url_for("web.account"), user)
                 if again is not None:
                     return again
+            if confirm is not None and request.form.get("confirm") != "yes":
+                texts = {k: (v(user, **kwargs) if callable(v) else v) for k, v in confirm.items()}
+                return render_template("mfa/confirm.html", action=request.path, **texts)
             return view(session, user, **kwargs)
 
         return wrapper
@@ -304,7 +312,7 @@ def _fresh_json_session():
     session, user = cookie_session()
     if user is None:
         raise JsonError(401, "unauthorized", "Please sign in.")
-    if not mfa().is_fresh(session):
+    if not mfa().may_change_factors(session, user):
         raise JsonError(403, "reauth_required", "Confirm it's you first.",
                         redirect=mfa().step_up_url(url_for("mfa.passkeys")))
     return session, user
@@ -323,12 +331,12 @@ def webauthn_register_verify():
     credential, name = body.get("credential"), body.get("name")
     if not isinstance(credential, dict) or not isinstance(name, (str, type(None))):
         raise BadRequest("credential must be an object and name a string")
-    row = mfa().register_webauthn(user, "s" + session.id, credential, name or "", _ctx())
+    row = mfa().register_webauthn(user, "s" + session.id, credential, name or "", _ctx(), aal=session.aal)
     if row is None:
         raise JsonError(400, "webauthn_failed", "The security key or passkey could not be registered.")
     first_codes = None
     if not mfa().recovery.has_any(user):
-        first_codes = mfa().regenerate_recovery(user, _ctx())
+        first_codes = mfa().regenerate_recovery(user, _ctx(), aal=session.aal)
     if first_codes:
         return jsonify({"redirect": url_for("mfa.recovery_show", k=_stash_codes(user, first_codes))})
     flash(f"“{row.name}” was added.", "success")
@@ -371,9 +379,9 @@ def totp_setup():
     if request.method == "POST" and form.validate_on_submit():
         if secret is None:
             form.form_errors.append("The setup expired. Scan the new QR code below.")
-        elif mfa().confirm_totp(user, form.code.data, _ctx()):
+        elif mfa().confirm_totp(user, form.code.data, _ctx(), aal=session.aal):
             if not mfa().recovery.has_any(user):
-                codes = mfa().regenerate_recovery(user, _ctx())
+                codes = mfa().regenerate_recovery(user, _ctx(), aal=session.aal)
                 return render_template("mfa/recovery_codes.html", codes=codes, first=True)
             flash("Your authenticator app is set up.", "success")
             return redirect(url_for("web.account"))
@@ -392,7 +400,11 @@ def totp_setup():
 
 @bp.post("/totp/remove")
 @login_required
-@_account_action()
+@_account_action(confirm={
+    "title": "Remove the authenticator app?",
+    "question": "Codes from your authenticator app will no longer sign you in. If it is your only second step, "
+                "your password alone will be enough to sign in again.",
+    "button": "Remove the authenticator app"})
 def totp_remove(session, user):
     removed = mfa().remove_totp(user, _ctx())
     return _to_account("The authenticator app was removed." if removed else None)
@@ -400,11 +412,14 @@ def totp_remove(session, user):
 
 @bp.post("/recovery")
 @login_required
-@_account_action()
+@_account_action(confirm={
+    "title": "Make new recovery codes?",
+    "question": "You will get new recovery codes, and every code you have now stops working at once.",
+    "button": "Make new recovery codes"})
 def recovery_regenerate(session, user):
     if not mfa().has_factors(user):
         return _to_account("Set up an authenticator app or a passkey first.", "warning")
-    return render_template("mfa/recovery_codes.html", codes=mfa().regenerate_recovery(user, _ctx()))
+    return render_template("mfa/recovery_codes.html", codes=mfa().regenerate_recovery(user, _ctx(), aal=session.aal))
 
 
 @bp.get("/passkeys")
@@ -417,9 +432,17 @@ def passkeys():
     return render_template("mfa/passkeys.html", form=PasskeyNameForm(), credentials=mfa().webauthn.credentials(user))
 
 
+def _passkey_name(user, cred_id):
+    row = next((c for c in mfa().webauthn.credentials(user) if c.id == cred_id), None)
+    return f"Remove “{row.name}”?" if row is not None else "Remove this security key or passkey?"
+
+
 @bp.post("/webauthn/<cred_id>/remove")
 @login_required
-@_account_action(ids=("cred_id",))
+@_account_action(ids=("cred_id",), confirm={
+    "title": _passkey_name,
+    "question": "It will no longer sign you in. You can add it again later.",
+    "button": "Remove it"})
 def webauthn_remove(session, user, cred_id: int):
     removed = mfa().remove_webauthn(user, cred_id, _ctx())
     return _to_account("The security key or passkey was removed." if removed else None)

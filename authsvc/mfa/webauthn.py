@@ -5,6 +5,8 @@
 * Origin and RP ID come from settings and are pinned in every verify call.
 * Sign counters: the signature is verified first (so a forged request cannot flag a key), then a counter that did
   not move forward is refused, audited as ``mfa:webauthn:signcount`` and the credential is flagged (possible clone).
+  A flagged credential is refused from then on (``CredentialSuspended``) until the owner re-enrols it or an
+  administrator clears the flag.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ class SignCountRegression(WebAuthnError):
         self.credential, self.stored, self.received = credential, stored, received
 
 
+class CredentialSuspended(WebAuthnError):
+    """A credential once caught with a sign count that did not move forward (possible clone): refused for good,
+    until the owner removes and re-adds it or an administrator clears the flag (``authsvc mfa unflag``)."""
+
+    def __init__(self, credential: WebAuthnCredential):
+        super().__init__("credential suspended: its sign count once went backwards (possible clone)")
+        self.credential = credential
+
+
 class WebAuthnService:
     def __init__(self, *, db, store, clock, rp_id: str, rp_name: str, origins: tuple[str, ...]):
         self.db, self.store, self.clock = db, store, clock
@@ -69,7 +80,7 @@ class WebAuthnService:
         self.store.put_challenge("reg", binding, {"c": bytes_to_base64url(challenge), "u": user.id, "h": handle})
         return options_to_json(options)
 
-    def register(self, user: User, binding: str, credential: dict, name: str) -> WebAuthnCredential:
+    def register(self, user: User, binding: str, credential: dict, name: str, *, aal: int = 1) -> WebAuthnCredential:
         issued = self.store.take_challenge("reg", binding)
         if issued is None or issued["u"] != user.id:
             raise WebAuthnError("no registration challenge for this session (expired or already used)")
@@ -89,7 +100,8 @@ class WebAuthnService:
             public_key=verified.credential_public_key, sign_count=verified.sign_count,
             name=(name or "Security key").strip()[:64] or "Security key",
             transports=",".join(str(t) for t in transports if isinstance(t, str))[:128] or None,
-            aaguid=str(verified.aaguid)[:36] if verified.aaguid else None, created_at=self.clock.now())
+            aaguid=str(verified.aaguid)[:36] if verified.aaguid else None, created_at=self.clock.now(),
+            enrolled_aal=aal)
         self.db.session.add(row)
         self.db.session.commit()
         return row
@@ -133,6 +145,8 @@ class WebAuthnService:
                 require_user_verification=bool(issued["uv"]))
         except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError) as exc:
             raise WebAuthnError(f"assertion not verified: {exc}") from None
+        if row.flagged_at is not None:  # after the signature check, so that only the key's holder is told no
+            raise CredentialSuspended(row)
         if (verified.new_sign_count > 0 or row.sign_count > 0) and verified.new_sign_count <= row.sign_count:
             row.flagged_at = self.clock.now()
             self.db.session.commit()

@@ -21,6 +21,10 @@ class TotpCredential(Base):
     key_version: Mapped[str] = mapped_column(String(16), index=True)  # lets an operator count rows still on old keys
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The assurance level of the session that enrolled it: 1 = only a password vouched for it (see
+    # MfaService.unconfirmed_since); NULL = enrolled before this was recorded.
+    enrolled_aal: Mapped[int | None] = mapped_column(Integer)
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # too many consecutive wrong codes
 
 
 class RecoveryCode(Base):
@@ -35,6 +39,7 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    enrolled_aal: Mapped[int | None] = mapped_column(Integer)  # as TotpCredential.enrolled_aal
 
 
 class WebAuthnCredential(Base):
@@ -54,6 +59,7 @@ class WebAuthnCredential(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     flagged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # sign-count regression seen (possible clone)
+    enrolled_aal: Mapped[int | None] = mapped_column(Integer)  # as TotpCredential.enrolled_aal
 
 
 class TrustedDevice(Base):

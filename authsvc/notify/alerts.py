@@ -24,6 +24,25 @@ class LoginAlerts:
             "It signs you out everywhere, forgets trusted devices and asks you to choose a new password.\n",
         )
 
+    def password_used(self, user, ctx, *, denied: bool) -> None:
+        """Someone typed this account's correct password and was stopped (risk deny, or repeatedly at the second
+        factor). Sent whatever the new-sign-in preference (this is not a sign-in), at most once per
+        proven_notice_interval (the throttle decides)."""
+        token = self.tokens.issue("notme", user.id, 7 * 86400)
+        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        what = ("the sign-in was blocked because it did not look like you" if denied
+                else "it was stopped at your second sign-in step, more than once")
+        self.mailer.send(
+            user.email,
+            f"Your {self.settings.service_name} password was used by someone who did not finish signing in",
+            "Someone entered the correct password for your account, and " + what + ".\n\n"
+            f"  IP address: {ctx.ip or 'unknown'}\n  Browser: {ctx.user_agent or 'unknown'}\n\n"
+            "If this was not you, someone knows your password. Change it now, and do not use it anywhere else:\n"
+            f"  {link}\n"
+            "That link signs you out everywhere, forgets trusted devices and asks you to choose a new password.\n\n"
+            "If it was you, there is nothing to do.\n",
+        )
+
     def session_theft(self, user, ctx, what: str) -> None:
         """A session was ended because it was used in a way only a copy could be (DBSC: a replayed short cookie or a
         proof from a key that is not the device's). Sent whatever the new-sign-in setting: this is not a sign-in."""

@@ -127,6 +127,8 @@ class AsnTable:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return None
+        if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:a.b.c.d is found in the IPv4 ranges
+            addr = addr.ipv4_mapped
         return self.lookup_int(addr.version, int(addr))
 
     def ranges(self, version: int = 4) -> Iterator[tuple[int, int, int, str]]:
@@ -157,6 +159,8 @@ def _prefix(ip: str, v4_bits: int, v6_bits: int) -> str:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return ip
+    if addr.version == 6 and addr.ipv4_mapped is not None:  # IPv4-mapped: its IPv4 network, not "::/48"
+        addr = addr.ipv4_mapped
     bits = v4_bits if addr.version == 4 else v6_bits
     return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
 

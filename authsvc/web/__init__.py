@@ -260,8 +260,9 @@ def not_me(token: str):
 @bp.get("/not-me/done")
 def not_me_done():
     return render_template("message.html", title="Your account is locked down",
-                           message="We signed you out everywhere and switched off your old password. We sent you a "
-                                   "link to choose a new one.")
+                           message="We signed you out everywhere, switched off your old password and removed the "
+                                   "sign-in methods added since that sign-in. We sent you an e-mail with what we did "
+                                   "and a link to choose a new password.")
 
 
 # --- first administrator ------------------------------------------------------------------------------------------

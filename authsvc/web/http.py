@@ -8,6 +8,7 @@ from functools import lru_cache
 from flask import Flask, Request, current_app, g, request
 
 from authsvc.accounts.login import RequestContext
+from authsvc.defense import canonical_ip
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -40,7 +41,7 @@ def client_ip(req: Request, trusted: tuple[str, ...]) -> str | None:
     Anything a client can write is ignored unless it arrived through a proxy the operator listed (ASVS 15.3.4);
     walking from the right means a client cannot prepend a fake address.
     """
-    peer = req.remote_addr
+    peer = canonical_ip(req.remote_addr)  # ::ffff:a.b.c.d from a dual-stack socket is the IPv4 client (issue 19)
     nets = _networks(trusted)
     if not nets or not peer:
         return peer
@@ -60,9 +61,9 @@ def client_ip(req: Request, trusted: tuple[str, ...]) -> str | None:
             ipaddress.ip_address(hop)
         except ValueError:
             return peer  # garbage in the chain: fall back to what we can see for ourselves
-        if not is_trusted(hop):
-            return hop
-    return hops[0] if hops else peer
+        if not is_trusted(canonical_ip(hop)):
+            return canonical_ip(hop)
+    return canonical_ip(hops[0]) if hops else peer
 
 
 def request_context() -> RequestContext:

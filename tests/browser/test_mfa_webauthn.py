@@ -120,6 +120,8 @@ def test_passkey_register_login_second_factor_and_remove(wa_server, browser_cont
 
     # 5. remove it (fresh session) → password-only again
     page.get_by_role("button", name="Remove Virtual laptop").click()
+    page.get_by_role("heading", name="Remove “Virtual laptop”?").wait_for()  # one click is a question, not the act
+    page.get_by_role("button", name="Remove it").click()
     page.get_by_text("was removed").wait_for()
     assert page.get_by_text("Virtual laptop").count() == 0
     _sign_out(page)

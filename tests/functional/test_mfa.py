@@ -301,7 +301,7 @@ def test_removing_a_factor_needs_fresh_auth_and_notifies(app, client):
     assert stale.status_code == 302 and "/mfa/step-up" in stale.headers["Location"]
     assert submit_totp(client, current_code(app, secret), url="/mfa/step-up?next=/account").status_code == 302
     page = client.get("/account").get_data(as_text=True)
-    done = client.post("/mfa/totp/remove", data={"csrf_token": csrf_token(page)})
+    done = client.post("/mfa/totp/remove", data={"csrf_token": csrf_token(page), "confirm": "yes"})
     assert done.status_code == 302 and done.headers["Location"] == "/account"
     assert "Authenticator app removed" in _mails(app)
     assert [e.outcome for e in _events(app, "mfa:totp:remove")] == ["success"]
@@ -359,7 +359,7 @@ def test_regenerating_recovery_codes_without_a_factor_is_refused(app, client):
     create_user(app)
     login(client)
     token = csrf_token(client.get("/account").get_data(as_text=True))
-    r = client.post("/mfa/recovery", data={"csrf_token": token})
+    r = client.post("/mfa/recovery", data={"csrf_token": token, "confirm": "yes"})
     assert r.status_code == 302 and r.headers["Location"] == "/account"
     assert "Set up an authenticator app or a passkey first." in client.get("/account").get_data(as_text=True)
     assert _events(app, "mfa:recovery:generate") == []

@@ -184,7 +184,8 @@ def test_removing_a_key_needs_fresh_auth_and_notifies(wa_app):
     create_user(wa_app)
     client = wa_app.test_client()
     login(client)
-    _register(wa_app, client, SoftAuthenticator(origin=ORIGIN), name="Phone")
+    auth = SoftAuthenticator(origin=ORIGIN)
+    _register(wa_app, client, auth, name="Phone")
     from authsvc.extensions import db
     from authsvc.models import WebAuthnCredential
     from authsvc.services import services
@@ -194,9 +195,54 @@ def test_removing_a_key_needs_fresh_auth_and_notifies(wa_app):
         cred_id = db.session.execute(db.select(WebAuthnCredential.id)).scalar_one()
     page = client.get("/account").get_data(as_text=True)
     assert "Phone" in page
-    resp = client.post(f"/mfa/webauthn/{cred_id}/remove", data={"csrf_token": csrf_token(page)})
+    # the session proved only the password, and the account now has a second factor: prove it first
+    stale = client.post(f"/mfa/webauthn/{cred_id}/remove", data={"csrf_token": csrf_token(page), "confirm": "yes"})
+    assert stale.status_code == 302 and stale.headers["Location"].startswith("/mfa/step-up")
+    token = meta_csrf(client.get(stale.headers["Location"]).get_data(as_text=True))
+    opts = post_json(client, "/mfa/webauthn/authenticate/options", {"flow": "step-up"}, token).get_json()
+    assert post_json(client, "/mfa/webauthn/authenticate/verify",
+                     {"flow": "step-up", "credential": auth.get(opts), "next": "/account"}, token).status_code == 200
+    page = client.get("/account").get_data(as_text=True)
+    ask = client.post(f"/mfa/webauthn/{cred_id}/remove", data={"csrf_token": csrf_token(page)})
+    assert ask.status_code == 200 and "Remove “Phone”?" in ask.get_data(as_text=True)  # a question first
+    resp = client.post(f"/mfa/webauthn/{cred_id}/remove", data={"csrf_token": csrf_token(page), "confirm": "yes"})
     assert resp.status_code == 302 and resp.headers["Location"] == "/account"
     with wa_app.app_context():
         assert db.session.execute(db.select(WebAuthnCredential)).first() is None
         subjects = [m.subject for m in services().outbox.messages(to="alice@example.com")]
     assert "Security key or passkey removed" in subjects and "Security key or passkey added" in subjects
+
+
+def test_a_credential_flagged_as_a_clone_is_refused_until_cleared(wa_app):
+    """Issue #12 item 7: once the sign count went backwards, even a correctly signed assertion with a higher counter
+    is refused (audited, owner told) until the owner re-enrols or an administrator clears the flag."""
+    client, auth = _setup_user_with_key(wa_app)
+
+    def second_factor(counter):
+        if cookie(client, SESSION):
+            form_post(client, "/account", {}, post_url="/logout")
+        login(client)
+        token = meta_csrf(client.get("/mfa/challenge").get_data(as_text=True))
+        opts = post_json(client, "/mfa/webauthn/authenticate/options", {"flow": "login"}, token).get_json()
+        return post_json(client, "/mfa/webauthn/authenticate/verify",
+                         {"flow": "login", "credential": auth.get(opts, counter=counter)}, token)
+
+    assert second_factor(10).status_code == 200
+    assert second_factor(5).status_code == 401  # the clone's answer: flagged
+    assert second_factor(20).status_code == 401  # …and from then on refused, whatever the counter
+    assert cookie(client, SESSION) is None
+    reasons = [e.reason for e in _events(wa_app, "mfa:webauthn:verify") if e.outcome == "failure"]
+    assert any("possible clone" in r for r in reasons)
+    from authsvc.extensions import db
+    from authsvc.models import WebAuthnCredential
+    from authsvc.services import services
+
+    with wa_app.app_context():
+        subjects = [m.subject for m in services().outbox.messages(to="alice@example.com")]
+        cred_id = db.session.execute(db.select(WebAuthnCredential.id)).scalar_one()
+    assert subjects.count("A security key or passkey may have been copied") == 1
+    result = wa_app.test_cli_runner().invoke(args=["mfa", "unflag", "--email", "alice@example.com",
+                                                   "--credential", str(cred_id)])
+    assert result.exit_code == 0, result.output
+    assert [e.outcome for e in _events(wa_app, "mfa:webauthn:unflag")] == ["success"]
+    assert second_factor(30).status_code == 200
