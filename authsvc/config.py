@@ -111,6 +111,7 @@ class Settings:
     session_idle_timeout: int = 3600  # seconds (ASVS 7.3.1 at AAL2: ≤ 1 h)
     session_absolute_timeout: int = 86400  # seconds (ASVS 7.3.2 at AAL2: ≤ 24 h)
     session_cookie_name: str = "__Host-authsvc"
+    session_drift_enabled: bool = True  # score every use of a session against the context it was born in
     dbsc_enabled: bool = True  # offer Device Bound Session Credentials to browsers that support them
     dbsc_cookie_ttl: int = 600  # seconds a bound session's short cookie lives before the browser must re-prove
     require_verified_email: bool = True

@@ -119,9 +119,40 @@ def build_services(app: Flask, settings: Settings) -> Services:
     mfa.login = login  # an MFA-completed login finishes through the same last stage (session, receipts, alerts)
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
+    if settings.session_drift_enabled:
+        _wire_session_drift(sessions, geo, audit, login.alerts, db)
     accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
                     throttle, ActivityService(db), mfa)
+
+
+def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: LoginAlerts, db) -> None:
+    """Continuous session risk (authsvc.risk.drift): each session remembers the context it was born in, each use is
+    compared with it inside the session check, and a session that drifted is ended, audited and reported."""
+    from authsvc.defense import prefix_of
+    from authsvc.risk.drift import END, browser_key
+
+    def birth(ip, ua):
+        info = geo.lookup(ip) if (geo is not None and ip) else None
+        return {"b_pfx": prefix_of(ip) or "", "b_uaf": browser_key(ua),
+                "b_asn": str(info.asn or "") if info else "", "b_cc": (info.country or "") if info else ""}
+
+    def drifted(user_id, sid, drift, ip, ua):
+        from authsvc.accounts.login import RequestContext
+        from authsvc.models import User
+
+        texts = "; ".join(r.text for r in drift.reasons)
+        audit.record(f"session:drift:{drift.action}", "failure", subject_id=user_id, ip=ip, user_agent=ua,
+                     reason=texts[:255], details={"session": sid[:12], "reasons": [r.code for r in drift.reasons],
+                                                  "takeover_signal": drift.action == END})
+        if drift.action == END:
+            user = db.session.get(User, user_id)
+            if user is not None:
+                alerts.session_theft(user, RequestContext(ip, ua), texts)
+
+    sessions.context_of = birth
+    sessions.geo_of = (lambda ip: geo.lookup(ip)) if geo is not None else None
+    sessions.drift_listener = drifted
 
 
 def services() -> Services:

@@ -45,13 +45,14 @@ class LoginAlerts:
 
     def session_theft(self, user, ctx, what: str) -> None:
         """A session was ended because it was used in a way only a copy could be (DBSC: a replayed short cookie or a
-        proof from a key that is not the device's). Sent whatever the new-sign-in setting: this is not a sign-in."""
+        proof from a key that is not the device's; drift: another browser, two networks at once). Sent whatever the
+        new-sign-in setting: this is not a sign-in."""
         token = self.tokens.issue("notme", user.id, 7 * 86400)
         link = self.settings.base_url.rstrip("/") + "/not-me/" + token
         self.mailer.send(
             user.email,
             f"We ended a sign-in to your {self.settings.service_name} account",
-            "One of your sessions was used from a device that does not hold its key, so we ended it.\n\n"
+            "One of your sessions was used in a way only a copy of it could be, so we ended it.\n\n"
             f"  What happened: {what}\n  Seen from: {ctx.user_agent or 'unknown browser'}, "
             f"IP address {ctx.ip or 'unknown'}\n\n"
             "This usually means a copy of your sign-in cookie was taken from your computer (for example by malware "

@@ -1,0 +1,132 @@
+"""Continuous session risk: every use of a session is compared with the context it was born in.
+
+Attacks first (a cookie replayed from another browser, from two networks at once, from another provider minutes
+after the sign-in, from abroad), then the owner's ordinary moves, which must not be challenged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import create_user
+from tests.functional.helpers import form_post
+
+COOKIE = "__Host-authsvc"
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/141.0.0.0 Safari/537.36")
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
+HOME, OFFICE, PROXY, ABROAD, HOME2 = "198.51.100.7", "203.0.113.9", "192.0.2.44", "100.64.0.5", "198.51.101.20"
+
+
+@pytest.fixture
+def asn_file(tmp_path):
+    """A small IP→ASN table in the product's CSV format: home (two /24s of one provider), office, proxy host."""
+    path = tmp_path / "asn.csv"
+    path.write_text("198.51.100.0,198.51.101.255,3320,Home ISP\n203.0.113.0,203.0.113.255,2119,Office ISP\n"
+                    "192.0.2.0,192.0.2.255,14061,Hosting\n")
+    return str(path)
+
+
+@pytest.fixture
+def drift_app(make_app, asn_file):
+    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_asn_file=asn_file, dbsc_enabled=False)
+    create_user(app)
+    return app
+
+
+def _as(client, ip, ua=CHROME):
+    client.environ_base.update({"HTTP_X_FORWARDED_FOR": ip, "HTTP_USER_AGENT": ua})
+    return client
+
+
+def _login(app, ip=HOME, ua=CHROME):
+    client = _as(app.test_client(), ip, ua)
+    resp = form_post(client, "/login", {"email": "alice@example.com", "password": "correct horse battery staple"})
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    return client
+
+
+def _copy(app, client, ip, ua=CHROME):
+    other = _as(app.test_client(), ip, ua)
+    other.set_cookie(COOKIE, client.get_cookie(COOKIE).value, domain="localhost")
+    return other
+
+
+def _events(app, tag):
+    from authsvc.extensions import db
+    from authsvc.models import SecurityEvent
+
+    with app.app_context():
+        return list(db.session.execute(select(SecurityEvent).where(SecurityEvent.tag == tag)).scalars())
+
+
+def _advance(app, seconds):
+    app.extensions["authsvc"].clock.advance(seconds)
+
+
+def test_cookie_replayed_from_another_browser_ends_the_session(drift_app):
+    owner = _login(drift_app)
+    thief = _copy(drift_app, owner, HOME, FIREFOX)  # even on the same network
+    assert thief.get("/account").status_code == 302
+    assert owner.get("/account").status_code == 302  # ended for everyone: the copy is worthless
+    ev = _events(drift_app, "session:drift:end")
+    assert len(ev) == 1 and json.loads(ev[0].details)["reasons"] == ["browser_changed"]
+    assert "Firefox on Linux" in ev[0].reason
+    with drift_app.app_context():
+        mails = [m for m in drift_app.extensions["authsvc"].outbox.messages(to="alice@example.com")
+                 if "We ended a sign-in" in m.subject]
+    assert len(mails) == 1 and "/not-me/" in mails[0].body
+
+
+def test_same_session_used_from_two_networks_at_once_ends(drift_app):
+    owner = _login(drift_app)
+    thief = _copy(drift_app, owner, OFFICE)
+    _advance(drift_app, 3600 - 60)  # long after the sign-in, so only the parallel use can tell
+    assert owner.get("/account").status_code == 200
+    assert thief.get("/account").status_code == 200  # one switch: could be the owner changing networks
+    assert owner.get("/account").status_code == 200  # two: a phone leaving Wi-Fi and coming back
+    assert thief.get("/account").status_code == 302  # three within two minutes: two places at once
+    assert owner.get("/account").status_code == 302
+    assert json.loads(_events(drift_app, "session:drift:end")[0].details)["reasons"] == ["two_networks"]
+
+
+def test_phishing_proxy_timing_new_provider_minutes_after_sign_in_must_sign_in_again(drift_app):
+    victim = _login(drift_app, PROXY)  # the proxy relays the real login from its hosting network...
+    attacker = _copy(drift_app, victim, OFFICE)  # ...and the attacker replays the cookie from home minutes later
+    _advance(drift_app, 240)
+    assert attacker.get("/account").status_code == 302
+    ev = _events(drift_app, "session:drift:reauth")
+    assert len(ev) == 1 and json.loads(ev[0].details)["reasons"] == ["new_network_soon"]
+    assert "4 min after sign-in" in ev[0].reason
+
+
+def test_bearer_use_of_a_copied_session_on_the_api_fast_path_is_scored_too(drift_app):
+    owner = _login(drift_app)
+    token = owner.get_cookie(COOKIE).value
+    api = _as(drift_app.test_client(), HOME, FIREFOX)
+    assert api.get("/api/v1/session", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert owner.get("/account").status_code == 302
+    assert _events(drift_app, "session:drift:end")
+
+
+def test_owners_ordinary_moves_are_not_challenged(drift_app):
+    owner = _login(drift_app)
+    assert owner.get("/account").status_code == 200
+    _as(owner, HOME2)  # carrier NAT / DHCP: another /24 of the same provider, minutes later
+    _advance(drift_app, 120)
+    assert owner.get("/account").status_code == 200
+    _as(owner, OFFICE)  # home → office, an hour later
+    _advance(drift_app, 3000)
+    assert owner.get("/account").status_code == 200
+    _as(owner, OFFICE, CHROME.replace("141.0.0.0", "142.0.0.0"))  # the browser updated itself
+    assert owner.get("/account").status_code == 200
+    assert not _events(drift_app, "session:drift:end") and not _events(drift_app, "session:drift:reauth")
+
+
+def test_drift_scoring_can_be_switched_off(make_app, asn_file):
+    app = make_app(trusted_proxies=("127.0.0.1/32",), session_drift_enabled=False, dbsc_enabled=False)
+    create_user(app)
+    owner = _login(app)
+    assert _copy(app, owner, OFFICE, FIREFOX).get("/account").status_code == 200
