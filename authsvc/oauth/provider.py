@@ -8,6 +8,8 @@ they are simply never registered, so Authlib answers ``unsupported_response_type
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import secrets
@@ -44,6 +46,29 @@ from authsvc.oauth.tokens import ConsumeResult, grant_id_of, new_grant_id, sha25
 log = logging.getLogger("authsvc.oauth")
 
 ACR_AAL1, ACR_AAL2 = "urn:authsvc:aal1", "urn:authsvc:aal2"
+
+
+def malformed_basic(authorization: str | None) -> bool:
+    """True if ``authorization`` is an HTTP Basic header that does not decode to ``id:secret`` in UTF-8 (RFC 7617).
+
+    Authlib decodes it with ``errors='strict'`` and lets a non-UTF-8 credential raise (→ 500), and silently ignores
+    bad base64 (→ the request falls through to other authentication methods). Both are refused up front as
+    ``invalid_client`` (401) by every endpoint that authenticates clients, lean paths included."""
+    if not authorization:
+        return False
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return True
+    client_id, sep, _ = text.partition(":")
+    return not sep or not client_id or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+INVALID_BASIC = {"error": "invalid_client",
+                 "error_description": "The HTTP Basic client credentials are malformed (base64 of UTF-8 'id:secret')."}
 AMR = {"pwd": "pwd", "totp": "otp", "otp": "otp", "webauthn": "hwk", "recovery": "otp"}
 
 

