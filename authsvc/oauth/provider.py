@@ -38,7 +38,9 @@ from joserfc.errors import JoseError
 
 from authsvc import metrics
 from authsvc.errors import Throttled
-from authsvc.models import OAuthGrant, User
+from sqlalchemy import select
+
+from authsvc.models import OAuthGrant, User, UserSession
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, Client
 from authsvc.oauth.keys import ALLOWED_ALGS
 from authsvc.oauth.tokens import ConsumeResult, grant_id_of, new_grant_id, sha256
@@ -200,6 +202,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         if outcome != ConsumeResult.OK or value["cid"] != client.get_client_id():
             return None
+        if not self.provider.session_live(value["uid"], value.get("sid")):
+            # Logged out, "sign out everywhere" or "this wasn't me" since the code was issued: it dies with it.
+            self.provider.record("oauth:code:session-ended", "failure", user_id=int(value["uid"]),
+                                 reason="the login session that approved the code has ended",
+                                 client_id=client.get_client_id())
+            return None
         return AuthCode(value, gid)
 
     def delete_authorization_code(self, authorization_code):
@@ -290,6 +298,11 @@ class DeviceGrant(DeviceCodeGrant):
             user = self.server.provider.active_user(data["uid"])
             if user is None:
                 raise AccessDeniedError()
+            if not self.server.provider.session_live(data["uid"], data.get("sid")):
+                self.server.provider.record("oauth:device:session-ended", "failure", user_id=user.id,
+                                            reason="the login session that approved the device has ended",
+                                            client_id=credential.get_client_id())
+                raise AccessDeniedError("The sign-in that approved this device has ended.")
             return user
         if status == "denied":
             raise AccessDeniedError()
@@ -521,6 +534,19 @@ class OAuthProvider:
         return pipe, qname, reset
 
     # --- users -----------------------------------------------------------------------------------------------------
+    def session_live(self, user_id, sid: str | None) -> bool:
+        """Whether login session ``sid`` of ``user_id`` still stands in SQL (the durable truth): not revoked, not
+        older than the user's ``sessions_valid_after`` ("sign out everywhere", "this wasn't me"), user active.
+        A code or device approval minted by a session is only redeemable while this holds."""
+        if not user_id or not sid:
+            return False
+        row = self.db.session.execute(
+            select(UserSession.revoked_at, UserSession.created_at, User.sessions_valid_after, User.status)
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.id == sid, UserSession.user_id == int(user_id))).first()
+        return (row is not None and row.revoked_at is None and row.created_at >= row.sessions_valid_after
+                and row.status == "active")
+
     def active_user(self, user_id) -> User | None:
         if not user_id:
             return None
@@ -591,6 +617,11 @@ class OAuthProvider:
                                      scope=token["scope"], audiences=aud, auth_time=None, acr=None, amr=None,
                                      refresh_hash=None)
             ctx = {"sid": None, "at": None, "acr": None, "aud": aud}
+        if grant_type in ("authorization_code", DEVICE_GRANT) and not self.session_live(uid, ctx["sid"]):
+            # The session ended after the check above but before the grant existed (its revocation listener found
+            # nothing to revoke): the grant is written now, so revoke it ourselves and hand nothing out.
+            self.tokens.revoke_grant(gid, "session_revoked")
+            raise InvalidGrantError("The login session that approved this grant has ended.")
         token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"])
         metrics.TOKENS.labels(grant_type).inc()
         if refresh:

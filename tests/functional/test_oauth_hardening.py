@@ -203,3 +203,119 @@ def test_malformed_basic_through_live_server_fast_path(app, live_server):
         assert r.json()["error"] == "invalid_client"
         assert r.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in r.headers
         assert r.headers["Cache-Control"] == "no-store"
+
+
+# (2) A code or a device approval dies with the login session that minted it.
+DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def _end_session(app, client, how):
+    """End alice's browser session: logout, sign out everywhere, or "this wasn't me" (from the e-mail link)."""
+    page = client.get("/account")
+    tok = csrf_token(page.get_data(as_text=True))
+    if how == "logout":
+        r = client.post("/logout", data={"csrf_token": tok})
+    elif how == "everywhere":
+        r = client.post("/account/sessions/revoke-all", data={"csrf_token": tok})
+    else:
+        from authsvc.extensions import db
+        from authsvc.models import User
+        from authsvc.services import services
+
+        with app.app_context():
+            uid = db.session.execute(db.select(User.id).where(User.email == "alice@example.com")).scalar_one()
+            link = services().tokens.issue("notme", uid, 3600)
+        other = app.test_client()  # the owner clicks the link in the e-mail, maybe on another device
+        page = other.get(f"/not-me/{link}")
+        r = other.post(f"/not-me/{link}", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert r.status_code == 302, r.get_data(as_text=True)[:300]
+
+
+@pytest.mark.parametrize("how", ["logout", "everywhere", "not_me"])
+def test_unredeemed_code_dies_with_its_session(app, client, how):
+    cid, secret = register(app)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid, scope="openid email offline_access")
+    _end_session(app, client, how)
+    r = redeem(app.test_client(), cid, secret, code, verifier)
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant", r.json
+    assert "refresh_token" not in r.json and "access_token" not in r.json
+
+
+def _approved_device_code(app, client, cid):
+    tv = app.test_client()
+    d = tv.post("/oauth2/device_authorization", data={"client_id": cid, "scope": "openid offline_access"}).json
+    page = client.get("/device?user_code=" + d["user_code"])
+    tok = csrf_token(page.get_data(as_text=True))
+    done = client.post("/device", data={"csrf_token": tok, "user_code": d["user_code"], "decision": "allow"})
+    assert b"Device connected" in done.data
+    return tv, {"grant_type": DEVICE, "device_code": d["device_code"], "client_id": cid}
+
+
+@pytest.mark.parametrize("how", ["logout", "everywhere", "not_me"])
+def test_unredeemed_device_approval_dies_with_its_session(app, client, how):
+    cid, _ = register(app, client_type="public", redirect_uris=[], grant_types=[DEVICE, "refresh_token"])
+    signed_in(app, client)
+    tv, poll = _approved_device_code(app, client, cid)
+    _end_session(app, client, how)
+    r = tv.post("/oauth2/token", data=poll)
+    assert r.status_code == 400 and r.json["error"] in ("access_denied", "invalid_grant"), r.json
+    assert "access_token" not in r.json
+
+
+def test_device_approval_still_works_while_the_session_lives(app, client):
+    cid, _ = register(app, client_type="public", redirect_uris=[], grant_types=[DEVICE, "refresh_token"])
+    signed_in(app, client)
+    tv, poll = _approved_device_code(app, client, cid)
+    r = tv.post("/oauth2/token", data=poll)
+    assert r.status_code == 200 and r.json["refresh_token"], r.json
+
+
+@pytest.mark.parametrize("how", ["logout", "everywhere", "not_me"])
+def test_refresh_family_of_a_session_stops_when_the_session_ends(app, client, how):
+    """Refresh families are tied to their login session by design (the session-revocation listener): keep it so."""
+    cid, secret = register(app)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid, scope="openid email offline_access")
+    r = redeem(client, cid, secret, code, verifier)
+    assert r.status_code == 200
+    _end_session(app, client, how)
+    r = token(app.test_client(), {"grant_type": "refresh_token", "refresh_token": r.json["refresh_token"]},
+              auth=(cid, secret))
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant"
+
+
+def test_grant_created_while_its_session_is_revoked_is_revoked(app, client):
+    """The race: the session ends between the code check and the grant's creation (the revocation listener found no
+    grant yet). The grant is re-checked once written and revoked; no token is handed out."""
+    from authsvc.oauth.provider import OAuthProvider
+
+    cid, secret = register(app)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid, scope="openid offline_access")
+    original = OAuthProvider.session_live
+    calls = []
+
+    def live_then_revoked(self, user_id, sid):
+        calls.append(sid)
+        if len(calls) == 1:
+            return original(self, user_id, sid)
+        from authsvc.models import User
+        from authsvc.services import services
+
+        services().sessions.revoke(self.db.session.get(User, int(user_id)), sid, "logout")
+        return original(self, user_id, sid)
+
+    OAuthProvider.session_live = live_then_revoked
+    try:
+        r = redeem(app.test_client(), cid, secret, code, verifier)
+    finally:
+        OAuthProvider.session_live = original
+    assert len(calls) == 2
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant", r.json
+    from authsvc.extensions import db
+    from authsvc.models import OAuthGrant
+
+    with app.app_context():
+        grants = db.session.execute(db.select(OAuthGrant).where(OAuthGrant.client_id == cid)).scalars().all()
+        assert grants and all(g.revoked_at is not None for g in grants)
