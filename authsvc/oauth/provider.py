@@ -240,6 +240,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         provider = self.server.provider
+        provider.check_refresh_scope(refresh_token, self.request.client.get_client_id(), self.request.payload.scope)
         new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
         result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new)
         if result.outcome == "reuse":
@@ -836,6 +837,30 @@ class OAuthProvider:
         metrics.TOKENS.labels("refresh_token").inc()
         return 200, {"access_token": access, "expires_in": client.access_token_ttl, "refresh_token": new,
                      "scope": g["scope"], "token_type": "Bearer"}
+
+    def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None) -> None:
+        """Refuse a refresh that asks for more than its grant holds *before* the rotation (RFC 6749 §6: invalid_scope):
+        Authlib checks the scope only after ``authenticate_refresh_token``, which has rotated by then, so the client's
+        token was burnt and its retry revoked the family as "theft". Only the family's live token gets this answer;
+        anything else goes on to the rotation, which calls a replay a replay."""
+        if not scope:
+            return
+        gid = grant_id_of(refresh_token)
+        if gid is None:
+            return
+        rec = self.tokens.redis.hmget(f"oauth:grant:{{{gid}}}", "cur", "rev", "cid", "scope")
+        cur, rev, cid, granted = rec
+        if cur is None:  # Redis lost the twin: SQL is the durable truth
+            row = self.db.session.get(OAuthGrant, gid)
+            if row is None:
+                return
+            cur, rev, cid, granted = row.current_hash, "1" if row.revoked_at else "0", row.client_id, row.scope
+        if cid != client_id or rev == "1" or cur != sha256(refresh_token):
+            return
+        if not set(scope.split()) <= set((granted or "").split()):
+            from authlib.oauth2.rfc6749 import InvalidScopeError
+
+            raise InvalidScopeError("A refresh may keep or narrow the granted scope, never widen it.")
 
     def introspection_payload(self, token: TokenRef) -> dict:
         rec = token.rec

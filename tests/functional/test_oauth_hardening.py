@@ -319,3 +319,58 @@ def test_grant_created_while_its_session_is_revoked_is_revoked(app, client):
     with app.app_context():
         grants = db.session.execute(db.select(OAuthGrant).where(OAuthGrant.client_id == cid)).scalars().all()
         assert grants and all(g.revoked_at is not None for g in grants)
+
+
+# (6a) A refresh asking for more scope than granted is refused as invalid_scope, not treated as theft.
+def _fresh_family(app, client, **reg):
+    cid, secret = register(app, **reg)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid, scope="openid email")
+    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier, "redirect_uri": REDIRECT}
+    r = token(client, {**data, "client_id": cid}) if secret is None else token(client, data, auth=(cid, secret))
+    assert r.status_code == 200 and r.json["refresh_token"], r.json
+    return cid, secret, r.json["refresh_token"]
+
+
+def _refresh(client, cid, secret, rt, **extra):
+    data = {"grant_type": "refresh_token", "refresh_token": rt, **extra}
+    if secret is None:
+        return client.post("/oauth2/token", data={**data, "client_id": cid})
+    return client.post("/oauth2/token", data=data, headers=basic(cid, secret))
+
+
+@pytest.mark.parametrize("kind", ["confidential", "public"])
+@pytest.mark.parametrize("flask_only", [False, True], ids=["as-deployed", "flask-only"])
+def test_refresh_with_wider_scope_is_invalid_scope_and_keeps_the_token(app, client, kind, flask_only):
+    from tests.functional.test_oauth_fastpath import _flask_only
+
+    cid, secret, rt = _fresh_family(app, client, client_type=kind)
+    c = _flask_only(app) if flask_only else client
+    r = _refresh(c, cid, secret, rt, scope="openid email profile")
+    assert r.status_code == 400 and r.json["error"] == "invalid_scope", r.json
+    r = _refresh(c, cid, secret, rt, scope="openid email offline_access")
+    assert r.status_code == 400 and r.json["error"] == "invalid_scope", r.json
+    # The same token still works: nothing was rotated, nothing revoked as "theft".
+    r = _refresh(c, cid, secret, rt, scope="openid")
+    assert r.status_code == 200 and r.json["scope"] == "openid", r.json
+    r2 = _refresh(c, cid, secret, r.json["refresh_token"])
+    assert r2.status_code == 200, r2.json
+    assert not _reuse_events(app)
+
+
+def test_stale_refresh_token_with_wider_scope_is_still_reuse(app, client):
+    """Only the live token gets the gentle invalid_scope: a replayed (rotated) one is still caught as reuse."""
+    cid, secret, rt = _fresh_family(app, client)
+    r = _refresh(client, cid, secret, rt)
+    assert r.status_code == 200
+    r = _refresh(client, cid, secret, rt, scope="openid email profile")
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant", r.json
+    assert _reuse_events(app)
+
+
+def _reuse_events(app):
+    from authsvc.extensions import db
+    from authsvc.models import SecurityEvent
+
+    with app.app_context():
+        return db.session.execute(db.select(SecurityEvent).where(SecurityEvent.tag == "oauth:refresh:reuse")).all()
