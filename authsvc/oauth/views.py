@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 from urllib.parse import urlencode, urlsplit
 
 import redis
@@ -29,7 +31,7 @@ log = logging.getLogger("authsvc.oauth")
 api = Blueprint("oauth_api", __name__)
 web = Blueprint("oauth", __name__)
 
-REAUTH_PARAM = "authsvc_reauth"  # marks an authorize URL sent through /login: "a login after this instant counts"
+REAUTH_PARAM = "authsvc_reauth"  # a random handle on a server-side "a login after this instant counts" (see _reauth)
 
 
 def provider() -> OAuthProvider:
@@ -223,10 +225,34 @@ def _authorize_url(**changes) -> str:
     return "/oauth2/authorize?" + urlencode(args, doseq=True)
 
 
-def _reauth(reason: str):
-    """Send the user through /login again; the marker lets the second pass see the login was fresh."""
-    now = int(provider().clock.timestamp())
-    return redirect(url_for("web.login", next=_authorize_url(**{REAUTH_PARAM: str(now)})))
+_REAUTH_TTL = 900  # the user has this long to finish the login the authorization asked for
+
+
+def _reauth_key(marker: str) -> str:
+    return f"oauth:reauth:{{{marker}}}"
+
+
+def _reauth(reason: str, user_id: int, client_id: str):
+    """Send the user through /login again. The marker in the URL is only a random handle: what it means ("a login
+    of this user, for this client, after this instant counts") is kept in Redis, so a client that puts
+    ``authsvc_reauth`` in its own authorize URL satisfies nothing."""
+    p = provider()
+    marker = secrets.token_urlsafe(18)
+    p.tokens.redis.set(_reauth_key(marker), json.dumps({"uid": user_id, "cid": client_id,
+                                                        "t": int(p.clock.timestamp())}), ex=_REAUTH_TTL)
+    return redirect(url_for("web.login", next=_authorize_url(**{REAUTH_PARAM: marker})))
+
+
+def _fresh_login(marker: str, session, user_id: int, client_id: str) -> bool:
+    """Whether the session is a login made after the reauthentication that ``marker`` (server-side) asked for."""
+    if not marker or len(marker) > 64:
+        return False
+    raw = provider().tokens.redis.get(_reauth_key(marker))
+    if not raw:
+        return False
+    want = json.loads(raw)
+    return (want.get("uid") == user_id and want.get("cid") == client_id
+            and session.created_at.timestamp() >= int(want.get("t", 0)))
 
 
 def _step_up_url(next_url: str) -> str | None:
@@ -303,7 +329,7 @@ def authorize():
         return redirect(url_for("web.login", next=_authorize_url()))
     # 2. fresh enough? (prompt=login, max_age)
     marker = args.get(REAUTH_PARAM, "")
-    fresh = marker.isdigit() and session.created_at.timestamp() >= int(marker)
+    fresh = _fresh_login(marker, session, user.id, grant.client.client_id)
     age = p.clock.timestamp() - session.created_at.timestamp()
     try:
         max_age = int(args["max_age"]) if args.get("max_age") else None
@@ -312,7 +338,7 @@ def authorize():
     if not fresh and ("login" in prompts or (max_age is not None and age > max_age)):
         if "none" in prompts:
             return fail("login_required", "A fresh login is required.")
-        return _reauth("prompt_login")
+        return _reauth("prompt_login", user.id, grant.client.client_id)
     # 3. strong enough? (acr_values asks for aal2)
     wanted = (args.get("acr_values") or "").split()
     if ACR_AAL2 in wanted and ACR_AAL1 not in wanted and session.aal < 2:
@@ -325,7 +351,7 @@ def authorize():
         # aal1 cannot satisfy it, so the client is told so (OIDC Unmet Authentication Requirements 1.0).
         if fresh:
             return fail("unmet_authentication_requirements", "A second factor is required and is not available.")
-        return _reauth("step_up")
+        return _reauth("step_up", user.id, grant.client.client_id)
     # 4. consent
     client = grant.client
     scopes = (grant.request.scope or "").split()
@@ -349,6 +375,8 @@ def authorize():
         resp.headers["Content-Security-Policy"] = _csp_for(redirect_uri)
         return resp
     resp = p.server.create_authorization_response(grant_user=end_user, grant=grant)
+    if marker:
+        p.tokens.redis.delete(_reauth_key(marker))  # served its purpose: one authorization per login asked for
     p.record("oauth:code:issue", "success", user_id=user.id, client_id=client.client_id)
     return resp
 

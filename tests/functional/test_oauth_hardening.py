@@ -374,3 +374,54 @@ def _reuse_events(app):
 
     with app.app_context():
         return db.session.execute(db.select(SecurityEvent).where(SecurityEvent.tag == "oauth:refresh:reuse")).all()
+
+
+# (6b) The "fresh login" marker is server-side: a client cannot satisfy prompt=login / max_age by sending it.
+@pytest.mark.parametrize("marker", ["0", "1", "9999999999", "abc", ""])
+def test_client_supplied_reauth_marker_does_not_skip_prompt_login(app, client, marker):
+    from authsvc.oauth.views import REAUTH_PARAM
+
+    cid, _ = register(app)
+    signed_in(app, client)
+    _, challenge = pkce()
+    for extra in ({"prompt": "login"}, {"max_age": "0"}):
+        r = authorize(client, cid, challenge=challenge, **extra, **{REAUTH_PARAM: marker})
+        assert r.status_code == 302 and r.location.startswith("/login?next="), (extra, r.location)
+        assert "code=" not in r.location
+
+
+def _follow_login(client, location):
+    """The browser at /login?next=…: the user signs in again; follow the redirect back into /oauth2/authorize."""
+    from tests.conftest import PASSWORD
+
+    page = client.get(location)
+    r = client.post(location, data={"email": "alice@example.com", "password": PASSWORD,
+                                    "csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert r.status_code == 302 and r.location.startswith("/oauth2/authorize?"), r.location
+    return r.location
+
+
+def test_prompt_login_honoured_after_a_real_login_and_marker_bound_to_user_and_client(app, client):
+    from urllib.parse import parse_qs
+
+    from authsvc.oauth.views import REAUTH_PARAM
+
+    cid, _ = register(app)
+    other_cid, _ = register(app, name="Other RP")
+    signed_in(app, client)
+    _, challenge = pkce()
+    r = authorize(client, cid, challenge=challenge, prompt="login", consent=False)
+    back = _follow_login(client, r.location)
+    marker = parse_qs(urlsplit(back).query)[REAUTH_PARAM][0]
+    r = client.get(back)
+    if r.status_code == 200:  # consent screen first time
+        r = client.post(back, data={"csrf_token": csrf_token(r.get_data(as_text=True)), "decision": "allow"})
+    assert r.status_code == 302 and "code=" in r.location, r.location
+    # The marker is not a bearer ticket: another client's request carrying it still needs a login…
+    r = authorize(client, other_cid, challenge=challenge, prompt="login", **{REAUTH_PARAM: marker})
+    assert r.location.startswith("/login?next="), r.location
+    # …and another user's browser carrying it too.
+    bob = app.test_client()
+    signed_in(app, bob, email="bob@example.com")
+    r = authorize(bob, cid, challenge=challenge, prompt="login", **{REAUTH_PARAM: marker})
+    assert r.location.startswith("/login?next="), r.location
