@@ -214,7 +214,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         pass  # consumed atomically by query_authorization_code
 
     def authenticate_user(self, authorization_code):
-        return self.provider.active_user(authorization_code.data["uid"])
+        user = self.provider.active_user(authorization_code.data["uid"])
+        return None if user is None or user.must_change_password else user  # None → invalid_grant
 
 
 class GrantUser:
@@ -297,7 +298,7 @@ class DeviceGrant(DeviceCodeGrant):
         if status == "approved":
             self.request.device = data
             user = self.server.provider.active_user(data["uid"])
-            if user is None:
+            if user is None or user.must_change_password:
                 raise AccessDeniedError()
             if not self.server.provider.session_live(data["uid"], data.get("sid")):
                 self.server.provider.record("oauth:device:session-ended", "failure", user_id=user.id,

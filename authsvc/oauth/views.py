@@ -327,6 +327,11 @@ def authorize():
         if "none" in prompts:
             return fail("login_required", "The user is not signed in.")
         return redirect(url_for("web.login", next=_authorize_url()))
+    if user.must_change_password:
+        # A breached or reported-compromised password: no code until it is replaced; then back here.
+        if "none" in prompts:
+            return fail("interaction_required", "The user must change their password first.")
+        return redirect(url_for("web.change_password", next=_authorize_url()))
     # 2. fresh enough? (prompt=login, max_age)
     marker = args.get(REAUTH_PARAM, "")
     fresh = _fresh_login(marker, session, user.id, grant.client.client_id)

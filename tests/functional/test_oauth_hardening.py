@@ -425,3 +425,106 @@ def test_prompt_login_honoured_after_a_real_login_and_marker_bound_to_user_and_c
     signed_in(app, bob, email="bob@example.com")
     r = authorize(bob, cid, challenge=challenge, prompt="login", **{REAUTH_PARAM: marker})
     assert r.location.startswith("/login?next="), r.location
+
+
+# (7b) must_change_password: no code, no tokens, no API until the password is replaced.
+def _force_change(app, email="alice@example.com"):
+    from authsvc.extensions import db
+    from authsvc.models import User
+
+    with app.app_context():
+        user = db.session.execute(db.select(User).where(User.email == email)).scalar_one()
+        user.must_change_password = True
+        db.session.commit()
+
+
+def test_must_change_password_gets_no_code_and_comes_back_after_the_change(app, client):
+    from tests.conftest import PASSWORD
+
+    cid, secret = register(app)
+    signed_in(app, client)
+    _force_change(app)
+    verifier, challenge = pkce()
+    r = authorize(client, cid, challenge=challenge)
+    assert r.status_code == 302 and r.location.startswith("/account/password?next="), r.location
+    assert "code=" not in r.location
+    r = authorize(client, cid, challenge=challenge, prompt="none")
+    assert r.status_code == 302 and r.location.startswith(REDIRECT + "?") and "code=" not in r.location
+    assert query(r.location)["error"] == "interaction_required"
+    # The user changes the password and is sent back into the authorization, which now issues the code.
+    page = client.get(authorize_location := authorize(client, cid, challenge=challenge).location)
+    r = client.post(authorize_location, data={"csrf_token": csrf_token(page.get_data(as_text=True)),
+                                              "current_password": PASSWORD,
+                                              "new_password": "a new and long enough passphrase 42"})
+    assert r.status_code == 302 and r.location.startswith("/oauth2/authorize?"), r.location
+    back = r.location
+    r = client.get(back)
+    if r.status_code == 200:  # the consent screen, the first time
+        r = client.post(back, data={"csrf_token": csrf_token(r.get_data(as_text=True)), "decision": "allow"})
+    assert r.status_code == 302 and "code" in query(r.location), r.location
+    assert redeem(client, cid, secret, query(r.location)["code"], verifier).status_code == 200
+
+
+def test_code_issued_before_forced_change_is_not_redeemable(app, client):
+    cid, secret = register(app)
+    signed_in(app, client)
+    code, verifier = get_code(client, cid)
+    _force_change(app)
+    r = redeem(client, cid, secret, code, verifier)
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant"
+
+
+def test_login_with_forced_change_keeps_the_authorization_to_resume(app, client):
+    from tests.conftest import create_user
+
+    cid, _ = register(app)
+    create_user(app, email="alice@example.com")
+    _force_change(app)
+    _, challenge = pkce()
+    r = authorize(client, cid, challenge=challenge)
+    assert r.location.startswith("/login?next=")
+    page = client.get(r.location)
+    from tests.conftest import PASSWORD
+
+    r = client.post(r.location, data={"email": "alice@example.com", "password": PASSWORD,
+                                      "csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert r.status_code == 302 and r.location.startswith("/account/password?next=/oauth2/authorize?"), r.location
+
+
+def _api_login(client):
+    from tests.conftest import PASSWORD
+
+    r = client.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD})
+    assert r.status_code == 200, r.json
+    return {"Authorization": "Bearer " + r.json["session_token"]}
+
+
+def test_api_refuses_everything_but_password_change_and_logout_when_change_is_forced(app, client):
+    from tests.conftest import PASSWORD, create_user
+
+    create_user(app, email="alice@example.com")
+    auth = _api_login(client)
+    assert client.get("/api/v1/sessions", headers=auth).status_code == 200
+    _force_change(app)
+    for method, path, body in (("get", "/api/v1/sessions", None), ("get", "/api/v1/me/export", None),
+                               ("get", "/api/v1/session", None), ("delete", "/api/v1/me", {"password": PASSWORD})):
+        r = getattr(client, method)(path, headers=auth, json=body)
+        assert r.status_code == 403, (path, r.status_code)
+        assert r.json["error"] == "password_change_required", (path, r.json)
+        assert r.headers["Content-Type"].startswith("application/json")
+    r = client.post("/api/v1/password/change", headers=auth,
+                    json={"current_password": PASSWORD, "new_password": "a new and long enough passphrase 42"})
+    assert r.status_code == 200, r.json
+    auth = {"Authorization": "Bearer " + r.json["session_token"]}
+    assert client.get("/api/v1/sessions", headers=auth).status_code == 200
+    assert client.get("/api/v1/session", headers=auth).status_code == 200
+
+
+def test_api_logout_still_works_when_change_is_forced(app, client):
+    from tests.conftest import create_user
+
+    create_user(app, email="alice@example.com")
+    auth = _api_login(client)
+    _force_change(app)
+    assert client.post("/api/v1/logout", headers=auth).status_code == 204
+    assert client.get("/api/v1/sessions", headers=auth).status_code == 401
