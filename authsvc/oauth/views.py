@@ -438,6 +438,9 @@ def revoke_app():
 
 
 # --- device flow: the page where the signed-in user enters the code shown on the TV -----------------------------------
+DEVICE_GUESSES_PER_SESSION, DEVICE_GUESSES_PER_USER, DEVICE_GUESSES_PER_IP = 10, 20, 30  # per minute
+
+
 @web.route("/device", methods=["GET", "POST"])
 @login_required
 def device():
@@ -450,8 +453,13 @@ def device():
     if not form.validate_on_submit():
         return render_template("oauth/device.html", form=form, user_code=code,
                                error="Your form expired. Try again."), 400
-    # User codes have ~34 bits: cap guesses per session so they cannot be enumerated (RFC 8628 §5.1).
-    p.charge("d:" + session.id, 10, client_id="-", what="device_verification")
+    # User codes have ~34 bits: cap guesses so they cannot be enumerated (RFC 8628 §5.1) — per login session, per
+    # user (new sessions do not buy new guesses) and per network client (new accounts do not either).
+    from authsvc.web.http import request_context
+
+    p.charge("d:" + session.id, DEVICE_GUESSES_PER_SESSION, client_id="-", what="device_verification")
+    p.charge(f"du:{user.id}", DEVICE_GUESSES_PER_USER, client_id="-", what="device_verification")
+    p.charge(f"di:{request_context().ip or '-'}", DEVICE_GUESSES_PER_IP, client_id="-", what="device_verification")
     cred = p.device.by_user_code(code)
     if cred is None:
         return render_template("oauth/device.html", form=form, user_code=code,

@@ -528,3 +528,50 @@ def test_api_logout_still_works_when_change_is_forced(app, client):
     _force_change(app)
     assert client.post("/api/v1/logout", headers=auth).status_code == 204
     assert client.get("/api/v1/sessions", headers=auth).status_code == 401
+
+
+# (7a) Device user-code guessing is limited per user and per network client, not only per login session.
+def _guess(client, n):
+    """n wrong user codes from this browser; returns the status codes."""
+    page = client.get("/device")
+    tok = csrf_token(page.get_data(as_text=True))
+    return [client.post("/device", data={"csrf_token": tok, "user_code": f"BCDF-GHJ{'KLMNPQRSTVWXZ'[i % 13]}"}
+                        ).status_code for i in range(n)]
+
+
+def _start_of_a_minute(app):
+    """The quotas count per clock minute: start right after a boundary so the test never straddles one."""
+    from authsvc.services import services
+
+    with app.app_context():
+        clock = services().clock
+        clock.advance(60 - clock.timestamp() % 60 + 0.5)
+
+
+def test_device_code_guessing_limited_per_user_across_rotated_sessions(app):
+    _start_of_a_minute(app)
+    seen = []
+    for i in range(4):  # a fresh login (a new session) every 9 guesses: under the per-session cap each time
+        browser = app.test_client()
+        signed_in(app, browser) if i == 0 else _relogin(browser)
+        seen += _guess(browser, 9)
+    assert seen[:9] == [400] * 9  # wrong codes are answered as such
+    assert 429 in seen, seen
+    assert seen.index(429) <= 20, seen
+
+
+def test_device_code_guessing_limited_per_network_client_across_users(app):
+    _start_of_a_minute(app)
+    seen = []
+    for i in range(5):  # five accounts, one session each, 9 guesses each: under the per-session and per-user caps
+        browser = app.test_client()
+        signed_in(app, browser, email=f"guesser{i}@example.com")
+        seen += _guess(browser, 9)
+    assert 429 in seen, seen
+    assert seen.index(429) <= 30, seen
+
+
+def _relogin(browser):
+    from tests.functional.helpers import login
+
+    assert login(browser).status_code == 302
