@@ -30,6 +30,18 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class PasswordChangeRequired(ServiceError):
+    status = 403
+    code = "password_change_required"
+
+
+PASSWORD_CHANGE_MESSAGE = ("This account's password must be changed first (POST /api/v1/password/change); until then "
+                           "only that, signing out and ending sessions are allowed.")
+# What a user whose password must change may still do (as authsvc.web.auth.PASSWORD_CHANGE_ALLOWED for the pages).
+PASSWORD_CHANGE_ALLOWED = {"api.change_password", "api.logout", "api.revoke_session", "api.revoke_others",
+                           "api.revoke_all"}
+
+
 class Unprocessable(ServiceError):
     status = 422
     code = "password_policy"
@@ -70,6 +82,8 @@ def authenticated(view):
         session, user = bearer_session()
         if user is None:
             raise Unauthorized("Send a valid session token as 'Authorization: Bearer <token>'.")
+        if user.must_change_password and request.endpoint not in PASSWORD_CHANGE_ALLOWED:
+            raise PasswordChangeRequired(PASSWORD_CHANGE_MESSAGE)
         return view(session, user, *args, **kwargs)
 
     return wrapper
@@ -149,6 +163,8 @@ def whoami():
     if found is None:
         raise Unauthorized("Send a valid session token as 'Authorization: Bearer <token>'.")
     session, email = found
+    if session.must_change_password:
+        raise PasswordChangeRequired(PASSWORD_CHANGE_MESSAGE)
     return {"user_id": session.user_id, "email": email, "session": _session_json(session, session.id)}
 
 

@@ -80,7 +80,9 @@ def login():
         return render_template("login.html", form=form), 400 if form.errors else 200
     result = services().login.login(form.email.data, form.password.data, request_context())
     if result.outcome == L.SUCCESS:
-        target = url_for("web.change_password") if result.must_change_password else safe_next(request.args.get("next"))
+        nxt = request.args.get("next")
+        target = (url_for("web.change_password", next=safe_next(nxt) if nxt else None) if result.must_change_password
+                  else safe_next(nxt))
         if result.must_change_password:
             flash("Your password appears in a list of breached passwords. Please choose a new one now.", "warning")
         resp = redirect(target)
@@ -194,7 +196,7 @@ def change_password():
             form.new_password.errors = [exc.message]
         else:
             flash("Your password was changed. Your other sessions were signed out.", "success")
-            resp = redirect(url_for("web.account"))
+            resp = redirect(safe_next(request.args.get("next")))  # e.g. back into an OAuth authorization
             set_session_cookie(resp, changed.new_token, services().settings.session_absolute_timeout)
             return resp
     return render_template("password_change.html", form=form, user=user), 400 if form.errors else 200
