@@ -106,6 +106,11 @@ class Settings:
     reset_token_ttl: int = 1800  # ≤ 30 min
     verify_token_ttl: int = 172800
     setup_token_ttl: int = 86400
+    # Mail sent on an anonymous request (reset, duplicate registration, verification re-send): per submitted address
+    # and kind, and per source IP for all kinds, in fixed windows (authsvc/accounts/mailguard.py).
+    mail_limit_per_address: int = 3
+    mail_limit_per_ip: int = 30
+    mail_limit_window: int = 3600
 
     # --- mail -----------------------------------------------------------------------------------------------------
     smtp_host: str | None = None  # None → messages go to the outbox folder (visible to admins)
@@ -141,6 +146,9 @@ class Settings:
                 "must be ≥ session_idle_timeout",
             ),
             ("reset_token_ttl", 60 <= self.reset_token_ttl <= 1800, "must be between 60 and 1800 seconds"),
+            ("mail_limit_per_address", self.mail_limit_per_address >= 1, "must be ≥ 1"),
+            ("mail_limit_per_ip", self.mail_limit_per_ip >= 1, "must be ≥ 1"),
+            ("mail_limit_window", self.mail_limit_window >= 60, "must be ≥ 60 seconds"),
             ("redis_socket_timeout", 0 < self.redis_socket_timeout <= 30, "must be between 0 and 30 seconds"),
             ("max_content_length", self.max_content_length >= 1024, "must be ≥ 1024 bytes"),
             ("account_failure_cap", 1 <= self.account_failure_cap <= 100, "must be between 1 and 100 (NIST)"),

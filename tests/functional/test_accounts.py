@@ -310,3 +310,154 @@ def test_safe_next_refuses_what_a_browser_would_read_as_another_host(app, target
     with app.test_request_context("/"):
         assert safe_next(target) == "/account"
         assert safe_next("/account/activity?x=1") == "/account/activity?x=1"
+
+
+# --- mail bombing (issue #12 item 6, issue #19) ----------------------------------------------------------------------
+def _mails(app, to, subject_part):
+    return [m for m in _outbox(app) if m.to == to and subject_part in m.subject]
+
+
+def test_reset_mails_are_limited_per_address_and_the_last_link_keeps_working(app):
+    """35 reset requests in seconds sent 35 mails and each killed the last link. Now: at most
+    ``mail_limit_per_address`` per window; a suppressed request leaves the newest link alive; the answer is the same
+    page for a real and an unknown address, sent or suppressed."""
+    from authsvc.services import services
+
+    create_user(app)
+    with app.app_context():
+        limit = services().settings.mail_limit_per_address
+    c = app.test_client()
+    pages = set()
+    for _ in range(limit):
+        pages.add(strip_volatile(form_post(c, "/reset", {"email": "alice@example.com"}).get_data(as_text=True)))
+    assert len(_mails(app, "alice@example.com", "Reset")) == limit
+    newest = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
+    for _ in range(10):
+        r = form_post(c, "/reset", {"email": "alice@example.com"})
+        assert r.status_code == 200
+        pages.add(strip_volatile(r.get_data(as_text=True)))
+        u = form_post(c, "/reset", {"email": "nobody@example.com"})
+        assert u.status_code == 200
+        pages.add(strip_volatile(u.get_data(as_text=True)))
+    assert len(pages) == 1  # one answer for real/unknown, sent/suppressed
+    assert len(_mails(app, "alice@example.com", "Reset")) == limit
+    assert c.get(newest).status_code == 200  # the suppressed requests did not kill the newest link
+    assert form_post(c, newest, {"new_password": "brand new passphrase for the owner"}).status_code == 302
+    assert any(e.reason == "mail limit" for e in _events(app, "account:reset:request"))
+    # The window passes: mail flows again.
+    with app.app_context():
+        services().clock.advance(services().settings.mail_limit_window + 1)
+    form_post(c, "/reset", {"email": "alice@example.com"})
+    assert len(_mails(app, "alice@example.com", "Reset")) == limit + 1
+
+
+def _events(app, tag):
+    with app.app_context():
+        return list(db.session.execute(select(SecurityEvent).where(SecurityEvent.tag == tag)).scalars())
+
+
+def test_reset_mails_are_limited_per_source_ip(make_app):
+    app = make_app(mail_limit_per_ip=3)
+    emails = [f"user{i}@example.com" for i in range(5)]
+    for e in emails:
+        create_user(app, email=e)
+    c = app.test_client()
+    c.environ_base["REMOTE_ADDR"] = "203.0.113.5"  # create_user's registrations counted for 127.0.0.1
+    for e in emails:
+        assert form_post(c, "/reset", {"email": e}).status_code == 200
+    assert len([m for m in _outbox(app) if "Reset" in m.subject]) == 3
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "198.51.100.20"  # another source still gets its mail
+    form_post(other, "/reset", {"email": emails[-1]})
+    assert len(_mails(app, emails[-1], "Reset")) == 1
+
+
+def test_duplicate_registration_and_unverified_login_mails_are_limited(app):
+    from authsvc.services import services
+
+    create_user(app)  # verified owner
+    create_user(app, email="bob@example.com", verified=False)
+    with app.app_context():
+        limit = services().settings.mail_limit_per_address
+    c = app.test_client()
+    for _ in range(limit + 5):
+        r = form_post(c, "/register", {"email": "alice@example.com", "password": "another long passphrase"})
+        assert r.status_code == 200 and b"Check your e-mail" in r.data
+    # The registration's own confirmation mail counted too: one budget per address for "register" mail.
+    assert len(_mails(app, "alice@example.com", "tried to register")) == limit - 1
+    before = len(_mails(app, "bob@example.com", "Confirm"))  # the registration's own mail
+    for _ in range(limit + 5):
+        r = login(c, email="bob@example.com")
+        assert r.status_code == 403 and b"confirm your e-mail" in r.data.lower()
+    assert len(_mails(app, "bob@example.com", "Confirm")) - before <= limit
+    api = [app.test_client().post("/api/v1/login", json={"email": "bob@example.com", "password": PASSWORD})
+           for _ in range(3)]
+    assert {r.status_code for r in api} == {403}
+    assert len(_mails(app, "bob@example.com", "Confirm")) - before <= limit
+
+
+def test_reset_request_with_redis_down_is_503_not_a_silent_skip(make_app, private_redis):
+    app = make_app(redis_url=private_redis.url)
+    create_user(app)
+    c = app.test_client()
+    page = c.get("/reset")
+    private_redis.stop()
+    r = c.post("/reset", data={"email": "alice@example.com", "csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert r.status_code == 503
+    assert _mails(app, "alice@example.com", "Reset") == []
+
+
+# --- pre-hijack (issue #19) ------------------------------------------------------------------------------------------
+def test_owner_clicking_the_link_of_an_attackers_registration_does_not_let_the_attacker_in(app):
+    """The attacker registers victim@ with the attacker's password; the victim opens the link from their mailbox in
+    their own browser. Without the registering browser's cookie the link asks for the registration password, which the
+    victim does not know, so the account stays unverified and the attacker cannot sign in; the victim takes the
+    address back with a reset."""
+    attacker, victim = app.test_client(), app.test_client()
+    attacker_pw = "the attacker's own long passphrase"
+    r = form_post(attacker, "/register", {"email": "victim@example.com", "password": attacker_pw})
+    assert r.status_code == 200
+    path = outbox_link(app, "victim@example.com", "verify").split("localhost:5000", 1)[1]
+    page = victim.get(path)
+    assert page.status_code == 200 and 'name="password"' in page.get_data(as_text=True)
+    assert "take the address back" in page.get_data(as_text=True)
+    token = csrf_token(page.get_data(as_text=True))
+    r = victim.post(path, data={"csrf_token": token})  # the one-click confirm of today
+    assert r.status_code == 400 and b"password you chose" in r.data
+    r = victim.post(path, data={"csrf_token": token, "password": "a guess by the victim herself"})
+    assert r.status_code == 400
+    with app.app_context():
+        assert db.session.execute(select(User).where(User.email == "victim@example.com")).scalar_one() \
+            .email_verified_at is None
+    assert login(app.test_client(), "victim@example.com", attacker_pw).status_code == 403  # still unverified
+    # Five wrong passwords use the link up.
+    for _ in range(4):
+        victim.post(path, data={"csrf_token": token, "password": "another wrong guess here"})
+    assert victim.get(path).status_code == 400
+    # The victim takes the address back: reset proves the mailbox, sets her password and verifies the address.
+    form_post(victim, "/reset", {"email": "victim@example.com"})
+    reset = outbox_link(app, "victim@example.com", "reset").split("localhost:5000", 1)[1]
+    assert form_post(victim, reset, {"new_password": "my very own new passphrase"}).status_code == 302
+    assert login(app.test_client(), "victim@example.com", attacker_pw).status_code == 401
+    assert login(app.test_client(), "victim@example.com", "my very own new passphrase").status_code == 302
+
+
+def test_verification_in_another_browser_with_the_registration_password(app):
+    """A real user who registered on the phone and opens the mail on the laptop confirms with the password."""
+    phone, laptop = app.test_client(), app.test_client()
+    form_post(phone, "/register", {"email": "dora@example.com", "password": PASSWORD})
+    path = outbox_link(app, "dora@example.com", "verify").split("localhost:5000", 1)[1]
+    r = form_post(laptop, path, {"password": PASSWORD})
+    assert r.status_code == 302
+    assert login(laptop, "dora@example.com").status_code == 302
+
+
+def test_unverified_login_resends_a_link_bound_to_that_browser(app):
+    create_user(app, verified=False)
+    c = app.test_client()
+    assert login(c).status_code == 403
+    path = outbox_link(app, "alice@example.com", "verify").split("localhost:5000", 1)[1]
+    page = c.get(path)
+    assert 'name="password"' not in page.get_data(as_text=True)  # this browser proved the password: one click
+    assert c.post(path, data={"csrf_token": csrf_token(page.get_data(as_text=True))}).status_code == 302
+    assert login(c).status_code == 302
