@@ -461,3 +461,67 @@ def test_unverified_login_resends_a_link_bound_to_that_browser(app):
     assert 'name="password"' not in page.get_data(as_text=True)  # this browser proved the password: one click
     assert c.post(path, data={"csrf_token": csrf_token(page.get_data(as_text=True))}).status_code == 302
     assert login(c).status_code == 302
+
+
+# --- reset timing: equal work (issue #12 item 7) ---------------------------------------------------------------------
+def _reset_work(app, email, monkeypatch):
+    """What one reset request for ``email`` costs: SQL statements (by verb), commits, messages rendered, audit rows,
+    Redis commands — counted on the real database and the real Redis."""
+    from sqlalchemy import event
+
+    from authsvc import notify
+    from authsvc.accounts.login import RequestContext
+    from authsvc.extensions import RedisExtension
+    from authsvc.services import services
+
+    counts = {"sql": [], "commit": 0, "rendered": 0}
+    real_message = notify._message
+
+    def counting_message(*a, **kw):
+        counts["rendered"] += 1
+        return real_message(*a, **kw)
+
+    monkeypatch.setattr(notify, "_message", counting_message)
+    with app.app_context():
+        engine = db.engine
+
+        def on_sql(conn, cursor, statement, *a):
+            counts["sql"].append(statement.split(None, 1)[0].upper())
+
+        def on_commit(conn):
+            counts["commit"] += 1
+
+        r = RedisExtension.client_for(app)
+
+        def redis_calls():
+            return sum(v["calls"] for k, v in r.info("commandstats").items() if k not in ("cmdstat_info",))
+
+        before_events = len(tags(app))
+        event.listen(engine, "before_cursor_execute", on_sql)
+        event.listen(engine, "commit", on_commit)
+        before_redis = redis_calls()
+        try:
+            services().accounts.request_reset(email, RequestContext("203.0.113.9", "pytest"))
+        finally:
+            event.remove(engine, "before_cursor_execute", on_sql)
+            event.remove(engine, "commit", on_commit)
+        counts["redis"] = redis_calls() - before_redis
+        db.session.remove()
+    counts["audit"] = len(tags(app)) - before_events
+    monkeypatch.setattr(notify, "_message", real_message)
+    counts["sql"] = sorted(counts["sql"])
+    return counts
+
+
+def test_reset_request_does_the_same_work_for_real_unknown_and_disabled_addresses(app, monkeypatch):
+    """Timing differed (p < 0.0001) because only a real account got a token and a mail. Counted, not timed: the same
+    statements, commits, Redis commands, one rendered message and one audit row whatever the address."""
+    create_user(app)
+    create_user(app, email="carol@example.com", status="disabled")
+    _reset_work(app, "warm-up@example.com", monkeypatch)  # first use loads the Lua script and the statements
+    real = _reset_work(app, "alice@example.com", monkeypatch)
+    unknown = _reset_work(app, "nobody@example.com", monkeypatch)
+    disabled = _reset_work(app, "carol@example.com", monkeypatch)
+    assert real["rendered"] == 1 and real["audit"] == 1 and "INSERT" in real["sql"]
+    assert real == unknown == disabled
+    assert [m.to for m in _outbox(app) if "Reset" in m.subject] == ["alice@example.com"]  # only the real one is sent
