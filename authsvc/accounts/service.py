@@ -35,6 +35,29 @@ class PasswordNeeded(InvalidInput):
     code = "password_required"
 
 
+# Why a password change is forced → what the user is told (the true reason, never "breached" when it was not).
+FORCED_CHANGE_REASONS = {
+    "admin": "An administrator asked you to choose a new password.",
+    "breached": "Your password appears in a list of breached passwords, so attackers try it first. Please choose a "
+                "new one now.",
+    "compromise": "You reported a sign-in that was not yours, so your old password no longer works. Choose a new one.",
+}
+FORCED_CHANGE_DEFAULT = "Your current password must be replaced."
+
+
+def forced_change_message(user) -> str | None:
+    """What to tell a user whose password change is forced (None if it is not)."""
+    if not getattr(user, "must_change_password", False):
+        return None
+    return FORCED_CHANGE_REASONS.get(getattr(user, "must_change_reason", None) or "", FORCED_CHANGE_DEFAULT)
+
+
+def require_password_change(user, reason: str) -> None:
+    """Flag the account (the caller commits). ``reason`` is a key of FORCED_CHANGE_REASONS."""
+    user.must_change_password = True
+    user.must_change_reason = reason
+
+
 @dataclass
 class PasswordChanged:
     user: User
@@ -74,6 +97,11 @@ class AccountService:
 
     def _check_password(self, password: str, email: str, user: User | None = None) -> None:
         problems = self.policy.check(password, email=email)
+        if not problems and user is not None and user.password_hash \
+                and self.hasher.verify(user.password_hash, password).ok:
+            # A change (forced or not) or a reset to the very password the account has now changes nothing: the
+            # admin's "require a change", a breach or a reset would leave the same secret in place.
+            problems = [PolicyViolation("reused", "Choose a password different from your current one.")]
         if problems:
             raise PolicyError(problems)
 
@@ -187,6 +215,7 @@ class AccountService:
         user.password_hash = self.hasher.hash(new)
         user.password_changed_at = self.clock.now()
         user.must_change_password = False
+        user.must_change_reason = None
         self.db.session.commit()
 
     # --- reset by e-mail ---------------------------------------------------------------------------------------------
@@ -253,7 +282,7 @@ class AccountService:
             return None
         # No password works any more until the owner resets it by e-mail: the attacker knows the current one.
         user.password_hash = None
-        user.must_change_password = True
+        require_password_change(user, "compromise")
         self.db.session.commit()
         ended = self.sessions.revoke_all(user, "reported_compromise")
         for listener in self.lockdown_listeners:

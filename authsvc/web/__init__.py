@@ -104,8 +104,7 @@ def login():
     result = services().login.login(form.email.data, form.password.data, request_context())
     if result.outcome == L.SUCCESS:
         target = url_for("web.change_password") if result.must_change_password else safe_next(request.args.get("next"))
-        if result.must_change_password:
-            flash("Your password appears in a list of breached passwords. Please choose a new one now.", "warning")
+        # A forced change: the password page itself says the true reason (admin, breached, compromise).
         resp = redirect(target)
         set_session_cookie(resp, result.token, services().settings.session_absolute_timeout)
         return resp
@@ -224,7 +223,10 @@ def change_password():
             resp = redirect(url_for("web.account"))
             set_session_cookie(resp, changed.new_token, services().settings.session_absolute_timeout)
             return resp
-    return render_template("password_change.html", form=form, user=user), 400 if form.errors else 200
+    from authsvc.accounts.service import forced_change_message
+
+    return render_template("password_change.html", form=form, user=user, forced=forced_change_message(user)), \
+        400 if form.errors else 200
 
 
 @bp.route("/reset", methods=["GET", "POST"])

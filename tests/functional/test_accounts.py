@@ -525,3 +525,62 @@ def test_reset_request_does_the_same_work_for_real_unknown_and_disabled_addresse
     assert real["rendered"] == 1 and real["audit"] == 1 and "INSERT" in real["sql"]
     assert real == unknown == disabled
     assert [m.to for m in _outbox(app) if "Reset" in m.subject] == ["alice@example.com"]  # only the real one is sent
+
+
+# --- forced change: no reuse, the true reason (newcomer walk, issue #12) ---------------------------------------------
+def test_admin_required_change_refuses_the_same_password_and_says_the_true_reason(app):
+    from tests.functional.admin_helpers import admin_client
+
+    admin = admin_client(app)
+    bob = create_user(app, email="bob@example.com")
+    page = admin.get(f"/admin/users/{bob}").get_data(as_text=True)
+    r = admin.post(f"/admin/users/{bob}/require-password-change", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302
+    c = app.test_client()
+    r = login(c, email="bob@example.com")
+    assert r.status_code == 302 and r.headers["Location"] == "/account/password"
+    html = c.get("/account/password").get_data(as_text=True)
+    assert "administrator" in html and "breach" not in html  # the true reason, not "breached"
+    r = form_post(c, "/account/password", {"current_password": PASSWORD, "new_password": PASSWORD})
+    assert r.status_code == 400 and b"different from your current" in r.data
+    assert c.get("/account").headers["Location"] == "/account/password"  # still forced
+    r = form_post(c, "/account/password", {"current_password": PASSWORD,
+                                           "new_password": "a truly different passphrase"})
+    assert r.status_code == 302 and c.get("/account").status_code == 200
+    with app.app_context():
+        user = db.session.get(User, bob)
+        assert not user.must_change_password and user.must_change_reason is None
+
+
+def test_breached_forced_change_says_breached(app):
+    from authsvc.services import services
+
+    uid = create_user(app)
+    with app.app_context():
+        user = db.session.get(User, uid)
+        user.password_hash = services().hasher.hash("password123")
+        db.session.commit()
+    c = app.test_client()
+    r = login(c, password="password123")
+    assert r.status_code == 302
+    html = c.get("/account/password").get_data(as_text=True)
+    assert "breached passwords" in html and "administrator" not in html
+    with app.app_context():
+        assert db.session.get(User, uid).must_change_reason == "breached"
+
+
+def test_reset_refuses_the_current_password(app):
+    create_user(app)
+    c = app.test_client()
+    form_post(c, "/reset", {"email": "alice@example.com"})
+    path = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
+    r = form_post(c, path, {"new_password": PASSWORD})
+    assert r.status_code == 400 and b"different from your current" in r.data
+    assert c.get(path).status_code == 200  # refused: the link still works
+    assert form_post(c, path, {"new_password": "brand new passphrase for the owner"}).status_code == 302
+    r = app.test_client().post("/api/v1/password/reset", json={"email": "alice@example.com"})
+    assert r.status_code == 202
+    token = outbox_link(app, "alice@example.com", "reset").rsplit("/", 1)[1]
+    r = app.test_client().post("/api/v1/password/reset/confirm",
+                               json={"token": token, "new_password": "brand new passphrase for the owner"})
+    assert r.status_code == 422 and "reused" in r.json["violations"]
