@@ -57,6 +57,9 @@ class Settings:
     password_min_length: int = 15  # password is the only factor (NIST 800-63B-4 §3.1.1.2)
     password_min_length_with_mfa: int = 8
     password_max_length: int = 256  # code points after NFKC; we accept ≥ 64 as required
+    # Guessability floor (zxcvbn's estimate, log10 of guesses) for what no breach list holds: "passwordpassword",
+    # keyboard rows, sequences. 7 refuses those and accepts a few unrelated words; 0 switches the floor off.
+    password_min_guesses_log10: float = 7.0
 
     # --- breached passwords ---------------------------------------------------------------------------------------
     breach_corpus: str | None = None  # path to a corpus file; None → default list shipped with the package
@@ -139,6 +142,7 @@ class Settings:
             ("password_min_length", 8 <= self.password_min_length <= 64, "must be between 8 and 64"),
             ("password_min_length_with_mfa", 8 <= self.password_min_length_with_mfa, "must be ≥ 8 (NIST)"),
             ("password_max_length", self.password_max_length >= 64, "must be ≥ 64 (ASVS 6.2.9)"),
+            ("password_min_guesses_log10", 0 <= self.password_min_guesses_log10 <= 12, "must be between 0 and 12"),
             ("session_idle_timeout", self.session_idle_timeout >= 1, "must be ≥ 1 second"),
             (
                 "session_absolute_timeout",

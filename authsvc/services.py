@@ -83,7 +83,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     policy = PasswordPolicy(min_length=settings.password_min_length,
                             min_length_with_mfa=settings.password_min_length_with_mfa,
                             max_length=settings.password_max_length, service_name=settings.service_name,
-                            breach_checker=breach)
+                            breach_checker=breach, min_guesses_log10=settings.password_min_guesses_log10)
     audit = AuditLog(db, clock)
     sessions = SessionService(db=db, redis_getter=lambda: RedisExtension.client_for(app), clock=clock,
                               idle_timeout=settings.session_idle_timeout,

@@ -584,3 +584,25 @@ def test_reset_refuses_the_current_password(app):
     r = app.test_client().post("/api/v1/password/reset/confirm",
                                json={"token": token, "new_password": "brand new passphrase for the owner"})
     assert r.status_code == 422 and "reused" in r.json["violations"]
+
+
+@pytest.mark.parametrize("weak", ["passwordpassword", "password123456789", "qwertyuiopasdfgh"])
+def test_guessable_passwords_no_list_holds_are_refused_at_registration_change_and_reset(app, weak):
+    """The default breached list misses these; the guessability floor (zxcvbn) refuses them with a reason."""
+    with app.app_context():
+        from authsvc.services import services
+
+        assert not services().breach.is_breached(weak)
+    c = app.test_client()
+    r = form_post(c, "/register", {"email": "dora@example.com", "password": weak})
+    assert r.status_code == 400 and b"easy to guess" in r.data
+    r = c.post("/api/v1/register", json={"email": "dora@example.com", "password": weak})
+    assert r.status_code == 422 and r.json["violations"] == ["guessable"]
+    create_user(app)
+    login(c)
+    r = form_post(c, "/account/password", {"current_password": PASSWORD, "new_password": weak})
+    assert r.status_code == 400 and b"easy to guess" in r.data
+    form_post(app.test_client(), "/reset", {"email": "alice@example.com"})
+    path = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
+    r = form_post(app.test_client(), path, {"new_password": weak})
+    assert r.status_code == 400 and b"easy to guess" in r.data
