@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 
 from authsvc.redis_scripts import ScriptCache
@@ -36,6 +37,20 @@ MAX_VERIFY_PASSWORD_FAILURES = 5
 
 def _sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def mail_source(ip: str) -> str:
+    """What the per-source limit counts: an IPv4 address, or the /64 of an IPv6 one (one host's usual allocation, so
+    rotating addresses inside it does not reset the count)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    if addr.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return ip
 
 
 def new_browser_id() -> str:
@@ -57,13 +72,14 @@ class MailGuard:
     def allow(self, kind: str, email: str, ip: str | None) -> bool:
         """Count one ``kind`` mail (reset / register / verify) to ``email`` asked from ``ip``; False = suppress.
 
-        Both counters are always charged (same work whatever the answer)."""
+        Both counters are always charged (same work whatever the answer); no IP (a call outside a request) → only
+        the address is counted."""
         s = self.settings
         window = s.mail_limit_window
         bucket = int(self.clock.timestamp() // window)
         count = self._scripts.get("mail_count", _COUNT)
         n_addr = count(keys=[f"mail:{{a:{self._h('a', email)}}}:{kind}:{bucket}"], args=[2 * window])
-        n_ip = count(keys=[f"mail:{{ip:{ip or '-'}}}:{bucket}"], args=[2 * window])
+        n_ip = count(keys=[f"mail:{{ip:{mail_source(ip)}}}:{bucket}"], args=[2 * window]) if ip else 0
         return int(n_addr) <= s.mail_limit_per_address and int(n_ip) <= s.mail_limit_per_ip
 
     # --- verification links bound to a browser ---------------------------------------------------------------------

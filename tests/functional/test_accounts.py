@@ -606,3 +606,13 @@ def test_guessable_passwords_no_list_holds_are_refused_at_registration_change_an
     path = outbox_link(app, "alice@example.com", "reset").split("localhost:5000", 1)[1]
     r = form_post(app.test_client(), path, {"new_password": weak})
     assert r.status_code == 400 and b"easy to guess" in r.data
+
+
+@pytest.mark.parametrize("ip, source", [("203.0.113.5", "203.0.113.5"), ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+                                        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"), ("::ffff:198.51.100.7",
+                                                                                        "198.51.100.7")])
+def test_mail_limit_counts_an_ipv6_client_by_its_64(ip, source):
+    """Rotating addresses inside one IPv6 /64 does not reset the per-source mail count."""
+    from authsvc.accounts.mailguard import mail_source
+
+    assert mail_source(ip) == source
