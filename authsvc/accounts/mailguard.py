@@ -66,7 +66,7 @@ class MailGuard:
         self._scripts = ScriptCache(redis_getter)
 
     def _h(self, kind: str, value: str) -> str:
-        return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:24]
+        return hmac.new(self._secret, f"{kind}:{value}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:24]
 
     # --- mail limits ----------------------------------------------------------------------------------------------
     def allow(self, kind: str, email: str, ip: str | None) -> bool:

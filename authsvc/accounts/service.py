@@ -70,7 +70,8 @@ def valid_email(email: str) -> bool:
     if not email or len(email) > 254 or email.count("@") != 1:
         return False
     local, domain = email.split("@")
-    return bool(local) and "." in domain and not any(c.isspace() for c in email) and len(local) <= 64
+    return bool(local) and "." in domain and len(local) <= 64 and not any(
+        c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in email)
 
 
 class AccountService:
@@ -224,6 +225,10 @@ class AccountService:
         item 7): one Redis count, the same token statements in one transaction, the message rendered, one audit
         row — only the delivery is skipped for no account. ``limited=False`` only for the owner's own lockdown."""
         email = normalize_email(email)
+        if not valid_email(email):  # never an account (nothing to hide) and never a mail header
+            self.audit.record("account:reset:request", "failure", ip=ctx.ip, user_agent=ctx.user_agent,
+                              reason="not an e-mail address")
+            return
         user = self.db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
         uid = user.id if user is not None else None
         real = user is not None and user.is_active

@@ -616,3 +616,13 @@ def test_mail_limit_counts_an_ipv6_client_by_its_64(ip, source):
     from authsvc.accounts.mailguard import mail_source
 
     assert mail_source(ip) == source
+
+
+@pytest.mark.parametrize("email", ["alice@example.com\nBcc: x@evil.example", "a\x1ab@example.com", "\udc00@example.com",
+                                   "not-an-address"])
+def test_reset_request_with_a_malformed_address_is_the_generic_answer_not_500(app, email):
+    """Found by the API fuzzer: a reset for an address with a line feed (rendered as a mail header) was a 500."""
+    create_user(app)
+    r = app.test_client().post("/api/v1/password/reset", json={"email": email})
+    assert r.status_code in (202, 400), r.get_data(as_text=True)
+    assert [m for m in _outbox(app) if "Reset" in m.subject] == []
