@@ -116,8 +116,9 @@ def register():
 
 @bp.post("/email/verify")
 def verify_email():
-    data = body("TokenOnly")
-    if services().accounts.verify_email(data["token"], request_context()) is None:
+    data = body("EmailVerify")
+    # No cookies in the API: confirming needs the password chosen at registration (pre-hijack, issue #19).
+    if services().accounts.verify_email(data["token"], request_context(), password=data.get("password")) is None:
         raise InvalidInput("This confirmation link is invalid, expired or already used.", field="token")
     return "", 204
 
@@ -131,8 +132,10 @@ def login():
                 "user_id": result.user.id, "must_change_password": result.must_change_password,
                 "reasons": [r.text for r in result.reasons]}
     if result.outcome == L.UNVERIFIED:
-        services().accounts.send_verification(result.user)
-        return {"error": "email_unverified", "message": "Confirm your e-mail address first; a new link was sent."}, 403
+        sent = services().accounts.send_verification(result.user, request_context())
+        return {"error": "email_unverified",
+                "message": "Confirm your e-mail address first; " + (
+                    "a new link was sent." if sent else "use the link sent recently.")}, 403
     if result.outcome == L.MFA_REQUIRED:
         # The API is password-only for now: an account with a second factor gets no session here (never a
         # half-authenticated one). Sign in through the web pages, which ask for the factor.
