@@ -83,7 +83,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     policy = PasswordPolicy(min_length=settings.password_min_length,
                             min_length_with_mfa=settings.password_min_length_with_mfa,
                             max_length=settings.password_max_length, service_name=settings.service_name,
-                            breach_checker=breach)
+                            breach_checker=breach, min_guesses_log10=settings.password_min_guesses_log10)
     audit = AuditLog(db, clock)
     sessions = SessionService(db=db, redis_getter=lambda: RedisExtension.client_for(app), clock=clock,
                               idle_timeout=settings.session_idle_timeout,
@@ -105,8 +105,12 @@ def build_services(app: Flask, settings: Settings) -> Services:
                                  secret=app.config["SECRET_KEY"].encode(), unfamiliar_budget=budget)
     else:  # the operator runs an equivalent limiter in front of us
         throttle = NullThrottle()
+    from authsvc.accounts.mailguard import MailGuard
+
+    mail_guard = MailGuard(redis_getter=lambda: RedisExtension.client_for(app), secret=app.config["SECRET_KEY"].encode(),
+                           settings=settings, clock=clock)
     accounts = AccountService(db=db, hasher=hasher, policy=policy, sessions=sessions, tokens=tokens, mailer=mailer,
-                              audit=audit, settings=settings, clock=clock, throttle=throttle)
+                              audit=audit, settings=settings, clock=clock, throttle=throttle, mail_guard=mail_guard)
     mfa = build_mfa(app=app, settings=settings, db=db, redis_getter=lambda: RedisExtension.client_for(app),
                     clock=clock, sessions=sessions, audit=audit, mailer=mailer)
     risk, geo = _risk_scorer(app, settings, mfa)

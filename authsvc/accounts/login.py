@@ -157,7 +157,7 @@ class LoginService:
         if breached:
             metrics.BREACHED.inc()
         if breached and not user.must_change_password:
-            user.must_change_password = True
+            user.must_change_password, user.must_change_reason = True, "breached"
             self.db.session.commit()
             self.audit.record("account:password:breached", "info", subject_id=user.id, ip=ctx.ip,
                               user_agent=ctx.user_agent, reason="password found in breach corpus at login")

@@ -222,7 +222,9 @@ def user_action(session, admin, user_id: int, action: str):
         details = mfa.reset_factors(user, admin, request_context())
         message = "Every second factor and remembered device was removed; the user was told by e-mail."
     elif action == "require-password-change":
-        user.must_change_password = True
+        from authsvc.accounts.service import require_password_change
+
+        require_password_change(user, "admin")
         db.session.commit()
         message = "The user must choose a new password at the next sign-in."
     elif action == "unlock":

@@ -30,6 +30,18 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class PasswordChangeRequired(ServiceError):
+    status = 403
+    code = "password_change_required"
+
+
+PASSWORD_CHANGE_MESSAGE = ("This account's password must be changed first (POST /api/v1/password/change); until then "
+                           "only that, signing out and ending sessions are allowed.")
+# What a user whose password must change may still do (as authsvc.web.auth.PASSWORD_CHANGE_ALLOWED for the pages).
+PASSWORD_CHANGE_ALLOWED = {"api.change_password", "api.logout", "api.revoke_session", "api.revoke_others",
+                           "api.revoke_all"}
+
+
 class Unprocessable(ServiceError):
     status = 422
     code = "password_policy"
@@ -70,6 +82,8 @@ def authenticated(view):
         session, user = bearer_session()
         if user is None:
             raise Unauthorized("Send a valid session token as 'Authorization: Bearer <token>'.")
+        if user.must_change_password and request.endpoint not in PASSWORD_CHANGE_ALLOWED:
+            raise PasswordChangeRequired(PASSWORD_CHANGE_MESSAGE)
         return view(session, user, *args, **kwargs)
 
     return wrapper
@@ -102,8 +116,9 @@ def register():
 
 @bp.post("/email/verify")
 def verify_email():
-    data = body("TokenOnly")
-    if services().accounts.verify_email(data["token"], request_context()) is None:
+    data = body("EmailVerify")
+    # No cookies in the API: confirming needs the password chosen at registration (pre-hijack, issue #19).
+    if services().accounts.verify_email(data["token"], request_context(), password=data.get("password")) is None:
         raise InvalidInput("This confirmation link is invalid, expired or already used.", field="token")
     return "", 204
 
@@ -117,8 +132,10 @@ def login():
                 "user_id": result.user.id, "must_change_password": result.must_change_password,
                 "reasons": [r.text for r in result.reasons]}
     if result.outcome == L.UNVERIFIED:
-        services().accounts.send_verification(result.user)
-        return {"error": "email_unverified", "message": "Confirm your e-mail address first; a new link was sent."}, 403
+        sent = services().accounts.send_verification(result.user, request_context())
+        return {"error": "email_unverified",
+                "message": "Confirm your e-mail address first; " + (
+                    "a new link was sent." if sent else "use the link sent recently.")}, 403
     if result.outcome == L.MFA_REQUIRED:
         # The API is password-only for now: an account with a second factor gets no session here (never a
         # half-authenticated one). Sign in through the web pages, which ask for the factor.
@@ -153,6 +170,8 @@ def whoami():
     if found is None:
         raise Unauthorized("Send a valid session token as 'Authorization: Bearer <token>'.")
     session, email = found
+    if session.must_change_password:
+        raise PasswordChangeRequired(PASSWORD_CHANGE_MESSAGE)
     return {"user_id": session.user_id, "email": email, "session": _session_json(session, session.id)}
 
 

@@ -23,7 +23,7 @@ _UNAUTHORIZED = json.dumps({"error": "unauthorized",
 _UNAVAILABLE = json.dumps({"error": "unavailable",
                            "message": "The service is temporarily unavailable. Please try again shortly."}).encode()
 _HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), *SECURITY_HEADERS]
-_STATUS = {200: "200 OK", 401: "401 UNAUTHORIZED", 503: "503 SERVICE UNAVAILABLE"}
+_STATUS = {200: "200 OK", 401: "401 UNAUTHORIZED", 403: "403 FORBIDDEN", 503: "503 SERVICE UNAVAILABLE"}
 
 
 class SessionCheckFastPath:
@@ -68,6 +68,11 @@ class SessionCheckFastPath:
         else:
             if found is None:
                 status, body = 401, _UNAUTHORIZED
+            elif found[0].must_change_password:
+                from authsvc.api import PASSWORD_CHANGE_MESSAGE
+
+                status = 403
+                body = json.dumps({"error": "password_change_required", "message": PASSWORD_CHANGE_MESSAGE}).encode()
             else:
                 info, email = found
                 status = 200

@@ -15,6 +15,8 @@ SCHEMAS = {
     "Credentials": _obj(email=EMAIL, password=PASSWORD),
     "EmailOnly": _obj(email=EMAIL),
     "TokenOnly": _obj(token=TOKEN),
+    "EmailVerify": {"type": "object", "additionalProperties": False, "required": ["token", "password"],
+                    "properties": {"token": TOKEN, "password": PASSWORD}},
     "PasswordChange": _obj(current_password=PASSWORD, new_password=PASSWORD),
     "PasswordReset": _obj(token=TOKEN, new_password=PASSWORD),
     "PasswordOnly": _obj(password=PASSWORD),
@@ -69,6 +71,8 @@ def _resp(desc, name=None):
 ERRORS = {"400": _resp("Malformed request", "Error"), "413": _resp("Too large", "Error"),
           "415": _resp("Not JSON", "Error"), "503": _resp("A dependency is down", "Error")}
 AUTH = {"401": _resp("Not signed in", "Error")}
+FORCED = {"403": _resp("password_change_required: the password must be changed first (POST /api/v1/password/change)",
+                       "Error")}
 SECURED = [{"session": []}]
 
 
@@ -78,7 +82,7 @@ def spec() -> dict:
                                        "requestBody": _body("Credentials"),
                                        "responses": {"202": _resp("Accepted; check e-mail"),
                                                      "422": _resp("Password refused", "Error"), **ERRORS}}},
-        "/api/v1/email/verify": {"post": {"summary": "Confirm an e-mail address", "requestBody": _body("TokenOnly"),
+        "/api/v1/email/verify": {"post": {"summary": "Confirm an e-mail address", "requestBody": _body("EmailVerify"),
                                            "responses": {"204": _resp("Confirmed"),
                                                          "400": _resp("Bad link", "Error"), **ERRORS}}},
         "/api/v1/login": {"post": {"summary": "Password login", "requestBody": _body("Credentials"),
@@ -91,12 +95,13 @@ def spec() -> dict:
         "/api/v1/logout": {"post": {"summary": "End this session", "security": SECURED,
                                      "responses": {"204": _resp("Signed out"), **AUTH, **ERRORS}}},
         "/api/v1/session": {"get": {"summary": "Check the session (who am I)", "security": SECURED,
-                                     "responses": {"200": _resp("Live session", "Whoami"), **AUTH, **ERRORS}}},
+                                     "responses": {"200": _resp("Live session", "Whoami"), **AUTH, **FORCED,
+                                                   **ERRORS}}},
         "/api/v1/sessions": {"get": {"summary": "List my sessions", "security": SECURED,
                                       "responses": {"200": {"description": "Sessions", "content": {
                                           "application/json": {"schema": {"type": "array",
                                                                           "items": _ref("Session")}}}},
-                                          **AUTH, **ERRORS}}},
+                                          **AUTH, **FORCED, **ERRORS}}},
         "/api/v1/sessions/{session_id}": {"delete": {
             "summary": "End one of my sessions", "security": SECURED,
             "parameters": [{"name": "session_id", "in": "path", "required": True,
@@ -123,12 +128,14 @@ def spec() -> dict:
             "security": SECURED,
             "responses": {"200": {"description": "The export (authsvc-export/1)",
                                   "content": {"application/json": {"schema": {"type": "object"}}}},
-                          "403": _resp("reauth_required: sign in again first", "Error"), **AUTH, **ERRORS}}},
+                          "403": _resp("reauth_required: sign in again first; or password_change_required",
+                                       "Error"), **AUTH, **ERRORS}}},
         "/api/v1/me": {"delete": {
             "summary": "Delete my account and erase my personal data (password required)", "security": SECURED,
             "requestBody": _body("PasswordOnly"),
             "responses": {"204": _resp("Deleted; every token of the account is dead"),
-                          "401": _resp("Not signed in, or wrong password", "Error"), **AUTH, **ERRORS}}},
+                          "401": _resp("Not signed in, or wrong password", "Error"), **AUTH, **FORCED,
+                          **ERRORS}}},
     }
     return {
         "openapi": "3.1.0",

@@ -69,8 +69,7 @@ def begin_second_factor(result, next_url: str | None):
 
 def _finish_login(done, remember: bool, *, json: bool = False):
     target = safe_next(done.next)
-    if done.user.must_change_password:
-        flash("Your password appears in a list of breached passwords. Please choose a new one now.", "warning")
+    if done.user.must_change_password:  # the password page says the true reason (admin, breached, ...)
         target = url_for("web.change_password")
     resp = jsonify({"redirect": target}) if json else redirect(target)
     set_session_cookie(resp, done.issued.token, services().settings.session_absolute_timeout)

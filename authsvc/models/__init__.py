@@ -20,6 +20,9 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     email_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why the change is forced (accounts.service.FORCED_CHANGE_REASONS: admin | breached | compromise), so the page
+    # tells the true reason; None with the flag set = an older row (a neutral message).
+    must_change_reason: Mapped[str | None] = mapped_column(String(16))
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Durable revocation cut-off: a session created before this instant is dead even if Redis still (or again)
     # holds it — e.g. after a failover or a restore that lost the deletion.

@@ -27,7 +27,7 @@ GRANT_TYPES = {"authorization_code", "refresh_token", "client_credentials",
 REFUSED_GRANTS = {"implicit", "password", "token"}  # RFC 9700 §2.1.2, §2.4
 SCOPES = ("openid", "profile", "email", "offline_access")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-_LOOPBACK = ("127.0.0.1", "[::1]")
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 
 
 class ClientError(ValueError):
@@ -43,27 +43,69 @@ def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# Characters no redirect URI may hold: browsers strip TAB/CR/LF and read "\\" as "/" in http(s) URLs, so what the
+# browser visits would differ from what was compared here; '"', '<', '>', '`', space and controls have no business
+# in a redirect URI either (and Authlib refuses to echo some of them in error descriptions).
+_FORBIDDEN_CHARS = frozenset('\\"<>`{}|^ ') | frozenset(chr(c) for c in range(0x20)) | {chr(0x7F)}
+
+
+def _loopback(uri: str) -> tuple[str, str] | None:
+    """(host, rest) of an ``http://127.0.0.1[:port]/…`` or ``http://[::1][:port]/…`` URI, else None.
+
+    Parsed with ``urlsplit().hostname`` / ``.port``, never by splitting the netloc by hand: the whole netloc must be
+    exactly the loopback literal plus an optional valid port, so userinfo (``127.0.0.1:8000@evil.example``), an
+    encoded ``@`` (``%40``), a longer host (``127.0.0.1.evil.example``) or a bad port is simply not loopback.
+    ``rest`` is the path and query, compared exactly; the port is what RFC 8252 §7.3 lets vary."""
+    if not uri.startswith("http://") or not is_clean_uri(uri):
+        return None
+    parts = urlsplit(uri)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # port out of range or not a number
+        return None
+    if host not in _LOOPBACK_HOSTS:
+        return None
+    literal = f"[{host}]" if ":" in host else host
+    if parts.netloc != (literal if port is None else f"{literal}:{port}") or (port is not None and port == 0):
+        return None
+    return host, parts.path + ("?" + parts.query if parts.query else "")
+
+
+def is_clean_uri(uri: str) -> bool:
+    """No userinfo anywhere, no fragment, no character a browser would rewrite or that has no place in a URI."""
+    if not uri or len(uri) > 2000 or any(ch in _FORBIDDEN_CHARS for ch in uri) or "#" in uri:
+        return False
+    if not uri.isascii():
+        return False
+    parts = urlsplit(uri)
+    return "@" not in parts.netloc and "%40" not in parts.netloc.lower()
+
+
 def _is_loopback_http(uri: str) -> bool:
-    parts = urlsplit(uri)
-    return parts.scheme == "http" and parts.netloc.rsplit(":", 1)[0] in _LOOPBACK
-
-
-def _without_port(uri: str) -> str:
-    parts = urlsplit(uri)
-    host = parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]") else parts.netloc
-    return parts._replace(netloc=host).geturl()
+    return _loopback(uri) is not None
 
 
 def validate_redirect_uri(uri: str) -> None:
+    if not isinstance(uri, str) or not uri:
+        raise ClientError("redirect_uri", "must be a non-empty string")
     parts = urlsplit(uri)
     if parts.fragment or "#" in uri:
         raise ClientError("redirect_uri", f"{uri!r} must not contain a fragment")
-    if parts.scheme == "https" and parts.netloc:
-        return
+    if not is_clean_uri(uri):
+        raise ClientError("redirect_uri", f"{uri!r} must not contain user info ('@'), spaces, control characters, "
+                                          "backslashes, quotes or non-ASCII characters")
+    if uri.startswith("https://"):
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            raise ClientError("redirect_uri", f"{uri!r} has an invalid port") from None
+        if host and port != 0:
+            return
     if _is_loopback_http(uri):
         return  # native apps (RFC 8252 §7.3); the port may vary at request time
-    if parts.scheme and "." in parts.scheme and not parts.netloc.startswith("/"):
-        return  # private-use scheme of a native app, reverse-DNS (RFC 8252 §7.1)
+    if parts.scheme and "." in parts.scheme and parts.scheme == parts.scheme.lower() \
+            and uri.startswith(parts.scheme + ":") and not parts.netloc:
+        return  # private-use scheme of a native app, reverse-DNS (RFC 8252 §7.1): "com.example.app:/cb"
     raise ClientError("redirect_uri", f"{uri!r} must be https, an http loopback IP (127.0.0.1 / [::1]) "
                                       "or a reverse-DNS private-use scheme")
 
@@ -111,12 +153,14 @@ class Client:
         return " ".join(dict.fromkeys(requested))
 
     def check_redirect_uri(self, redirect_uri):
+        if not isinstance(redirect_uri, str) or not is_clean_uri(redirect_uri):
+            return False  # userinfo, '\\', whitespace…: refused even if a (legacy) registration holds the same string
         if redirect_uri in self.redirect_uris:  # exact string comparison (RFC 9700 §4.1.3)
             return True
         # RFC 8252 §7.3: native apps on the loopback interface get an ephemeral port; everything else must match.
-        if _is_loopback_http(redirect_uri):
-            stripped = _without_port(redirect_uri)
-            return any(_is_loopback_http(u) and _without_port(u) == stripped for u in self.redirect_uris)
+        wanted = _loopback(redirect_uri)
+        if wanted is not None:
+            return any(_loopback(u) == wanted for u in self.redirect_uris)
         return False
 
     def check_client_secret(self, client_secret):

@@ -29,6 +29,7 @@ from authlib.common.security import is_secure_transport
 
 from authsvc import metrics
 from authsvc.errors import STORE_ERRORS, Throttled
+from authsvc.oauth.provider import INVALID_BASIC, malformed_basic
 from authsvc.web.http import HSTS, SECURITY_HEADERS
 
 log = logging.getLogger("authsvc.oauth")
@@ -38,7 +39,7 @@ MAX_BODY = 8192  # a token, a hint, maybe client credentials: anything bigger go
 # What the Flask route sends: Authlib's JSON headers plus authsvc.web.http._security_headers.
 _HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache"),
             *SECURITY_HEADERS]
-_STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 429: "429 TOO MANY REQUESTS", 503: "503 SERVICE UNAVAILABLE"}
+_STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 401: "401 UNAUTHORIZED", 429: "429 TOO MANY REQUESTS", 503: "503 SERVICE UNAVAILABLE"}
 
 
 def _form(environ, limit: int) -> tuple[dict, bytes] | None:
@@ -77,11 +78,17 @@ class OAuthFastPath:
         path = environ.get("PATH_INFO")
         if (path != INTROSPECT and path != TOKEN) or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
+        scheme = environ.get("wsgi.url_scheme", "http")
+        if malformed_basic(environ.get("HTTP_AUTHORIZATION")):
+            # Answered here, as the blueprint's before_request does: Authlib's decoder would raise on it.
+            data = self.app.json.dumps(INVALID_BASIC).encode()
+            extra = [("WWW-Authenticate", 'Basic realm="authsvc"')] + ([HSTS] if scheme == "https" else [])
+            start_response(_STATUS[401], _HEADERS + extra + [("Content-Length", str(len(data)))])
+            return [data]
         parsed = _form(environ, self.max_body)
         if parsed is None:
             return self.wsgi_app(environ, start_response)
         form, _ = parsed
-        scheme = environ.get("wsgi.url_scheme", "http")
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
         extra: list[tuple[str, str]] = []
         fallback = False

@@ -8,6 +8,8 @@ they are simply never registered, so Authlib answers ``unsupported_response_type
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import secrets
@@ -36,7 +38,9 @@ from joserfc.errors import JoseError
 
 from authsvc import metrics
 from authsvc.errors import Throttled
-from authsvc.models import OAuthGrant, User
+from sqlalchemy import select
+
+from authsvc.models import OAuthGrant, User, UserSession
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, Client
 from authsvc.oauth.keys import ALLOWED_ALGS
 from authsvc.oauth.tokens import ConsumeResult, grant_id_of, new_grant_id, sha256
@@ -44,6 +48,29 @@ from authsvc.oauth.tokens import ConsumeResult, grant_id_of, new_grant_id, sha25
 log = logging.getLogger("authsvc.oauth")
 
 ACR_AAL1, ACR_AAL2 = "urn:authsvc:aal1", "urn:authsvc:aal2"
+
+
+def malformed_basic(authorization: str | None) -> bool:
+    """True if ``authorization`` is an HTTP Basic header that does not decode to ``id:secret`` in UTF-8 (RFC 7617).
+
+    Authlib decodes it with ``errors='strict'`` and lets a non-UTF-8 credential raise (→ 500), and silently ignores
+    bad base64 (→ the request falls through to other authentication methods). Both are refused up front as
+    ``invalid_client`` (401) by every endpoint that authenticates clients, lean paths included."""
+    if not authorization:
+        return False
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return True
+    client_id, sep, _ = text.partition(":")
+    return not sep or not client_id or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+INVALID_BASIC = {"error": "invalid_client",
+                 "error_description": "The HTTP Basic client credentials are malformed (base64 of UTF-8 'id:secret')."}
 AMR = {"pwd": "pwd", "totp": "otp", "otp": "otp", "webauthn": "hwk", "recovery": "otp"}
 
 
@@ -175,13 +202,20 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         if outcome != ConsumeResult.OK or value["cid"] != client.get_client_id():
             return None
+        if not self.provider.session_live(value["uid"], value.get("sid")):
+            # Logged out, "sign out everywhere" or "this wasn't me" since the code was issued: it dies with it.
+            self.provider.record("oauth:code:session-ended", "failure", user_id=int(value["uid"]),
+                                 reason="the login session that approved the code has ended",
+                                 client_id=client.get_client_id())
+            return None
         return AuthCode(value, gid)
 
     def delete_authorization_code(self, authorization_code):
         pass  # consumed atomically by query_authorization_code
 
     def authenticate_user(self, authorization_code):
-        return self.provider.active_user(authorization_code.data["uid"])
+        user = self.provider.active_user(authorization_code.data["uid"])
+        return None if user is None or user.must_change_password else user  # None → invalid_grant
 
 
 class GrantUser:
@@ -207,6 +241,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         provider = self.server.provider
+        provider.check_refresh_scope(refresh_token, self.request.client.get_client_id(), self.request.payload.scope)
         new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
         result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new)
         if result.outcome == "reuse":
@@ -263,8 +298,13 @@ class DeviceGrant(DeviceCodeGrant):
         if status == "approved":
             self.request.device = data
             user = self.server.provider.active_user(data["uid"])
-            if user is None:
+            if user is None or user.must_change_password:
                 raise AccessDeniedError()
+            if not self.server.provider.session_live(data["uid"], data.get("sid")):
+                self.server.provider.record("oauth:device:session-ended", "failure", user_id=user.id,
+                                            reason="the login session that approved the device has ended",
+                                            client_id=credential.get_client_id())
+                raise AccessDeniedError("The sign-in that approved this device has ended.")
             return user
         if status == "denied":
             raise AccessDeniedError()
@@ -496,6 +536,19 @@ class OAuthProvider:
         return pipe, qname, reset
 
     # --- users -----------------------------------------------------------------------------------------------------
+    def session_live(self, user_id, sid: str | None) -> bool:
+        """Whether login session ``sid`` of ``user_id`` still stands in SQL (the durable truth): not revoked, not
+        older than the user's ``sessions_valid_after`` ("sign out everywhere", "this wasn't me"), user active.
+        A code or device approval minted by a session is only redeemable while this holds."""
+        if not user_id or not sid:
+            return False
+        row = self.db.session.execute(
+            select(UserSession.revoked_at, UserSession.created_at, User.sessions_valid_after, User.status)
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.id == sid, UserSession.user_id == int(user_id))).first()
+        return (row is not None and row.revoked_at is None and row.created_at >= row.sessions_valid_after
+                and row.status == "active")
+
     def active_user(self, user_id) -> User | None:
         if not user_id:
             return None
@@ -566,6 +619,11 @@ class OAuthProvider:
                                      scope=token["scope"], audiences=aud, auth_time=None, acr=None, amr=None,
                                      refresh_hash=None)
             ctx = {"sid": None, "at": None, "acr": None, "aud": aud}
+        if grant_type in ("authorization_code", DEVICE_GRANT) and not self.session_live(uid, ctx["sid"]):
+            # The session ended after the check above but before the grant existed (its revocation listener found
+            # nothing to revoke): the grant is written now, so revoke it ourselves and hand nothing out.
+            self.tokens.revoke_grant(gid, "session_revoked")
+            raise InvalidGrantError("The login session that approved this grant has ended.")
         token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"])
         metrics.TOKENS.labels(grant_type).inc()
         if refresh:
@@ -780,6 +838,30 @@ class OAuthProvider:
         metrics.TOKENS.labels("refresh_token").inc()
         return 200, {"access_token": access, "expires_in": client.access_token_ttl, "refresh_token": new,
                      "scope": g["scope"], "token_type": "Bearer"}
+
+    def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None) -> None:
+        """Refuse a refresh that asks for more than its grant holds *before* the rotation (RFC 6749 §6: invalid_scope):
+        Authlib checks the scope only after ``authenticate_refresh_token``, which has rotated by then, so the client's
+        token was burnt and its retry revoked the family as "theft". Only the family's live token gets this answer;
+        anything else goes on to the rotation, which calls a replay a replay."""
+        if not scope:
+            return
+        gid = grant_id_of(refresh_token)
+        if gid is None:
+            return
+        rec = self.tokens.redis.hmget(f"oauth:grant:{{{gid}}}", "cur", "rev", "cid", "scope")
+        cur, rev, cid, granted = rec
+        if cur is None:  # Redis lost the twin: SQL is the durable truth
+            row = self.db.session.get(OAuthGrant, gid)
+            if row is None:
+                return
+            cur, rev, cid, granted = row.current_hash, "1" if row.revoked_at else "0", row.client_id, row.scope
+        if cid != client_id or rev == "1" or cur != sha256(refresh_token):
+            return
+        if not set(scope.split()) <= set((granted or "").split()):
+            from authlib.oauth2.rfc6749 import InvalidScopeError
+
+            raise InvalidScopeError("A refresh may keep or narrow the granted scope, never widen it.")
 
     def introspection_payload(self, token: TokenRef) -> dict:
         rec = token.rec

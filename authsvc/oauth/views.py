@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 from urllib.parse import urlencode, urlsplit
 
 import redis
@@ -16,9 +18,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from authsvc.errors import Throttled
 from authsvc.models import OAuthConsent
-from authsvc.oauth.clients import DEVICE_GRANT, SCOPES
+from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, is_clean_uri
 from authsvc.oauth.keys import ALLOWED_ALGS
-from authsvc.oauth.provider import ACR_AAL1, ACR_AAL2, EndUser, OAuthProvider
+from authsvc.oauth.provider import ACR_AAL1, ACR_AAL2, INVALID_BASIC, EndUser, OAuthProvider, malformed_basic
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required
 from authsvc.web.forms import ActionForm
@@ -29,7 +31,7 @@ log = logging.getLogger("authsvc.oauth")
 api = Blueprint("oauth_api", __name__)
 web = Blueprint("oauth", __name__)
 
-REAUTH_PARAM = "authsvc_reauth"  # marks an authorize URL sent through /login: "a login after this instant counts"
+REAUTH_PARAM = "authsvc_reauth"  # a random handle on a server-side "a login after this instant counts" (see _reauth)
 
 
 def provider() -> OAuthProvider:
@@ -69,6 +71,19 @@ def _store_down(exc):
     except Exception:  # noqa: BLE001 - the connection may be gone; best effort
         pass
     return _oauth_error(503, "temporarily_unavailable", "A backing store is unavailable.", {"Retry-After": "5"})
+
+
+_CLIENT_AUTH_ENDPOINTS = {"oauth_api.token", "oauth_api.revoke", "oauth_api.introspect",
+                          "oauth_api.device_authorization"}
+
+
+@api.before_request
+def _refuse_malformed_basic():
+    # Before Authlib: it raises on non-UTF-8 Basic credentials (→ 500) and ignores undecodable ones.
+    if request.endpoint in _CLIENT_AUTH_ENDPOINTS and malformed_basic(request.headers.get("Authorization")):
+        return _oauth_error(401, INVALID_BASIC["error"], INVALID_BASIC["error_description"],
+                            {"WWW-Authenticate": 'Basic realm="authsvc"'})
+    return None
 
 
 def _method_not_allowed(allowed: str):
@@ -210,10 +225,34 @@ def _authorize_url(**changes) -> str:
     return "/oauth2/authorize?" + urlencode(args, doseq=True)
 
 
-def _reauth(reason: str):
-    """Send the user through /login again; the marker lets the second pass see the login was fresh."""
-    now = int(provider().clock.timestamp())
-    return redirect(url_for("web.login", next=_authorize_url(**{REAUTH_PARAM: str(now)})))
+_REAUTH_TTL = 900  # the user has this long to finish the login the authorization asked for
+
+
+def _reauth_key(marker: str) -> str:
+    return f"oauth:reauth:{{{marker}}}"
+
+
+def _reauth(reason: str, user_id: int, client_id: str):
+    """Send the user through /login again. The marker in the URL is only a random handle: what it means ("a login
+    of this user, for this client, after this instant counts") is kept in Redis, so a client that puts
+    ``authsvc_reauth`` in its own authorize URL satisfies nothing."""
+    p = provider()
+    marker = secrets.token_urlsafe(18)
+    p.tokens.redis.set(_reauth_key(marker), json.dumps({"uid": user_id, "cid": client_id,
+                                                        "t": int(p.clock.timestamp())}), ex=_REAUTH_TTL)
+    return redirect(url_for("web.login", next=_authorize_url(**{REAUTH_PARAM: marker})))
+
+
+def _fresh_login(marker: str, session, user_id: int, client_id: str) -> bool:
+    """Whether the session is a login made after the reauthentication that ``marker`` (server-side) asked for."""
+    if not marker or len(marker) > 64:
+        return False
+    raw = provider().tokens.redis.get(_reauth_key(marker))
+    if not raw:
+        return False
+    want = json.loads(raw)
+    return (want.get("uid") == user_id and want.get("cid") == client_id
+            and session.created_at.timestamp() >= int(want.get("t", 0)))
 
 
 def _step_up_url(next_url: str) -> str | None:
@@ -231,12 +270,33 @@ def _csp_for(redirect_uri: str) -> str:
     return CSP.replace("form-action 'self'", f"form-action 'self' {origin}")
 
 
+# Parameters Authlib may echo in an error description, which RFC 6749 limits to %x20-21 / %x23-5B / %x5D-7E.
+_ECHOED = ("response_type", "client_id", "scope", "code_challenge", "code_challenge_method", "prompt", "max_age",
+           "acr_values", "response_mode", "resource")
+
+
+def _unsafe_parameter(values) -> str | None:
+    """The name of the first authorize parameter with characters that no valid request has, or None."""
+    for uri in values.getlist("redirect_uri"):
+        if not is_clean_uri(uri):
+            return "redirect_uri"  # userinfo, '\\', '"', whitespace, controls, fragment: never a valid redirect URI
+    for name in _ECHOED:
+        for v in values.getlist(name):
+            if any(not (0x20 <= ord(ch) <= 0x7E) or ch in '"\\' for ch in v):
+                return name
+    return None
+
+
 @web.route("/oauth2/authorize", methods=["GET", "POST"])
 def authorize():
     p = provider()
     if request.method == "POST" and not ActionForm().validate_on_submit():  # the consent form: CSRF first
         return render_template("message.html", title="Nothing changed",
                                message="Your form expired. Go back to the application and try again."), 400
+    bad = _unsafe_parameter(request.values)
+    if bad:  # before Authlib: the redirect URI is not trusted yet, so an error page, never a redirect
+        return _error_page(OAuth2Error(error="invalid_request",
+                                       description=f"The '{bad}' parameter holds characters it may not contain."))
     session, user = cookie_session()
     end_user = EndUser(user, session) if user is not None else None
     try:
@@ -245,6 +305,8 @@ def authorize():
         if error.redirect_uri:
             return _with_iss(p.server.handle_error_response(None, error))
         return _error_page(error)
+    except ValueError:  # e.g. Authlib refusing to echo a character in an error description: still the client's fault
+        return _error_page(OAuth2Error(error="invalid_request", description="The request is malformed."))
     redirect_uri = grant.redirect_uri
     args = request.values
     prompts = (args.get("prompt") or "").split()
@@ -265,9 +327,14 @@ def authorize():
         if "none" in prompts:
             return fail("login_required", "The user is not signed in.")
         return redirect(url_for("web.login", next=_authorize_url()))
+    if user.must_change_password:
+        # A breached or reported-compromised password: no code until it is replaced; then back here.
+        if "none" in prompts:
+            return fail("interaction_required", "The user must change their password first.")
+        return redirect(url_for("web.change_password", next=_authorize_url()))
     # 2. fresh enough? (prompt=login, max_age)
     marker = args.get(REAUTH_PARAM, "")
-    fresh = marker.isdigit() and session.created_at.timestamp() >= int(marker)
+    fresh = _fresh_login(marker, session, user.id, grant.client.client_id)
     age = p.clock.timestamp() - session.created_at.timestamp()
     try:
         max_age = int(args["max_age"]) if args.get("max_age") else None
@@ -276,7 +343,7 @@ def authorize():
     if not fresh and ("login" in prompts or (max_age is not None and age > max_age)):
         if "none" in prompts:
             return fail("login_required", "A fresh login is required.")
-        return _reauth("prompt_login")
+        return _reauth("prompt_login", user.id, grant.client.client_id)
     # 3. strong enough? (acr_values asks for aal2)
     wanted = (args.get("acr_values") or "").split()
     if ACR_AAL2 in wanted and ACR_AAL1 not in wanted and session.aal < 2:
@@ -289,7 +356,7 @@ def authorize():
         # aal1 cannot satisfy it, so the client is told so (OIDC Unmet Authentication Requirements 1.0).
         if fresh:
             return fail("unmet_authentication_requirements", "A second factor is required and is not available.")
-        return _reauth("step_up")
+        return _reauth("step_up", user.id, grant.client.client_id)
     # 4. consent
     client = grant.client
     scopes = (grant.request.scope or "").split()
@@ -313,6 +380,8 @@ def authorize():
         resp.headers["Content-Security-Policy"] = _csp_for(redirect_uri)
         return resp
     resp = p.server.create_authorization_response(grant_user=end_user, grant=grant)
+    if marker:
+        p.tokens.redis.delete(_reauth_key(marker))  # served its purpose: one authorization per login asked for
     p.record("oauth:code:issue", "success", user_id=user.id, client_id=client.client_id)
     return resp
 
@@ -369,6 +438,9 @@ def revoke_app():
 
 
 # --- device flow: the page where the signed-in user enters the code shown on the TV -----------------------------------
+DEVICE_GUESSES_PER_SESSION, DEVICE_GUESSES_PER_USER, DEVICE_GUESSES_PER_IP = 10, 20, 30  # per minute
+
+
 @web.route("/device", methods=["GET", "POST"])
 @login_required
 def device():
@@ -381,8 +453,13 @@ def device():
     if not form.validate_on_submit():
         return render_template("oauth/device.html", form=form, user_code=code,
                                error="Your form expired. Try again."), 400
-    # User codes have ~34 bits: cap guesses per session so they cannot be enumerated (RFC 8628 §5.1).
-    p.charge("d:" + session.id, 10, client_id="-", what="device_verification")
+    # User codes have ~34 bits: cap guesses so they cannot be enumerated (RFC 8628 §5.1) — per login session, per
+    # user (new sessions do not buy new guesses) and per network client (new accounts do not either).
+    from authsvc.web.http import request_context
+
+    p.charge("d:" + session.id, DEVICE_GUESSES_PER_SESSION, client_id="-", what="device_verification")
+    p.charge(f"du:{user.id}", DEVICE_GUESSES_PER_USER, client_id="-", what="device_verification")
+    p.charge(f"di:{request_context().ip or '-'}", DEVICE_GUESSES_PER_IP, client_id="-", what="device_verification")
     cred = p.device.by_user_code(code)
     if cred is None:
         return render_template("oauth/device.html", form=form, user_code=code,

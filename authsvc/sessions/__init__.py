@@ -78,6 +78,7 @@ class SessionInfo:
     aal: int
     methods: tuple[str, ...]
     binding: str | None = None  # DBSC short-cookie state ("bc"); set when the session is bound to a device key
+    must_change_password: bool = False  # set by check_light (the API refuses everything but the change)
 
 
 @dataclass(frozen=True)
@@ -255,17 +256,18 @@ class SessionService:
         if hit is None or hit[0] < now_m:
             row = self.db.session.execute(
                 select(User.email, User.status, User.sessions_valid_after, UserSession.revoked_at,
-                       UserSession.created_at, UserSession.user_id)
+                       UserSession.created_at, UserSession.user_id, User.must_change_password)
                 .join(UserSession, UserSession.user_id == User.id).where(UserSession.id == sid)
             ).first()
             self.db.session.rollback()  # read-only: end the transaction now, not at teardown
             ok = bool(row) and row.revoked_at is None and row.status == "active" \
                 and row.created_at >= row.sessions_valid_after and row.user_id == int(uid)
-            hit = (now_m + self.backstop_ttl, ok, row.email if row else None, row.created_at if row else None)
+            hit = (now_m + self.backstop_ttl, ok, row.email if row else None, row.created_at if row else None,
+                   bool(row and row.must_change_password))
             if len(self._backstop) > 50_000:
                 self._backstop.clear()  # crude bound; entries are cheap to rebuild
             self._backstop[sid] = hit
-        _, ok, email, created_at = hit
+        _, ok, email, created_at, must_change = hit
         if not ok:
             self.redis.delete(_skey(sid))
             return None
@@ -273,7 +275,8 @@ class SessionService:
             self._backstop.pop(sid, None)
             return None
         info = SessionInfo(sid, int(uid), created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
-                           None, None, int(aal), tuple(methods.split(",")) if methods else ())
+                           None, None, int(aal), tuple(methods.split(",")) if methods else (),
+                           must_change_password=must_change)
         return info, email
 
     # --- list / revoke -------------------------------------------------------------------------------------------------

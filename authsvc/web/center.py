@@ -149,13 +149,13 @@ def _fresh_or_redirect(session, next_url: str):
 def _export_response(user):
     from flask import Response
 
-    data = privacy().export(user, mfa=mfa_service(), oauth_consents=[
-        dict(c, granted_at=c["granted_at"].isoformat()) for c in consents_for(user)])
+    data = privacy().export(user, mfa=mfa_service(), oauth_consents=consents_for(user))
+    body = json.dumps(data, indent=2, ensure_ascii=False)  # built before the audit row: a failure is not a success
     ctx = request_context()
     services().audit.record("account:data:export", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                             user_agent=ctx.user_agent)
     stamp = services().clock.now().strftime("%Y%m%d")
-    return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
+    return Response(body, mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="authsvc-data-{stamp}.json"'})
 
 

@@ -20,8 +20,13 @@ def test_full_flow_over_the_api(app, client):
     assert r.status_code == 202
     assert client.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD}).status_code == 403
     token = outbox_link(app, "alice@example.com", "verify").rsplit("/", 1)[1]
-    assert client.post("/api/v1/email/verify", json={"token": token}).status_code == 204
-    assert client.post("/api/v1/email/verify", json={"token": token}).status_code == 400
+    # No cookie in the API: confirming needs the registration password (pre-hijack, issue #19).
+    r = client.post("/api/v1/email/verify", json={"token": token})
+    assert r.status_code == 400 and "password" in r.json["message"]
+    r = client.post("/api/v1/email/verify", json={"token": token, "password": "not the registration password"})
+    assert r.status_code == 400 and r.json["error"] == "password_required"
+    assert client.post("/api/v1/email/verify", json={"token": token, "password": PASSWORD}).status_code == 204
+    assert client.post("/api/v1/email/verify", json={"token": token, "password": PASSWORD}).status_code == 400
     t1, t2 = api_login(client), api_login(client)
     who = client.get("/api/v1/session", headers=bearer(t1))
     assert who.status_code == 200 and who.json["email"] == "alice@example.com" and who.json["session"]["current"]
