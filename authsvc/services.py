@@ -134,12 +134,13 @@ def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: 
     """Continuous session risk (authsvc.risk.drift): each session remembers the context it was born in, each use is
     compared with it inside the session check, and a session that drifted is ended, audited and reported."""
     from authsvc.defense import prefix_of
-    from authsvc.risk.drift import END, browser_key
+    from authsvc.risk.drift import END, browser_key, is_hosting
 
     def birth(ip, ua):
         info = geo.lookup(ip) if (geo is not None and ip) else None
         return {"b_pfx": prefix_of(ip) or "", "b_uaf": browser_key(ua),
-                "b_asn": str(info.asn or "") if info else "", "b_cc": (info.country or "") if info else ""}
+                "b_asn": str(info.asn or "") if info else "", "b_cc": (info.country or "") if info else "",
+                "b_hst": "1" if info and is_hosting(info.asn, info.org) else ""}
 
     def drifted(user_id, sid, drift, ip, ua):
         from authsvc.accounts.login import RequestContext

@@ -11,7 +11,7 @@ Decisions (most severe wins):
 |---|---|---|
 | another browser family or OS than the session was born in | ``end`` | a cookie copied into another browser (infostealer loot); a browser update keeps family and OS |
 | ``PARALLEL_SWITCHES`` changes of network within ``PARALLEL_WINDOW`` seconds | ``end`` | two places taking turns: owner + thief (a phone leaving and re-joining Wi-Fi makes one or two) |
-| a new ASN within ``AITM_WINDOW`` seconds of the sign-in | ``reauth`` | the phishing-proxy signature: the proxy logs in, the attacker replays the cookie from home minutes later |
+| a new ASN within ``AITM_WINDOW`` seconds of the sign-in, to or from a hosting network | ``reauth`` | the phishing-proxy signature: the proxy (a cloud host) logs in, the attacker replays the cookie from elsewhere minutes later; a phone moving between Wi-Fi and its carrier is not it |
 | a country other than the session's birth country | ``reauth`` | a session stolen and used abroad; the owner travelling signs in again once |
 
 ``reauth`` ends the session without calling it theft: the next sign-in goes through the whole pipeline (throttles,
@@ -37,6 +37,7 @@ class Birth:
     asn: str = ""
     country: str = ""
     created: float = 0.0
+    hosting: bool = False  # born on a cloud/hosting network (where phishing proxies run)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Use:
     country: str = ""
     now: float = 0.0
     switches: int = 0  # changes of network within the current PARALLEL_WINDOW, this use included
+    hosting: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ def assess(birth: Birth, use: Use) -> Drift:
         reasons.append((END, DriftReason("two_networks",
                                          "the session was used from two networks at the same time")))
     moved = bool(use.prefix and birth.prefix and use.prefix != birth.prefix)
-    if moved and birth.asn and use.asn and use.asn != birth.asn and use.now - birth.created <= AITM_WINDOW:
+    if (moved and birth.asn and use.asn and use.asn != birth.asn and use.now - birth.created <= AITM_WINDOW
+            and (birth.hosting or use.hosting)):
         minutes = max(1, int((use.now - birth.created) // 60))
         reasons.append((REAUTH, DriftReason(
             "new_network_soon", f"the session moved to another provider's network {minutes} min after sign-in")))
@@ -82,6 +85,21 @@ def assess(birth: Birth, use: Use) -> Drift:
         return Drift(ALLOW)
     action = max((a for a, _ in reasons), key=_RANK.__getitem__)
     return Drift(action, tuple(r for _, r in reasons))
+
+
+# Cloud and hosting networks (a heuristic: well-known ASNs and words in the operator's ASN file's organisation names).
+_HOSTING_ASNS = frozenset({"AS16509", "AS14618", "AS8075", "AS16276", "AS24940", "AS14061", "AS20473", "AS9009",
+                           "AS212238", "AS60068", "AS136787", "AS63949", "AS396982", "AS15169", "AS13335",
+                           "AS47583", "AS51167", "AS31898", "AS45102", "AS37963"})
+_HOSTING_WORDS = ("hosting", "cloud", "server", "datacenter", "data center", "vps", "colo", "amazon", "microsoft",
+                  "digitalocean", "ovh", "hetzner", "linode", "vultr", "contabo", "m247", "leaseweb")
+
+
+def is_hosting(asn: str | None, org: str | None) -> bool:
+    if asn and asn in _HOSTING_ASNS:
+        return True
+    low = (org or "").lower()
+    return any(w in low for w in _HOSTING_WORDS)
 
 
 def browser_key(user_agent: str | None) -> str:

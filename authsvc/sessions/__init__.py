@@ -28,7 +28,7 @@ from authsvc.redis_scripts import ScriptCache
 # network changes within the parallel-use window (ARGV[4] = this use's network prefix, ARGV[5] = the window).
 _TOUCH = """
 local h = redis.call('HMGET', KEYS[1], 'uid', 'created', 'last_seen', 'aal', 'methods', 'bc',
-                     'b_pfx', 'b_uaf', 'b_asn', 'b_cc', 'np', 'nsw', 'nsw_t')
+                     'b_pfx', 'b_uaf', 'b_asn', 'b_cc', 'np', 'nsw', 'nsw_t', 'b_hst')
 if not h[1] then return nil end
 local now = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
@@ -176,15 +176,17 @@ class SessionService:
         b_pfx, b_uaf, b_asn, b_cc, _np, nsw = raw[6:12]
         if ctx is None or not b_pfx:
             return False  # born before drift scoring, or a caller with no request context
-        from authsvc.risk.drift import ALLOW, Birth, Use, assess, browser_key
+        from authsvc.risk.drift import ALLOW, Birth, Use, assess, browser_key, is_hosting
 
         ip, ua = ctx
         asn = country = ""
+        hosting = False
         if prefix and prefix != b_pfx and self.geo_of is not None:
             g = self.geo_of(ip)
-            asn, country = (str(g.asn or ""), g.country or "") if g else ("", "")
-        drift = assess(Birth(b_pfx, b_uaf or "", b_asn or "", b_cc or "", float(raw[1])),
-                       Use(prefix, browser_key(ua), asn, country, now, int(nsw or 0)))
+            if g:
+                asn, country, hosting = str(g.asn or ""), g.country or "", is_hosting(g.asn, g.org)
+        drift = assess(Birth(b_pfx, b_uaf or "", b_asn or "", b_cc or "", float(raw[1]), raw[13] == "1"),
+                       Use(prefix, browser_key(ua), asn, country, now, int(nsw or 0), hosting))
         if drift.action == ALLOW:
             return False
         self._end(uid, sid, f"drift_{drift.action}:" + ",".join(r.code for r in drift.reasons))

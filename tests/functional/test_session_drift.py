@@ -25,7 +25,7 @@ def asn_file(tmp_path):
     """A small IP→ASN table in the product's CSV format: home (two /24s of one provider), office, proxy host."""
     path = tmp_path / "asn.csv"
     path.write_text("198.51.100.0,198.51.101.255,3320,Home ISP\n203.0.113.0,203.0.113.255,2119,Office ISP\n"
-                    "192.0.2.0,192.0.2.255,14061,Hosting\n")
+                    "192.0.2.0,192.0.2.255,14061,DigitalOcean Hosting\n")
     return str(path)
 
 
@@ -100,6 +100,14 @@ def test_phishing_proxy_timing_new_provider_minutes_after_sign_in_must_sign_in_a
     ev = _events(drift_app, "session:drift:reauth")
     assert len(ev) == 1 and json.loads(ev[0].details)["reasons"] == ["new_network_soon"]
     assert "4 min after sign-in" in ev[0].reason
+
+
+def test_phone_moving_between_wifi_and_its_carrier_right_after_sign_in_is_not_challenged(drift_app):
+    owner = _login(drift_app, HOME)
+    _advance(drift_app, 120)
+    _as(owner, OFFICE)  # another residential/carrier provider, not a cloud host
+    assert owner.get("/account").status_code == 200
+    assert not _events(drift_app, "session:drift:reauth")
 
 
 def test_bearer_use_of_a_copied_session_on_the_api_fast_path_is_scored_too(drift_app):

@@ -17,9 +17,12 @@ FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefo
     # A browser update changes the version only.
     (Use(prefix=BIRTH.prefix, browser="Chrome|Windows", now=T0 + 86000), ALLOW, None),
     (Use(prefix=BIRTH.prefix, browser="Firefox|Linux", now=T0 + 60), END, "browser_changed"),
-    # The phishing-proxy signature: another provider's network minutes after the sign-in.
-    (Use(prefix="203.0.113.0/24", browser="Chrome|Windows", asn="AS14061", country="DE", now=T0 + 300),
+    # The phishing-proxy signature: a cloud host's network minutes after the sign-in.
+    (Use(prefix="203.0.113.0/24", browser="Chrome|Windows", asn="AS14061", country="DE", now=T0 + 300, hosting=True),
      REAUTH, "new_network_soon"),
+    # A phone moving from home Wi-Fi to its carrier minutes after the sign-in is not it.
+    (Use(prefix="203.0.113.0/24", browser="Chrome|Windows", asn="AS3209", country="DE", now=T0 + 300),
+     ALLOW, None),
     # The same move hours later (home → office) is the owner's day.
     (Use(prefix="203.0.113.0/24", browser="Chrome|Windows", asn="AS14061", country="DE", now=T0 + AITM_WINDOW + 60),
      ALLOW, None),
@@ -39,8 +42,24 @@ def test_drift_table(use, action, code):
     assert (d.reasons[0].code if d.reasons else None) == code
 
 
+def test_born_on_a_hosting_network_then_moved_minutes_later_is_the_proxy_signature():
+    proxy_birth = Birth(prefix="192.0.2.0/24", browser="Chrome|Windows", asn="AS14061", country="DE", created=T0,
+                        hosting=True)
+    d = assess(proxy_birth, Use(prefix=BIRTH.prefix, browser="Chrome|Windows", asn="AS3320", country="DE",
+                                now=T0 + 240))
+    assert d.action == REAUTH and d.reasons[0].text.endswith("4 min after sign-in")
+
+
+def test_hosting_heuristic():
+    from authsvc.risk.drift import is_hosting
+
+    assert is_hosting("AS14061", None) and is_hosting("AS99999", "Example Cloud Hosting Ltd")
+    assert not is_hosting("AS3320", "Deutsche Telekom AG") and not is_hosting(None, None)
+
+
 def test_most_severe_wins_and_every_reason_is_kept():
-    d = assess(BIRTH, Use(prefix="192.0.2.0/24", browser="Firefox|Linux", asn="AS1", country="BR", now=T0 + 60))
+    d = assess(BIRTH, Use(prefix="192.0.2.0/24", browser="Firefox|Linux", asn="AS1", country="BR", now=T0 + 60,
+                          hosting=True))
     assert d.action == END
     assert {r.code for r in d.reasons} == {"browser_changed", "new_network_soon", "new_country"}
     assert all(r.text and "risk score" not in r.text for r in d.reasons)

@@ -1,0 +1,274 @@
+"""Theft drill: owners sign in and go about their day; thieves replay their cookies from other contexts.
+
+Reports, per theft scenario, the share of stolen sessions contained (the thief refused or the session ended) and how
+many of the thief's requests got through first, next to the share of owners whose own ordinary day was interrupted
+(their session ended or sent back to sign-in). Three configurations in one run, on the same app code:
+
+* ``bearer``: continuous session risk and DBSC off — what authsvc did before (the baseline);
+* ``drift``: continuous session risk on (authsvc.risk.drift);
+* ``drift+dbsc``: the owners' browsers also bind their sessions with DBSC (tests/dbsc_client.py plays the browser).
+
+Real parts: the app with its real Redis (the embedded one unless BENCH_REDIS_URL) and SQL (SQLite in a temp folder
+unless BENCH_DATABASE_URL), real IP→ASN/country data (BENCH_GEOIP, default ../shared/data/geoip next to the repo).
+Time is simulated with the app clock; the client address comes through a trusted proxy's X-Forwarded-For.
+
+    .venv/bin/python bench/theft_drill.py [--owners 120] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+PASSWORD = "correct horse battery staple"
+CHROME_WIN = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/{v}.0.0.0 Safari/537.36")
+SAFARI_IOS = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+              "Version/{v}.0 Mobile/15E148 Safari/604.1")
+FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0"
+CHROME_ANDROID = ("Mozilla/5.0 (Linux; Android 15; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/{v}.0.0.0 Mobile Safari/537.36")
+DESKTOP = [(CHROME_WIN, 141), (FIREFOX_LINUX, 140)]
+PHONE = [(SAFARI_IOS, 18), (CHROME_ANDROID, 141)]
+
+# Real networks (resolved from the data files at start and printed): two /24s of one home provider, a second home
+# provider, a mobile carrier, an office provider, a hosting network (phishing proxy), and abroad.
+HOME_A = ["84.128.{}.{}", "84.129.{}.{}"]  # AS3320 DE
+HOME_B = ["62.214.{}.{}"]  # AS8881 DE
+MOBILE = ["92.72.{}.{}", "109.40.{}.{}"]  # AS3209 DE (carrier)
+OFFICE = ["81.2.{}.{}"]  # AS20712 GB... used as a second fixed-line provider abroad? no: see ABROAD
+OFFICE_DE = ["87.160.{}.{}"]  # AS3320 DE: an office on the same big provider
+HOSTING = ["104.131.{}.{}"]  # AS14061 US (a proxy's cloud host)
+ABROAD = ["177.20.{}.{}", "81.2.{}.{}"]  # BR, GB
+
+
+def ip(templates, rnd):
+    return rnd.choice(templates).format(rnd.randrange(1, 254), rnd.randrange(1, 254))
+
+
+class Browser:
+    def __init__(self, app, ua: str, addr: str):
+        self.client = app.test_client()
+        self.move(addr, ua)
+
+    def move(self, addr: str, ua: str | None = None):
+        self.client.environ_base["HTTP_X_FORWARDED_FOR"] = addr
+        if ua:
+            self.client.environ_base["HTTP_USER_AGENT"] = ua
+
+    def get(self) -> bool:
+        return self.client.get("/account").status_code == 200
+
+
+def build_app(mode: str, folder: str, geoip: str):
+    from authsvc import create_app
+    from tests.conftest import FAST_ARGON2
+
+    cfg = dict(FAST_ARGON2, instance_path=os.path.join(folder, mode), secret_key="drill", TESTING=True,
+               trusted_proxies=("127.0.0.1/32",), risk_asn_file=os.path.join(geoip, "asn-ipv4-num.csv.gz"),
+               risk_country_file=os.path.join(geoip, "geo-whois-asn-country.mmdb"),
+               # The drill measures what happens after the login; the login's own step-up is another bench (P6).
+               risk_step_up_threshold=1000.0, risk_deny_threshold=2000.0, throttle_enabled=False,
+               session_drift_enabled=mode != "bearer", dbsc_enabled=mode == "drift+dbsc",
+               session_idle_timeout=86400, session_absolute_timeout=86400 * 2)
+    if os.environ.get("BENCH_DATABASE_URL"):
+        cfg["database_url"] = os.environ["BENCH_DATABASE_URL"]
+    if os.environ.get("BENCH_REDIS_URL"):
+        cfg["redis_url"] = os.environ["BENCH_REDIS_URL"]
+    app = create_app(cfg)
+    with app.app_context():
+        from authsvc.cli import upgrade_database
+        from authsvc.extensions import db, get_redis
+        from authsvc.models import Base
+
+        if cfg.get("database_url"):
+            with db.engine.begin() as conn:
+                Base.metadata.drop_all(conn)
+                conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        upgrade_database()
+        get_redis().flushdb()
+    return app
+
+
+def sign_in(app, email: str, ua: str, addr: str, bind: bool) -> Browser:
+    from tests.dbsc_client import DbscAgent
+    from tests.functional.helpers import form_post
+
+    b = Browser(app, ua, addr)
+    resp = form_post(b.client, "/login", {"email": email, "password": PASSWORD})
+    assert resp.status_code == 302, resp.status_code
+    if bind:
+        agent = DbscAgent(b.client, app.config["AUTHSVC"].session_cookie_name)
+        assert agent.register_from(resp).status_code == 200
+        b.agent = agent
+    return b
+
+
+def steal(app, victim: Browser, addr: str, ua: str, with_short_cookie: bool) -> Browser:
+    """A copy of the victim's cookie jar in another browser. An infostealer takes every cookie, the short-lived DBSC
+    one too, but not the key (it cannot be exported)."""
+    t = Browser(app, ua, addr)
+    for name in (app.config["AUTHSVC"].session_cookie_name, app.config["AUTHSVC"].session_cookie_name + "-bound"):
+        c = victim.client.get_cookie(name)
+        if c is not None and (with_short_cookie or not name.endswith("-bound")):
+            t.client.set_cookie(name, c.value, domain="localhost")
+    return t
+
+
+def refresh_if_bound(b: Browser) -> None:
+    agent = getattr(b, "agent", None)
+    if agent is not None:
+        agent.refresh()
+
+
+OWNER_DAYS = {  # name: share of owners
+    "home_only": 0.40, "dhcp_same_provider": 0.15, "commuter": 0.20, "phone_wifi_and_cellular": 0.15,
+    "browser_update": 0.05, "traveller": 0.05,
+}
+THEFTS = ["other_browser", "same_provider_same_browser", "other_provider_later", "phishing_proxy_timing",
+          "abroad", "parallel_use"]
+
+
+def owner_day(app, clock, rnd, email, kind, bind):
+    """Returns True when the owner's day went uninterrupted."""
+    phone = kind == "phone_wifi_and_cellular"
+    tmpl, v = rnd.choice(PHONE if phone else DESKTOP)
+    ua = tmpl.format(v=v)
+    b = sign_in(app, email, ua, ip(HOME_A, rnd), bind)
+    steps = []
+    if kind == "home_only":
+        steps = [(rnd.randrange(60, 3600), None, None) for _ in range(6)]
+    elif kind == "dhcp_same_provider":
+        steps = [(600, None, None), (rnd.randrange(120, 1800), ip(HOME_A, rnd), None), (3600, None, None)]
+    elif kind == "commuter":
+        steps = [(900, None, None), (rnd.randrange(3600, 4 * 3600), ip(OFFICE_DE, rnd), None),
+                 (1800, None, None), (6 * 3600, ip(HOME_A, rnd), None)]
+    elif kind == "phone_wifi_and_cellular":
+        steps = [(rnd.randrange(60, 600), ip(MOBILE, rnd), None), (rnd.randrange(30, 900), ip(HOME_A, rnd), None),
+                 (rnd.randrange(600, 3600), ip(MOBILE, rnd), None), (1200, None, None)]
+    elif kind == "browser_update":
+        steps = [(1800, None, None), (3600, None, tmpl.format(v=v + 1)), (600, None, None)]
+    elif kind == "traveller":
+        steps = [(1800, None, None), (10 * 3600, ip(ABROAD, rnd), None), (600, None, None)]
+    ok = b.get()
+    for wait, addr, new_ua in steps:
+        clock.advance(wait)
+        if addr or new_ua:
+            b.move(addr or b.client.environ_base["HTTP_X_FORWARDED_FOR"], new_ua)
+        refresh_if_bound(b)
+        ok = ok and b.get()
+    return ok
+
+
+def theft(app, clock, rnd, email, kind, bind):
+    """Returns (contained, thief requests that got through before containment)."""
+    tmpl, v = rnd.choice(DESKTOP)
+    ua = tmpl.format(v=v)
+    login_ip = ip(HOSTING, rnd) if kind == "phishing_proxy_timing" else ip(HOME_A, rnd)
+    victim = sign_in(app, email, ua, login_ip, bind)
+    victim.get()
+    if kind == "phishing_proxy_timing":
+        clock.advance(rnd.randrange(60, 600))
+        thief = steal(app, victim, ip(HOME_B, rnd), ua, True)
+    elif kind == "other_browser":
+        clock.advance(rnd.randrange(60, 7200))
+        other = FIREFOX_LINUX if "Chrome" in ua else CHROME_WIN
+        thief = steal(app, victim, ip(HOME_B, rnd), other.format(v=140), True)
+    elif kind == "same_provider_same_browser":
+        clock.advance(rnd.randrange(1800, 7200))
+        thief = steal(app, victim, ip(HOME_A, rnd), ua, True)
+    elif kind == "other_provider_later":
+        clock.advance(rnd.randrange(1800, 7200))
+        thief = steal(app, victim, ip(HOME_B, rnd), ua, True)
+    elif kind == "abroad":
+        clock.advance(rnd.randrange(60, 7200))
+        thief = steal(app, victim, ip(ABROAD, rnd), ua, True)
+    else:  # parallel_use: owner and thief both active, minutes apart
+        clock.advance(rnd.randrange(1800, 7200))
+        thief = steal(app, victim, ip(HOME_B, rnd), ua, True)
+    through = 0
+    for i in range(8):
+        if kind == "parallel_use":
+            refresh_if_bound(victim)
+            victim.get()
+            clock.advance(20)
+        if not thief.get():
+            return True, through
+        through += 1
+        clock.advance(30)
+    return False, through
+
+
+def run(mode, folder, geoip, owners, seed):
+    rnd = random.Random(seed)
+    app = build_app(mode, folder, geoip)
+    clock = app.extensions["authsvc"].clock
+    from tests.conftest import create_user
+
+    bind = mode == "drift+dbsc"
+    days = {k: [] for k in OWNER_DAYS}
+    kinds = rnd.choices(list(OWNER_DAYS), weights=list(OWNER_DAYS.values()), k=owners)
+    for i, kind in enumerate(kinds):
+        email = f"owner{i}@example.com"
+        create_user(app, email=email, password=PASSWORD)
+        days[kind].append(owner_day(app, clock, rnd, email, kind, bind))
+    thefts = {k: [] for k in THEFTS}
+    per_kind = max(4, owners // 10)
+    for kind in THEFTS:
+        for j in range(per_kind):
+            email = f"victim-{kind}-{j}@example.com"
+            create_user(app, email=email, password=PASSWORD)
+            thefts[kind].append(theft(app, clock, rnd, email, kind, bind))
+    return days, thefts
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--owners", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--geoip", default=os.environ.get("BENCH_GEOIP",
+                                                      os.path.join(os.path.dirname(ROOT), "shared", "data", "geoip")))
+    args = ap.parse_args(argv)
+    if not os.path.exists(os.path.join(args.geoip, "asn-ipv4-num.csv.gz")):
+        sys.exit(f"no IP→ASN data in {args.geoip}; set BENCH_GEOIP to a folder with asn-ipv4-num.csv.gz and "
+                 "geo-whois-asn-country.mmdb")
+    modes = ["bearer", "drift", "drift+dbsc"]
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for mode in modes:
+            results[mode] = run(mode, folder, args.geoip, args.owners, args.seed)
+    print(f"theft drill: {args.owners} owners, seed {args.seed}, same owners and thieves in every mode\n")
+    print("stolen sessions contained (thief refused or session ended), median thief requests that got through first")
+    print(f"{'scenario':30}" + "".join(f"{m:>22}" for m in modes))
+    for kind in THEFTS:
+        cells = []
+        for m in modes:
+            rows = results[m][1][kind]
+            caught = sum(1 for c, _ in rows if c) / len(rows)
+            through = statistics.median(t for _, t in rows)
+            cells.append(f"{caught:6.0%} ({through:>3.0f} req)")
+        print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
+    print("\nowners whose own day was interrupted (session ended or sent back to sign-in)")
+    print(f"{'owner day':30}" + "".join(f"{m:>22}" for m in modes))
+    for kind in OWNER_DAYS:
+        cells = []
+        for m in modes:
+            rows = results[m][0][kind]
+            cells.append(f"{(1 - sum(rows) / len(rows)) if rows else 0:6.1%} (n={len(rows)})")
+        print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
+    for m in modes:
+        rows = [ok for v in results[m][0].values() for ok in v]
+        thefts = [c for v in results[m][1].values() for c, _ in v]
+        print(f"\n{m}: contained {sum(thefts) / len(thefts):.0%} of thefts; "
+              f"interrupted {1 - sum(rows) / len(rows):.1%} of owners")
+
+
+if __name__ == "__main__":
+    main()
