@@ -133,7 +133,8 @@ OWNER_DAYS = {  # name: share of owners
     "browser_update": 0.05, "traveller": 0.05,
 }
 THEFTS = ["other_browser", "same_provider_same_browser", "other_provider_later", "phishing_proxy_timing",
-          "abroad", "parallel_use"]
+          "abroad", "parallel_use", "quick_replay_same_provider"]
+THIEF_REQUESTS, THIEF_PACE = 30, 30  # the thief tries for 15 minutes, a request every 30 s
 
 
 def owner_day(app, clock, rnd, email, kind, bind):
@@ -168,7 +169,7 @@ def owner_day(app, clock, rnd, email, kind, bind):
 
 
 def theft(app, clock, rnd, email, kind, bind):
-    """Returns (contained, thief requests that got through before containment)."""
+    """Returns (contained, thief requests that got through before containment, seconds until contained)."""
     tmpl, v = rnd.choice(DESKTOP)
     ua = tmpl.format(v=v)
     login_ip = ip(HOSTING, rnd) if kind == "phishing_proxy_timing" else ip(HOME_A, rnd)
@@ -187,23 +188,28 @@ def theft(app, clock, rnd, email, kind, bind):
     elif kind == "other_provider_later":
         clock.advance(rnd.randrange(1800, 7200))
         thief = steal(app, victim, ip(HOME_B, rnd), ua, True)
+    elif kind == "quick_replay_same_provider":  # an infostealer's operator replays within minutes, like for like
+        clock.advance(rnd.randrange(60, 300))
+        thief = steal(app, victim, ip(HOME_A, rnd), ua, True)
     elif kind == "abroad":
         clock.advance(rnd.randrange(60, 7200))
         thief = steal(app, victim, ip(ABROAD, rnd), ua, True)
     else:  # parallel_use: owner and thief both active, minutes apart
         clock.advance(rnd.randrange(1800, 7200))
         thief = steal(app, victim, ip(HOME_B, rnd), ua, True)
-    through = 0
-    for i in range(8):
+    through = elapsed = 0
+    for i in range(THIEF_REQUESTS):
         if kind == "parallel_use":
             refresh_if_bound(victim)
             victim.get()
             clock.advance(20)
+            elapsed += 20
         if not thief.get():
-            return True, through
+            return True, through, elapsed
         through += 1
-        clock.advance(30)
-    return False, through
+        clock.advance(THIEF_PACE)
+        elapsed += THIEF_PACE
+    return False, through, elapsed
 
 
 def run(mode, folder, geoip, owners, seed):
@@ -245,15 +251,17 @@ def main(argv=None):
         for mode in modes:
             results[mode] = run(mode, folder, args.geoip, args.owners, args.seed)
     print(f"theft drill: {args.owners} owners, seed {args.seed}, same owners and thieves in every mode\n")
-    print("stolen sessions contained (thief refused or session ended), median thief requests that got through first")
+    print(f"stolen sessions contained within {THIEF_REQUESTS * THIEF_PACE // 60} min (thief refused or session ended); "
+          "median thief requests that got through first, median seconds until contained")
     print(f"{'scenario':30}" + "".join(f"{m:>22}" for m in modes))
     for kind in THEFTS:
         cells = []
         for m in modes:
             rows = results[m][1][kind]
-            caught = sum(1 for c, _ in rows if c) / len(rows)
-            through = statistics.median(t for _, t in rows)
-            cells.append(f"{caught:6.0%} ({through:>3.0f} req)")
+            caught = sum(1 for c, _, _ in rows if c) / len(rows)
+            through = statistics.median(t for _, t, _ in rows)
+            secs = statistics.median(e for c, _, e in rows if c) if caught else float("nan")
+            cells.append(f"{caught:4.0%} {through:>3.0f} req {secs:>4.0f} s")
         print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
     print("\nowners whose own day was interrupted (session ended or sent back to sign-in)")
     print(f"{'owner day':30}" + "".join(f"{m:>22}" for m in modes))
@@ -265,7 +273,7 @@ def main(argv=None):
         print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
     for m in modes:
         rows = [ok for v in results[m][0].values() for ok in v]
-        thefts = [c for v in results[m][1].values() for c, _ in v]
+        thefts = [c for v in results[m][1].values() for c, _, _ in v]
         print(f"\n{m}: contained {sum(thefts) / len(thefts):.0%} of thefts; "
               f"interrupted {1 - sum(rows) / len(rows):.1%} of owners")
 
