@@ -94,3 +94,94 @@ def test_audit_records_who_what_where(app, client):
                                                                "bad_password")
     assert ev.ip == "127.0.0.1" and ev.occurred_at is not None
     assert "definitely" not in (ev.details or "") + (ev.reason or "")  # never the password
+
+
+# --- identifiers are never reused (issue #19) --------------------------------------------------------------------------
+def _jwt_claims(token: str) -> dict:
+    import base64
+    import json
+
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def _api_token(client, email):
+    r = client.post("/api/v1/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.json
+    return r.json["session_token"]
+
+
+def test_a_deleted_accounts_id_and_sub_are_never_given_to_a_newcomer(app):
+    """Delete the newest account, register again: a new users.id, a new OIDC `sub`, and none of the old account's
+    audit events in the newcomer's export (SQLite used to hand out the highest rowid again)."""
+    from tests.functional.oauth_helpers import code_tokens, get_code, redeem
+
+    client = app.test_client()
+    cid, secret, tokens = code_tokens(app, client)  # alice: the newest account, connected to an app
+    old_sub = _jwt_claims(tokens["id_token"])["sub"]
+    with app.app_context():
+        old = db.session.execute(select(User).where(User.email == "alice@example.com")).scalar_one()
+        old_id = old.id
+        old_events = set(db.session.execute(select(SecurityEvent.id).where(
+            (SecurityEvent.subject_id == old_id) | (SecurityEvent.actor_id == old_id))).scalars())
+    assert old_events
+    api = app.test_client()
+    r = api.delete("/api/v1/me", json={"password": PASSWORD},
+                   headers={"Authorization": "Bearer " + _api_token(api, "alice@example.com")})
+    assert r.status_code == 204
+    with app.app_context():
+        assert db.session.get(User, old_id) is None
+
+    newcomer = app.test_client()
+    new_id = create_user(app, email="mallory@example.com")
+    assert new_id != old_id
+    from tests.functional.helpers import login
+
+    api = app.test_client()
+    export = api.get("/api/v1/me/export", headers={"Authorization": "Bearer " + _api_token(api, "mallory@example.com")})
+    assert export.status_code == 200, export.json
+    assert export.json["profile"]["id"] == new_id
+    assert not old_events & {e["id"] for e in export.json["audit_events"]}
+
+    assert login(newcomer, email="mallory@example.com").status_code == 302
+    code, verifier = get_code(newcomer, cid)
+    r = redeem(newcomer, cid, secret, code, verifier)
+    assert r.status_code == 200, r.json
+    new_sub = _jwt_claims(r.json["id_token"])["sub"]
+    assert new_sub != old_sub
+    assert new_sub != str(new_id) and old_sub != str(old_id)  # the sub is opaque, not the row id
+
+
+def test_sub_is_opaque_and_stable_across_refresh_introspection_and_userinfo(app):
+    from tests.functional.oauth_helpers import basic, code_tokens, token
+
+    client = app.test_client()
+    cid, secret, tokens = code_tokens(app, client)
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.email == "alice@example.com")).scalar_one()
+    sub = _jwt_claims(tokens["id_token"])["sub"]
+    assert sub == user.sub and sub != str(user.id) and len(sub) >= 22
+    r = client.post("/oauth2/introspect", data={"token": tokens["access_token"]}, headers=basic(cid, secret))
+    assert r.json["active"] and r.json["sub"] == sub
+    r = client.post("/oauth2/introspect", data={"token": tokens["refresh_token"]}, headers=basic(cid, secret))
+    assert r.json["active"] and r.json["sub"] == sub
+    u = client.get("/oauth2/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]})
+    assert u.status_code == 200 and u.json["sub"] == sub
+    refreshed = token(client, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+                      auth=(cid, secret))
+    assert refreshed.status_code == 200, refreshed.json
+    r = client.post("/oauth2/introspect", data={"token": refreshed.json["access_token"]},
+                    headers=basic(cid, secret))
+    assert r.json["active"] and r.json["sub"] == sub
+    u = client.get("/oauth2/userinfo", headers={"Authorization": "Bearer " + refreshed.json["access_token"]})
+    assert u.status_code == 200 and u.json["sub"] == sub
+
+
+def test_jwt_access_tokens_carry_the_opaque_sub(app):
+    from tests.functional.oauth_helpers import code_tokens
+
+    client = app.test_client()
+    cid, secret, tokens = code_tokens(app, client, token_format="jwt", access_token_ttl=300)
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.email == "alice@example.com")).scalar_one()
+    assert _jwt_claims(tokens["access_token"])["sub"] == user.sub == _jwt_claims(tokens["id_token"])["sub"]
