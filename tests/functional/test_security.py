@@ -185,3 +185,17 @@ def test_jwt_access_tokens_carry_the_opaque_sub(app):
     with app.app_context():
         user = db.session.execute(select(User).where(User.email == "alice@example.com")).scalar_one()
     assert _jwt_claims(tokens["access_token"])["sub"] == user.sub == _jwt_claims(tokens["id_token"])["sub"]
+
+
+def test_nul_characters_in_form_fields_are_never_a_500(app):
+    """PostgreSQL refuses NUL in text ("cannot contain NUL (0x00) bytes"); a form field carrying one is the client's
+    error (issue #12 item 8). SQLite stores it, so this bites on PostgreSQL only."""
+    from tests.functional.helpers import form_post
+
+    create_user(app)
+    client = app.test_client()
+    for page, data in (("/login", {"email": "alice\x00@example.com", "password": PASSWORD}),
+                       ("/register", {"email": "bob\x00@example.com", "password": PASSWORD}),
+                       ("/reset", {"email": "alice\x00@example.com"})):
+        r = form_post(client, page, data)
+        assert r.status_code < 500, (page, r.status_code)
