@@ -199,3 +199,58 @@ def test_nul_characters_in_form_fields_are_never_a_500(app):
                        ("/reset", {"email": "alice\x00@example.com"})):
         r = form_post(client, page, data)
         assert r.status_code < 500, (page, r.status_code)
+
+
+# --- form accessibility (issue #12, newcomer walk) ----------------------------------------------------------------------
+def _get_pages(app):
+    """Every GET page without path parameters (the ones a visitor, a user and an operator can open)."""
+    return sorted({r.rule for r in app.url_map.iter_rules()
+                   if "GET" in r.methods and "<" not in r.rule and not r.rule.startswith(("/api/", "/static"))
+                   and not r.rule.endswith((".json", ".jsonl", ".svg", ".js", ".css"))})
+
+
+def test_no_rendered_page_says_none_in_an_attribute(app):
+    """WTForms renders a None attribute as the text "None": aria-invalid="None" makes screen readers announce every
+    untouched field as invalid."""
+    from tests.functional.admin_helpers import admin_client
+
+    from tests.conftest import outbox_link
+
+    admin = admin_client(app)
+    uid = create_user(app)
+    user = app.test_client()
+    from tests.functional.helpers import login
+
+    assert login(user).status_code == 302
+    from urllib.parse import urlsplit
+
+    from tests.functional.helpers import form_post
+
+    form_post(app.test_client(), "/reset", {"email": "alice@example.com"})
+    pages = _get_pages(app) + [f"/admin/users/{uid}", urlsplit(outbox_link(app, "alice@example.com", "reset")).path]
+    checked = 0
+    for who in (app.test_client(), user, admin):
+        for url in pages:
+            r = who.get(url)
+            if r.status_code != 200 or not r.mimetype == "text/html":
+                continue
+            html = r.get_data(as_text=True)
+            assert '="None"' not in html, url
+            checked += "<input" in html
+    assert checked >= 10
+
+
+def test_a_field_with_an_error_says_so_and_points_to_the_message(app):
+    from tests.functional.helpers import form_post
+
+    client = app.test_client()
+    html = client.get("/register").get_data(as_text=True)
+    assert "aria-invalid" not in html
+    assert 'aria-describedby="password-hint"' in html  # the hint is described, the field is not invalid
+    r = form_post(client, "/register", {"email": "alice@example.com", "password": "short"})
+    html = r.get_data(as_text=True)
+    field = re.search(r'<input[^>]*id="password"[^>]*>', html).group(0)
+    assert 'aria-invalid="true"' in field and 'aria-describedby="password-hint password-error"' in field
+    assert 'id="password-error"' in html
+    email = re.search(r'<input[^>]*id="email"[^>]*>', html).group(0)
+    assert "aria-invalid" not in email
