@@ -254,3 +254,27 @@ def test_a_field_with_an_error_says_so_and_points_to_the_message(app):
     assert 'id="password-error"' in html
     email = re.search(r'<input[^>]*id="email"[^>]*>', html).group(0)
     assert "aria-invalid" not in email
+
+
+def test_a_token_record_written_before_sub_existed_still_introspects_with_the_opaque_sub(app):
+    """Access-token and grant records written by the previous version hold only ``uid``: during the upgrade window,
+    introspection looks the ``sub`` up instead of leaking the row id."""
+    import json as _json
+
+    from authsvc.extensions import get_redis
+    from authsvc.oauth.tokens import grant_id_of, sha256
+    from tests.functional.oauth_helpers import basic, code_tokens
+
+    client = app.test_client()
+    cid, secret, tokens = code_tokens(app, client)
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.email == "alice@example.com")).scalar_one()
+        r = get_redis()
+        key = f"oauth:at:{{{sha256(tokens['access_token'])}}}"
+        rec = _json.loads(r.get(key))
+        del rec["sub"]
+        r.set(key, _json.dumps(rec), keepttl=True)
+        r.hdel(f"oauth:grant:{{{grant_id_of(tokens['refresh_token'])}}}", "sub")
+    for tok in (tokens["access_token"], tokens["refresh_token"]):
+        body = client.post("/oauth2/introspect", data={"token": tok}, headers=basic(cid, secret)).json
+        assert body["active"] and body["sub"] == user.sub != str(user.id)
