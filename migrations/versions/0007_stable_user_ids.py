@@ -30,8 +30,10 @@ def upgrade() -> None:
     sqlite = bind.dialect.name == "sqlite"
     op.add_column("users", sa.Column("sub", sa.String(length=64), nullable=True))
     users = sa.table("users", sa.column("id", sa.Integer), sa.column("sub", sa.String))
-    for (uid,) in bind.execute(sa.select(users.c.id)).all():
-        bind.execute(users.update().where(users.c.id == uid).values(sub=secrets.token_urlsafe(24)))
+    ids = [uid for (uid,) in bind.execute(sa.select(users.c.id)).all()]
+    for i in range(0, len(ids), 1000):  # executemany in chunks: one round trip per thousand users
+        bind.execute(users.update().where(users.c.id == sa.bindparam("uid")).values(sub=sa.bindparam("new_sub")),
+                     [{"uid": uid, "new_sub": secrets.token_urlsafe(24)} for uid in ids[i:i + 1000]])
     kw = {"recreate": "always", "table_kwargs": {"sqlite_autoincrement": True}} if sqlite else {}
     with op.batch_alter_table("users", schema=None, **kw) as batch_op:
         batch_op.alter_column("sub", existing_type=sa.String(length=64), nullable=False)
