@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 
 import click
 from flask import Flask, current_app
@@ -29,8 +30,30 @@ def upgrade_database(revision: str = "heads") -> None:
 
     from authsvc.extensions import db
 
-    with db.engine.begin() as conn:
+    with _migration_connection(db.engine) as conn:
         command.upgrade(_alembic_config(conn), revision)
+
+
+@contextmanager
+def _migration_connection(engine):
+    """A connection in a transaction for Alembic. On SQLite, foreign-key enforcement is off for the run: changing a
+    table means rebuilding it (Alembic batch mode), and dropping a parent table with enforcement on would
+    cascade-delete its children. SQLite only switches it outside a transaction; the keys are checked before the
+    commit, and enforcement is back on before the connection returns to the pool."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the migration left rows that break a foreign key; nothing was changed")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 # --- db -------------------------------------------------------------------------------------------------------------
@@ -55,7 +78,7 @@ def db_downgrade(revision):
 
     from authsvc.extensions import db
 
-    with db.engine.begin() as conn:
+    with _migration_connection(db.engine) as conn:
         command.downgrade(_alembic_config(conn), revision)
     click.echo(f"database at {revision}")
 

@@ -13,7 +13,7 @@ import json
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from wtforms import IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
@@ -21,6 +21,7 @@ from authsvc.admin import charts, stats
 from authsvc.admin import throttles as th
 from authsvc.admin.gate import admin_gate, is_fresh, record_proof
 from authsvc.models import LoginEvent, SecurityEvent, User, UserSession
+from authsvc.models.base import parse_id
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required, safe_next
 from authsvc.web.forms import ActionForm
@@ -143,9 +144,10 @@ def users(session, admin):
             ids = select(LoginEvent.user_id).where(LoginEvent.ip == ip).union(
                 select(UserSession.user_id).where(UserSession.ip == ip))
             query = query.where(User.id.in_(ids))
-        elif q.isdigit():
+        elif q.isascii() and q.isdigit():
             how = "id"
-            query = query.where(User.id == int(q))
+            uid = parse_id(q)  # too large for an id: matches nothing (never an out-of-range error from the database)
+            query = query.where(User.id == uid) if uid is not None else query.where(false())
         else:
             how = "e-mail"
             pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -162,6 +164,8 @@ def users(session, admin):
 
 
 def _user_or_404(user_id: int) -> User:
+    if parse_id(user_id) is None:
+        abort(404)  # <int:…> takes any length of digits; the column does not
     user = _db().session.get(User, user_id)
     if user is None:
         abort(404)
@@ -232,9 +236,8 @@ def user_action(session, admin, user_id: int, action: str):
         message = "Lockout and failure counters of this account were cleared."
     elif action == "revoke-device":
         mfa = getattr(services(), "mfa", None)
-        try:
-            device_id = int(form.target.data or "")
-        except ValueError:
+        device_id = parse_id(form.target.data or "")
+        if device_id is None:
             abort(400)
         if mfa is None or not mfa.revoke_device(user, device_id, admin, request_context()):
             flash("That device was already forgotten.", "warning")
@@ -445,8 +448,11 @@ def _audit_filters() -> tuple[list, dict, list[str]]:
         cond.append(SecurityEvent.tag.like(pattern + "%", escape="\\"))
     for key, col in (("actor", SecurityEvent.actor_id), ("subject", SecurityEvent.subject_id)):
         if f[key]:
-            if f[key].isdigit():
-                cond.append(col == int(f[key]))
+            if f[key].isascii() and f[key].isdigit():
+                if parse_id(f[key]) is None:
+                    problems.append(f"{key}: no user has id {f[key][:24]}")
+                else:
+                    cond.append(col == int(f[key]))
             elif "@" in f[key]:  # an e-mail address → that user's id
                 uid = _db().session.execute(select(User.id).where(User.email == f[key].lower())).scalar()
                 cond.append(col == (uid if uid is not None else -1))
@@ -475,7 +481,10 @@ def _event_json(ev: SecurityEvent) -> dict:
 @admin_gate
 def audit(session, admin):
     cond, f, problems = _audit_filters()
-    before = request.args.get("before", type=int)
+    raw_before = request.args.get("before")
+    before = parse_id(raw_before) if raw_before else None
+    if raw_before and before is None:
+        abort(400, "before: an event id")
     q = select(SecurityEvent).where(*cond).order_by(SecurityEvent.id.desc()).limit(101)
     if before:
         q = q.where(SecurityEvent.id < before)

@@ -15,6 +15,7 @@ from authsvc.errors import ServiceError
 from authsvc.services import services
 from authsvc.web.auth import bearer_session
 from authsvc.web.http import request_context
+from authsvc.web.jsonbody import BadJson, load_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
@@ -51,9 +52,10 @@ def body(schema: str) -> dict:
     """Parse and validate the JSON body against the published schema, or raise a clear 4xx."""
     if not request.is_json:
         raise UnsupportedMediaType()
-    data = request.get_json(silent=True)
-    if data is None:
-        raise InvalidInput("The body is not valid JSON.")
+    try:
+        data = load_json(request.get_data(cache=True))
+    except BadJson as exc:
+        raise InvalidInput(f"The body is not valid JSON: {exc}.") from None
     errors = sorted(_VALIDATORS[schema].iter_errors(data), key=lambda e: list(e.path))
     if errors:
         e = errors[0]

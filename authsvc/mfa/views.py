@@ -19,7 +19,6 @@ from authsvc.mfa.devices import DEVICE_COOKIE
 from authsvc.mfa.forms import ConfirmTotpForm, PasskeyNameForm, PasswordConfirmForm, RecoveryForm, TotpForm
 from authsvc.mfa.service import device_cookie_max_age
 from authsvc.mfa.totp import provisioning_uri, qr_data_uri
-from authsvc.mfa.webauthn import loads
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required, safe_next
 from authsvc.web.forms import ActionForm
@@ -219,10 +218,15 @@ def passkey_login():
 
 # --- WebAuthn JSON endpoints (CSRF header X-CSRFToken, checked by Flask-WTF) --------------------------------------
 def _json_body() -> dict:
+    from authsvc.web.jsonbody import BadJson, load_json
+
     try:
-        return loads(request.get_data(cache=False) or b"{}")
-    except ValueError:
+        data = load_json(request.get_data(cache=False) or b"{}")  # depth, lone surrogates, NUL → 400 (issue #12)
+    except BadJson:
         raise BadRequest("body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
 
 
 @bp.post("/webauthn/authenticate/options")
@@ -457,9 +461,12 @@ def device_revoke(session, user, device_id: int):
 
 def _int_id(raw: str) -> int:
     # A plain <id> segment (not <int:…>) so that the CSRF check answers first for any value; then a 404 for junk.
-    if not raw.isdigit() or len(raw) > 18:
+    from authsvc.models.base import parse_id
+
+    value = parse_id(raw)  # ASCII digits within the INTEGER column's range (PostgreSQL: 32 bits), else 404
+    if value is None:
         abort(404)
-    return int(raw)
+    return value
 
 
 # --- app wiring -------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import logging
 
 import redis
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from authsvc.errors import DependencyUnavailable, ServiceError, Throttled
@@ -96,6 +96,19 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def db_down(exc):
         return unavailable("database", exc)
+
+    @app.errorhandler(DataError)
+    def bad_value(exc: DataError):
+        # A value the database refuses (a number out of range, a NUL character in text on PostgreSQL): the request's
+        # fault, answered as such — the views validate ids and JSON first; this is the net under them (issue #12).
+        log.warning("database refused a value: %s", type(exc.orig).__name__)
+        from authsvc.extensions import db
+
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - best effort, as in unavailable()
+            pass
+        return error_response(400, "bad_request", MESSAGES[400])
 
     @app.errorhandler(DBAPIError)
     def db_error(exc: DBAPIError):
