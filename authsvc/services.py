@@ -119,6 +119,8 @@ def build_services(app: Flask, settings: Settings) -> Services:
     mfa.login = login  # an MFA-completed login finishes through the same last stage (session, receipts, alerts)
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
+    # ... and every place the throttle counted as familiar (the attacker signed in from some of them).
+    accounts.lockdown_listeners.append(lambda user: throttle.clear_account(user.email))
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
                     throttle, ActivityService(db), mfa)
 

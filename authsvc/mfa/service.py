@@ -9,6 +9,7 @@ Assurance levels recorded on sessions (``aal`` + ``methods``, AMR-like names):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ from authsvc.accounts.login import Decision, Reason, RequestContext
 from authsvc.errors import Throttled
 from authsvc.mfa.webauthn import SignCountRegression, WebAuthnError
 from authsvc.models import TotpCredential, User, WebAuthnCredential
+from authsvc.sessions import Generation
 
 AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk"}
 
@@ -35,6 +37,11 @@ class Completed:
 _UID = bindparam("p_uid")
 _HAS_FACTORS = select(or_(exists().where(TotpCredential.user_id == _UID),
                           exists().where(WebAuthnCredential.user_id == _UID)))  # built once: every login asks
+
+
+def _fingerprint(password_hash: str | None) -> str | None:
+    """A pending record names the password hash it proved by a digest, never the hash itself."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32] if password_hash else None
 
 
 class MfaService:
@@ -76,11 +83,18 @@ class MfaService:
             return False
         return True
 
-    def begin_login(self, user: User, ctx: RequestContext, decision: Decision | None, next_url: str | None) -> str:
-        """The pending login between password and second factor: a Redis record behind a random cookie token."""
+    def begin_login(self, user: User, ctx: RequestContext, decision: Decision | None, next_url: str | None,
+                    generation: Generation | None = None) -> str:
+        """The pending login between password and second factor: a Redis record behind a random cookie token.
+
+        ``generation`` (what the password proved) travels with it: the second step finishes only if no password
+        change, reset, lockdown or "sign out everywhere" happened since (checked atomically at session issue)."""
         d = decision or Decision("allow")
+        gen = generation or Generation.of(user, user.password_hash)
         return self.store.create_pending({
             "uid": user.id, "methods": ["pwd"], "next": next_url, "created": self.clock.timestamp(),
+            "gen": {"va": gen.valid_after.isoformat() if gen.valid_after else None,
+                    "pw": _fingerprint(gen.password_hash)},
             "decision": {"action": d.action, "score": d.score,
                          "reasons": [[r.code, r.text] for r in d.reasons]}})
 
@@ -162,13 +176,24 @@ class MfaService:
                 self._audit("account:login:denied", "failure", user, ctx, details={"score": decision.score},
                             reason="; ".join(r.text for r in decision.reasons)[:255] or "risk deny (passkey)")
                 return None
-        else:
+        generation = None
+        if data.get("uid") is not None:
             d = data.get("decision") or {}
             decision = Decision(d.get("action", "allow"), d.get("score", 0.0),
                                 tuple(Reason(c, t) for c, t in d.get("reasons", [])))
+            gen = data.get("gen") or {}
+            if not gen.get("va") or gen.get("pw") != _fingerprint(user.password_hash):
+                # The password this login proved is no longer the account's (changed, reset, locked down).
+                self._audit("account:login:stale", "failure", user, ctx,
+                            reason="credentials changed or sessions ended during this sign-in")
+                return None
+            # The hash just read is the one proven; sessions.issue re-checks both under the user row's lock.
+            generation = Generation(dt.datetime.fromisoformat(gen["va"]), user.password_hash)
         methods = tuple(data.get("methods") or ()) + (AMR[method],) + (("uv",) if user_verified else ())
         aal = 2 if (len(methods) > 1 or user_verified) else 1
-        result = self.login.complete(user, ctx, decision, aal=aal, methods=methods)
+        result = self.login.complete(user, ctx, decision, aal=aal, methods=methods, generation=generation)
+        if result.session is None:
+            return None
         return Completed(user, result.session, data.get("next"), method)
 
     def begin_passkey(self) -> str:

@@ -61,7 +61,7 @@ def _pending_token() -> str | None:
 # --- the hook the password login calls ----------------------------------------------------------------------------
 def begin_second_factor(result, next_url: str | None):
     """Password accepted, second factor outstanding: pending record + its cookie, then the challenge page."""
-    token = mfa().begin_login(result.user, _ctx(), result.decision, next_url)
+    token = mfa().begin_login(result.user, _ctx(), result.decision, next_url, result.generation)
     resp = redirect(url_for("mfa.challenge"))
     _set_cookie(resp, PENDING_COOKIE, token, mfa().settings.pending_ttl)
     return resp
