@@ -91,8 +91,7 @@ def login():
         form.form_errors.append("Please confirm your e-mail address first. We sent you a new link.")
         return render_template("login.html", form=form), 403
     if result.outcome == L.DENIED:
-        return render_template("login.html", form=form, reasons=result.reasons,
-                               denied=True), 403
+        return render_template("login.html", form=form, denied=True), 403
     if result.outcome == L.MFA_REQUIRED:  # no session yet: a pending-login cookie and the second-factor page
         from authsvc.mfa.views import begin_second_factor
 
