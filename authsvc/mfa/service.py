@@ -25,8 +25,9 @@ AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk", "email": "email"}
 # Methods that are authenticators for AAL2. A code e-mailed to the account's address proves the mailbox and meets a
 # risk step-up, but e-mail is not an out-of-band authenticator (NIST SP 800-63B 5.1.3.1): it stays aal1.
 AAL2_METHODS = frozenset({"otp", "rc", "hwk"})
-# A first sign-in this soon after the address was confirmed is already proven by that mailbox.
-MAILBOX_FRESH_SECONDS = 3600
+# A sign-in of an account with no learned history this soon after its address was confirmed is already proven by
+# that mailbox (the verification link): no code is mailed, and nothing is learned from it either.
+MAILBOX_FRESH_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class MfaService:
         return token
 
     def _mailbox_just_proven(self, user: User, decision: Decision) -> bool:
-        """No history is the engine's only concern, and the address was confirmed within the last hour."""
+        """No history is the engine's only concern, and the address was confirmed within MAILBOX_FRESH_SECONDS."""
         if not user.email_verified_at or any(r.code != "no_history" for r in decision.reasons):
             return False
         return 0 <= (self.clock.now() - user.email_verified_at).total_seconds() <= MAILBOX_FRESH_SECONDS
