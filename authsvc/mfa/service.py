@@ -19,7 +19,7 @@ from authsvc.accounts.login import Decision, Reason, RequestContext
 from authsvc.errors import Throttled
 from authsvc.mfa.webauthn import SignCountRegression, WebAuthnError
 from authsvc.models import TotpCredential, User, WebAuthnCredential
-from authsvc.sessions import Generation
+from authsvc.sessions import Generation, StaleCredentials
 
 AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk", "email": "email"}
 # Methods that are authenticators for AAL2. A code e-mailed to the account's address proves the mailbox and meets a
@@ -262,13 +262,18 @@ class MfaService:
     def reauthenticate_password(self, session, user: User, password: str, ctx: RequestContext, hasher):
         """Fresh proof for an account without factors: the password again, then a new token at the same level."""
         self.store.precheck(user.id)
+        generation = Generation.of(user, user.password_hash)  # what this password proves, checked at issue
         if not hasher.verify(user.password_hash, password).ok:
             self.store.record_failure(user.id)
             self._audit("account:reauth:failure", "failure", user, ctx, reason="bad_password")
             return None
         self.store.clear_failures(user.id)
-        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=session.aal,
-                                     methods=tuple(session.methods) or ("pwd",))
+        try:
+            issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=session.aal,
+                                         methods=tuple(session.methods) or ("pwd",), generation=generation)
+        except StaleCredentials:  # the password changed (or every session ended) while this one was checked
+            self._audit("account:reauth:failure", "failure", user, ctx, reason="credentials changed meanwhile")
+            return None
         self.sessions.revoke(user, session.id, "reauthenticated")
         self._audit("account:reauth:success", "success", user, ctx)
         return issued

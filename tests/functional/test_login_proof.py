@@ -427,3 +427,38 @@ def test_risk_reasons_are_not_shown_to_whoever_typed_the_password(make_app):
     r = _api_with_code(app)
     owner.set_cookie("__Host-authsvc", r.json["session_token"], domain="localhost", secure=True)
     assert "new network" in owner.get("/account/activity").get_data(as_text=True)
+
+
+def test_a_password_reauthentication_racing_a_password_change_gets_no_new_session(app, client):
+    """Step-up by password (an account without a factor): the password is checked, the owner changes it elsewhere
+    before the new session is issued — the re-authentication must fail, not hand out a fresh session."""
+    from authsvc.services import services
+
+    create_user(app)
+    assert login(client).status_code == 302 and cookie(client, SESSION)
+    with app.app_context():
+        hasher = services().hasher
+    real = hasher.verify
+    owner, started = [], []
+
+    def verify(stored, password):
+        result = real(stored, password)
+        if not started:  # once (the change itself verifies the current password with this hasher too)
+            started.append(True)
+            _in_other_thread(lambda: owner.append(_change_password(app)))
+        return result
+
+    page = client.get("/mfa/step-up?next=/account")
+    hasher.verify = verify
+    try:
+        r = client.post("/mfa/step-up?next=/account", data={"csrf_token": csrf_token(page.get_data(as_text=True)),
+                                                            "password": PASSWORD, "method": "password"})
+    finally:
+        del hasher.verify
+    assert owner and r.status_code in (401, 302)
+    if r.status_code == 302:  # the old session was ended by the change: back to the login page, no new session
+        assert "/login" in r.headers["Location"]
+    with app.app_context():
+        uid = db.session.execute(select(User.id)).scalar_one()
+        live = services().sessions.list_for(db.session.get(User, uid))
+    assert [s.id for s in live] == [_session(app, owner[0]).id]
