@@ -1,7 +1,9 @@
 """LoginService: the one pipeline every password login goes through.
 
-    defense.precheck → hasher.verify (dummy for unknown) → defense.record → breach check → risk.score
-    → second factor (if the decision or the account asks) → sessions.issue → audit + notify
+    defense.precheck → hasher.verify (dummy for unknown; credential generation captured) → defense.record_failure
+    → breach check → risk.score → second factor (if the decision or the account asks; a mailed code when the
+    account has none) → sessions.issue (refused if the generation changed meanwhile) → audit → defense.record_success
+    → risk.learn (proven logins only) → notify
 
 Each stage is a small service chosen in ``authsvc.services``; stages that later issues build (risk engine,
 MFA) are present as explicit null services so the order lives here and nowhere else.
