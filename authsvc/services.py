@@ -124,6 +124,8 @@ def build_services(app: Flask, settings: Settings) -> Services:
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
     accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
+    # ... and every place the throttle counted as familiar (the attacker signed in from some of them).
+    accounts.lockdown_listeners.append(lambda user: throttle.clear_account(user.email))
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
                     throttle, ActivityService(db), mfa)
 

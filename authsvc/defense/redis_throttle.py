@@ -333,12 +333,18 @@ class RedisThrottle:
         return {"count": n, "retry_after": max(int(ttl), 1), "over": n > s.throttle_proven_limit, "notify": notify}
 
     def record_success(self, email: str, ctx) -> None:
-        """Clear the streak and remember where the owner signs in, so that place keeps its own budget."""
+        """Clear the streak and remember where the owner signs in, so that place keeps its own budget.
+
+        The login pipeline calls this only once a login has fully succeeded (second step included), with
+        ``ctx.device_id`` only when that trusted device is the account's own."""
         acct = self._h("a", email)
         pipe = self._redis().pipeline(transaction=False)
         for suffix in ("c", "fu", "lu", "ff", "lf"):  # one key per DEL: a Cluster pipeline takes no multi-key DEL
             pipe.delete(f"th:{{a:{acct}}}:{suffix}")
         pipe.delete(f"th:{{p:{acct}:{canonical_ip(ctx.ip)}}}")
+        # A full sign-in (second step included) from this network: its earlier stops at the second step were the
+        # owner's own, not a password in a stranger's hands.
+        pipe.delete(self._proven_key(acct, canonical_ip(ctx.ip)))
         known = f"th:{{a:{acct}}}:known"
         marks = [self._h("k", prefix_of(ctx.ip) or "-")]
         if ctx.device_id:
@@ -348,12 +354,14 @@ class RedisThrottle:
         pipe.execute()
 
     def clear_account(self, email: str, *, pairs: bool = False) -> None:
-        """After a password reset (the stronger proof), the account starts afresh. ``pairs`` also lifts its
-        account×IP blocks (the admin's "unlock"); that needs a SCAN, so the reset path leaves them to expire."""
+        """After a password reset (the stronger proof), a password change or a lockdown, the account starts
+        afresh: no streak, no locks, and no familiar places or devices (some may be the attacker's, who knew the old
+        password). ``pairs`` also lifts its account×IP blocks (the admin's "unlock"); that needs a SCAN, so the
+        reset path leaves them to expire."""
         acct = self._h("a", email)
         r = self._redis()
         r.delete(f"th:{{a:{acct}}}:c", f"th:{{a:{acct}}}:fu", f"th:{{a:{acct}}}:lu", f"th:{{a:{acct}}}:ff",
-                 f"th:{{a:{acct}}}:lf")
+                 f"th:{{a:{acct}}}:lf", f"th:{{a:{acct}}}:known")
         if pairs:
             for pattern in (f"th:{{p:{acct}:*}}", f"th:{{pk:{acct}:*}}"):  # account×IP, and correct-password stops
                 for key in list(r.scan_iter(match=pattern, count=1000)):

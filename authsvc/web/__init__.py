@@ -119,8 +119,7 @@ def login():
                                     "(look in your spam folder too).")
         return _with_browser_cookie(render_template("login.html", form=form), browser), 403
     if result.outcome == L.DENIED:
-        return render_template("login.html", form=form, reasons=result.reasons,
-                               denied=True), 403
+        return render_template("login.html", form=form, denied=True), 403
     if result.outcome == L.MFA_REQUIRED:  # no session yet: a pending-login cookie and the second-factor page
         from authsvc.mfa.views import begin_second_factor
 

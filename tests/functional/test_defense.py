@@ -1,4 +1,7 @@
-"""Throttles before hashing: account×IP, IP, prefix, spray, password spray, smart lockout, NIST cap."""
+"""Throttles before hashing: account×IP, IP, prefix, spray, password spray, smart lockout, NIST cap.
+
+(Tests where the right password follows failures switch the risk engine off: recent failures are a risk signal,
+and the e-mailed second step it then asks for is tested in test_login_proof.py.)"""
 
 import pytest
 
@@ -29,7 +32,7 @@ def counting(app):
 
 
 def test_account_ip_pair_block_refuses_before_hashing(make_app):
-    app = make_app(throttle_pair_limit=3, account_lockout_threshold=50)
+    app = make_app(risk_enabled=False, throttle_pair_limit=3, account_lockout_threshold=50)
     create_user(app)
     counting(app)
     for _ in range(3):
@@ -93,7 +96,7 @@ def test_one_password_sprayed_across_accounts(make_app):
 
 
 def test_familiar_device_still_gets_in_during_a_stuffing_wave(make_app):
-    app = make_app(account_lockout_threshold=5, throttle_pair_limit=1000)
+    app = make_app(risk_enabled=False, account_lockout_threshold=5, throttle_pair_limit=1000)
     create_user(app)
     assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code == 200  # the owner, at home
     for i in range(30):  # strangers hammer the account from all over
@@ -144,7 +147,8 @@ def test_nist_cap_requires_a_reset_then_clears(make_app):
 
 
 def test_success_clears_the_streak(make_app):
-    app = make_app(account_failure_cap=4, account_lockout_threshold=1000, throttle_pair_limit=1000)
+    app = make_app(risk_enabled=False, account_failure_cap=4, account_lockout_threshold=1000,
+                   throttle_pair_limit=1000)
     create_user(app)
     for _ in range(3):
         attempt(app, "alice@example.com", WRONG, "203.0.113.10")
