@@ -580,7 +580,9 @@ def test_breached_forced_change_says_breached(app):
         user.password_hash = services().hasher.hash("password123")
         db.session.commit()
     c = app.test_client()
-    r = login(c, password="password123")
+    from tests.functional.mfa_helpers import finish_with_mailed_code
+
+    r = finish_with_mailed_code(app, c, login(c, password="password123"))  # a breached password asks for the code
     assert r.status_code == 302
     html = c.get("/account/password").get_data(as_text=True)
     assert "breached passwords" in html and "administrator" not in html

@@ -119,6 +119,11 @@ def test_a_login_that_passed_the_hash_check_before_wasnt_me_gets_no_session(app)
 def test_a_pending_mfa_login_started_before_a_reset_cannot_finish_after_it(app, client):
     uid = create_user(app)
     secret = enrol_totp(app, uid)
+    from authsvc.models import TotpCredential
+
+    with app.app_context():  # an established factor (a reset keeps it), so only the race can stop this login
+        db.session.execute(db.update(TotpCredential).values(enrolled_aal=2))
+        db.session.commit()
     r = login(client)
     assert r.status_code == 302 and cookie(client, PENDING)
     # Meanwhile the owner resets the password by e-mail.
