@@ -97,12 +97,14 @@ def build_services(app: Flask, settings: Settings) -> Services:
     else:
         mailer = outbox = OutboxMailer(os.path.join(app.instance_path, "outbox"), settings.mail_from)
     if settings.throttle_enabled:
-        # Auto budget: a quarter of this host's hashing capacity for strangers. Normal traffic is mostly returning
-        # users on known networks; under a distributed flood the other three quarters stay with them (bench P5).
-        budget = settings.throttle_unfamiliar_per_second or (
-            0.25 * (os.cpu_count() or 1) / max(hasher.seconds_per_hash, 1e-4))
+        # The service-wide budget for unfamiliar attempts: explicit, or a share of the warm hashing capacity summed
+        # over live hosts, never below a floor; a token bucket (authsvc/defense/budget.py).
+        from authsvc.defense.budget import UnfamiliarBudget
+
+        budget = UnfamiliarBudget(redis_getter=lambda: RedisExtension.client_for(app), hasher=hasher,
+                                  settings=settings)
         throttle = RedisThrottle(redis_getter=lambda: RedisExtension.client_for(app), settings=settings,
-                                 secret=app.config["SECRET_KEY"].encode(), unfamiliar_budget=budget)
+                                 secret=app.config["SECRET_KEY"].encode(), budget=budget)
     else:  # the operator runs an equivalent limiter in front of us
         throttle = NullThrottle()
     accounts = AccountService(db=db, hasher=hasher, policy=policy, sessions=sessions, tokens=tokens, mailer=mailer,

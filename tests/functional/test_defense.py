@@ -201,7 +201,7 @@ def test_ipv6_prefix_is_a_48(make_app, ip):
 
 def test_global_budget_for_unfamiliar_attempts_spares_familiar_ones(make_app):
     """Stuffing from ever-new IPs passes every per-source limit; the global budget for strangers still holds."""
-    app = make_app(throttle_unfamiliar_per_second=1)
+    app = make_app(throttle_unfamiliar_per_second=1, throttle_unfamiliar_burst_seconds=1)
     create_user(app)
     # The owner signs in at home once (retrying if that second's budget is already spent), so the network is known.
     import time
@@ -219,3 +219,126 @@ def test_global_budget_for_unfamiliar_attempts_spares_familiar_ones(make_app):
     assert refused and all(r.headers["Retry-After"] == "1" for r in refused)
     # The owner, from the familiar network, is never charged to that budget.
     assert all(attempt(app, "alice@example.com", PASSWORD, "203.0.113.11").status_code == 200 for _ in range(5))
+
+
+# --- the service-wide budget for unfamiliar attempts (issue #12 item 3; authsvc/defense/budget.py) ---------------------
+def _budget(app):
+    from authsvc.services import services
+
+    with app.app_context():
+        return services().throttle.budget
+
+
+def _redis(app):
+    from authsvc.extensions import get_redis
+
+    with app.app_context():
+        return get_redis()
+
+
+class FakeClock:
+    def __init__(self, t=1_900_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def test_budget_floor_lets_a_new_user_in_on_a_slow_quiet_host(make_app):
+    """The old budget was 0.25 × CPUs ÷ one cold hash: below 1/s on a loaded box, so *every* stranger — a brand-new
+    user's first login included — was refused. Now it never falls below the floor."""
+    app = make_app(throttle_unfamiliar_floor=5)
+    budget = _budget(app)
+    # This host measured 10 s per hash (a very loaded box): share × capacity is far below 1/s.
+    _redis(app).set(budget.measurement_key(), "10.0")
+    snap = budget.snapshot(force=True)
+    assert snap.source == "floor" and snap.rate == 5 and snap.host_capacity == budget.cpus / 10.0
+    create_user(app)
+    r = attempt(app, "alice@example.com", PASSWORD, "198.51.100.20")  # unfamiliar: first sign-in ever
+    assert r.status_code == 200, r.get_json()
+    # a burst of strangers in the same second does not refuse the next lone user (token bucket, not a 1 s window)
+    for i in range(8):
+        r = attempt(app, f"s{i}@example.com", f"{WRONG} {i}", f"10.{i}.7.1")
+        assert r.status_code == 401, (i, r.get_json())
+    create_user(app, "bob@example.com")
+    assert attempt(app, "bob@example.com", PASSWORD, "198.51.100.21").status_code == 200
+
+
+def test_explicit_budget_wins_over_the_measurement(make_app):
+    app = make_app(throttle_unfamiliar_per_second=2, throttle_unfamiliar_floor=5)
+    budget = _budget(app)
+    _redis(app).set(budget.measurement_key(), "0.001")  # a fast host: would give hundreds per second
+    snap = budget.snapshot(force=True)
+    assert snap.source == "explicit" and snap.rate == 2 and budget.measurements == 0
+
+
+def test_budget_sums_live_hosts_and_a_stale_host_drops_out(make_app):
+    from authsvc.defense.budget import HEARTBEAT_TTL, UnfamiliarBudget
+
+    app = make_app(throttle_unfamiliar_floor=1, throttle_unfamiliar_share=0.25)
+    mine = _budget(app)
+    clock = FakeClock()
+    hosts = []
+    for name in ("host-a", "host-b"):
+        b = UnfamiliarBudget(redis_getter=mine._redis, hasher=mine.hasher, settings=mine.s, host_id=name, cpus=2,
+                             clock=clock)
+        _redis(app).set(b.measurement_key(), "0.1")  # 2 CPUs ÷ 0.1 s = 20 hashes/s each
+        hosts.append(b)
+    a, b = hosts
+    assert a.snapshot(force=True).hosts == 1 and a.snapshot(force=True).capacity == 20
+    b.snapshot(force=True)  # host B's heartbeat
+    snap = a.snapshot(force=True)
+    assert (snap.hosts, snap.capacity, snap.rate, snap.source) == (2, 40.0, 10.0, "measured")
+    # B stops beating (crashed, scaled in): once its heartbeat is older than the TTL it no longer counts.
+    clock.t += HEARTBEAT_TTL + 1
+    snap = a.snapshot(force=True)
+    assert (snap.hosts, snap.capacity, snap.rate) == (1, 20.0, 5.0)
+    assert _redis(app).zrange("th:{budget}:live", 0, -1) == ["host-a"]
+    assert a.measurements == 0 and b.measurements == 0  # both read the stored measurement
+
+
+def test_warm_measurement_is_taken_once_per_host_and_shared(make_app):
+    from authsvc.defense.budget import UnfamiliarBudget
+
+    app = make_app()
+    mine = _budget(app)
+
+    class CountingHashes(PasswordHasherService):
+        hashes = 0
+
+        def measure_seconds_per_hash(self, samples=5, warmup=1):
+            CountingHashes.hashes += samples + warmup
+            return super().measure_seconds_per_hash(samples, warmup)
+
+    hasher = CountingHashes(time_cost=1, memory_cost=1024, parallelism=1)
+    workers = [UnfamiliarBudget(redis_getter=mine._redis, hasher=hasher, settings=mine.s, host_id="box-1", cpus=2)
+               for _ in range(3)]
+    first = workers[0].seconds_per_hash()
+    assert first > 0 and workers[0].measurements == 1 and CountingHashes.hashes == 6  # 1 warm-up + median of 5
+    for w in workers[1:]:  # the other workers of the host read it: no second measurement
+        assert w.seconds_per_hash() == first and w.measurements == 0
+    assert CountingHashes.hashes == 6
+    # another host measures its own
+    other = UnfamiliarBudget(redis_getter=mine._redis, hasher=hasher, settings=mine.s, host_id="box-2", cpus=2)
+    assert other.seconds_per_hash() > 0 and other.measurements == 1
+    # while one worker holds the measuring lock, a second one neither measures nor blocks: it uses the floor
+    r = _redis(app)
+    lonely = UnfamiliarBudget(redis_getter=mine._redis, hasher=hasher, settings=mine.s, host_id="box-3", cpus=2)
+    r.set(lonely.measurement_key().replace(":m:", ":ml:", 1), "someone", ex=60)
+    assert lonely.seconds_per_hash() is None and lonely.measurements == 0
+    assert lonely.snapshot(force=True).source == "floor"
+
+
+def test_budget_bucket_bounds_stuffing_and_refills(make_app):
+    app = make_app(throttle_unfamiliar_per_second=1, throttle_unfamiliar_burst_seconds=5)
+    budget = _budget(app)
+    clock = FakeClock()
+    budget.clock = clock
+    statuses = [attempt(app, f"u{i}@example.com", f"{WRONG} {i}", f"10.{i}.0.1").status_code for i in range(7)]
+    assert statuses == [401] * 5 + [429] * 2  # the burst (5 s × 1/s), then refused before hashing
+    r = attempt(app, "x@example.com", WRONG, "10.99.0.1")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1" and r.get_json()["retry_after"] == 1
+    clock.t += 2  # two seconds → two tokens
+    statuses = [attempt(app, f"w{i}@example.com", f"{WRONG} w{i}", f"10.{i}.9.1").status_code for i in range(3)]
+    assert statuses == [401, 401, 429]
+
