@@ -69,6 +69,19 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+def refresh_budget() -> None:
+    """Bring the budget gauges up to date at scrape time (the heartbeat script, at most every few seconds), so
+    /metrics shows the budget even when no login came in lately. Best effort: a scrape never fails on it."""
+    try:
+        from authsvc.services import services
+
+        budget = getattr(services().throttle, "budget", None)
+        if budget is not None:
+            budget.snapshot()
+    except Exception:  # noqa: BLE001 - Redis away: the other counters still get scraped (and count the 503s)
+        pass
+
+
 def allowed(peer: str | None, authorization: str | None, allow: tuple[str, ...], token: str | None) -> bool:
     scheme, _, presented = (authorization or "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode()):

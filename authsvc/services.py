@@ -40,6 +40,7 @@ class Services:
     throttle: object
     activity: ActivityService
     mfa: object = None  # authsvc.mfa.MfaService
+    refusals: object = None  # authsvc.defense.refusals.RefusalLog: 429s counted, audited and shown (bounded)
 
 
 def _breach_checker(settings: Settings, app: Flask):
@@ -121,8 +122,12 @@ def build_services(app: Flask, settings: Settings) -> Services:
     mfa.login = login  # an MFA-completed login finishes through the same last stage (session, receipts, alerts)
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
+    from authsvc.defense.refusals import RefusalLog
+
+    refusals = RefusalLog(redis_getter=lambda: RedisExtension.client_for(app),
+                          secret=app.config["SECRET_KEY"].encode(), clock=clock)
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
-                    throttle, ActivityService(db), mfa)
+                    throttle, ActivityService(db), mfa, refusals)
 
 
 def services() -> Services:

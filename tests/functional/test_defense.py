@@ -342,3 +342,99 @@ def test_budget_bucket_bounds_stuffing_and_refills(make_app):
     statuses = [attempt(app, f"w{i}@example.com", f"{WRONG} w{i}", f"10.{i}.9.1").status_code for i in range(3)]
     assert statuses == [401, 401, 429]
 
+
+
+# --- 429 refusals: a human page, and visible to operator and owner without a row per attempt (issue #12 walk) ---------
+def test_429_page_says_a_human_wait_and_offers_passkey_and_reset(make_app):
+    app = make_app(throttle_pair_limit=1)
+    create_user(app)
+    from tests.functional.helpers import form_post
+
+    c = app.test_client()
+    form_post(c, "/login", {"email": "alice@example.com", "password": WRONG})
+    r = form_post(c, "/login", {"email": "alice@example.com", "password": PASSWORD})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 429 and 890 <= int(r.headers["Retry-After"]) <= 900
+    assert "about 15 minutes" in html and " seconds" not in html
+    from flask import url_for
+
+    with app.test_request_context():
+        reset, passkey = url_for("web.reset_request"), url_for("mfa.passkey_login")
+    assert f'href="{reset}"' in html and f'href="{passkey}"' in html
+    # JSON keeps the seconds and the header
+    j = attempt(app, "alice@example.com", PASSWORD, "127.0.0.1")
+    body = j.get_json()
+    assert j.status_code == 429 and body["retry_after"] == int(j.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("seconds,text", [(3, "a few seconds"), (45, "less than a minute"), (60, "about a minute"),
+                                          (600, "about 10 minutes"), (601, "about 11 minutes"),
+                                          (3600, "about an hour"), (7200, "about 2 hours")])
+def test_human_wait(seconds, text):
+    from authsvc.web.errors import human_wait
+
+    assert human_wait(seconds) == text
+
+
+def _rows(app, tag):
+    from tests.functional.admin_helpers import audit_rows
+
+    return audit_rows(app, tag)
+
+
+def _throttled_receipts(app, uid):
+    from sqlalchemy import select
+
+    from authsvc.extensions import db
+    from authsvc.models import LoginEvent
+
+    with app.app_context():
+        return list(db.session.execute(select(LoginEvent).where(LoginEvent.user_id == uid,
+                                                                LoginEvent.outcome == "throttled")).scalars())
+
+
+def test_429_refusals_are_audited_and_shown_to_the_owner_bounded(make_app):
+    app = make_app(throttle_pair_limit=1)
+    uid = create_user(app)
+    attempt(app, "alice@example.com", WRONG, "198.51.100.9")
+    statuses = [attempt(app, "alice@example.com", PASSWORD, "198.51.100.9").status_code for _ in range(12)]
+    assert statuses == [429] * 12
+    rows = _rows(app, "throttle:refused")
+    assert len(rows) == 1  # one per limiter × source a minute, not one per attempt
+    assert rows[0].reason == "account_ip" and rows[0].subject_id == uid and rows[0].ip == "198.51.100.9"
+    assert len(_throttled_receipts(app, uid)) == 1  # the owner sees it once, not twelve times
+    # the owner's activity page says so in words (signed in from elsewhere: the pair block is on 198.51.100.9 only)
+    from tests.functional.helpers import login
+
+    c = app.test_client()
+    assert login(c).status_code == 302
+    page = c.get("/account/activity").get_data(as_text=True)
+    assert "too many attempts (the password was not checked)" in page
+    with app.app_context():
+        from authsvc.services import services
+
+        assert services().refusals.recent_counts() == {"account_ip": 12}  # exact counts for the dashboard
+
+
+def test_a_flood_of_429s_from_rotating_ips_writes_a_bounded_number_of_audit_rows(make_app):
+    import datetime as dt
+
+    from authsvc.defense.refusals import AUDIT_PER_MINUTE
+
+    app = make_app(throttle_unfamiliar_per_second=1, throttle_unfamiliar_burst_seconds=1)
+    _budget(app).clock = FakeClock()  # the bucket does not refill during the test
+
+    class Frozen:
+        def now(self):
+            return dt.datetime(2026, 11, 26, 12, 0, 30, tzinfo=dt.UTC)
+
+    with app.app_context():
+        from authsvc.services import services
+
+        services().refusals.clock = Frozen()
+    codes = [attempt(app, f"u{i}@example.com", f"{WRONG} {i}", f"10.{i // 250}.{i % 250}.1").status_code
+             for i in range(AUDIT_PER_MINUTE + 20)]
+    assert codes.count(429) == AUDIT_PER_MINUTE + 19
+    assert len(_rows(app, "throttle:refused")) == AUDIT_PER_MINUTE
+    with app.app_context():
+        assert services().refusals.recent_counts() == {"global_unfamiliar": AUDIT_PER_MINUTE + 19}
