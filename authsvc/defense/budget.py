@@ -124,7 +124,7 @@ class UnfamiliarBudget:
     # --- this host's capacity --------------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
         p = self.hasher.parameters
-        return f"{p['time_cost']}-{p['memory_cost']}-{p['parallelism']}"
+        return f"t{p['time_cost']}.m{p['memory_cost']}.p{p['parallelism']}"
 
     def measurement_key(self) -> str:
         return f"th:{{budget}}:m:{self.host_id}:{self._fingerprint()}"
@@ -149,9 +149,9 @@ class UnfamiliarBudget:
                     return float(stored)
             return None
         try:
-            value = self.hasher.measure_seconds_per_hash()
+            value = float(f"{self.hasher.measure_seconds_per_hash():.9f}")  # what the siblings will read
             self.measurements += 1
-            r.set(key, repr(value), ex=MEASURE_TTL)
+            r.set(key, f"{value:.9f}", ex=MEASURE_TTL)
         finally:
             r.delete(lock)
         return value
