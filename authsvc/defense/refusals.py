@@ -1,8 +1,8 @@
 """429 refusals made visible — to the operator (dashboard counts, audit rows) and to the owner (activity page) —
 without letting a flood write a row per attempt.
 
-Per refusal, one Redis pipeline: ``HINCRBY`` of the limiter in this hour's hash (the dashboard's exact counts,
-``rl:{h}:<YYYYmmddHH>``, kept 25 h), and a ``SET NX EX 60`` guard per limiter × source (IP). Only the first refusal of
+Per refusal, one Redis round trip: ``HINCRBY`` of the limiter in this hour's hash (the dashboard's exact counts,
+``rl:{h}:<YYYYmmddHH>``, kept 25 h), and a ``SET NX EX 60`` guard per limiter × source (IP) in a small script. Only the first refusal of
 a limiter × source in a minute writes an audit row (``throttle:refused``), and at most ``AUDIT_PER_MINUTE`` rows per
 limiter in a minute — a stuffing flood from ever-new IPs passes the per-source guard every time, the per-limiter cap
 still holds. When the refused attempt named an account, a second guard (``SET NX``, ``ACCOUNT_EVERY`` seconds per
@@ -19,11 +19,25 @@ import hashlib
 import hmac
 import logging
 
+from authsvc import redis_scripts
+from authsvc.redis_scripts import ScriptCache
+
 log = logging.getLogger("authsvc")
 
 AUDIT_PER_MINUTE = 30  # audit rows per limiter per minute, at most
 ACCOUNT_EVERY = 600  # one receipt per account per 10 minutes, at most
 HOURS_KEPT = 25
+
+
+# The first refusal of a limiter × source in a minute (SET NX), and within the limiter's cap for that minute.
+# KEYS: guard, cap (same hash tag: the limiter)   ARGV: cap   → 1 = write an audit row
+_GUARD = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 60) then return 0 end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('EXPIRE', KEYS[2], 120) end
+if n <= tonumber(ARGV[1]) then return 1 end
+return 0
+"""
 
 
 def _hour_key(at: dt.datetime) -> str:
@@ -35,6 +49,7 @@ class RefusalLog:
         self._redis = redis_getter
         self._secret = secret
         self.clock = clock
+        self._scripts = ScriptCache(redis_getter)
 
     def _h(self, value: str) -> str:
         return hmac.new(self._secret, f"rl:{value}".encode(), hashlib.sha256).hexdigest()[:24]
@@ -46,24 +61,24 @@ class RefusalLog:
         now = self.clock.now()
         scope = getattr(exc, "scope", None) or "unknown"
         minute = int(now.timestamp() // 60)
+        # One round trip: the hour's count, the guard script (limiter × source, then the limiter's cap), the account
+        # guard. The guard and the cap share the limiter's hash tag, so the script runs on a Cluster too.
         r = self._redis()
+        script = self._scripts.get("guard", _GUARD)
+        keys, args = [f"rl:{{s:{scope}}}:g:{ctx.ip or 'none'}", f"rl:{{s:{scope}}}:c:{minute}"], [AUDIT_PER_MINUTE]
         pipe = r.pipeline(transaction=False)
         hour = _hour_key(now)
         pipe.hincrby(hour, scope, 1)
         pipe.expire(hour, HOURS_KEPT * 3600)
-        pipe.set(f"rl:{{g:{scope}:{ctx.ip or '-'}}}", "1", nx=True, ex=60)
+        redis_scripts.queue(pipe, script, keys, args)
         if email:
             pipe.set(f"rl:{{a:{self._h(email)}}}", "1", nx=True, ex=ACCOUNT_EVERY)
-        res = pipe.execute()
-        first_of_source = bool(res[2])
+        res = pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(res):
+            if i != 2 and isinstance(reply, Exception):
+                raise reply
+        audited = bool(int(redis_scripts.settle(res[2], script, keys, args)))
         first_for_account = bool(res[3]) if email else False
-        audited = False
-        if first_of_source:
-            cap_key = f"rl:{{c:{scope}}}:{minute}"
-            pipe = r.pipeline(transaction=False)
-            pipe.incr(cap_key)
-            pipe.expire(cap_key, 120)
-            audited = pipe.execute()[0] <= AUDIT_PER_MINUTE
         if not (audited or first_for_account):
             return {"audited": False, "receipt": False}
         svc = services()
