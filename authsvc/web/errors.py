@@ -69,7 +69,7 @@ def _note_refusal(exc: Throttled) -> None:
         if refusals is not None:
             refusals.record(exc, request_context(), path=request.path, email=getattr(exc, "account_email", None))
     except Exception as err:  # noqa: BLE001 - the refusal is the answer; its bookkeeping is best effort
-        log.warning("429 not recorded: %s", type(err).__name__)
+        log.warning("429 not recorded: %s: %s", type(err).__name__, err)
         from authsvc.extensions import db
 
         try:
