@@ -45,7 +45,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 
 def human_wait(seconds: int) -> str:
-    """"about 10 minutes" for 600: the wait as a person says it (rounded up, so we never promise too early)."""
+    """The wait as a person says it: "about 10 minutes" for 600 (minutes rounded up, never promising too early)."""
     seconds = max(1, int(seconds))
     if seconds <= 10:
         return "a few seconds"
