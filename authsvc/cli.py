@@ -182,6 +182,7 @@ def serve(host, port, workers, server_kind):
         # Links in e-mails (and the setup link below) must point at the port we actually serve.
         env["AUTHSVC_BASE_URL"] = f"http://localhost:{port}"
     upgrade_database()
+    _measure_hashing_capacity(services(), settings)
     link = services().accounts.setup_link()
     if link and env.get("AUTHSVC_BASE_URL", settings.base_url) != settings.base_url:
         link = env["AUTHSVC_BASE_URL"] + link[len(settings.base_url):]
@@ -204,6 +205,23 @@ def serve(host, port, workers, server_kind):
                                     "--respawn-failed-workers", "--access-log", "wsgi:app"], env)
     os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
                                 str(workers), "--access-logfile", "-", "wsgi:app"], env)
+
+
+def _measure_hashing_capacity(svc, settings) -> None:
+    """Measure this host's warm argon2 speed once, before the workers fork, and store it in Redis for all of them
+    (authsvc/defense/budget.py): no worker measures while its siblings boot, and the first login does not wait."""
+    budget = getattr(svc.throttle, "budget", None)
+    if budget is None or settings.throttle_unfamiliar_per_second > 0:
+        return
+    try:
+        per_hash = budget.seconds_per_hash(wait=True)
+    except Exception as exc:  # noqa: BLE001 - Redis away: the workers measure (or refuse with 503) themselves
+        click.echo(f"hashing capacity not measured now ({type(exc).__name__}); the first worker will measure it")
+        return
+    if per_hash:
+        click.echo(f"hashing capacity: {budget.cpus / per_hash:.1f} hashes/s ({budget.cpus} CPUs, "
+                   f"{per_hash * 1000:.0f} ms per warm hash); unfamiliar-attempt budget ≥ "
+                   f"{settings.throttle_unfamiliar_floor:g}/s")
 
 
 def init_app(app: Flask) -> None:

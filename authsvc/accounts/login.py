@@ -108,6 +108,7 @@ class LoginService:
         try:
             result = self._login(email, password, ctx)
         except Throttled as exc:
+            exc.account_email = normalize_email(email)  # the 429 handler notes the refusal on that account (bounded)
             metrics.LOGINS.labels("throttled").inc()
             metrics.THROTTLED.labels(exc.scope).inc()
             raise

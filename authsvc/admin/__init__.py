@@ -115,8 +115,16 @@ def dashboard(session, admin):
     if adoption:
         share = adoption[0] / adoption[1] if adoption[1] else 0.0
         meter = charts.meter("mfa-meter", "Active users with a second factor", share)
+    svc = services()
+    refusals = svc.refusals.recent_counts(24) if getattr(svc, "refusals", None) is not None else {}
+    recent_refusals = list(db.session.execute(
+        select(SecurityEvent).where(SecurityEvent.tag == "throttle:refused")
+        .order_by(SecurityEvent.id.desc()).limit(10)).scalars())
+    budget = getattr(svc.throttle, "budget", None)
     return render_template(
-        "admin/dashboard.html", per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
+        "admin/dashboard.html", refusals=refusals, refusals_total=sum(refusals.values()),
+        recent_refusals=recent_refusals, scope_text=th.SCOPE_TEXT,
+        budget=budget.snapshot() if budget is not None else None, per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
         scores=scores, s_labels=s_labels, s_by=s_by, marks_total=len(marks), in_force=force[:10],
         in_force_total=len(force), sources=stats.top_sources(db, day), breached=stats.breached_hits(db, day),
         breached_total=stats.count_tag(db, "account:password:breached"), adoption=adoption, meter=meter,

@@ -12,7 +12,7 @@ What is counted (failures only — a success never charges a limiter, it clears 
 | account, unfamiliar places | ``th:{a:<acct>}:fu`` | ≥ account_lockout_threshold → delay doubling with each further failure (60 s, 120 s, … ≤ 1 h) |
 | account, familiar places | ``th:{a:<acct>}:ff`` | its own, larger budget — strangers cannot use it up |
 | account, consecutive | ``th:{a:<acct>}:c`` | ≥ account_failure_cap (NIST 100) → a reset is required |
-| whole service, unfamiliar attempts | ``th:{global}:u:<second>`` | > the per-second budget of password checks for strangers |
+| whole service, unfamiliar attempts | ``th:{global}:bucket`` (token bucket; sizing in budget.py) | the bucket of password checks for strangers is empty |
 
 Accounts and passwords appear only as keyed hashes (HMAC with the app's secret), never in clear. Counting is by the
 *submitted* e-mail, so unknown and real accounts behave alike (no enumeration through throttling). Whether the account
@@ -158,11 +158,11 @@ class Verdict:
 
 class RedisThrottle:
     def __init__(self, *, redis_getter, settings: Settings, secret: bytes, asn_lookup=None,
-                 unfamiliar_budget: float = 0.0, clock=time.time):
+                 budget=None, clock=time.time):
         self._redis = redis_getter
         self.s = settings
         self._secret = secret
-        self.unfamiliar_budget = unfamiliar_budget  # attempts/second; 0 = no global budget
+        self.budget = budget  # UnfamiliarBudget (defense/budget.py): the service-wide token bucket; None = none
         self.clock = clock
         self.asn_lookup = asn_lookup  # callable ip → "AS1234" or None (from the risk package's geo data)
         self._scripts = ScriptCache(redis_getter)
@@ -269,17 +269,13 @@ class RedisThrottle:
         if waits:
             retry, scope = max(waits)
             raise Throttled(retry, scope)
-        if not familiar and self.unfamiliar_budget > 0:
-            # Global per-second budget of password checks for strangers (see Settings). Familiar attempts never
-            # spend it, so owners keep their capacity while a distributed flood is refused before hashing.
-            key = f"th:{{global}}:u:{int(self.clock())}"
-            pipe = self._redis().pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, 2)
-            n = pipe.execute()[0]
-            counts["global_unfamiliar"] = n
-            if n > self.unfamiliar_budget:
-                raise Throttled(1, "global_unfamiliar")
+        if not familiar and self.budget is not None:
+            # Service-wide budget of password checks for strangers (budget.py). Familiar attempts never spend it, so
+            # owners keep their capacity while a distributed flood is refused before hashing.
+            ok, wait, snap = self.budget.take()
+            counts["global_unfamiliar_rate"] = snap.rate
+            if not ok:
+                raise Throttled(wait, "global_unfamiliar")
         return Verdict(familiar, counts)
 
     # --- counting -------------------------------------------------------------------------------------------------------

@@ -332,6 +332,7 @@ def metrics():
     if not m.allowed(request.remote_addr, request.headers.get("Authorization"), settings.metrics_allow,
                      settings.metrics_token):
         abort(404)
+    m.refresh_budget()
     body, ctype = m.render()
     return body, 200, {"Content-Type": ctype, "Cache-Control": "no-store"}
 

@@ -467,3 +467,25 @@ def test_huge_ids_in_the_security_center_urls_are_a_404(app):
             r = client.post(url, data={"csrf_token": token})
             assert r.status_code in (303, 302, 404), (url, r.status_code)
             assert r.status_code == 404 or "/account" in r.headers.get("Location", ""), url
+
+
+def test_dashboard_shows_429_refusals_by_limiter_and_the_stuffing_budget(make_app):
+    """Issue #12: 429s appeared nowhere an operator looks. Now: counts by limiter (24 h), the latest audit rows, and
+    the budget for unfamiliar attempts with how it was sized."""
+    app = make_app(throttle_pair_limit=1, throttle_unfamiliar_floor=7)
+    admin = admin_client(app)
+    create_user(app, email="bob@example.com")
+    c = app.test_client()
+    for _ in range(4):
+        c.post("/api/v1/login", json={"email": "bob@example.com", "password": "a wrong password for bob"},
+               environ_base={"REMOTE_ADDR": "198.51.100.44"})
+    html = admin.get("/admin/").get_data(as_text=True)
+    assert "Attempts refused (429), last 24 hours" in html
+    assert re.search(r"account × IP failures <span class=\"muted mono\">account_ip</span></td><td>3</td>", html)
+    assert "198.51.100.44" in html  # the audit row of the refusal
+    assert "Budget for unfamiliar attempts" in html and "Live hosts" in html
+    with app.app_context():
+        from authsvc.services import services
+
+        snap = services().throttle.budget.snapshot()
+    assert f"{snap.rate:.1f} per second" in html and snap.rate >= 7 and snap.hosts == 1
