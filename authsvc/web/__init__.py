@@ -296,10 +296,12 @@ def metrics():
     """Prometheus exposition (authsvc.metrics). Peer address in ``metrics_allow`` or the metrics bearer token;
     anyone else gets 404 — the endpoint is not advertised."""
     from authsvc import metrics as m
+    from authsvc.web.http import metrics_client
 
     settings = current_app.config["AUTHSVC"]
-    if not m.allowed(request.remote_addr, request.headers.get("Authorization"), settings.metrics_allow,
-                     settings.metrics_token):
+    # Behind a reverse proxy the socket peer is the proxy (often loopback): decide by the client it forwarded.
+    if not m.allowed(metrics_client(request, settings.trusted_proxies), request.headers.get("Authorization"),
+                     settings.metrics_allow, settings.metrics_token):
         abort(404)
     body, ctype = m.render()
     return body, 200, {"Content-Type": ctype, "Cache-Control": "no-store"}
