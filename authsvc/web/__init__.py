@@ -141,6 +141,10 @@ def revoke_session():
         services().audit.record("account:session:revoke", "success", actor_id=user.id, subject_id=user.id,
                                 ip=ctx.ip, user_agent=ctx.user_agent, details={"session": form.target.data[:12]})
         flash("The session was signed out.", "success")
+    else:  # not this user's session (or already gone): nothing touched, but the attempt is on record
+        services().audit.record("account:session:revoke", "failure", actor_id=user.id, subject_id=user.id,
+                                ip=ctx.ip, user_agent=ctx.user_agent, reason="not_found_or_not_yours",
+                                details={"session": form.target.data[:12]})
     if form.target.data == session.id:
         resp = redirect(url_for("web.login"))
         clear_session_cookie(resp)

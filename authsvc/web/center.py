@@ -146,17 +146,36 @@ def _fresh_or_redirect(session, next_url: str):
     return redirect(mfa.step_up_url(next_url))
 
 
+def _audit_delete_refused(user) -> None:
+    """A wrong password (or the 5-per-15-minutes budget spent) at account deletion: audited, never the password."""
+    ctx = request_context()
+    services().audit.record("account:delete:failure", "failure", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                            user_agent=ctx.user_agent, reason="bad_password")
+
+
 def _export_response(user):
     from flask import Response
 
-    data = privacy().export(user, mfa=mfa_service(), oauth_consents=[
-        dict(c, granted_at=c["granted_at"].isoformat()) for c in consents_for(user)])
+    try:
+        data = privacy().export(user, mfa=mfa_service(), oauth_consents=[
+            dict(c, granted_at=c["granted_at"].isoformat()) for c in consents_for(user)])
+    except Exception as exc:
+        _audit_export_failed(user, exc)
+        raise
     ctx = request_context()
     services().audit.record("account:data:export", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                             user_agent=ctx.user_agent)
     stamp = services().clock.now().strftime("%Y%m%d")
     return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="authsvc-data-{stamp}.json"'})
+
+
+def _audit_export_failed(user, exc: Exception) -> None:
+    """An export that broke on the server is audited as a failure (never as a success), then the error goes on."""
+    services().audit.db.session.rollback()
+    ctx = request_context()
+    services().audit.record("account:data:export", "failure", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                            user_agent=ctx.user_agent, reason=type(exc).__name__)
 
 
 def init_routes(bp) -> None:
@@ -210,6 +229,7 @@ def init_routes(bp) -> None:
                     resp = redirect(url_for("web.account_deleted"))
                     clear_session_cookie(resp)
                     return resp
+                _audit_delete_refused(user)
                 form.password.errors = ["That password is not right. After 5 wrong tries, wait 15 minutes."]
                 status = 401
         return render_template("account_delete.html", form=form, user=user), status
