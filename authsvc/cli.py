@@ -105,6 +105,42 @@ def admin_setup_link():
     click.echo(link or "an administrator exists already; no setup link is needed")
 
 
+def _set_status(email: str, status: str) -> None:
+    from sqlalchemy import select
+
+    from authsvc.accounts.login import normalize_email
+    from authsvc.extensions import db
+    from authsvc.models import User
+    from authsvc.services import services
+
+    user = db.session.execute(select(User).where(User.email == normalize_email(email))).scalar_one_or_none()
+    if user is None:
+        raise click.ClickException(f"no user {email}")
+    user.status = status
+    db.session.commit()
+    details = None
+    if status == "disabled":
+        details = {"sessions_ended": services().sessions.revoke_all(user, "admin_disabled")}
+    services().audit.record("admin:user:disable" if status == "disabled" else "admin:user:enable", "success",
+                            subject_id=user.id, user_agent="cli", details=details)
+    click.echo(f"{user.email} (id {user.id}) is {status}")
+
+
+@admin_group.command("disable", help="Disable an account and end its sessions (also another administrator's, "
+                                      "which the panel refuses).")
+@click.option("--email", required=True)
+@with_appcontext
+def admin_disable(email):
+    _set_status(email, "disabled")
+
+
+@admin_group.command("enable", help="Enable a disabled account.")
+@click.option("--email", required=True)
+@with_appcontext
+def admin_enable(email):
+    _set_status(email, "active")
+
+
 # --- audit ----------------------------------------------------------------------------------------------------------
 @click.group("audit", help="Security event log.")
 def audit_group():

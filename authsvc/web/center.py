@@ -178,6 +178,18 @@ def _audit_export_failed(user, exc: Exception) -> None:
                             user_agent=ctx.user_agent, reason=type(exc).__name__)
 
 
+def _alerts_off_notice(user, ctx) -> None:
+    name = services().settings.service_name
+    base = services().settings.base_url.rstrip("/")
+    services().mailer.send(
+        user.email, f"Sign-in alerts for your {name} account were turned off",
+        f"Sign-in alerts for your {name} account were turned off just now "
+        f"(from {ctx.ip or 'an unknown address'}, {describe_ua(ctx.user_agent)['text']}).\n\n"
+        "You will no longer get an e-mail when your account is used from a new device or place.\n\n"
+        f"If this was not you, someone else may have access to your account: change your password at "
+        f"{base}/reset, review your devices at {base}/account, and turn the alerts back on there.\n")
+
+
 def init_routes(bp) -> None:
     bp.add_app_template_filter(lambda ua: describe_ua(ua)["text"], "ua")
     bp.add_app_template_filter(lambda ua: describe_ua(ua)["kind"], "ua_kind")
@@ -190,12 +202,21 @@ def init_routes(bp) -> None:
         if not form.validate_on_submit():
             return render_template("message.html", title="Nothing changed",
                                    message="Reload the page and try again."), 400
+        turning_off = bool(user.notify_new_sign_in) and not form.new_sign_in.data
+        if turning_off:
+            # Alerts are what tells an owner that someone else signed in: whoever holds a session must not silence
+            # them quietly (issue 19). A fresh proof first (the step-up page), and the owner is told by e-mail.
+            again = _fresh_or_redirect(session, url_for("web.account") + "#notifications-h")
+            if again is not None:
+                return again
         user.notify_new_sign_in = bool(form.new_sign_in.data)
         services().audit.db.session.commit()
         ctx = request_context()
         services().audit.record("account:preferences:update", "success", actor_id=user.id, subject_id=user.id,
                                 ip=ctx.ip, user_agent=ctx.user_agent,
                                 details={"notify_new_sign_in": user.notify_new_sign_in})
+        if turning_off:
+            _alerts_off_notice(user, ctx)
         flash("Sign-in alerts are on." if user.notify_new_sign_in else "Sign-in alerts are off.", "success")
         return redirect(url_for("web.account") + "#notifications-h")
 
