@@ -214,9 +214,17 @@ def serve(host, port, workers, server_kind):
         # hashing a password holds only its own request), with Rust doing the HTTP parsing and keep-alive.
         os.execvpe(sys.executable, [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port",
                                     str(port), "--workers", str(workers), "--blocking-threads", "1",
-                                    "--respawn-failed-workers", "--access-log", "wsgi:app"], env)
+                                    "--respawn-failed-workers", "--access-log",
+                                    # granian cannot rewrite what it logs: leave the path (reset/verify/... links
+                                    # carry single-use tokens) and the query out of its access log altogether
+                                    "--access-log-fmt", GRANIAN_ACCESS_FMT, "wsgi:app"], env)
     os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                                str(workers), "--access-logfile", "-", "wsgi:app"], env)
+                                str(workers), "--access-logfile", "-",
+                                # no single-use tokens (reset/verify/... links) or credentials in the access log
+                                "--logger-class", "authsvc.web.accesslog.RedactingLogger", "wsgi:app"], env)
+
+
+GRANIAN_ACCESS_FMT = '[%(time)s] %(addr)s - "%(method)s %(scheme)s %(protocol)s" %(status)d %(dt_ms).3f'
 
 
 def init_app(app: Flask) -> None:
