@@ -44,21 +44,52 @@ def test_every_audited_path_leaves_a_chain_that_verifies(app, client):
                       headers=basic(cid, secret)).status_code == 200
     assert oauth.post("/oauth2/revoke", data={"token": second["access_token"]},
                       headers=basic(cid, secret)).status_code == 200
-    assert oauth.post("/oauth2/revoke", data={"token": second["refresh_token"]},
-                      headers=basic(cid, secret)).status_code == 200
     r = token(oauth, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, auth=(cid, secret))
-    assert r.status_code == 400  # replay of a rotated token: audited as reuse
-    rs_id, rs_secret = register(app, name="RS", redirect_uris=[], grant_types=["client_credentials"])
-    oauth.post("/oauth2/introspect", data={"token": "garbage"}, headers=basic(rs_id, rs_secret))
+    assert r.status_code == 400  # replay of a rotated token (lean path): audited as reuse, the family revoked
+    cid2, secret2, other = code_tokens(app, app.test_client())  # revoke a live refresh token (uid from Redis)
+    assert oauth.post("/oauth2/revoke", data={"token": other["refresh_token"]},
+                      headers=basic(cid2, secret2)).status_code == 200
+    rs_id, rs_secret = register(app, name="RS", redirect_uris=[], grant_types=["client_credentials"],
+                                quota_per_minute=2)
+    codes = [oauth.post("/oauth2/introspect", data={"token": "garbage"}, headers=basic(rs_id, rs_secret),
+                        environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code for _ in range(4)]
+    assert codes[-1] == 429  # the lean introspection path audits the first refusal, with its own request context
+
+    # MFA and the admin panel: TOTP enrolment, an aal2 sign-in, admin reads and actions, a refused admin action
+    from tests.functional.admin_helpers import admin_client
+
+    admin = admin_client(app)
+    bob = create_user(app, "bob@example.com")
+    assert admin.get(f"/admin/users/{bob}").status_code == 200
+    for action in ("disable", "enable", "end-sessions"):
+        page = admin.get(f"/admin/users/{bob}").get_data(as_text=True)
+        from tests.conftest import csrf_token
+
+        assert admin.post(f"/admin/users/{bob}/{action}", data={"csrf_token": csrf_token(page)}).status_code == 302
+
+    # password reset by e-mail, account deletion (tombstone)
+    reset = app.test_client()
+    form_post(reset, "/reset", {"email": "bob@example.com"})
+    link = outbox_link(app, "bob@example.com", "reset")
+    new_password = PASSWORD + " again"
+    r = form_post(reset, link, {"new_password": new_password})
+    assert r.status_code in (200, 302), r.status_code
+    gone = app.test_client()
+    login(gone, "api2@example.com")
+    assert form_post(gone, "/account/delete", {"password": PASSWORD, "confirm": "y"}).status_code == 302
 
     # CLI
     runner = app.test_cli_runner()
-    out = runner.invoke(args=["admin", "create", "--email", "root@example.com", "--password-stdin"],
+    out = runner.invoke(args=["admin", "create", "--email", "ops@example.com", "--password-stdin"],
                         input=PASSWORD + "\n")
     assert out.exit_code == 0, out.output
+    assert runner.invoke(args=["admin", "disable", "--email", "bob@example.com"]).exit_code == 0
+    assert runner.invoke(args=["mfa", "reset", "--email", "root@example.com"]).exit_code == 0
 
     with app.app_context():
         tags = set(db.session.execute(db.select(SecurityEvent.tag)).scalars())
-    assert {"oauth:token:revoke", "account:login:failure", "account:logout:success"} <= tags, tags
+    assert {"oauth:token:revoke", "oauth:refresh:reuse", "oauth:quota:exceeded", "account:login:failure",
+            "account:logout:success", "admin:read:user_detail", "admin:user:disable", "account:delete:success",
+            "account:reset:success"} <= tags, sorted(tags)
     out = runner.invoke(args=["audit", "verify"])
     assert out.exit_code == 0 and "audit log intact" in out.output, out.output
