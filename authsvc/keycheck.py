@@ -54,9 +54,10 @@ def unreadable(app) -> dict[str, str]:
                     .group_by(TotpCredential.key_version)
                 bad = []
                 for version, uid in db.session.execute(newest).all():
-                    row = db.session.get(TotpCredential, uid)
+                    secret = db.session.execute(select(TotpCredential.secret)
+                                                .where(TotpCredential.user_id == uid)).scalar_one()
                     try:
-                        box.decrypt(row.secret, context=mfa.totp._context(uid))
+                        box.decrypt(secret, context=mfa.totp._context(uid))
                     except (UnknownKeyVersion, ValueError):
                         bad.append(version)
                 if bad:
