@@ -49,9 +49,12 @@ def parse_hop(hop: str) -> str | None:
     else:
         host = hop
     try:
-        return str(ipaddress.ip_address(host))
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 client (one spelling)
+        ip = ip.ipv4_mapped
+    return str(ip)
 
 
 def _is_port(text: str) -> bool:
