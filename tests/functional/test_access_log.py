@@ -46,7 +46,8 @@ def test_the_real_servers_access_log_has_no_single_use_tokens(app, tmp_path, ser
     cli = os.path.join(os.path.dirname(sys.executable), "authsvc")
     log_path = tmp_path / "access.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([cli, "serve", "--server", server, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        proc = subprocess.Popen([cli, "serve", "--server", server, "--host", "127.0.0.1", "--port", str(port),
+                                 "--workers", "1"],
                                 env=_env(app), start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:

@@ -8,8 +8,8 @@ import json
 
 from sqlalchemy import select, text
 
-from tests.conftest import create_user, csrf_token
-from tests.functional.admin_helpers import ADMIN, admin_client, audit_rows
+from tests.conftest import PASSWORD, create_user, csrf_token
+from tests.functional.admin_helpers import admin_client, audit_rows
 from tests.functional.helpers import form_post, login
 
 EMAIL = "alice@example.com"
@@ -25,8 +25,7 @@ def _session_ids(app, email):
 
 
 def _api_token(app, email):
-    r = app.test_client().post("/api/v1/login", json={"email": email, "password": __import__(
-        "tests.conftest", fromlist=["PASSWORD"]).PASSWORD})
+    r = app.test_client().post("/api/v1/login", json={"email": email, "password": PASSWORD})
     assert r.status_code == 200, r.json
     return {"Authorization": "Bearer " + r.json["session_token"]}
 
@@ -128,7 +127,6 @@ def test_an_admin_cannot_disable_or_reset_another_admin_from_the_panel(app):
     out = runner.invoke(args=["admin", "enable", "--email", "second-admin@example.com"])
     assert out.exit_code == 0, out.output
     assert runner.invoke(args=["admin", "disable", "--email", "nobody@example.com"]).exit_code != 0
-    assert ADMIN  # the panel admin was never touched
 
 
 def test_switching_sign_in_alerts_off_needs_a_fresh_proof_and_tells_the_owner(app, client):

@@ -4,7 +4,8 @@ verify. Run on SQLite and on PostgreSQL (AUTHSVC_TEST_DATABASE_URL)."""
 
 from __future__ import annotations
 
-from tests.conftest import PASSWORD, create_user, outbox_link
+from tests.conftest import PASSWORD, create_user, csrf_token, outbox_link
+from tests.functional.admin_helpers import admin_client
 from tests.functional.helpers import form_post, login
 from tests.functional.oauth_helpers import basic, code_tokens, register, token
 
@@ -56,16 +57,16 @@ def test_every_audited_path_leaves_a_chain_that_verifies(app, client):
     assert codes[-1] == 429  # the lean introspection path audits the first refusal, with its own request context
 
     # MFA and the admin panel: TOTP enrolment, an aal2 sign-in, admin reads and actions, a refused admin action
-    from tests.functional.admin_helpers import admin_client
-
     admin = admin_client(app)
     bob = create_user(app, "bob@example.com")
     assert admin.get(f"/admin/users/{bob}").status_code == 200
     for action in ("disable", "enable", "end-sessions"):
         page = admin.get(f"/admin/users/{bob}").get_data(as_text=True)
-        from tests.conftest import csrf_token
-
         assert admin.post(f"/admin/users/{bob}/{action}", data={"csrf_token": csrf_token(page)}).status_code == 302
+    other_admin = create_user(app, "admin2@example.com", is_admin=True)
+    page = admin.get(f"/admin/users/{other_admin}").get_data(as_text=True)
+    assert admin.post(f"/admin/users/{other_admin}/disable",
+                      data={"csrf_token": csrf_token(page)}).status_code == 403
 
     # password reset by e-mail, account deletion (tombstone)
     reset = app.test_client()

@@ -11,9 +11,10 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.functional.mfa_helpers import current_code, enrol_totp
-from tests.functional.oauth_helpers import code_tokens, get_code, redeem, register
 from tests.conftest import create_user
+from tests.functional.helpers import login
+from tests.functional.mfa_helpers import current_code, enrol_totp
+from tests.functional.oauth_helpers import code_tokens, get_code, redeem
 
 
 def _shared_keys():
@@ -47,8 +48,6 @@ def test_two_hosts_with_shared_keys_use_each_others_seeds_and_signing_keys(make_
     # B rotates (next → current) and signs; A validates B's token and can sign with the key B made current.
     assert host_b.test_cli_runner().invoke(args=["keys", "rotate"]).exit_code == 0
     b_client = host_b.test_client()
-    from tests.functional.helpers import login
-
     assert login(b_client).status_code == 302
     code, verifier = get_code(b_client, cid)
     r = redeem(b_client, cid, secret, code, verifier)
