@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 
-from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,22 +28,16 @@ def unreadable(app) -> dict[str, str]:
     """{setting: what this host cannot open}; empty when every checked row opens."""
     from authsvc.extensions import db
     from authsvc.mfa.crypto import UnknownKeyVersion
-    from authsvc.models import OAuthSigningKey, TotpCredential
+    from authsvc.models import TotpCredential
 
     problems: dict[str, str] = {}
     with app.app_context():
         try:
             provider = app.extensions.get("authsvc.oauth")
             if provider is not None:
-                rows = db.session.execute(select(OAuthSigningKey.kid, OAuthSigningKey.private_jwk_enc)).all()
-                bad = []
-                for kid, blob in rows:
-                    try:
-                        provider.keys._decrypt(kid, blob)
-                    except (InvalidTag, ValueError):
-                        bad.append(kid)
+                bad, total = provider.keys.unreadable()
                 if bad:
-                    problems[OAUTH_SETTING] = (f"{len(bad)} of {len(rows)} OAuth signing keys in the database were "
+                    problems[OAUTH_SETTING] = (f"{len(bad)} of {total} OAuth signing keys in the database were "
                                                "encrypted under another key-encryption key")
             mfa = app.extensions["authsvc"].mfa
             if mfa is not None:
