@@ -128,6 +128,42 @@ def admin_setup_link():
     click.echo(link or "an administrator exists already; no setup link is needed")
 
 
+def _set_status(email: str, status: str) -> None:
+    from sqlalchemy import select
+
+    from authsvc.accounts.login import normalize_email
+    from authsvc.extensions import db
+    from authsvc.models import User
+    from authsvc.services import services
+
+    user = db.session.execute(select(User).where(User.email == normalize_email(email))).scalar_one_or_none()
+    if user is None:
+        raise click.ClickException(f"no user {email}")
+    user.status = status
+    db.session.commit()
+    details = None
+    if status == "disabled":
+        details = {"sessions_ended": services().sessions.revoke_all(user, "admin_disabled")}
+    services().audit.record("admin:user:disable" if status == "disabled" else "admin:user:enable", "success",
+                            subject_id=user.id, user_agent="cli", details=details)
+    click.echo(f"{user.email} (id {user.id}) is {status}")
+
+
+@admin_group.command("disable", help="Disable an account and end its sessions (also another administrator's, "
+                                      "which the panel refuses).")
+@click.option("--email", required=True)
+@with_appcontext
+def admin_disable(email):
+    _set_status(email, "disabled")
+
+
+@admin_group.command("enable", help="Enable a disabled account.")
+@click.option("--email", required=True)
+@with_appcontext
+def admin_enable(email):
+    _set_status(email, "active")
+
+
 # --- audit ----------------------------------------------------------------------------------------------------------
 @click.group("audit", help="Security event log.")
 def audit_group():
@@ -202,9 +238,17 @@ def serve(host, port, workers, server_kind):
         # hashing a password holds only its own request), with Rust doing the HTTP parsing and keep-alive.
         os.execvpe(sys.executable, [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port",
                                     str(port), "--workers", str(workers), "--blocking-threads", "1",
-                                    "--respawn-failed-workers", "--access-log", "wsgi:app"], env)
+                                    "--respawn-failed-workers", "--access-log",
+                                    # granian cannot rewrite what it logs: leave the path (reset/verify/... links
+                                    # carry single-use tokens) and the query out of its access log altogether
+                                    "--access-log-fmt", GRANIAN_ACCESS_FMT, "wsgi:app"], env)
     os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                                str(workers), "--access-logfile", "-", "wsgi:app"], env)
+                                str(workers), "--access-logfile", "-",
+                                # no single-use tokens (reset/verify/... links) or credentials in the access log
+                                "--logger-class", "authsvc.web.accesslog.RedactingLogger", "wsgi:app"], env)
+
+
+GRANIAN_ACCESS_FMT = '[%(time)s] %(addr)s - "%(method)s %(scheme)s %(protocol)s" %(status)d %(dt_ms).3f'
 
 
 def _measure_hashing_capacity(svc, settings) -> None:

@@ -200,6 +200,9 @@ USER_ACTIONS = {
 }
 
 
+ADMIN_PROTECTED = ("disable", "reset-factors")  # refused from the panel when the target is another administrator
+
+
 @bp.post("/users/<int:user_id>/<action>")
 @admin_gate
 def user_action(session, admin, user_id: int, action: str):
@@ -211,6 +214,16 @@ def user_action(session, admin, user_id: int, action: str):
         return redirect(url_for("admin.user_detail", user_id=user_id)), 400
     user = _user_or_404(user_id)
     db, tag, details, message = _db(), USER_ACTIONS[action], None, None
+    if action in ADMIN_PROTECTED and user.is_admin and user.id != admin.id:
+        # One stolen admin session must not be able to lock the other administrators out (issue 19): disabling an
+        # administrator or removing their factors is for someone with shell access to the server.
+        _audit(tag, admin, user, outcome="failure", reason="target_is_admin")
+        command = {"disable": f"authsvc admin disable --email {user.email}",
+                   "reset-factors": f"authsvc mfa reset --email {user.email}"}[action]
+        return render_template("message.html", title="Not from the panel",
+                               message=f"{user.email} is an administrator. Another administrator's account can only "
+                                       f"be disabled or have its second factors reset on the server, with "
+                                       f"'{command}'."), 403
     if action == "disable":
         if user.id == admin.id:
             flash("You cannot disable your own account.", "warning")

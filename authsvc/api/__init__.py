@@ -208,9 +208,13 @@ def list_sessions(session, user):
 @bp.delete("/sessions/<session_id>")
 @authenticated
 def revoke_session(session, user, session_id):
-    if len(session_id) > 64 or not services().sessions.revoke(user, session_id, "user_revoked"):
-        raise NotFound("No such session.")
     ctx = request_context()
+    if len(session_id) > 64 or not services().sessions.revoke(user, session_id, "user_revoked"):
+        # not this user's session (or already gone): refused, and audited — guessing others' ids shows up here
+        services().audit.record("account:session:revoke", "failure", actor_id=user.id, subject_id=user.id,
+                                ip=ctx.ip, user_agent=ctx.user_agent, reason="not_found_or_not_yours",
+                                details={"session": session_id[:12]})
+        raise NotFound("No such session.")
     services().audit.record("account:session:revoke", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                             user_agent=ctx.user_agent, details={"session": session_id[:12]})
     return "", 204
@@ -291,6 +295,9 @@ def delete_me(session, user):
 
     data = body("PasswordOnly")
     if not privacy().check_password(user, data["password"]):
+        from authsvc.web.center import _audit_delete_refused
+
+        _audit_delete_refused(user)
         raise Unauthorized("The password is not right. After 5 wrong tries, wait 15 minutes.")
     privacy().erase(user, oauth=oauth_service())
     return "", 204

@@ -345,7 +345,7 @@ def test_audit_filters_and_jsonl_export(app):
     assert all(ln["subject_id"] == bob and len(ln["hash"]) == 64 for ln in lines)
     [ev] = audit_rows(app, "admin:audit:export")
     assert json.loads(ev.details) == {"subject": str(bob), "tag": "account:login"}
-    r = admin.get(f"/admin/audit/export.jsonl?actor={admin.user_id}&tag=admin:")
+    r = admin.get(f"/admin/audit/export.jsonl?actor={admin.user_id}&tag=admin:audit:")
     assert [json.loads(x)["tag"] for x in r.get_data(as_text=True).splitlines()] == ["admin:audit:export"] * 2  # this export is logged before it runs
 
 
