@@ -95,14 +95,16 @@ def audit_read(admin, view_args: dict) -> None:
     page = (request.endpoint or "unknown").rpartition(".")[2][:40]
     if page in SELF_AUDITED:
         return
-    subject = view_args.get("user_id")
+    from authsvc.models.base import parse_id
+
+    subject = parse_id(view_args.get("user_id"))  # a hostile id (20 digits) is no subject: the view answers 404
     key = f"admin:read:{{a{admin.id}}}:{page}:{subject if subject is not None else ''}"
     if not services().sessions.redis.set(key, "1", nx=True, ex=READ_EVERY):
         return
     ctx = request_context()
     details = {k[:40]: v[:100] for k, v in list(request.args.items())[:10] if k != "csrf_token"} or None
     services().audit.record(f"admin:read:{page}", "info", actor_id=admin.id,
-                            subject_id=subject if isinstance(subject, int) else None, ip=ctx.ip,
+                            subject_id=subject, ip=ctx.ip,
                             user_agent=ctx.user_agent, details=details)
 
 

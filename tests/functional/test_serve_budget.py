@@ -66,7 +66,8 @@ def test_default_serve_on_a_busy_box_signs_a_new_user_in_first_try(app):
                    headers=home, timeout=60)
         assert r.status_code == 202, r.text
         token = outbox_link(app, "newcomer@example.com", "verify").rsplit("/", 1)[1]
-        assert s.post(base + "/api/v1/email/verify", json={"token": token}, headers=home, timeout=60).status_code == 204
+        assert s.post(base + "/api/v1/email/verify", json={"token": token, "password": PASSWORD}, headers=home,
+                      timeout=60).status_code == 204
         r = s.post(base + "/api/v1/login", json={"email": "newcomer@example.com", "password": PASSWORD},
                    headers=home, timeout=60)
         assert r.status_code == 200, r.text  # the first try: no 429
