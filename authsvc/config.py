@@ -99,8 +99,14 @@ class Settings:
     account_failure_cap: int = 100  # NIST 800-63B: consecutive failures before a stronger proof (reset) is needed
     # Password checks per second the whole service spends on *unfamiliar* attempts (not from a trusted device or a
     # network where the account signed in before). Stuffing from rotating residential IPs slips past every per-IP
-    # limit; this budget keeps hashing capacity for the owners. 0 = auto: a quarter of the capacity measured at start.
+    # limit; this budget keeps hashing capacity for the owners. 0 = auto: throttle_unfamiliar_share of the hashing
+    # capacity summed over live hosts (warm measurement shared per host; authsvc/defense/budget.py), never below
+    # throttle_unfamiliar_floor. A token bucket of burst_seconds × rate lets a quiet service admit a burst.
     throttle_unfamiliar_per_second: float = 0
+    throttle_unfamiliar_floor: float = 5.0
+    throttle_unfamiliar_share: float = 0.25
+    throttle_unfamiliar_burst_seconds: float = 10.0
+    throttle_host_id: str | None = None  # names this host's capacity in Redis; default: the hostname
 
     # --- risk engine (authsvc/risk; docs/RISK.md) ------------------------------------------------------------------
     risk_enabled: bool = True
@@ -174,6 +180,11 @@ class Settings:
             ("throttle_proven_limit", self.throttle_proven_limit >= 1, "must be ≥ 1"),
             ("proven_notice_after", self.proven_notice_after >= 1, "must be ≥ 1"),
             ("throttle_prefix32_limit", self.throttle_prefix32_limit >= 1, "must be ≥ 1"),
+            ("throttle_unfamiliar_per_second", self.throttle_unfamiliar_per_second >= 0, "must be ≥ 0 (0 = auto)"),
+            ("throttle_unfamiliar_floor", self.throttle_unfamiliar_floor >= 1, "must be ≥ 1 per second"),
+            ("throttle_unfamiliar_share", 0 < self.throttle_unfamiliar_share <= 1, "must be in (0, 1]"),
+            ("throttle_unfamiliar_burst_seconds", 1 <= self.throttle_unfamiliar_burst_seconds <= 3600,
+             "must be between 1 and 3600 seconds"),
             ("session_cookie_name", self.session_cookie_name.startswith("__Host-"), "must start with __Host-"),
             ("dbsc_cookie_ttl", 60 <= self.dbsc_cookie_ttl <= 3600, "must be between 60 and 3600 seconds"),
             ("base_url", self.base_url.startswith(("http://", "https://")), "must be an http(s) URL"),

@@ -206,6 +206,8 @@ class AccountService:
         self._set_password(user, new)
         # Every session ends (durable cut-off); the caller gets a fresh one for the device that made the change.
         self.sessions.revoke_all(user, "password_changed")
+        if self.throttle is not None:
+            self.throttle.clear_account(user.email)  # familiar places are re-earned with the new password
         issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent)
         self.audit.record("account:password:change", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)

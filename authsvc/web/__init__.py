@@ -119,8 +119,7 @@ def login():
                                     "(look in your spam folder too).")
         return _with_browser_cookie(render_template("login.html", form=form), browser), 403
     if result.outcome == L.DENIED:
-        return render_template("login.html", form=form, reasons=result.reasons,
-                               denied=True), 403
+        return render_template("login.html", form=form, denied=True), 403
     if result.outcome == L.MFA_REQUIRED:  # no session yet: a pending-login cookie and the second-factor page
         from authsvc.mfa.views import begin_second_factor
 
@@ -169,6 +168,10 @@ def revoke_session():
         services().audit.record("account:session:revoke", "success", actor_id=user.id, subject_id=user.id,
                                 ip=ctx.ip, user_agent=ctx.user_agent, details={"session": form.target.data[:12]})
         flash("The session was signed out.", "success")
+    else:  # not this user's session (or already gone): nothing touched, but the attempt is on record
+        services().audit.record("account:session:revoke", "failure", actor_id=user.id, subject_id=user.id,
+                                ip=ctx.ip, user_agent=ctx.user_agent, reason="not_found_or_not_yours",
+                                details={"session": form.target.data[:12]})
     if form.target.data == session.id:
         resp = redirect(url_for("web.login"))
         clear_session_cookie(resp)
@@ -328,11 +331,14 @@ def metrics():
     """Prometheus exposition (authsvc.metrics). Peer address in ``metrics_allow`` or the metrics bearer token;
     anyone else gets 404 — the endpoint is not advertised."""
     from authsvc import metrics as m
+    from authsvc.web.http import metrics_client
 
     settings = current_app.config["AUTHSVC"]
-    if not m.allowed(request.remote_addr, request.headers.get("Authorization"), settings.metrics_allow,
-                     settings.metrics_token):
+    # Behind a reverse proxy the socket peer is the proxy (often loopback): decide by the client it forwarded.
+    if not m.allowed(metrics_client(request, settings.trusted_proxies), request.headers.get("Authorization"),
+                     settings.metrics_allow, settings.metrics_token):
         abort(404)
+    m.refresh_budget()
     body, ctype = m.render()
     return body, 200, {"Content-Type": ctype, "Cache-Control": "no-store"}
 
