@@ -21,6 +21,7 @@ risk score, second factor when the score asks), which is the step-up. ``end`` is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 AITM_WINDOW = 15 * 60
 PARALLEL_WINDOW = 120
@@ -102,6 +103,7 @@ def is_hosting(asn: str | None, org: str | None) -> bool:
     return any(w in low for w in _HOSTING_WORDS)
 
 
+@lru_cache(maxsize=65_536)
 def browser_key(user_agent: str | None) -> str:
     """Browser family and OS family of a user agent (versions left out: updates must not look like theft)."""
     if not user_agent:
@@ -111,3 +113,11 @@ def browser_key(user_agent: str | None) -> str:
     info = parse_ua(user_agent[:512])
     os_family = info.os.split(" ")[0] if info.os else "Other"
     return f"{info.browser_family}|{os_family}"
+
+
+@lru_cache(maxsize=65_536)
+def network_of(ip: str | None) -> str:
+    """The /24 or /48 of an address ("" if none), memoised: the hot path sees the same addresses again and again."""
+    from authsvc.defense import prefix_of
+
+    return (prefix_of(ip) or "") if ip else ""

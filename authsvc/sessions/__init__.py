@@ -21,6 +21,8 @@ from sqlalchemy import bindparam, insert, select, update
 
 from authsvc.models import User, UserSession
 from authsvc.redis_scripts import ScriptCache
+from authsvc.risk.drift import (ALLOW, PARALLEL_SWITCHES, PARALLEL_WINDOW, Birth, Use, assess, browser_key, is_hosting,
+                                network_of)
 
 # One round trip: read the session, enforce idle/absolute expiry against the caller's clock, touch last_seen and
 # re-arm the TTL to whichever deadline comes first. Only KEYS[1] is touched, so it runs unchanged on Redis Cluster.
@@ -197,13 +199,7 @@ class SessionService:
 
     # --- check (hot path) --------------------------------------------------------------------------------------------
     def _touch(self, sid: str, now: float, ctx):
-        from authsvc.risk.drift import PARALLEL_WINDOW
-
-        prefix = ""
-        if ctx is not None and self.context_of is not None and ctx[0]:
-            from authsvc.defense import prefix_of
-
-            prefix = prefix_of(ctx[0]) or ""
+        prefix = network_of(ctx[0]) if ctx is not None and self.context_of is not None else ""
         return self._touch_script()(keys=[_skey(sid)], args=[repr(now), self.idle, self.absolute, prefix,
                                                               PARALLEL_WINDOW]), prefix
 
@@ -212,9 +208,9 @@ class SessionService:
         b_pfx, b_uaf, b_asn, b_cc, _np, nsw = raw[6:12]
         if ctx is None or not b_pfx:
             return False  # born before drift scoring, or a caller with no request context
-        from authsvc.risk.drift import ALLOW, Birth, Use, assess, browser_key, is_hosting
-
         ip, ua = ctx
+        if prefix == b_pfx and (not b_uaf or browser_key(ua) == b_uaf) and int(nsw or 0) < PARALLEL_SWITCHES:
+            return False  # the common case: the birth network and browser, no flapping — nothing to assess
         asn = country = ""
         hosting = False
         if prefix and prefix != b_pfx and self.geo_of is not None:

@@ -1,0 +1,63 @@
+"""In-process CPU cost of continuous session risk on the API session check (SessionService.check_light).
+
+Same app, same Redis, same session: N checks without a request context (no drift scoring) against N checks with one
+(drift scoring: prefix, browser family, birth comparison — in the same Lua round trip). Prints µs per check of
+process CPU time (time.process_time, so the other processes on a shared box do not count) and the ratio.
+
+    .venv/bin/python bench/drift_cost.py [--n 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/141.0.0.0 Safari/537.36"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    from authsvc import create_app
+    from authsvc.accounts.login import RequestContext
+    from tests.conftest import FAST_ARGON2
+
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = dict(FAST_ARGON2, instance_path=folder, secret_key="bench", TESTING=True)
+        if os.environ.get("BENCH_DATABASE_URL"):
+            cfg["database_url"] = os.environ["BENCH_DATABASE_URL"]
+        app = create_app(cfg)
+        with app.app_context():
+            from authsvc.cli import upgrade_database
+            from authsvc.services import services
+
+            upgrade_database()
+            s = services()
+            s.accounts.register("bench@example.com", "correct horse battery staple", RequestContext("127.0.0.1", UA))
+            user = s.accounts.db.session.execute(
+                s.accounts.db.select(__import__("authsvc.models", fromlist=["User"]).User)).scalar_one()
+            token = s.sessions.issue(user, ip="198.51.100.7", user_agent=UA).token
+            sessions = s.sessions
+            ctx = ("198.51.100.7", UA)
+            assert sessions.check_light(token, ctx) is not None
+            best = {"off": float("inf"), "on": float("inf")}
+            for _ in range(a.rounds):  # interleaved rounds; the best of each (least disturbed)
+                for name, c in (("off", None), ("on", ctx)):
+                    t0 = time.process_time()
+                    for _ in range(a.n):
+                        sessions.check_light(token, c)
+                    best[name] = min(best[name], (time.process_time() - t0) / a.n * 1e6)
+    print(f"check_light without drift scoring: {best['off']:.1f} µs CPU per check")
+    print(f"check_light with drift scoring:    {best['on']:.1f} µs CPU per check")
+    print(f"ratio with/without = {best['on'] / best['off']:.3f}  (same Redis round trip count: 1)")
+
+
+if __name__ == "__main__":
+    main()
