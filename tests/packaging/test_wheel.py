@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -127,6 +128,7 @@ def test_the_wheel_installs_and_serves_outside_the_checkout(tmp_path_factory):
         assert redis_servers_of(instance) == []
     finally:
         stop_for_good(proc, instance)
+    shutil.rmtree(venv)  # ~200 MB; pytest keeps its last three temporary folders (a failure's venv stays for a look)
 
 
 def _verification_token(outbox: str, to: str, port: int) -> str:
