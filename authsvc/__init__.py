@@ -98,6 +98,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from authsvc.cli import init_app as init_cli
 
     init_cli(app)
+
+    from authsvc.keycheck import check_keys
+
+    if app.config.get("AUTHSVC_KEY_CHECK", True):
+        check_keys(app)  # refuse to start when the shared database holds rows this host's keys cannot open
     return app
 
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import click
 from flask import Flask, current_app
@@ -31,8 +32,30 @@ def upgrade_database(revision: str = "heads") -> None:
 
     from authsvc.extensions import db
 
-    with db.engine.begin() as conn:
+    with _migration_connection(db.engine) as conn:
         command.upgrade(_alembic_config(conn), revision)
+
+
+@contextmanager
+def _migration_connection(engine):
+    """A connection in a transaction for Alembic. On SQLite, foreign-key enforcement is off for the run: changing a
+    table means rebuilding it (Alembic batch mode), and dropping a parent table with enforcement on would
+    cascade-delete its children. SQLite only switches it outside a transaction; the keys are checked before the
+    commit, and enforcement is back on before the connection returns to the pool."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the migration left rows that break a foreign key; nothing was changed")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 # --- db -------------------------------------------------------------------------------------------------------------
@@ -57,7 +80,7 @@ def db_downgrade(revision):
 
     from authsvc.extensions import db
 
-    with db.engine.begin() as conn:
+    with _migration_connection(db.engine) as conn:
         command.downgrade(_alembic_config(conn), revision)
     click.echo(f"database at {revision}")
 
@@ -105,6 +128,42 @@ def admin_setup_link():
 
     link = services().accounts.setup_link()
     click.echo(link or "an administrator exists already; no setup link is needed")
+
+
+def _set_status(email: str, status: str) -> None:
+    from sqlalchemy import select
+
+    from authsvc.accounts.login import normalize_email
+    from authsvc.extensions import db
+    from authsvc.models import User
+    from authsvc.services import services
+
+    user = db.session.execute(select(User).where(User.email == normalize_email(email))).scalar_one_or_none()
+    if user is None:
+        raise click.ClickException(f"no user {email}")
+    user.status = status
+    db.session.commit()
+    details = None
+    if status == "disabled":
+        details = {"sessions_ended": services().sessions.revoke_all(user, "admin_disabled")}
+    services().audit.record("admin:user:disable" if status == "disabled" else "admin:user:enable", "success",
+                            subject_id=user.id, user_agent="cli", details=details)
+    click.echo(f"{user.email} (id {user.id}) is {status}")
+
+
+@admin_group.command("disable", help="Disable an account and end its sessions (also another administrator's, "
+                                      "which the panel refuses).")
+@click.option("--email", required=True)
+@with_appcontext
+def admin_disable(email):
+    _set_status(email, "disabled")
+
+
+@admin_group.command("enable", help="Enable a disabled account.")
+@click.option("--email", required=True)
+@with_appcontext
+def admin_enable(email):
+    _set_status(email, "active")
 
 
 # --- audit ----------------------------------------------------------------------------------------------------------
@@ -164,6 +223,7 @@ def serve(host, port, workers, server_kind):
         # Links in e-mails (and the setup link below) must point at the port we actually serve.
         env["AUTHSVC_BASE_URL"] = f"http://localhost:{port}"
     upgrade_database()
+    _measure_hashing_capacity(services(), settings)
     link = services().accounts.setup_link()
     if link and env.get("AUTHSVC_BASE_URL", settings.base_url) != settings.base_url:
         link = env["AUTHSVC_BASE_URL"] + link[len(settings.base_url):]
@@ -183,9 +243,34 @@ def serve(host, port, workers, server_kind):
         # hashing a password holds only its own request), with Rust doing the HTTP parsing and keep-alive.
         run(sys.executable, [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port",
                              str(port), "--workers", str(workers), "--blocking-threads", "1",
-                             "--respawn-failed-workers", "--access-log", "authsvc.wsgi:app"], env)
+                             "--respawn-failed-workers", "--access-log",
+                             # granian cannot rewrite what it logs: leave the path (reset/verify/... links
+                             # carry single-use tokens) and the query out of its access log altogether
+                             "--access-log-fmt", GRANIAN_ACCESS_FMT, "authsvc.wsgi:app"], env)
     run(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                         str(workers), "--access-logfile", "-", "authsvc.wsgi:app"], env)
+                         str(workers), "--access-logfile", "-",
+                         # no single-use tokens (reset/verify/... links) or credentials in the access log
+                         "--logger-class", "authsvc.web.accesslog.RedactingLogger", "authsvc.wsgi:app"], env)
+
+
+GRANIAN_ACCESS_FMT = '[%(time)s] %(addr)s - "%(method)s %(scheme)s %(protocol)s" %(status)d %(dt_ms).3f'
+
+
+def _measure_hashing_capacity(svc, settings) -> None:
+    """Measure this host's warm argon2 speed once, before the workers fork, and store it in Redis for all of them
+    (authsvc/defense/budget.py): no worker measures while its siblings boot, and the first login does not wait."""
+    budget = getattr(svc.throttle, "budget", None)
+    if budget is None or settings.throttle_unfamiliar_per_second > 0:
+        return
+    try:
+        per_hash = budget.seconds_per_hash(wait=True)
+    except Exception as exc:  # noqa: BLE001 - Redis away: the workers measure (or refuse with 503) themselves
+        click.echo(f"hashing capacity not measured now ({type(exc).__name__}); the first worker will measure it")
+        return
+    if per_hash:
+        click.echo(f"hashing capacity: {budget.cpus / per_hash:.1f} hashes/s ({budget.cpus} CPUs, "
+                   f"{per_hash * 1000:.0f} ms per warm hash); unfamiliar-attempt budget ≥ "
+                   f"{settings.throttle_unfamiliar_floor:g}/s")
 
 
 # Signals an operator sends to a gunicorn master (stop, quick stop, reload, reopen logs, upgrade, more/fewer workers).

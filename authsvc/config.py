@@ -57,6 +57,9 @@ class Settings:
     password_min_length: int = 15  # password is the only factor (NIST 800-63B-4 §3.1.1.2)
     password_min_length_with_mfa: int = 8
     password_max_length: int = 256  # code points after NFKC; we accept ≥ 64 as required
+    # Guessability floor (zxcvbn's estimate, log10 of guesses) for what no breach list holds: "passwordpassword",
+    # keyboard rows, sequences. 7 refuses those and accepts a few unrelated words; 0 switches the floor off.
+    password_min_guesses_log10: float = 7.0
 
     # --- breached passwords ---------------------------------------------------------------------------------------
     breach_corpus: str | None = None  # path to a corpus file; None → default list shipped with the package
@@ -96,8 +99,14 @@ class Settings:
     account_failure_cap: int = 100  # NIST 800-63B: consecutive failures before a stronger proof (reset) is needed
     # Password checks per second the whole service spends on *unfamiliar* attempts (not from a trusted device or a
     # network where the account signed in before). Stuffing from rotating residential IPs slips past every per-IP
-    # limit; this budget keeps hashing capacity for the owners. 0 = auto: a quarter of the capacity measured at start.
+    # limit; this budget keeps hashing capacity for the owners. 0 = auto: throttle_unfamiliar_share of the hashing
+    # capacity summed over live hosts (warm measurement shared per host; authsvc/defense/budget.py), never below
+    # throttle_unfamiliar_floor. A token bucket of burst_seconds × rate lets a quiet service admit a burst.
     throttle_unfamiliar_per_second: float = 0
+    throttle_unfamiliar_floor: float = 5.0
+    throttle_unfamiliar_share: float = 0.25
+    throttle_unfamiliar_burst_seconds: float = 10.0
+    throttle_host_id: str | None = None  # names this host's capacity in Redis; default: the hostname
 
     # --- risk engine (authsvc/risk; docs/RISK.md) ------------------------------------------------------------------
     risk_enabled: bool = True
@@ -117,6 +126,11 @@ class Settings:
     reset_token_ttl: int = 1800  # ≤ 30 min
     verify_token_ttl: int = 172800
     setup_token_ttl: int = 86400
+    # Mail sent on an anonymous request (reset, duplicate registration, verification re-send): per submitted address
+    # and kind, and per source IP for all kinds, in fixed windows (authsvc/accounts/mailguard.py).
+    mail_limit_per_address: int = 3
+    mail_limit_per_ip: int = 30
+    mail_limit_window: int = 3600
 
     # --- mail -----------------------------------------------------------------------------------------------------
     smtp_host: str | None = None  # None → messages go to the outbox folder (visible to admins)
@@ -145,6 +159,7 @@ class Settings:
             ("password_min_length", 8 <= self.password_min_length <= 64, "must be between 8 and 64"),
             ("password_min_length_with_mfa", 8 <= self.password_min_length_with_mfa, "must be ≥ 8 (NIST)"),
             ("password_max_length", self.password_max_length >= 64, "must be ≥ 64 (ASVS 6.2.9)"),
+            ("password_min_guesses_log10", 0 <= self.password_min_guesses_log10 <= 12, "must be between 0 and 12"),
             ("session_idle_timeout", self.session_idle_timeout >= 1, "must be ≥ 1 second"),
             (
                 "session_absolute_timeout",
@@ -152,6 +167,9 @@ class Settings:
                 "must be ≥ session_idle_timeout",
             ),
             ("reset_token_ttl", 60 <= self.reset_token_ttl <= 1800, "must be between 60 and 1800 seconds"),
+            ("mail_limit_per_address", self.mail_limit_per_address >= 1, "must be ≥ 1"),
+            ("mail_limit_per_ip", self.mail_limit_per_ip >= 1, "must be ≥ 1"),
+            ("mail_limit_window", self.mail_limit_window >= 60, "must be ≥ 60 seconds"),
             ("redis_socket_timeout", 0 < self.redis_socket_timeout <= 30, "must be between 0 and 30 seconds"),
             ("max_content_length", self.max_content_length >= 1024, "must be ≥ 1024 bytes"),
             ("account_failure_cap", 1 <= self.account_failure_cap <= 100, "must be between 1 and 100 (NIST)"),
@@ -159,6 +177,11 @@ class Settings:
             ("throttle_proven_limit", self.throttle_proven_limit >= 1, "must be ≥ 1"),
             ("proven_notice_after", self.proven_notice_after >= 1, "must be ≥ 1"),
             ("throttle_prefix32_limit", self.throttle_prefix32_limit >= 1, "must be ≥ 1"),
+            ("throttle_unfamiliar_per_second", self.throttle_unfamiliar_per_second >= 0, "must be ≥ 0 (0 = auto)"),
+            ("throttle_unfamiliar_floor", self.throttle_unfamiliar_floor >= 1, "must be ≥ 1 per second"),
+            ("throttle_unfamiliar_share", 0 < self.throttle_unfamiliar_share <= 1, "must be in (0, 1]"),
+            ("throttle_unfamiliar_burst_seconds", 1 <= self.throttle_unfamiliar_burst_seconds <= 3600,
+             "must be between 1 and 3600 seconds"),
             ("session_cookie_name", self.session_cookie_name.startswith("__Host-"), "must start with __Host-"),
             ("base_url", self.base_url.startswith(("http://", "https://")), "must be an http(s) URL"),
         ]

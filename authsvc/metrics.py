@@ -22,7 +22,8 @@ import hmac
 import ipaddress
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest)
 
 LOGINS = Counter("authsvc_logins_total", "Password login attempts by outcome "
                  "(success, mfa_required, invalid_credentials, email_unverified, denied, throttled)", ["outcome"])
@@ -39,6 +40,17 @@ REFRESH_REUSE = Counter("authsvc_oauth_refresh_reuse_total",
                         "Rotated refresh tokens presented again (family revoked: possible theft)")
 UNAVAILABLE = Counter("authsvc_dependency_unavailable_total", "Requests answered 503 because a store was away",
                       ["dependency"])
+# The service-wide budget for unfamiliar attempts (authsvc/defense/budget.py). Every worker computes the same figure
+# from Redis; in multi-process mode the most recent worker's value is the one shown.
+BUDGET_RATE = Gauge("authsvc_unfamiliar_budget_per_second", "Service-wide budget of password checks per second for "
+                    "unfamiliar attempts (explicit setting, or share × capacity of live hosts, never below the floor)",
+                    multiprocess_mode="mostrecent")
+BUDGET_HOSTS = Gauge("authsvc_unfamiliar_budget_live_hosts", "Hosts whose heartbeat is live and whose measured "
+                     "hashing capacity the budget sums", multiprocess_mode="mostrecent")
+BUDGET_CAPACITY = Gauge("authsvc_hashing_capacity_per_second", "Sum of live hosts' measured argon2 hashes per second",
+                        multiprocess_mode="mostrecent")
+BUDGET_REFUSALS = Counter("authsvc_unfamiliar_budget_refusals_total",
+                          "Unfamiliar login attempts refused (429) because the service-wide budget was spent")
 
 
 def dependency_of(exc: BaseException) -> str:
@@ -55,6 +67,19 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def refresh_budget() -> None:
+    """Bring the budget gauges up to date at scrape time (the heartbeat script, at most every few seconds), so
+    /metrics shows the budget even when no login came in lately. Best effort: a scrape never fails on it."""
+    try:
+        from authsvc.services import services
+
+        budget = getattr(services().throttle, "budget", None)
+        if budget is not None:
+            budget.snapshot()
+    except Exception:  # noqa: BLE001 - Redis away: the other counters still get scraped (and count the 503s)
+        pass
 
 
 def allowed(peer: str | None, authorization: str | None, allow: tuple[str, ...], token: str | None) -> bool:

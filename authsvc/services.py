@@ -40,6 +40,7 @@ class Services:
     throttle: object
     activity: ActivityService
     mfa: object = None  # authsvc.mfa.MfaService
+    refusals: object = None  # authsvc.defense.refusals.RefusalLog: 429s counted, audited and shown (bounded)
 
 
 def _breach_checker(settings: Settings, app: Flask):
@@ -83,7 +84,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     policy = PasswordPolicy(min_length=settings.password_min_length,
                             min_length_with_mfa=settings.password_min_length_with_mfa,
                             max_length=settings.password_max_length, service_name=settings.service_name,
-                            breach_checker=breach)
+                            breach_checker=breach, min_guesses_log10=settings.password_min_guesses_log10)
     audit = AuditLog(db, clock)
     sessions = SessionService(db=db, redis_getter=lambda: RedisExtension.client_for(app), clock=clock,
                               idle_timeout=settings.session_idle_timeout,
@@ -97,16 +98,22 @@ def build_services(app: Flask, settings: Settings) -> Services:
     else:
         mailer = outbox = OutboxMailer(os.path.join(app.instance_path, "outbox"), settings.mail_from)
     if settings.throttle_enabled:
-        # Auto budget: a quarter of this host's hashing capacity for strangers. Normal traffic is mostly returning
-        # users on known networks; under a distributed flood the other three quarters stay with them (bench P5).
-        budget = settings.throttle_unfamiliar_per_second or (
-            0.25 * (os.cpu_count() or 1) / max(hasher.seconds_per_hash, 1e-4))
+        # The service-wide budget for unfamiliar attempts: explicit, or a share of the warm hashing capacity summed
+        # over live hosts, never below a floor; a token bucket (authsvc/defense/budget.py).
+        from authsvc.defense.budget import UnfamiliarBudget
+
+        budget = UnfamiliarBudget(redis_getter=lambda: RedisExtension.client_for(app), hasher=hasher,
+                                  settings=settings)
         throttle = RedisThrottle(redis_getter=lambda: RedisExtension.client_for(app), settings=settings,
-                                 secret=app.config["SECRET_KEY"].encode(), unfamiliar_budget=budget)
+                                 secret=app.config["SECRET_KEY"].encode(), budget=budget)
     else:  # the operator runs an equivalent limiter in front of us
         throttle = NullThrottle()
+    from authsvc.accounts.mailguard import MailGuard
+
+    mail_guard = MailGuard(redis_getter=lambda: RedisExtension.client_for(app), secret=app.config["SECRET_KEY"].encode(),
+                           settings=settings, clock=clock)
     accounts = AccountService(db=db, hasher=hasher, policy=policy, sessions=sessions, tokens=tokens, mailer=mailer,
-                              audit=audit, settings=settings, clock=clock, throttle=throttle)
+                              audit=audit, settings=settings, clock=clock, throttle=throttle, mail_guard=mail_guard)
     mfa = build_mfa(app=app, settings=settings, db=db, redis_getter=lambda: RedisExtension.client_for(app),
                     clock=clock, sessions=sessions, audit=audit, mailer=mailer)
     risk, geo = _risk_scorer(app, settings, mfa)
@@ -120,8 +127,14 @@ def build_services(app: Flask, settings: Settings) -> Services:
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
     accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
+    # ... and every place the throttle counted as familiar (the attacker signed in from some of them).
+    accounts.lockdown_listeners.append(lambda user: throttle.clear_account(user.email))
+    from authsvc.defense.refusals import RefusalLog
+
+    refusals = RefusalLog(redis_getter=lambda: RedisExtension.client_for(app),
+                          secret=app.config["SECRET_KEY"].encode(), clock=clock)
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
-                    throttle, ActivityService(db), mfa)
+                    throttle, ActivityService(db), mfa, refusals)
 
 
 def services() -> Services:

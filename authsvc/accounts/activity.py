@@ -16,6 +16,7 @@ OUTCOME_TEXT = {
     "denied": "Blocked",
     "failed": "Wrong password",
     "unverified": "E-mail not yet confirmed",
+    "throttled": "Attempt refused for now: too many attempts (the password was not checked)",
 }
 
 

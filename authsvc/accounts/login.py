@@ -1,7 +1,9 @@
 """LoginService: the one pipeline every password login goes through.
 
-    defense.precheck → hasher.verify (dummy for unknown) → defense.record → breach check → risk.score
-    → second factor (if the decision or the account asks) → sessions.issue → audit + notify
+    defense.precheck → hasher.verify (dummy for unknown; credential generation captured) → defense.record_failure
+    → breach check → risk.score → second factor (if the decision or the account asks; a mailed code when the
+    account has none) → sessions.issue (refused if the generation changed meanwhile) → audit → defense.record_success
+    → risk.learn (proven logins only) → notify
 
 Each stage is a small service chosen in ``authsvc.services``; stages that later issues build (risk engine,
 MFA) are present as explicit null services so the order lives here and nowhere else.
@@ -11,14 +13,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 
 from authsvc import metrics
 from authsvc.errors import Throttled
 from authsvc.models import LoginEvent, User
+from authsvc.sessions import Generation, StaleCredentials
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class LoginResult:
     decision: Decision | None = None
     must_change_password: bool = False
     reasons: list[Reason] = field(default_factory=list)
+    generation: Generation | None = None  # what the password proved (for a pending second step to carry on)
 
 
 class LoginService:
@@ -104,6 +108,7 @@ class LoginService:
         try:
             result = self._login(email, password, ctx)
         except Throttled as exc:
+            exc.account_email = normalize_email(email)  # the 429 handler notes the refusal on that account (bounded)
             metrics.LOGINS.labels("throttled").inc()
             metrics.THROTTLED.labels(exc.scope).inc()
             raise
@@ -122,6 +127,10 @@ class LoginService:
         # 2. Same argon2 work whatever the account state: unknown and disabled accounts verify against the
         #    real or dummy hash too, so neither the answer nor its timing tells them apart.
         user = self.db.session.execute(_USER_BY_EMAIL, {"p_email": email}).scalar_one_or_none()
+        # What this password proves is the hash as it is now, under this cut-off: the session is only issued if
+        # both are still the same then (sessions.issue compares them under a lock), so a password change, reset
+        # or "this wasn't me" that lands in between is never outrun.
+        generation = Generation.of(user, user.password_hash) if user is not None else None
         result = self.hasher.verify(user.password_hash if user else None, password)
         ok = result.ok and user is not None and user.is_active
 
@@ -137,11 +146,18 @@ class LoginService:
                               details={"familiar": verdict.familiar,
                                        "account_failures": counts.get("account_consecutive")})
             return LoginResult(INVALID)
-        self.throttle.record_success(email, ctx)
+        # Not yet a success for the throttle: the streak is cleared and the place remembered as familiar only when
+        # the whole login succeeds (complete()), never for a right password that is stopped later.
 
         if result.needs_rehash:  # parameters changed since this hash was made: upgrade it transparently
-            user.password_hash = self.hasher.hash(password)
+            new_hash = self.hasher.hash(password)
+            res = self.db.session.execute(_REHASH, {"p_uid": user.id, "p_old": generation.password_hash,
+                                                    "p_new": new_hash})
             self.db.session.commit()
+            if res.rowcount != 1:  # the password changed meanwhile: what was proven is gone
+                return LoginResult(INVALID)
+            self.db.session.refresh(user)
+            generation = Generation(generation.valid_after, new_hash)
             self.audit.record("account:password:rehash", "success", subject_id=user.id, ip=ctx.ip,
                               user_agent=ctx.user_agent, details=self.hasher.parameters)
 
@@ -157,7 +173,7 @@ class LoginService:
         if breached:
             metrics.BREACHED.inc()
         if breached and not user.must_change_password:
-            user.must_change_password = True
+            user.must_change_password, user.must_change_reason = True, "breached"
             self.db.session.commit()
             self.audit.record("account:password:breached", "info", subject_id=user.id, ip=ctx.ip,
                               user_agent=ctx.user_agent, reason="password found in breach corpus at login")
@@ -183,15 +199,17 @@ class LoginService:
                 user_agent=ctx.user_agent, details={"score": decision.score,
                                                     "reasons": [r.code for r in decision.reasons]})])
             return LoginResult(MFA_REQUIRED, user=user, decision=decision, reasons=list(decision.reasons),
-                               must_change_password=user.must_change_password)
+                               must_change_password=user.must_change_password, generation=generation)
 
         # 7. Session, audit, learning, notice.
-        return self.complete(user, ctx, decision, aal=1, methods=("pwd",), notes=notes)
+        return self.complete(user, ctx, decision, aal=1, methods=("pwd",), notes=notes, generation=generation)
 
     def complete(self, user: User, ctx: RequestContext, decision: Decision, *, aal: int,
-                 methods: tuple[str, ...], notes: list[dict] | None = None) -> LoginResult:
+                 methods: tuple[str, ...], notes: list[dict] | None = None,
+                 generation: Generation | None = None) -> LoginResult:
         """The last stage, shared by password logins and the second-factor step that finishes one. ``notes``: audit
-        events of earlier stages, written in this stage's transaction."""
+        events of earlier stages, written in this stage's transaction. ``generation``: what the proof saw (see
+        ``sessions.issue``); a login whose credentials were replaced meanwhile ends here as invalid."""
         new_place = self._is_new_place(user, ctx)
 
         def receipts(sid: str) -> None:
@@ -203,9 +221,22 @@ class LoginService:
                 user_agent=ctx.user_agent, details={"score": decision.score, "aal": aal,
                                                     "reasons": [r.code for r in decision.reasons]})], commit=False)
 
-        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=aal, methods=methods,
-                                     before_commit=receipts)
-        self.risk.learn(user, ctx)
+        try:
+            issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=aal, methods=methods,
+                                         before_commit=receipts, generation=generation)
+        except StaleCredentials:
+            self.audit.record_many((notes or []) + [dict(
+                tag="account:login:stale", outcome="failure", subject_id=user.id, ip=ctx.ip,
+                user_agent=ctx.user_agent, reason="credentials changed or sessions ended during this sign-in")])
+            return LoginResult(INVALID)
+        # The whole login succeeded: now (and only now) the throttle clears the streak and remembers this place,
+        # and this browser's trusted-device id only if that device is the account's own.
+        own = ctx if not ctx.device_id or self._owns_device(user, ctx.device_id) else replace(ctx, device_id=None)
+        self.throttle.record_success(user.email, own)
+        if self.proven(decision, methods):
+            # Only a login that was fully proven teaches the engine what this owner looks like: one the engine
+            # allowed, or one whose step-up was met by a second step. A step-up let through without one is not.
+            self.risk.learn(user, ctx)
         if self.alerts is not None and (new_place or any(r.code in ("new_device", "new_country")
                                                          for r in decision.reasons)):
             self.alerts.new_sign_in(user, ctx, decision)
@@ -221,6 +252,16 @@ class LoginService:
             self.alerts.password_used(user, ctx, denied=denied)
         if seen.get("over"):
             raise Throttled(seen.get("retry_after", 1), "account_password_stopped")
+
+    @staticmethod
+    def proven(decision: Decision, methods: tuple[str, ...]) -> bool:
+        """Whether a finished login may be learned from: allowed by the engine, or its step-up met by a second
+        step (any method beyond the password: a factor, a recovery code, an e-mailed code, a passkey)."""
+        return decision.action == "allow" or any(m not in ("pwd", "device") for m in methods)
+
+    def _owns_device(self, user: User, device_id: str) -> bool:
+        devices = getattr(self.mfa, "devices", None)
+        return bool(devices is not None and devices.is_trusted_id(user, device_id))
 
     # --- receipts -----------------------------------------------------------------------------------------------------
     def _event(self, user: User, ctx: RequestContext, outcome: str, decision: Decision | None = None, *,
@@ -257,6 +298,8 @@ class LoginService:
 # is a Core INSERT, not an ORM object: nothing reads it back in the request.
 _USER_BY_EMAIL = select(User).where(User.email == bindparam("p_email"))
 _INSERT_RECEIPT = insert(LoginEvent.__table__)
+_REHASH = (update(User.__table__).where(User.id == bindparam("p_uid"), User.password_hash == bindparam("p_old"))
+           .values(password_hash=bindparam("p_new")))
 _RECENT_PLACES = (select(LoginEvent.ip, LoginEvent.user_agent, LoginEvent.device_id)
                   .where(LoginEvent.user_id == bindparam("p_uid"), LoginEvent.outcome == "success")
                   .order_by(LoginEvent.occurred_at.desc()).limit(200))

@@ -48,7 +48,7 @@ class ErasureReport:
 
 
 def _iso(value):
-    return value.isoformat() if value is not None else None
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 class PrivacyService:
@@ -119,9 +119,16 @@ class PrivacyService:
             "factors": self._factors(user, mfa),
             "sessions": sessions,
             "login_history": logins,
-            "oauth_consents": oauth_consents or [],
+            "oauth_consents": [self._consent(c) for c in oauth_consents or []],
             "audit_events": audit,
         }
+
+    @staticmethod
+    def _consent(c: dict) -> dict:
+        """An allow-list of a consent's fields, times as ISO strings (``last_used`` is a datetime once an app
+        redeemed a code: dumping it raw made the whole export a 500)."""
+        return {"client_id": c.get("client_id"), "name": c.get("name"), "scopes": list(c.get("scopes") or []),
+                "granted_at": _iso(c.get("granted_at")), "last_used": _iso(c.get("last_used"))}
 
     @staticmethod
     def _factors(user: User, mfa) -> dict:

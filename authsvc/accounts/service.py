@@ -29,6 +29,35 @@ class InvalidInput(ServiceError):
     code = "invalid_input"
 
 
+class PasswordNeeded(InvalidInput):
+    """A verification link opened outside the browser that registered: the registration password is asked for."""
+
+    code = "password_required"
+
+
+# Why a password change is forced → what the user is told (the true reason, never "breached" when it was not).
+FORCED_CHANGE_REASONS = {
+    "admin": "An administrator asked you to choose a new password.",
+    "breached": "Your password appears in a list of breached passwords, so attackers try it first. Please choose a "
+                "new one now.",
+    "compromise": "You reported a sign-in that was not yours, so your old password no longer works. Choose a new one.",
+}
+FORCED_CHANGE_DEFAULT = "Your current password must be replaced."
+
+
+def forced_change_message(user) -> str | None:
+    """What to tell a user whose password change is forced (None if it is not)."""
+    if not getattr(user, "must_change_password", False):
+        return None
+    return FORCED_CHANGE_REASONS.get(getattr(user, "must_change_reason", None) or "", FORCED_CHANGE_DEFAULT)
+
+
+def require_password_change(user, reason: str) -> None:
+    """Flag the account (the caller commits). ``reason`` is a key of FORCED_CHANGE_REASONS."""
+    user.must_change_password = True
+    user.must_change_reason = reason
+
+
 @dataclass
 class PasswordChanged:
     user: User
@@ -41,14 +70,18 @@ def valid_email(email: str) -> bool:
     if not email or len(email) > 254 or email.count("@") != 1:
         return False
     local, domain = email.split("@")
-    return bool(local) and "." in domain and not any(c.isspace() for c in email) and len(local) <= 64
+    return bool(local) and "." in domain and len(local) <= 64 and not any(
+        c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in email)
 
 
 class AccountService:
-    def __init__(self, *, db, hasher, policy, sessions, tokens, mailer, audit, settings, clock, throttle=None):
+    def __init__(self, *, db, hasher, policy, sessions, tokens, mailer, audit, settings, clock, throttle=None,
+                 mail_guard=None):
         self.db, self.hasher, self.policy, self.sessions = db, hasher, policy, sessions
         self.tokens, self.mailer, self.audit, self.settings, self.clock = tokens, mailer, audit, settings, clock
         self.throttle = throttle
+        # Mail limits and verification links bound to the registering browser (authsvc/accounts/mailguard.py).
+        self.mail_guard = mail_guard
         # Called with the user when the owner reports a compromise ("this wasn't me"): other parts forget what
         # they trust about the account (trusted devices, OAuth grants). Sessions are ended here directly.
         self.lockdown_listeners: list = []
@@ -58,26 +91,42 @@ class AccountService:
     def _link(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + path
 
+    def _mail_allowed(self, kind: str, email: str, ctx: RequestContext | None) -> bool:
+        """One more ``kind`` mail to ``email`` on a request from ``ctx.ip``? Counted by the submitted address
+        whether or not an account exists; Redis down raises (503), never an unlimited send."""
+        if self.mail_guard is None:
+            return True
+        return self.mail_guard.allow(kind, email, ctx.ip if ctx is not None else None)
+
     def _check_password(self, password: str, email: str, user: User | None = None) -> None:
         problems = self.policy.check(password, email=email)
+        if not problems and user is not None and user.password_hash \
+                and self.hasher.verify(user.password_hash, password).ok:
+            # A change (forced or not) or a reset to the very password the account has now changes nothing: the
+            # admin's "require a change", a breach or a reset would leave the same secret in place.
+            problems = [PolicyViolation("reused", "Choose a password different from your current one.")]
         if problems:
             raise PolicyError(problems)
 
     # --- registration ------------------------------------------------------------------------------------------------
-    def register(self, email: str, password: str, ctx: RequestContext) -> None:
+    def register(self, email: str, password: str, ctx: RequestContext, *, browser: str | None = None) -> None:
+        """``browser``: the registering browser's random id (cookie); its link confirms there with one click, anywhere
+        else only with the password (pre-hijack, issue #19). The API passes none: confirm with the password."""
         email = normalize_email(email)
         if not valid_email(email):
             raise InvalidInput("Enter a valid e-mail address.", field="email")
         self._check_password(password, email)
+        mail_ok = self._mail_allowed("register", email, ctx)  # before the lookup: same work either way
         existing = self.db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
         if existing is not None:
             # Same answer as a new registration; the owner learns about the attempt by e-mail.
             self.hasher.burn(password)
-            self.mailer.send(email, f"Someone tried to register at {self.settings.service_name}",
-                             "Someone (maybe you) tried to create an account with this address, which already has "
-                             f"one. If you forgot your password, reset it here: {self._link('/reset')}\n")
+            if mail_ok:
+                self.mailer.send(email, f"Someone tried to register at {self.settings.service_name}",
+                                 "Someone (maybe you) tried to create an account with this address, which already "
+                                 f"has one. If you forgot your password, reset it here: {self._link('/reset')}\n")
             self.audit.record("account:register:duplicate", "info", subject_id=existing.id, ip=ctx.ip,
-                              user_agent=ctx.user_agent)
+                              user_agent=ctx.user_agent, reason=None if mail_ok else "mail limit")
             return
         user = User(email=email, password_hash=self.hasher.hash(password), password_changed_at=self.clock.now(),
                     sessions_valid_after=self.clock.now())
@@ -89,26 +138,63 @@ class AccountService:
             return
         self.audit.record("account:register:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)
-        self.send_verification(user)
+        if mail_ok:
+            self.send_verification(user, ctx, browser=browser, limited=False)
 
-    def send_verification(self, user: User) -> None:
+    def send_verification(self, user: User, ctx: RequestContext | None = None, *, browser: str | None = None,
+                          limited: bool = True) -> bool:
+        """Mail a confirmation link (bound to ``browser`` when given). False when the mail limit suppressed it."""
+        if limited and not self._mail_allowed("verify", user.email, ctx):
+            return False
+        email = user.email
         token = self.tokens.issue("verify", user.id, self.settings.verify_token_ttl)
-        self.mailer.send(user.email, f"Confirm your e-mail for {self.settings.service_name}",
+        if self.mail_guard is not None:
+            self.mail_guard.bind(token, browser)
+        self.mailer.send(email, f"Confirm your e-mail for {self.settings.service_name}",
                          f"Open this link to confirm your address:\n\n{self._link('/verify/' + token)}\n\n"
-                         "If you did not register, ignore this message.\n")
+                         "If you did not create an account, do not confirm: ignore this message, or choose a "
+                         f"password of your own at {self._link('/reset')} to take the address back.\n")
+        return True
 
-    def verify_email(self, token: str, ctx: RequestContext) -> User | None:
-        row = self.tokens.consume("verify", token)
+    def verification_needs_password(self, token: str, browser: str | None) -> bool:
+        """True unless the link is opened in the browser that registered (or re-sent it after a password login)."""
+        return self.mail_guard is not None and not self.mail_guard.is_bound_to(token, browser)
+
+    def verify_email(self, token: str, ctx: RequestContext, *, password: str | None = None,
+                     browser: str | None = None) -> User | None:
+        """Confirm the address. Outside the registering browser the registration password is needed
+        (``PasswordNeeded``), so the owner of a mailbox cannot confirm an attacker's pre-registered account.
+        None: the link is invalid, used, expired, or was used up by too many wrong passwords."""
+        row = self.tokens.peek("verify", token)
         if row is None:
             return None
         user = self.db.session.get(User, row.user_id)
         if user is None:
+            return None
+        if self.verification_needs_password(token, browser):
+            if not password:
+                raise PasswordNeeded("Enter the password you chose when you created the account.", field="password")
+            if not (user.password_hash and self.hasher.verify(user.password_hash, password).ok):
+                failures = self.mail_guard.password_failure(token)
+                self.audit.record("account:email:verified", "failure", subject_id=user.id, ip=ctx.ip,
+                                  user_agent=ctx.user_agent, reason="wrong registration password")
+                if failures >= self._verify_password_attempts():
+                    self.tokens.consume("verify", token)
+                    return None
+                raise PasswordNeeded("That is not the password this account was created with.", field="password")
+        if self.tokens.consume("verify", token) is None:
             return None
         user.email_verified_at = self.clock.now()
         self.db.session.commit()
         self.audit.record("account:email:verified", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)
         return user
+
+    @staticmethod
+    def _verify_password_attempts() -> int:
+        from authsvc.accounts.mailguard import MAX_VERIFY_PASSWORD_FAILURES
+
+        return MAX_VERIFY_PASSWORD_FAILURES
 
     # --- password change ---------------------------------------------------------------------------------------------
     def change_password(self, user: User, current: str, new: str, ctx: RequestContext) -> PasswordChanged:
@@ -120,6 +206,8 @@ class AccountService:
         self._set_password(user, new)
         # Every session ends (durable cut-off); the caller gets a fresh one for the device that made the change.
         self.sessions.revoke_all(user, "password_changed")
+        if self.throttle is not None:
+            self.throttle.clear_account(user.email)  # familiar places are re-earned with the new password
         issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent)
         self.audit.record("account:password:change", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)
@@ -132,25 +220,41 @@ class AccountService:
         user.password_hash = self.hasher.hash(new)
         user.password_changed_at = self.clock.now()
         user.must_change_password = False
+        user.must_change_reason = None
         self.db.session.commit()
 
     # --- reset by e-mail ---------------------------------------------------------------------------------------------
-    def request_reset(self, email: str, ctx: RequestContext) -> None:
+    def request_reset(self, email: str, ctx: RequestContext, *, limited: bool = True) -> None:
+        """Mail a reset link. Same answer and the same work for real, unknown and disabled addresses (issue #12
+        item 7): one Redis count, the same token statements in one transaction, the message rendered, one audit
+        row — only the delivery is skipped for no account. ``limited=False`` only for the owner's own lockdown."""
         email = normalize_email(email)
+        if not valid_email(email):  # never an account (nothing to hide) and never a mail header
+            self.audit.record("account:reset:request", "failure", ip=ctx.ip, user_agent=ctx.user_agent,
+                              reason="not an e-mail address")
+            return
         user = self.db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
-        if user is None or not user.is_active:
-            self.audit.record("account:reset:request", "failure", subject_id=user.id if user else None, ip=ctx.ip,
-                              user_agent=ctx.user_agent, reason="unknown or disabled account")
-            return  # same answer either way
-        self.tokens.invalidate("reset", user.id)  # only the newest link works
-        token = self.tokens.issue("reset", user.id, self.settings.reset_token_ttl)
+        uid = user.id if user is not None else None
+        real = user is not None and user.is_active
+        if limited and not self._mail_allowed("reset", email, ctx):
+            # Suppressed: nothing else changes — the newest link already mailed stays valid.
+            self.audit.record("account:reset:request", "failure", subject_id=uid, ip=ctx.ip,
+                              user_agent=ctx.user_agent, reason="mail limit")
+            return
+        token = self.tokens.replace("reset", uid if real else None, self.settings.reset_token_ttl)
         minutes = self.settings.reset_token_ttl // 60
-        self.mailer.send(user.email, f"Reset your {self.settings.service_name} password",
-                         f"Open this link within {minutes} minutes to choose a new password:\n\n"
-                         f"{self._link('/reset/' + token)}\n\nIf you did not ask for this, ignore this message; "
-                         "your password stays as it is.\n")
-        self.audit.record("account:reset:request", "success", subject_id=user.id, ip=ctx.ip,
-                          user_agent=ctx.user_agent)
+        subject = f"Reset your {self.settings.service_name} password"
+        body = (f"Open this link within {minutes} minutes to choose a new password:\n\n"
+                f"{self._link('/reset/' + token)}\n\nIf you did not ask for this, ignore this message; "
+                "your password stays as it is.\n")
+        if real:
+            self.mailer.send(email, subject, body)
+        else:
+            from authsvc import notify
+
+            notify.render(getattr(self.mailer, "sender", ""), email, subject, body)  # rendered and dropped
+        self.audit.record("account:reset:request", "success" if real else "failure", subject_id=uid, ip=ctx.ip,
+                          user_agent=ctx.user_agent, reason=None if real else "unknown or disabled account")
 
     def reset_password(self, token: str, new: str, ctx: RequestContext) -> User | None:
         row = self.tokens.peek("reset", token)
@@ -207,7 +311,7 @@ class AccountService:
             return None
         # No password works any more until the owner resets it by e-mail: the attacker knows the current one.
         user.password_hash = None
-        user.must_change_password = True
+        require_password_change(user, "compromise")
         self.db.session.commit()
         ended = self.sessions.revoke_all(user, "reported_compromise")
         for listener in self.lockdown_listeners:

@@ -28,6 +28,25 @@ class EmailTokenService:
         self.db.session.commit()
         return token
 
+    def replace(self, purpose: str, user_id: int | None, ttl: int) -> str:
+        """Invalidate the user's live ``purpose`` tokens and issue a new one, in one transaction (only the newest link
+        works). ``user_id=None`` runs the very same statements for no account — the UPDATE matches nothing and the
+        row is born used and expired — so a request for an unknown address does the same database work."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock.now()
+        real = user_id is not None
+        self.db.session.execute(
+            update(EmailToken)
+            .where(EmailToken.user_id == (user_id if real else 0), EmailToken.purpose == purpose,
+                   EmailToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+        self.db.session.add(EmailToken(id=_h(token), user_id=user_id, purpose=purpose, created_at=now,
+                                       expires_at=now + dt.timedelta(seconds=ttl) if real else now,
+                                       used_at=None if real else now))
+        self.db.session.commit()
+        return token
+
     def peek(self, purpose: str, token: str) -> EmailToken | None:
         """The live token row, without using it up (to render a form)."""
         if not token or len(token) > 128:

@@ -13,7 +13,7 @@ import json
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from wtforms import IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
@@ -21,6 +21,7 @@ from authsvc.admin import charts, stats
 from authsvc.admin import throttles as th
 from authsvc.admin.gate import admin_gate, is_fresh, record_proof
 from authsvc.models import LoginEvent, SecurityEvent, User, UserSession
+from authsvc.models.base import parse_id
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required, safe_next
 from authsvc.web.forms import ActionForm
@@ -114,8 +115,16 @@ def dashboard(session, admin):
     if adoption:
         share = adoption[0] / adoption[1] if adoption[1] else 0.0
         meter = charts.meter("mfa-meter", "Active users with a second factor", share)
+    svc = services()
+    refusals = svc.refusals.recent_counts(24) if getattr(svc, "refusals", None) is not None else {}
+    recent_refusals = list(db.session.execute(
+        select(SecurityEvent).where(SecurityEvent.tag == "throttle:refused")
+        .order_by(SecurityEvent.id.desc()).limit(10)).scalars())
+    budget = getattr(svc.throttle, "budget", None)
     return render_template(
-        "admin/dashboard.html", per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
+        "admin/dashboard.html", refusals=refusals, refusals_total=sum(refusals.values()),
+        recent_refusals=recent_refusals, scope_text=th.SCOPE_TEXT,
+        budget=budget.snapshot() if budget is not None else None, per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
         scores=scores, s_labels=s_labels, s_by=s_by, marks_total=len(marks), in_force=force[:10],
         in_force_total=len(force), sources=stats.top_sources(db, day), breached=stats.breached_hits(db, day),
         breached_total=stats.count_tag(db, "account:password:breached"), adoption=adoption, meter=meter,
@@ -143,9 +152,10 @@ def users(session, admin):
             ids = select(LoginEvent.user_id).where(LoginEvent.ip == ip).union(
                 select(UserSession.user_id).where(UserSession.ip == ip))
             query = query.where(User.id.in_(ids))
-        elif q.isdigit():
+        elif q.isascii() and q.isdigit():
             how = "id"
-            query = query.where(User.id == int(q))
+            uid = parse_id(q)  # too large for an id: matches nothing (never an out-of-range error from the database)
+            query = query.where(User.id == uid) if uid is not None else query.where(false())
         else:
             how = "e-mail"
             pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -162,6 +172,8 @@ def users(session, admin):
 
 
 def _user_or_404(user_id: int) -> User:
+    if parse_id(user_id) is None:
+        abort(404)  # <int:…> takes any length of digits; the column does not
     user = _db().session.get(User, user_id)
     if user is None:
         abort(404)
@@ -188,6 +200,9 @@ USER_ACTIONS = {
 }
 
 
+ADMIN_PROTECTED = ("disable", "reset-factors")  # refused from the panel when the target is another administrator
+
+
 @bp.post("/users/<int:user_id>/<action>")
 @admin_gate
 def user_action(session, admin, user_id: int, action: str):
@@ -199,6 +214,16 @@ def user_action(session, admin, user_id: int, action: str):
         return redirect(url_for("admin.user_detail", user_id=user_id)), 400
     user = _user_or_404(user_id)
     db, tag, details, message = _db(), USER_ACTIONS[action], None, None
+    if action in ADMIN_PROTECTED and user.is_admin and user.id != admin.id:
+        # One stolen admin session must not be able to lock the other administrators out (issue 19): disabling an
+        # administrator or removing their factors is for someone with shell access to the server.
+        _audit(tag, admin, user, outcome="failure", reason="target_is_admin")
+        command = {"disable": f"authsvc admin disable --email {user.email}",
+                   "reset-factors": f"authsvc mfa reset --email {user.email}"}[action]
+        return render_template("message.html", title="Not from the panel",
+                               message=f"{user.email} is an administrator. Another administrator's account can only "
+                                       f"be disabled or have its second factors reset on the server, with "
+                                       f"'{command}'."), 403
     if action == "disable":
         if user.id == admin.id:
             flash("You cannot disable your own account.", "warning")
@@ -222,7 +247,9 @@ def user_action(session, admin, user_id: int, action: str):
         details = mfa.reset_factors(user, admin, request_context())
         message = "Every second factor and remembered device was removed; the user was told by e-mail."
     elif action == "require-password-change":
-        user.must_change_password = True
+        from authsvc.accounts.service import require_password_change
+
+        require_password_change(user, "admin")
         db.session.commit()
         message = "The user must choose a new password at the next sign-in."
     elif action == "unlock":
@@ -230,9 +257,8 @@ def user_action(session, admin, user_id: int, action: str):
         message = "Lockout and failure counters of this account were cleared."
     elif action == "revoke-device":
         mfa = getattr(services(), "mfa", None)
-        try:
-            device_id = int(form.target.data or "")
-        except ValueError:
+        device_id = parse_id(form.target.data or "")
+        if device_id is None:
             abort(400)
         if mfa is None or not mfa.revoke_device(user, device_id, admin, request_context()):
             flash("That device was already forgotten.", "warning")
@@ -443,8 +469,11 @@ def _audit_filters() -> tuple[list, dict, list[str]]:
         cond.append(SecurityEvent.tag.like(pattern + "%", escape="\\"))
     for key, col in (("actor", SecurityEvent.actor_id), ("subject", SecurityEvent.subject_id)):
         if f[key]:
-            if f[key].isdigit():
-                cond.append(col == int(f[key]))
+            if f[key].isascii() and f[key].isdigit():
+                if parse_id(f[key]) is None:
+                    problems.append(f"{key}: no user has id {f[key][:24]}")
+                else:
+                    cond.append(col == int(f[key]))
             elif "@" in f[key]:  # an e-mail address → that user's id
                 uid = _db().session.execute(select(User.id).where(User.email == f[key].lower())).scalar()
                 cond.append(col == (uid if uid is not None else -1))
@@ -473,7 +502,10 @@ def _event_json(ev: SecurityEvent) -> dict:
 @admin_gate
 def audit(session, admin):
     cond, f, problems = _audit_filters()
-    before = request.args.get("before", type=int)
+    raw_before = request.args.get("before")
+    before = parse_id(raw_before) if raw_before else None
+    if raw_before and before is None:
+        abort(400, "before: an event id")
     q = select(SecurityEvent).where(*cond).order_by(SecurityEvent.id.desc()).limit(101)
     if before:
         q = q.where(SecurityEvent.id < before)

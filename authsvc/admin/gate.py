@@ -84,6 +84,28 @@ def _deny(user, reason: str):
                             user_agent=ctx.user_agent, reason=reason, details={"path": request.path[:200]})
 
 
+SELF_AUDITED = {"audit_export"}  # GET views that write their own audit event (admin:audit:export) on every call
+READ_EVERY = 60  # seconds: at most one read event per admin per page (and per user shown) in this window
+
+
+def audit_read(admin, view_args: dict) -> None:
+    """Admin reads (dashboard, users, a user's page, the outbox with its live links, the audit log, attacks) are
+    audited as ``admin:read:<page>`` — cheaply: a Redis ``SET NX`` with a one-minute life lets through one event per
+    admin per page (per user for a user's page) per minute. Redis down → the error handlers answer 503."""
+    page = (request.endpoint or "unknown").rpartition(".")[2][:40]
+    if page in SELF_AUDITED:
+        return
+    subject = view_args.get("user_id")
+    key = f"admin:read:{{a{admin.id}}}:{page}:{subject if subject is not None else ''}"
+    if not services().sessions.redis.set(key, "1", nx=True, ex=READ_EVERY):
+        return
+    ctx = request_context()
+    details = {k[:40]: v[:100] for k, v in list(request.args.items())[:10] if k != "csrf_token"} or None
+    services().audit.record(f"admin:read:{page}", "info", actor_id=admin.id,
+                            subject_id=subject if isinstance(subject, int) else None, ip=ctx.ip,
+                            user_agent=ctx.user_agent, details=details)
+
+
 def admin_gate(view):
     """Role → second factor → freshness. Use on every operator view."""
 
@@ -104,6 +126,8 @@ def admin_gate(view):
             return redirect(m.step_up_url(next_url))
         if not is_fresh(session):
             return redirect(reauth_url(next_url))
+        if request.method == "GET":
+            audit_read(user, kwargs)
         return view(session, user, *args, **kwargs)
 
     return wrapper

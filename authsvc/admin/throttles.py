@@ -23,6 +23,15 @@ SUFFIX_TEXT = {
 }
 BLOCK_SUFFIXES = {"b", "lu", "lf"}
 
+# The limiter named in a 429 (``Throttled.scope``), in words for the dashboard's refusals table.
+SCOPE_TEXT = {
+    "account_ip": "account × IP failures", "ip": "IP address failures", "pfx": "network prefix failures",
+    "asn": "ASN failures", "ip_spray": "spray from an IP", "pfx_spray": "spray from a network",
+    "asn_spray": "spray from an ASN", "password_spray": "one password across accounts",
+    "account": "account lock (growing delay)", "account_failure_cap": "consecutive-failure cap (reset required)",
+    "global_unfamiliar": "service-wide budget for unfamiliar attempts", "oauth": "OAuth client quota",
+}
+
 
 @dataclass(frozen=True)
 class Mark:

@@ -15,6 +15,7 @@ from authsvc.errors import ServiceError
 from authsvc.services import services
 from authsvc.web.auth import bearer_session
 from authsvc.web.http import request_context
+from authsvc.web.jsonbody import BadJson, load_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
@@ -51,9 +52,10 @@ def body(schema: str) -> dict:
     """Parse and validate the JSON body against the published schema, or raise a clear 4xx."""
     if not request.is_json:
         raise UnsupportedMediaType()
-    data = request.get_json(silent=True)
-    if data is None:
-        raise InvalidInput("The body is not valid JSON.")
+    try:
+        data = load_json(request.get_data(cache=True))
+    except BadJson as exc:
+        raise InvalidInput(f"The body is not valid JSON: {exc}.") from None
     errors = sorted(_VALIDATORS[schema].iter_errors(data), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
@@ -116,8 +118,9 @@ def register():
 
 @bp.post("/email/verify")
 def verify_email():
-    data = body("TokenOnly")
-    if services().accounts.verify_email(data["token"], request_context()) is None:
+    data = body("EmailVerify")
+    # No cookies in the API: confirming needs the password chosen at registration (pre-hijack, issue #19).
+    if services().accounts.verify_email(data["token"], request_context(), password=data.get("password")) is None:
         raise InvalidInput("This confirmation link is invalid, expired or already used.", field="token")
     return "", 204
 
@@ -131,17 +134,45 @@ def login():
                 "user_id": result.user.id, "must_change_password": result.must_change_password,
                 "reasons": [r.text for r in result.reasons]}
     if result.outcome == L.UNVERIFIED:
-        services().accounts.send_verification(result.user)
-        return {"error": "email_unverified", "message": "Confirm your e-mail address first; a new link was sent."}, 403
+        sent = services().accounts.send_verification(result.user, request_context())
+        return {"error": "email_unverified",
+                "message": "Confirm your e-mail address first; " + (
+                    "a new link was sent." if sent else "use the link sent recently.")}, 403
     if result.outcome == L.MFA_REQUIRED:
-        # The API is password-only for now: an account with a second factor gets no session here (never a
-        # half-authenticated one). Sign in through the web pages, which ask for the factor.
+        mfa = services().mfa
+        if mfa.email_code is not None and not mfa.has_factors(result.user):
+            # No factor of its own: the step every account has, a code mailed to the verified address. The answer
+            # is generic on purpose — the risk engine's reasons are for the owner, after sign-in.
+            token = mfa.begin_login(result.user, request_context(), result.decision, None, result.generation)
+            return {"error": "email_code_required", "pending_token": token,
+                    "message": "We e-mailed you a sign-in code. Send it with this pending_token to "
+                               "/api/v1/login/email-code to finish signing in."}, 403
+        # An account with a second factor gets no session here (never a half-authenticated one). Sign in through
+        # the web pages, which ask for the factor.
         return {"error": "mfa_required",
                 "message": "This account uses two-step verification; sign in through the web page."}, 403
     if result.outcome == L.DENIED:
-        return {"error": "denied", "message": "This sign-in was blocked to protect the account.",
-                "reasons": [r.text for r in result.reasons]}, 403
+        # No reasons here: they describe the owner's usual places and devices to whoever typed the password.
+        return {"error": "denied", "message": "This sign-in was blocked to protect the account."}, 403
     return {"error": "invalid_credentials", "message": "Incorrect e-mail or password."}, 401
+
+
+@bp.post("/login/email-code")
+def login_email_code():
+    data = body("EmailCode")
+    mfa = services().mfa
+    ctx = request_context()
+    found = mfa.pending_user(data["pending_token"])
+    if found is None or not found[0].get("email"):
+        raise Unauthorized("This sign-in expired. Sign in again.")
+    _, user = found
+    if not mfa.check_email_code(data["pending_token"], user, data["code"], ctx):
+        raise Unauthorized("That code is not valid, expired or was replaced by a newer one.")
+    done = mfa.complete_login(data["pending_token"], "email", ctx)
+    if done is None:
+        raise Unauthorized("This sign-in was already completed or expired. Sign in again.")
+    return {"session_token": done.issued.token, "expires_in": services().settings.session_idle_timeout,
+            "user_id": user.id, "must_change_password": user.must_change_password, "reasons": []}
 
 
 @bp.post("/logout")
@@ -177,9 +208,13 @@ def list_sessions(session, user):
 @bp.delete("/sessions/<session_id>")
 @authenticated
 def revoke_session(session, user, session_id):
-    if len(session_id) > 64 or not services().sessions.revoke(user, session_id, "user_revoked"):
-        raise NotFound("No such session.")
     ctx = request_context()
+    if len(session_id) > 64 or not services().sessions.revoke(user, session_id, "user_revoked"):
+        # not this user's session (or already gone): refused, and audited — guessing others' ids shows up here
+        services().audit.record("account:session:revoke", "failure", actor_id=user.id, subject_id=user.id,
+                                ip=ctx.ip, user_agent=ctx.user_agent, reason="not_found_or_not_yours",
+                                details={"session": session_id[:12]})
+        raise NotFound("No such session.")
     services().audit.record("account:session:revoke", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                             user_agent=ctx.user_agent, details={"session": session_id[:12]})
     return "", 204
@@ -260,6 +295,9 @@ def delete_me(session, user):
 
     data = body("PasswordOnly")
     if not privacy().check_password(user, data["password"]):
+        from authsvc.web.center import _audit_delete_refused
+
+        _audit_delete_refused(user)
         raise Unauthorized("The password is not right. After 5 wrong tries, wait 15 minutes.")
     privacy().erase(user, oauth=oauth_service())
     return "", 204

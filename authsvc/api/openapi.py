@@ -15,9 +15,12 @@ SCHEMAS = {
     "Credentials": _obj(email=EMAIL, password=PASSWORD),
     "EmailOnly": _obj(email=EMAIL),
     "TokenOnly": _obj(token=TOKEN),
+    "EmailVerify": {"type": "object", "additionalProperties": False, "required": ["token", "password"],
+                    "properties": {"token": TOKEN, "password": PASSWORD}},
     "PasswordChange": _obj(current_password=PASSWORD, new_password=PASSWORD),
     "PasswordReset": _obj(token=TOKEN, new_password=PASSWORD),
     "PasswordOnly": _obj(password=PASSWORD),
+    "EmailCode": _obj(pending_token=TOKEN, code={"type": "string", "minLength": 1, "maxLength": 16}),
     "Error": {
         "type": "object",
         "required": ["error", "message"],
@@ -80,16 +83,24 @@ def spec() -> dict:
                                        "requestBody": _body("Credentials"),
                                        "responses": {"202": _resp("Accepted; check e-mail"),
                                                      "422": _resp("Password refused", "Error"), **ERRORS}}},
-        "/api/v1/email/verify": {"post": {"summary": "Confirm an e-mail address", "requestBody": _body("TokenOnly"),
+        "/api/v1/email/verify": {"post": {"summary": "Confirm an e-mail address", "requestBody": _body("EmailVerify"),
                                            "responses": {"204": _resp("Confirmed"),
                                                          "400": _resp("Bad link", "Error"), **ERRORS}}},
         "/api/v1/login": {"post": {"summary": "Password login", "requestBody": _body("Credentials"),
                                     "responses": {"200": _resp("Signed in", "LoginOk"),
                                                   "401": _resp("Wrong credentials", "Error"),
-                                                  "403": _resp("Not allowed: email_unverified, denied, or mfa_required "
+                                                  "403": _resp("Not allowed: email_unverified, denied, mfa_required "
                                                                "(the account has a second factor; no session is "
-                                                               "issued — sign in on the web)", "Error"),
+                                                               "issued — sign in on the web), or "
+                                                               "email_code_required (with a pending_token: finish "
+                                                               "at /api/v1/login/email-code)", "Error"),
                                                   "429": _resp("Throttled", "Error"), **ERRORS}}},
+        "/api/v1/login/email-code": {"post": {"summary": "Finish a login with the code e-mailed to the account "
+                                                         "(after 403 email_code_required)",
+                                               "requestBody": _body("EmailCode"),
+                                               "responses": {"200": _resp("Signed in", "LoginOk"),
+                                                             "401": _resp("Wrong or expired code", "Error"),
+                                                             "429": _resp("Throttled", "Error"), **ERRORS}}},
         "/api/v1/logout": {"post": {"summary": "End this session", "security": SECURED,
                                      "responses": {"204": _resp("Signed out"), **AUTH, **ERRORS}}},
         "/api/v1/session": {"get": {"summary": "Check the session (who am I)", "security": SECURED,

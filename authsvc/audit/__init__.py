@@ -49,6 +49,31 @@ def _digest(prev_hash: str, ev: SecurityEvent) -> str:
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
+def _stored_id(value) -> int | None:
+    """An actor/subject id as the Integer column stores it ("1", 1 and True all become 1)."""
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def _stored_time(value: dt.datetime) -> dt.datetime:
+    """The occurred_at the UTCDateTime column gives back: aware UTC, microseconds (naive input is taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _text(value, limit: int | None) -> str | None:
+    """Text as both SQLite and PostgreSQL store it: no NUL (PostgreSQL refuses it), no lone surrogates (neither
+    can encode them), at most ``limit`` characters; empty → None."""
+    if value is None:
+        return None
+    value = str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if limit is not None:
+        value = value[:limit]
+    return value or None
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     ok: bool
@@ -174,17 +199,21 @@ class AuditLog:
         return out
 
     def _event(self, ev_id, prev_hash, tag, outcome, actor_id, subject_id, ip, user_agent, reason, details):
+        # Hash the CANONICAL STORED form (issue 12 item 4): whatever the caller passes, the row's fields are first
+        # brought to exactly what the database stores and gives back — ids as int (a uid read from Redis is "1"),
+        # the time as UTC at microsecond precision, text without NUL or lone surrogates and cut to the column's
+        # length, details as the JSON text stored — so ``verify`` recomputes the same hash from the row it reads.
         ev = SecurityEvent(
-            id=ev_id,
-            occurred_at=self.clock.now(),
-            tag=tag,
-            outcome=outcome,
-            actor_id=actor_id,
-            subject_id=subject_id,
-            ip=ip,
-            user_agent=(user_agent or "")[:512] or None,
-            reason=(reason or "")[:255] or None,
-            details=json.dumps(details, sort_keys=True) if details else None,
+            id=int(ev_id),
+            occurred_at=_stored_time(self.clock.now()),
+            tag=_text(tag, 64),
+            outcome=_text(outcome, 16),
+            actor_id=_stored_id(actor_id),
+            subject_id=_stored_id(subject_id),
+            ip=_text(ip, 45),
+            user_agent=_text(user_agent, 512),
+            reason=_text(reason, 255),
+            details=_text(json.dumps(details, sort_keys=True, default=str), None) if details else None,
             prev_hash=prev_hash,
         )
         ev.hash = _digest(prev_hash, ev)

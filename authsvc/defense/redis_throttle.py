@@ -12,7 +12,7 @@ What is counted (failures only — a success never charges a limiter, it clears 
 | account, unfamiliar places | ``th:{a:<acct>}:fu`` | ≥ account_lockout_threshold → delay doubling with each further failure (60 s, 120 s, … ≤ 1 h) |
 | account, familiar places | ``th:{a:<acct>}:ff`` | its own, larger budget — strangers cannot use it up |
 | account, consecutive | ``th:{a:<acct>}:c`` | ≥ account_failure_cap (NIST 100) → a reset is required |
-| whole service, unfamiliar attempts | ``th:{global}:u:<second>`` | > the per-second budget of password checks for strangers |
+| whole service, unfamiliar attempts | ``th:{global}:bucket`` (token bucket; sizing in budget.py) | the bucket of password checks for strangers is empty |
 
 Accounts and passwords appear only as keyed hashes (HMAC with the app's secret), never in clear. Counting is by the
 *submitted* e-mail, so unknown and real accounts behave alike (no enumeration through throttling). Whether the account
@@ -158,11 +158,11 @@ class Verdict:
 
 class RedisThrottle:
     def __init__(self, *, redis_getter, settings: Settings, secret: bytes, asn_lookup=None,
-                 unfamiliar_budget: float = 0.0, clock=time.time):
+                 budget=None, clock=time.time):
         self._redis = redis_getter
         self.s = settings
         self._secret = secret
-        self.unfamiliar_budget = unfamiliar_budget  # attempts/second; 0 = no global budget
+        self.budget = budget  # UnfamiliarBudget (defense/budget.py): the service-wide token bucket; None = none
         self.clock = clock
         self.asn_lookup = asn_lookup  # callable ip → "AS1234" or None (from the risk package's geo data)
         self._scripts = ScriptCache(redis_getter)
@@ -269,17 +269,13 @@ class RedisThrottle:
         if waits:
             retry, scope = max(waits)
             raise Throttled(retry, scope)
-        if not familiar and self.unfamiliar_budget > 0:
-            # Global per-second budget of password checks for strangers (see Settings). Familiar attempts never
-            # spend it, so owners keep their capacity while a distributed flood is refused before hashing.
-            key = f"th:{{global}}:u:{int(self.clock())}"
-            pipe = self._redis().pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, 2)
-            n = pipe.execute()[0]
-            counts["global_unfamiliar"] = n
-            if n > self.unfamiliar_budget:
-                raise Throttled(1, "global_unfamiliar")
+        if not familiar and self.budget is not None:
+            # Service-wide budget of password checks for strangers (budget.py). Familiar attempts never spend it, so
+            # owners keep their capacity while a distributed flood is refused before hashing.
+            ok, wait, snap = self.budget.take()
+            counts["global_unfamiliar_rate"] = snap.rate
+            if not ok:
+                raise Throttled(wait, "global_unfamiliar")
         return Verdict(familiar, counts)
 
     # --- counting -------------------------------------------------------------------------------------------------------
@@ -333,12 +329,18 @@ class RedisThrottle:
         return {"count": n, "retry_after": max(int(ttl), 1), "over": n > s.throttle_proven_limit, "notify": notify}
 
     def record_success(self, email: str, ctx) -> None:
-        """Clear the streak and remember where the owner signs in, so that place keeps its own budget."""
+        """Clear the streak and remember where the owner signs in, so that place keeps its own budget.
+
+        The login pipeline calls this only once a login has fully succeeded (second step included), with
+        ``ctx.device_id`` only when that trusted device is the account's own."""
         acct = self._h("a", email)
         pipe = self._redis().pipeline(transaction=False)
         for suffix in ("c", "fu", "lu", "ff", "lf"):  # one key per DEL: a Cluster pipeline takes no multi-key DEL
             pipe.delete(f"th:{{a:{acct}}}:{suffix}")
         pipe.delete(f"th:{{p:{acct}:{canonical_ip(ctx.ip)}}}")
+        # A full sign-in (second step included) from this network: its earlier stops at the second step were the
+        # owner's own, not a password in a stranger's hands.
+        pipe.delete(self._proven_key(acct, canonical_ip(ctx.ip)))
         known = f"th:{{a:{acct}}}:known"
         marks = [self._h("k", prefix_of(ctx.ip) or "-")]
         if ctx.device_id:
@@ -348,12 +350,14 @@ class RedisThrottle:
         pipe.execute()
 
     def clear_account(self, email: str, *, pairs: bool = False) -> None:
-        """After a password reset (the stronger proof), the account starts afresh. ``pairs`` also lifts its
-        account×IP blocks (the admin's "unlock"); that needs a SCAN, so the reset path leaves them to expire."""
+        """After a password reset (the stronger proof), a password change or a lockdown, the account starts
+        afresh: no streak, no locks, and no familiar places or devices (some may be the attacker's, who knew the old
+        password). ``pairs`` also lifts its account×IP blocks (the admin's "unlock"); that needs a SCAN, so the
+        reset path leaves them to expire."""
         acct = self._h("a", email)
         r = self._redis()
         r.delete(f"th:{{a:{acct}}}:c", f"th:{{a:{acct}}}:fu", f"th:{{a:{acct}}}:lu", f"th:{{a:{acct}}}:ff",
-                 f"th:{{a:{acct}}}:lf")
+                 f"th:{{a:{acct}}}:lf", f"th:{{a:{acct}}}:known")
         if pairs:
             for pattern in (f"th:{{p:{acct}:*}}", f"th:{{pk:{acct}:*}}"):  # account×IP, and correct-password stops
                 for key in list(r.scan_iter(match=pattern, count=1000)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from authsvc.mfa.config import MfaSettings, load_mfa_settings
 from authsvc.mfa.crypto import SecretBox
+from authsvc.mfa.email_code import EmailCodeService
 from authsvc.mfa.devices import DEVICE_COOKIE, TrustedDeviceService
 from authsvc.mfa.recovery import RecoveryCodeService
 from authsvc.mfa.service import MfaService
@@ -27,4 +28,6 @@ def build_mfa(*, app, settings, db, redis_getter, clock, sessions, audit, mailer
         webauthn=WebAuthnService(db=db, store=store, clock=clock, rp_id=cfg.webauthn_rp_id,
                                  rp_name=cfg.webauthn_rp_name, origins=cfg.webauthn_origins),
         devices=TrustedDeviceService(db=db, clock=clock, days=cfg.trusted_device_days),
-        sessions=sessions, audit=audit, mailer=mailer, clock=clock)
+        sessions=sessions, audit=audit, mailer=mailer, clock=clock,
+        email_code=EmailCodeService(redis_getter, secret=app.config["SECRET_KEY"].encode(), mailer=mailer,
+                                    service_name=settings.service_name, ttl=cfg.pending_ttl))

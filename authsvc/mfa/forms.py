@@ -37,3 +37,10 @@ class PasswordConfirmForm(FlaskForm):
 class PasskeyNameForm(FlaskForm):
     name = StringField("Name for this passkey or security key", validators=[Length(max=64)],
                        render_kw={"autocomplete": "off", "maxlength": "64", "placeholder": "e.g. Laptop"})
+
+
+class EmailCodeForm(FlaskForm):
+    email_code = StringField("Code from the e-mail", validators=[DataRequired(), Length(max=16)],
+                             render_kw={"autocomplete": "one-time-code", "inputmode": "numeric",
+                                        "pattern": "[0-9 ]*", "maxlength": "16", "spellcheck": "false"})
+    method = HiddenField(default="email")

@@ -9,6 +9,7 @@ Assurance levels recorded on sessions (``aal`` + ``methods``, AMR-like names):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -18,8 +19,15 @@ from authsvc.accounts.login import Decision, Reason, RequestContext
 from authsvc.errors import ServiceError, Throttled
 from authsvc.mfa.webauthn import CredentialSuspended, SignCountRegression, WebAuthnError
 from authsvc.models import RecoveryCode, TotpCredential, User, WebAuthnCredential
+from authsvc.sessions import Generation, StaleCredentials
 
-AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk"}
+AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk", "email": "email"}
+# Methods that are authenticators for AAL2. A code e-mailed to the account's address proves the mailbox and meets a
+# risk step-up, but e-mail is not an out-of-band authenticator (NIST SP 800-63B 5.1.3.1): it stays aal1.
+AAL2_METHODS = frozenset({"otp", "rc", "hwk"})
+# A sign-in of an account with no learned history this soon after its address was confirmed is already proven by
+# that mailbox (the verification link): no code is mailed, and nothing is learned from it either.
+MAILBOX_FRESH_SECONDS = 86400
 
 
 class TotpSuspended(ServiceError):
@@ -55,8 +63,15 @@ _HAS_FACTORS = select(or_(exists().where(TotpCredential.user_id == _UID),
                           exists().where(WebAuthnCredential.user_id == _UID)))  # built once: every login asks
 
 
+def _fingerprint(password_hash: str | None) -> str | None:
+    """A pending record names the password hash it proved by a digest, never the hash itself."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32] if password_hash else None
+
+
 class MfaService:
-    def __init__(self, *, db, settings, store, totp, recovery, webauthn, devices, sessions, audit, mailer, clock):
+    def __init__(self, *, db, settings, store, totp, recovery, webauthn, devices, sessions, audit, mailer, clock,
+                 email_code=None):
+        self.email_code = email_code  # mfa.email_code.EmailCodeService: the step every account has
         self.db, self.settings, self.store = db, settings, store
         self.totp, self.recovery, self.webauthn, self.devices = totp, recovery, webauthn, devices
         self.sessions, self.audit, self.mailer, self.clock = sessions, audit, mailer, clock
@@ -81,10 +96,20 @@ class MfaService:
         has = self.has_factors(user)
         if decision.action == "step_up":
             if not has:
-                # Risk asked for more than the account can give: let it through at aal1, but on the record.
-                self._audit("mfa:stepup:unavailable", "info", user, ctx, defer=defer,
-                            reason="; ".join(r.text for r in decision.reasons)[:255] or "risk step_up, no factor")
-                return False
+                if self._mailbox_just_proven(user, decision):
+                    # First sign-in minutes after the verification link proved the mailbox: that is the second
+                    # step. Not learned from (LoginService.proven) — the engine learns from proven logins only.
+                    self._audit("mfa:stepup:mailbox_fresh", "info", user, ctx, defer=defer,
+                                reason="first sign-in right after the address was confirmed")
+                    return False
+                if self.email_code is None:  # nothing to offer (not wired): refuse rather than skip the step-up
+                    self._audit("mfa:stepup:unavailable", "info", user, ctx, defer=defer,
+                                reason="; ".join(r.text for r in decision.reasons)[:255] or "risk step_up")
+                    return True
+                # The account has no factor: the step every account has is a code mailed to its verified address.
+                self._audit("mfa:stepup:email", "info", user, ctx, defer=defer,
+                            reason="; ".join(r.code for r in decision.reasons)[:255] or "risk step_up")
+                return True
             return True  # an explicit step-up is never satisfied by a remembered device
         if not has:
             return False
@@ -94,13 +119,50 @@ class MfaService:
             return False
         return True
 
-    def begin_login(self, user: User, ctx: RequestContext, decision: Decision | None, next_url: str | None) -> str:
-        """The pending login between password and second factor: a Redis record behind a random cookie token."""
+    def begin_login(self, user: User, ctx: RequestContext, decision: Decision | None, next_url: str | None,
+                    generation: Generation | None = None) -> str:
+        """The pending login between password and second factor: a Redis record behind a random cookie token.
+
+        ``generation`` (what the password proved) travels with it: the second step finishes only if no password
+        change, reset, lockdown or "sign out everywhere" happened since (checked atomically at session issue)."""
         d = decision or Decision("allow")
-        return self.store.create_pending({
+        gen = generation or Generation.of(user, user.password_hash)
+        by_email = self.email_code is not None and not self.has_factors(user)
+        token = self.store.create_pending({
             "uid": user.id, "methods": ["pwd"], "next": next_url, "created": self.clock.timestamp(),
+            "email": by_email,  # no factor of its own: the second step is a code mailed to the verified address
+            "gen": {"va": gen.valid_after.isoformat() if gen.valid_after else None,
+                    "pw": _fingerprint(gen.password_hash)},
             "decision": {"action": d.action, "score": d.score,
                          "reasons": [[r.code, r.text] for r in d.reasons]}})
+        if by_email:
+            self.send_email_code(token, user, ctx)
+        return token
+
+    def _mailbox_just_proven(self, user: User, decision: Decision) -> bool:
+        """No history is the engine's only concern, and the address was confirmed within MAILBOX_FRESH_SECONDS."""
+        if not user.email_verified_at or any(r.code != "no_history" for r in decision.reasons):
+            return False
+        return 0 <= (self.clock.now() - user.email_verified_at).total_seconds() <= MAILBOX_FRESH_SECONDS
+
+    def send_email_code(self, token: str, user: User, ctx: RequestContext) -> str:
+        """(Re)send the code of an e-mail second step; "sent" or "too_many" (mfa.email_code)."""
+        outcome = self.email_code.send(self.store.binding(token), user, ctx.ip)
+        self._audit("mfa:email:send", "success" if outcome == "sent" else "failure", user, ctx,
+                    reason=None if outcome == "sent" else "too many codes")
+        return outcome
+
+    def check_email_code(self, token: str, user: User, code: str, ctx: RequestContext) -> bool:
+        """Check an e-mailed code against this pending login's, under the same per-user failure limit as TOTP."""
+        from authsvc.mfa import email_code as ec
+
+        self.store.precheck(user.id)
+        result = self.email_code.check(self.store.binding(token), code)
+        if result != ec.OK:
+            self.store.record_failure(user.id)
+        self._audit("mfa:email:verify", "success" if result == ec.OK else "failure", user, ctx,
+                    reason=None if result == ec.OK else ("wrong code" if result == ec.WRONG else "no live code"))
+        return result == ec.OK
 
     def pending_user(self, token: str | None) -> tuple[dict, User] | None:
         data = self.store.get_pending(token)
@@ -225,13 +287,26 @@ class MfaService:
                 self._audit("account:login:denied", "failure", user, ctx, details={"score": decision.score},
                             reason="; ".join(r.text for r in decision.reasons)[:255] or "risk deny (passkey)")
                 return None
-        else:
+        generation = None
+        if data.get("uid") is not None:
             d = data.get("decision") or {}
             decision = Decision(d.get("action", "allow"), d.get("score", 0.0),
                                 tuple(Reason(c, t) for c, t in d.get("reasons", [])))
+            gen = data.get("gen") or {}
+            if not gen.get("va") or gen.get("pw") != _fingerprint(user.password_hash):
+                # The password this login proved is no longer the account's (changed, reset, locked down).
+                self._audit("account:login:stale", "failure", user, ctx,
+                            reason="credentials changed or sessions ended during this sign-in")
+                return None
+            # The hash just read is the one proven; sessions.issue re-checks both under the user row's lock.
+            generation = Generation(dt.datetime.fromisoformat(gen["va"]), user.password_hash)
         methods = tuple(data.get("methods") or ()) + (AMR[method],) + (("uv",) if user_verified else ())
-        aal = 2 if (len(methods) > 1 or user_verified) else 1
-        result = self.login.complete(user, ctx, decision, aal=aal, methods=methods)
+        if method == "email" and not data.get("email"):
+            return None  # an e-mailed code finishes only a login that was offered one (no factor of its own)
+        aal = 2 if (AAL2_METHODS.intersection(methods) or user_verified) else 1
+        result = self.login.complete(user, ctx, decision, aal=aal, methods=methods, generation=generation)
+        if result.session is None:
+            return None
         return Completed(user, result.session, data.get("next"), method)
 
     def begin_passkey(self) -> str:
@@ -250,13 +325,18 @@ class MfaService:
     def reauthenticate_password(self, session, user: User, password: str, ctx: RequestContext, hasher):
         """Fresh proof for an account without factors: the password again, then a new token at the same level."""
         self.store.precheck(user.id)
+        generation = Generation.of(user, user.password_hash)  # what this password proves, checked at issue
         if not hasher.verify(user.password_hash, password).ok:
             self.store.record_failure(user.id)
             self._audit("account:reauth:failure", "failure", user, ctx, reason="bad_password")
             return None
         self.store.clear_failures(user.id)
-        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=session.aal,
-                                     methods=tuple(session.methods) or ("pwd",))
+        try:
+            issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=session.aal,
+                                         methods=tuple(session.methods) or ("pwd",), generation=generation)
+        except StaleCredentials:  # the password changed (or every session ended) while this one was checked
+            self._audit("account:reauth:failure", "failure", user, ctx, reason="credentials changed meanwhile")
+            return None
         self.sessions.revoke(user, session.id, "reauthenticated")
         self._audit("account:reauth:success", "success", user, ctx)
         return issued

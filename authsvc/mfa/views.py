@@ -16,10 +16,9 @@ from werkzeug.exceptions import BadRequest
 
 from authsvc.errors import ServiceError
 from authsvc.mfa.devices import DEVICE_COOKIE
-from authsvc.mfa.forms import ConfirmTotpForm, PasskeyNameForm, PasswordConfirmForm, RecoveryForm, TotpForm
+from authsvc.mfa.forms import ConfirmTotpForm, EmailCodeForm, PasskeyNameForm, PasswordConfirmForm, RecoveryForm, TotpForm
 from authsvc.mfa.service import device_cookie_max_age
 from authsvc.mfa.totp import provisioning_uri, qr_data_uri
-from authsvc.mfa.webauthn import loads
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required, safe_next
 from authsvc.web.forms import ActionForm
@@ -61,7 +60,7 @@ def _pending_token() -> str | None:
 # --- the hook the password login calls ----------------------------------------------------------------------------
 def begin_second_factor(result, next_url: str | None):
     """Password accepted, second factor outstanding: pending record + its cookie, then the challenge page."""
-    token = mfa().begin_login(result.user, _ctx(), result.decision, next_url)
+    token = mfa().begin_login(result.user, _ctx(), result.decision, next_url, result.generation)
     resp = redirect(url_for("mfa.challenge"))
     _set_cookie(resp, PENDING_COOKIE, token, mfa().settings.pending_ttl)
     return resp
@@ -69,8 +68,7 @@ def begin_second_factor(result, next_url: str | None):
 
 def _finish_login(done, remember: bool, *, json: bool = False):
     target = safe_next(done.next)
-    if done.user.must_change_password:
-        flash("Your password appears in a list of breached passwords. Please choose a new one now.", "warning")
+    if done.user.must_change_password:  # the password page says the true reason (admin, breached, ...)
         target = url_for("web.change_password")
     resp = jsonify({"redirect": target}) if json else redirect(target)
     set_session_cookie(resp, done.issued.token, services().settings.session_absolute_timeout)
@@ -143,6 +141,8 @@ def challenge():
         _clear_cookie(resp, PENDING_COOKIE)
         return resp
     data, user = found
+    if data.get("email"):
+        return _email_challenge(user)
     totp_form, recovery_form = TotpForm(), RecoveryForm()
     method = request.form.get("method")
     status = 200
@@ -166,6 +166,42 @@ def challenge():
     return render_template("mfa/challenge.html", mode="login", user=user, overview=mfa().overview(user),
                            totp_form=totp_form, recovery_form=recovery_form, password_form=None,
                            flow="login"), status
+
+
+def _masked(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+def _email_challenge(user):
+    """The second step of an account without a factor of its own: the code mailed to its verified address. The page
+    says only that a check is needed — never the risk engine's reasons, which describe the owner's habits to
+    whoever typed the password."""
+    form = EmailCodeForm()
+    status, notice = 200, None
+    if request.method == "POST" and request.form.get("method") == "resend":
+        if not ActionForm().validate_on_submit():
+            raise BadRequest("form expired")
+        if mfa().send_email_code(_pending_token(), user, _ctx()) == "sent":
+            notice = "We sent a new code. Only the newest code works."
+        else:
+            form.form_errors.append("Too many codes were sent. Please wait a while and sign in again.")
+            status = 429
+    elif request.method == "POST":
+        status = 401
+        if form.validate_on_submit():
+            ctx = _ctx()
+            if mfa().check_email_code(_pending_token(), user, form.email_code.data, ctx):
+                done = mfa().complete_login(_pending_token(), "email", ctx)
+                if done is not None:
+                    return _finish_login(done, False)
+                form.form_errors.append("This sign-in was already completed or expired. Please sign in again.")
+            else:
+                form.email_code.errors = ["That code is not valid, expired or was replaced by a newer one."]
+        else:
+            status = 400
+    return render_template("mfa/email_code.html", form=form, resend_form=ActionForm(), notice=notice,
+                           address=_masked(user.email)), status
 
 
 # --- step-up / re-authentication of a signed-in session ------------------------------------------------------------
@@ -220,10 +256,15 @@ def passkey_login():
 
 # --- WebAuthn JSON endpoints (CSRF header X-CSRFToken, checked by Flask-WTF) --------------------------------------
 def _json_body() -> dict:
+    from authsvc.web.jsonbody import BadJson, load_json
+
     try:
-        return loads(request.get_data(cache=False) or b"{}")
-    except ValueError:
+        data = load_json(request.get_data(cache=False) or b"{}")  # depth, lone surrogates, NUL → 400 (issue #12)
+    except BadJson:
         raise BadRequest("body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
 
 
 @bp.post("/webauthn/authenticate/options")
@@ -458,9 +499,12 @@ def device_revoke(session, user, device_id: int):
 
 def _int_id(raw: str) -> int:
     # A plain <id> segment (not <int:…>) so that the CSRF check answers first for any value; then a 404 for junk.
-    if not raw.isdigit() or len(raw) > 18:
+    from authsvc.models.base import parse_id
+
+    value = parse_id(raw)  # ASCII digits within the INTEGER column's range (PostgreSQL: 32 bits), else 404
+    if value is None:
         abort(404)
-    return int(raw)
+    return value
 
 
 # --- app wiring -------------------------------------------------------------------------------------------------------

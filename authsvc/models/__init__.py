@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -10,16 +11,30 @@ from sqlalchemy.orm import Mapped, mapped_column
 from authsvc.models.base import Base, UTCDateTime, utcnow
 
 
+def new_subject() -> str:
+    """A user's OIDC ``sub``: 192 random bits, URL-safe (32 characters). Never derived from the row id."""
+    return secrets.token_urlsafe(24)
+
+
 class User(Base):
     __tablename__ = "users"
+    # Ids are never handed out twice (issue #19): SQLite would otherwise reuse the highest rowid after a delete, and
+    # the id names the account in the audit log, the admin panel and the API. PostgreSQL's sequence never goes back.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The subject identifier apps see (ID tokens, userinfo, introspection, JWT access tokens): random, stored, unique,
+    # never reassigned (OIDC Core §2) and not the row id, so it says nothing about how many accounts exist.
+    sub: Mapped[str] = mapped_column(String(64), unique=True, default=new_subject)
     email: Mapped[str] = mapped_column(String(320), unique=True, index=True)  # stored normalised (lower-case)
     password_hash: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     email_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why the change is forced (accounts.service.FORCED_CHANGE_REASONS: admin | breached | compromise), so the page
+    # tells the true reason; None with the flag set = an older row (a neutral message).
+    must_change_reason: Mapped[str | None] = mapped_column(String(16))
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Durable revocation cut-off: a session created before this instant is dead even if Redis still (or again)
     # holds it — e.g. after a failover or a restore that lost the deletion.

@@ -15,6 +15,21 @@ NAMING = {
 }
 
 
+# Integer ids are INTEGER columns: 32-bit on PostgreSQL, where a larger number in a query is an "integer out of range"
+# error (SQLite fails past 2**63). Whatever comes from outside goes through parse_id first.
+ID_MAX = 2**31 - 1
+
+
+def parse_id(raw) -> int | None:
+    """A row id from a URL, query or form value: ASCII digits only, 1 … ID_MAX; anything else → None (→ 404/400)."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw if 0 < raw <= ID_MAX else None
+    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+        return None
+    value = int(raw)
+    return value if 0 < value <= ID_MAX else None
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

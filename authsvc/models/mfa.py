@@ -46,6 +46,7 @@ class WebAuthnCredential(Base):
     """A security key or passkey. ``credential_id`` is base64url (what the browser sends back as ``id``)."""
 
     __tablename__ = "mfa_webauthn"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids name credentials in URLs and audit rows: never reused
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -66,6 +67,7 @@ class TrustedDevice(Base):
     """"Remember this device": the browser keeps a random token in ``__Host-authsvc-device``; we keep its SHA-256."""
 
     __tablename__ = "mfa_trusted_devices"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids name devices in forms and audit rows: never reused
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -30,6 +30,12 @@ def _message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
     return msg
 
 
+def render(sender: str, to: str, subject: str, body: str) -> bytes:
+    """The message as it would go on the wire. Paths that must cost the same whether or not a mail is sent (a reset
+    for an unknown address) render it and drop it."""
+    return _message(sender, to, subject, body).as_bytes()
+
+
 class SmtpMailer:
     def __init__(self, *, host: str, port: int, username: str | None, password: str | None, starttls: bool,
                  sender: str, timeout: float = 10.0):

@@ -82,6 +82,20 @@ class KeyStore:
         raw = _b64d(blob)
         return self._aead.decrypt(raw[:12], raw[12:], kid.encode())
 
+    def unreadable(self) -> tuple[list[str], int]:
+        """(kids whose private key this KEK cannot open, number of stored keys): the start-up check that several
+        hosts share one ``AUTHSVC_OAUTH_KEY_ENCRYPTION_KEY`` (authsvc.keycheck)."""
+        from cryptography.exceptions import InvalidTag
+
+        rows = self.db.session.execute(select(OAuthSigningKey.kid, OAuthSigningKey.private_jwk_enc)).all()
+        bad = []
+        for kid, blob in rows:
+            try:
+                self._decrypt(kid, blob)
+            except (InvalidTag, ValueError):
+                bad.append(kid)
+        return bad, len(rows)
+
     def _new_key(self, state: str) -> OAuthSigningKey:
         kid = secrets.token_urlsafe(12)
         params = {"kid": kid, "alg": self.alg, "use": "sig"}

@@ -35,6 +35,7 @@ import redis
 from flask import current_app, request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
+from sqlalchemy import select
 
 from authsvc import metrics
 from authsvc.errors import Throttled
@@ -555,9 +556,13 @@ class OAuthProvider:
         user = self.db.session.get(User, int(user_id))
         return user if user is not None and user.is_active else None
 
+    def subject_of(self, user_id) -> str | None:
+        """The ``sub`` of a user id, from SQL: only for Redis records written before records carried it."""
+        return self.db.session.execute(select(User.sub).where(User.id == int(user_id))).scalar()
+
     def user_claims(self, user: User, scope: str) -> dict:
         scopes = (scope or "").split()
-        claims = {"sub": str(user.id)}
+        claims = {"sub": user.sub}  # opaque, stored, never reassigned (OIDC Core §2); not the row id
         if "email" in scopes:
             claims["email"] = user.email
             claims["email_verified"] = user.email_verified_at is not None
@@ -595,12 +600,13 @@ class OAuthProvider:
                 refresh = f"{gid}.{secrets.token_urlsafe(32)}"
             self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
                                      scope=d["scope"], audiences=d["aud"], auth_time=d["auth_time"], acr=d["acr"],
-                                     amr=d["amr"], refresh_hash=sha256(refresh) if refresh else None)
-            ctx = {"sid": d["sid"], "at": d["auth_time"], "acr": d["acr"], "aud": d["aud"]}
+                                     amr=d["amr"], refresh_hash=sha256(refresh) if refresh else None,
+                                     subject=user.sub)
+            ctx = {"sid": d["sid"], "at": d["auth_time"], "acr": d["acr"], "aud": d["aud"], "sub": user.sub}
         elif grant_type == "refresh_token":
             g = request.refresh_token.rec
             gid, refresh = g["gid"], request.new_refresh_token
-            ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"])}
+            ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"]), "sub": g.get("sub")}
         elif grant_type == DEVICE_GRANT:
             d = request.device
             gid = new_grant_id()
@@ -610,8 +616,8 @@ class OAuthProvider:
             self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
                                      scope=token["scope"], audiences=aud, auth_time=int(d["at"]), acr=d["acr"],
                                      amr=d["amr"].split(",") if d["amr"] else [],
-                                     refresh_hash=sha256(refresh) if refresh else None)
-            ctx = {"sid": d["sid"], "at": int(d["at"]), "acr": d["acr"], "aud": aud}
+                                     refresh_hash=sha256(refresh) if refresh else None, subject=user.sub)
+            ctx = {"sid": d["sid"], "at": int(d["at"]), "acr": d["acr"], "aud": aud, "sub": user.sub}
         else:  # client_credentials: a grant too, so deleting the client (or revoking) reaches these tokens
             gid = new_grant_id()
             aud = self.requested_audiences(client, request.payload.datalist.get("resource", []))
@@ -635,10 +641,12 @@ class OAuthProvider:
 
     def issue_access(self, client: Client, gid: str, uid, scope: str, ctx: dict, opaque: str) -> str:
         """Store a new access token of grant ``gid`` and return it (``opaque``, or a JWT for JWT clients). Raises
-        invalid_grant if the grant was revoked meanwhile (nothing stored). ``ctx``: sid, at, acr, aud of the grant."""
+        invalid_grant if the grant was revoked meanwhile (nothing stored). ``ctx``: sid, at, acr, aud of the grant, and
+        the user's opaque ``sub`` (kept in the record: introspection and JWTs name the user by it, never by ``uid``)."""
         now = int(self.clock.timestamp())
         ttl = client.access_token_ttl
-        record = {"gid": gid, "cid": client.client_id, "uid": uid or "", "scope": scope,
+        record = {"gid": gid, "cid": client.client_id, "uid": uid or "", "sub": (uid and ctx.get("sub")) or "",
+                  "scope": scope,
                   "aud": " ".join(ctx["aud"]), "iat": now, "exp": now + ttl, "at": ctx["at"] or "",
                   "acr": ctx["acr"] or "", "jti": secrets.token_urlsafe(12)}
         access = self._jwt_access_token(record, client) if client.token_format == "jwt" else opaque
@@ -649,7 +657,7 @@ class OAuthProvider:
     def _jwt_access_token(self, record: dict, client: Client) -> str:
         """RFC 9068 JWT access token: typ at+jwt, signed with the current key, short-lived (≤ 15 min by policy)."""
         key, kid, alg = self.keys.signing_key()
-        claims = {"iss": self.issuer, "sub": str(record["uid"] or client.client_id), "aud": record["aud"].split(),
+        claims = {"iss": self.issuer, "sub": record["sub"] or client.client_id, "aud": record["aud"].split(),
                   "client_id": client.client_id, "iat": record["iat"], "exp": record["exp"], "jti": record["jti"],
                   "scope": record["scope"]}
         if record["at"]:
@@ -830,7 +838,7 @@ class OAuthProvider:
         g = result.grant
         if not g["uid"] or not result.user_active:
             return 400, {"error": "invalid_request", "error_description": "There is no 'user' for this token."}
-        ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"])}
+        ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"]), "sub": g.get("sub")}
         try:
             access = self.issue_access(client, g["gid"], g["uid"], g["scope"], ctx, secrets.token_urlsafe(32))
         except InvalidGrantError as exc:
@@ -872,7 +880,7 @@ class OAuthProvider:
         else:
             out.update(token_type="refresh_token", aud=json.loads(rec.get("aud") or "[]"))
         if rec.get("uid"):
-            out["sub"] = str(rec["uid"])
+            out["sub"] = rec.get("sub") or self.subject_of(rec["uid"])
         if rec.get("at"):
             out["auth_time"] = int(float(rec["at"]))
         if rec.get("acr"):

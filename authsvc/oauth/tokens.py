@@ -53,7 +53,8 @@ _ROTATE_SQL = (
             rotated_at=bindparam("p_now", type_=_G.c.rotated_at.type))
     .returning(_G.c.user_id, _G.c.session_id, _G.c.scope, _G.c.audiences, _G.c.auth_time, _G.c.acr, _G.c.amr,
                _G.c.expires_at,
-               select(_U.c.status).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_status"))
+               select(_U.c.status).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_status"),
+               select(_U.c.sub).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_sub"))
 )
 
 _CONSUME_CODE = """
@@ -171,7 +172,8 @@ class TokenStore:
     # --- grants ------------------------------------------------------------------------------------------------------
     def create_grant(self, gid: str, *, client_id: str, user_id: int | None, session_id: str | None, scope: str,
                      audiences: list[str], auth_time: int | None, acr: str | None, amr: list[str] | None,
-                     refresh_hash: str | None) -> OAuthGrant:
+                     refresh_hash: str | None, subject: str | None = None) -> OAuthGrant:
+        """``subject``: the user's opaque ``sub``, kept in the Redis twin so the lean paths name the user by it."""
         now = self.clock.now()
         row = OAuthGrant(id=gid, client_id=client_id, user_id=user_id, session_id=session_id, scope=scope,
                          audiences=json.dumps(audiences), auth_time=auth_time, acr=acr,
@@ -180,19 +182,20 @@ class TokenStore:
         # SQL first: without the durable record no usable refresh token may exist anywhere.
         self.db.session.add(row)
         self.db.session.commit()
-        self._mirror(row)
+        self._mirror(row, subject)
         return row
 
-    def _mirror(self, row: OAuthGrant) -> None:
+    def _mirror(self, row: OAuthGrant, subject: str | None) -> None:
         self._write_twin(row.id, self._twin(row.client_id, row.user_id, row.session_id, row.scope, row.audiences,
                                             row.auth_time, row.acr, row.amr, row.current_hash,
-                                            row.revoked_at is not None), row.expires_at)
+                                            row.revoked_at is not None, subject), row.expires_at)
 
     @staticmethod
-    def _twin(client_id, user_id, session_id, scope, audiences, auth_time, acr, amr, current_hash, revoked) -> dict:
-        return {"cid": client_id, "uid": user_id or "", "sid": session_id or "", "scope": scope, "aud": audiences,
-                "at": auth_time or "", "acr": acr or "", "amr": amr or "", "cur": current_hash or "-",
-                "rev": "1" if revoked else "0"}
+    def _twin(client_id, user_id, session_id, scope, audiences, auth_time, acr, amr, current_hash, revoked,
+              subject=None) -> dict:
+        return {"cid": client_id, "uid": user_id or "", "sub": (user_id and subject) or "", "sid": session_id or "",
+                "scope": scope, "aud": audiences, "at": auth_time or "", "acr": acr or "", "amr": amr or "",
+                "cur": current_hash or "-", "rev": "1" if revoked else "0"}
 
     def _write_twin(self, gid: str, mapping: dict, expires_at: dt.datetime) -> None:
         ttl = max(1, int((expires_at - self.clock.now()).total_seconds()))
@@ -241,10 +244,12 @@ class TokenStore:
         if row is not None:
             if outcome == "miss":  # Redis lost the twin (restart without AOF, eviction): re-create it from SQL
                 self._write_twin(gid, self._twin(client_id, row.user_id, row.session_id, row.scope, row.audiences,
-                                                 row.auth_time, row.acr, row.amr, new, False), row.expires_at)
+                                                 row.auth_time, row.acr, row.amr, new, False, row.user_sub),
+                                  row.expires_at)
             return RotateResult(
                 "ok", {"gid": gid, "cid": client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
-                       "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr},
+                       "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr,
+                       "sub": row.user_sub},
                 user_active=row.user_status == "active")
         grant = self.db.session.get(OAuthGrant, gid)
         if grant is None or grant.client_id != client_id:

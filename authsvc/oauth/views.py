@@ -490,7 +490,7 @@ def logout():
         return _error_page(error)  # never redirect on a bad logout request (RP-Initiated Logout §4)
     session, user = cookie_session()
     claims = req.id_token_claims or {}
-    hint_matches = user is not None and claims.get("sub") == str(user.id)
+    hint_matches = user is not None and claims.get("sub") == user.sub
     if request.method == "POST":
         form = ActionForm()
         if not form.validate_on_submit():

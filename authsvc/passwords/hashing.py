@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -27,7 +28,8 @@ class PasswordHasherService:
         # disabled account costs exactly what a real verify costs, so timing does not tell accounts apart.
         started = time.perf_counter()
         self._dummy = self._ph.hash(secrets.token_urlsafe(32))
-        # One hash's wall time at these parameters, measured here and now: sizes the throttle's global budget.
+        # One *cold* hash's wall time (first allocation of the memory, often while every worker boots at once): a
+        # rough figure only. The throttle's budget uses measure_seconds_per_hash(), taken warm and shared per host.
         self.seconds_per_hash = time.perf_counter() - started
 
     @property
@@ -37,6 +39,18 @@ class PasswordHasherService:
             "memory_cost": self._ph.memory_cost,
             "parallelism": self._ph.parallelism,
         }
+
+    def measure_seconds_per_hash(self, samples: int = 5, warmup: int = 1) -> float:
+        """Warm wall time of one hash at the current parameters: ``warmup`` hashes first (page faults, caches), then
+        the median of ``samples`` — robust to a worker being preempted during one of them."""
+        for _ in range(warmup):
+            self._ph.hash(secrets.token_urlsafe(16))
+        times = []
+        for _ in range(max(1, samples)):
+            started = time.perf_counter()
+            self._ph.hash(secrets.token_urlsafe(16))
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
 
     def hash(self, password: str) -> str:
         return self._ph.hash(normalize(password))

@@ -2,6 +2,11 @@
 
 Length is counted in Unicode code points after NFKC normalisation. No composition rules, no truncation, no case
 folding of the secret itself. Context words and breached passwords are refused *with a reason* the user can act on.
+
+Guessability floor: no breach list holds every "passwordpassword" or keyboard row, so what the list does not hold is
+estimated with zxcvbn (repeats, sequences, keyboard patterns, dictionary words with digits — the "repetitive or
+sequential characters" NIST SP 800-63B asks verifiers to refuse) and refused below ``min_guesses_log10``. Not a
+composition rule: a few unrelated words pass whatever they are made of.
 """
 
 from __future__ import annotations
@@ -35,12 +40,14 @@ class PasswordPolicy:
         max_length: int,
         service_name: str,
         breach_checker: BreachChecker,
+        min_guesses_log10: float = 0.0,
     ):
         self.min_length = min_length
         self.min_length_with_mfa = min_length_with_mfa
         self.max_length = max_length
         self.service_name = service_name
         self.breach_checker = breach_checker
+        self.min_guesses_log10 = min_guesses_log10  # 0 = no guessability floor
 
     def check(self, password: str, *, email: str | None = None, has_mfa: bool = False) -> list[PolicyViolation]:
         pw = normalize(password)
@@ -72,7 +79,28 @@ class PasswordPolicy:
                     "first. Choose a different one — a password manager can generate one for you.",
                 )
             )
+        elif self.min_guesses_log10 > 0:
+            problem = self._guessable(pw)
+            if problem is not None:
+                problems.append(problem)
         return problems
+
+    # zxcvbn refuses longer input (and its matching grows fast with length); a longer password is judged by its start.
+    ESTIMATE_MAX = 72
+
+    def _guessable(self, pw: str) -> PolicyViolation | None:
+        from zxcvbn import zxcvbn
+
+        result = zxcvbn(pw[: self.ESTIMATE_MAX], max_length=self.ESTIMATE_MAX)
+        if result["guesses_log10"] >= self.min_guesses_log10:
+            return None
+        warning = (result.get("feedback") or {}).get("warning") or ""
+        return PolicyViolation(
+            "guessable",
+            "This password is easy to guess: it follows a pattern attackers try early (a repeated word, a keyboard "
+            "row, a sequence, a common word with digits)." + (f" {warning.rstrip('.')}." if warning else "")
+            + " Use a few unrelated words instead — a password manager can generate them for you.",
+        )
 
     def _context_words(self, email: str | None) -> list[str]:
         words = {self.service_name.casefold()}

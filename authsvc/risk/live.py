@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from authsvc import redis_scripts
 from authsvc.redis_scripts import ScriptCache
 from authsvc.risk.context import LoginContext, Reason
-from authsvc.risk.signals import Features, LastLogin
+from authsvc.risk.signals import Features, LastLogin, extract_features
 from authsvc.risk.store import HOUR_KEY, LEVELS, GlobalStats, UserProfile
 
 _LEARN = """
@@ -42,6 +42,10 @@ _GLOBAL_STATS = "risk:{g}:s"
 
 def _ukey(user: str) -> str:
     return f"risk:{{u{user}}}:h"
+
+
+def _gflag(user: str) -> str:
+    return f"risk:{{u{user}}}:g"
 
 
 class RedisRiskStore:
@@ -108,7 +112,15 @@ class RedisRiskStore:
         distinct = {lvl: int(s.get(f"d:{lvl}", 0)) for lvl in (*LEVELS, HOUR_KEY)}
         return GlobalStats(int(s.get("n", 0)), int(s.get("users", 0)), distinct)
 
-    def learn(self, user: str, features: Features, timestamp: float) -> None:
+    def learned_count(self, user: str) -> int:
+        """How many logins of ``user`` are in the history (the prefetched copy when this thread just scored)."""
+        cache = self._cached(user)
+        return len(cache[1]) if cache is not None else int(self._redis().llen(_ukey(user)))
+
+    def learn(self, user: str, features: Features, timestamp: float, *, global_counts: bool = True) -> None:
+        """Add the login to the user's history and — with ``global_counts`` — to the global statistics. The caller
+        (LiveRiskScorer) leaves those out for accounts that are not established, so that throw-away accounts
+        cannot dilute what "common" means for everyone (issue #19)."""
         self._local.cache = None  # what was prefetched is about to change
         values = list(features.ip_values + features.ua_values)
         entry = json.dumps({"t": timestamp, "v": values, "h": features.hour, "c": features.country,
@@ -121,20 +133,29 @@ class RedisRiskStore:
         pipe.rpush(_ukey(user), entry)
         pipe.ltrim(_ukey(user), -self.max_entries, -1)
         pipe.expire(_ukey(user), int(self.max_age))
+        if not global_counts:
+            for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, Exception):
+                    raise reply
+            return
+        # "users" (U in the prior) counts accounts that contribute to the global statistics: the first time one
+        # does, its flag (same hash tag as its history) is new.
+        pipe.set(_gflag(user), 1, nx=True, ex=int(self.max_age))
+        pipe.expire(_gflag(user), int(self.max_age))
         clustered = isinstance(r, RedisCluster)
         keys = [_GLOBAL_COUNTS, _GLOBAL_STATS]
         if not clustered:
             redis_scripts.queue(pipe, script, keys, fields)
         replies = pipe.execute(raise_on_error=False)
-        for reply in replies[:3]:
+        for reply in replies[:5]:
             if isinstance(reply, Exception):
                 raise reply
-        first = replies[0] == 1
+        first = bool(replies[3])
         if clustered:  # a Cluster pipeline refuses EVALSHA: the global update is its own round trip there
             script(keys=keys, args=fields)
         else:
-            redis_scripts.settle(replies[3], script, keys, fields)
-        if first:  # the user's first learned login
+            redis_scripts.settle(replies[5], script, keys, fields)
+        if first:  # the user's first contribution to the global statistics
             r.hincrby(_GLOBAL_STATS, "users", 1)
 
 
@@ -147,10 +168,16 @@ _VELOCITY = {"account_consecutive": "account_failures", "ip": "ip_failures", "pf
 class LiveRiskScorer:
     """The login pipeline's ``RiskScorer``: builds the engine's context from the request and the account."""
 
-    def __init__(self, engine, *, is_trusted_device=None, clock=time.time):
+    def __init__(self, engine, *, is_trusted_device=None, clock=time.time, global_min_logins: int = 3,
+                 global_min_age_days: float = 30.0):
         self.engine = engine
         self.is_trusted_device = is_trusted_device  # (user, device_id) → bool, from the MFA package
         self.clock = clock
+        # Which accounts' logins count in the global statistics (what is "common" for everyone): verified ones
+        # with this many learned logins (this one included), or this old. 45 throw-away accounts with one login
+        # each shifted every score by 0.5–1.1 before (issue #19).
+        self.global_min_logins = global_min_logins
+        self.global_min_age_days = global_min_age_days
 
     def _ctx(self, user, ctx, *, breached: bool = False, velocity: dict | None = None) -> LoginContext:
         trusted = bool(ctx.device_id and self.is_trusted_device and self.is_trusted_device(user, ctx.device_id))
@@ -161,12 +188,30 @@ class LiveRiskScorer:
 
     def score(self, user, ctx, *, breached: bool, velocity: dict | None = None):
         decision = self.engine.score(self._ctx(user, ctx, breached=breached, velocity=velocity))
-        if decision.action != "allow" and not decision.reasons:
-            # Every challenge carries a reason the user can read: when no single signal stands out, say that the
-            # combination is unusual rather than nothing at all.
+        if decision.action != "allow" and not decision.reasons and decision.score > 0:
+            # When no single signal stands out but the combination scores as more likely an attacker than the owner
+            # (score > 0), say so. At a score ≤ 0 the sign-in looks *like* the owner's (the step-up threshold can
+            # sit below 0), so that sentence would be false: no reason is better than an untrue one (issue #12).
             decision.reasons.append(Reason("unusual_context", "this sign-in looks different from your usual ones",
                                            decision.score))
         return decision
 
+    def established(self, user) -> bool:
+        """Whether this account's logins may shape the global statistics (see __init__)."""
+        if not getattr(user, "email_verified_at", None):
+            return False
+        created = getattr(user, "created_at", None)
+        if created is not None and self.clock() - created.timestamp() >= self.global_min_age_days * 86400:
+            return True
+        store = self.engine.store
+        counted = getattr(store, "learned_count", None)
+        return counted is not None and counted(str(user.id)) + 1 >= self.global_min_logins
+
     def learn(self, user, ctx) -> None:
-        self.engine.learn(self._ctx(user, ctx))
+        lctx = self._ctx(user, ctx)
+        store = self.engine.store
+        if not isinstance(store, RedisRiskStore):
+            self.engine.learn(lctx)
+            return
+        store.learn(lctx.user, extract_features(lctx, self.engine.geo), lctx.timestamp,
+                    global_counts=self.established(user))

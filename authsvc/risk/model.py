@@ -211,9 +211,23 @@ class RiskEngine:
         w = fs.log_lr
         if fs.user_counts[3] == 0:
             usual = self._usual(profile.counts["device_type"])
-            out.append(Reason("new_device_type", f"new device type: {ua.device_type} (usually {usual})", w))
+            out.append(Reason("new_device_type", device_type_text(ua.device_type, usual), w))
         else:
             out.append(Reason("new_device", f"device never seen ({ua.browser} on {ua.os})", w))
+
+
+# Device types (ua.DEVICE_TYPES) in plain words. "bot" is what the UA parser calls HTTP libraries, scripts and
+# headless browsers: to a person that is "an automated program", never "a bot" (issue #12: "usually bot").
+_DEVICE_WORDS = {"mobile": "a phone", "desktop": "a computer", "tablet": "a tablet",
+                 "bot": "an automated program or headless browser"}
+
+
+def device_type_text(now: str, usual: str) -> str:
+    """"new device type: a phone (you usually sign in from a computer)"; the usual part only when it is known."""
+    text = f"new device type: {_DEVICE_WORDS.get(now, 'a device we could not recognise')}"
+    if usual in _DEVICE_WORDS:
+        text += f" (you usually sign in from {_DEVICE_WORDS[usual]})"
+    return text
 
 
 class NullRiskEngine:

@@ -77,13 +77,19 @@ def hour_term(
     if n_user < cfg.hour_min_history:
         return 0.0, None
     local = user_hours[hour - 1] + user_hours[hour] + user_hours[(hour + 1) % 24]  # hour-1 wraps via index -1
+    if local * 8 >= n_user:
+        # The user signs in around this hour at least as often as around any hour on average (3 of 24 hours):
+        # whatever the global counts say, "unusual time" would be false (issue #12: four logins at 12:0x, then
+        # "unusual time of day: 12:00").
+        return 0.0, None
     p_user = (local + 1.0) / (n_user + 8.0)
     p_global = (global_window + 1.0) / (n_global + 8.0)
     ratio = math.log(p_global / p_user)
     if ratio <= 0:
         return 0.0, None
     term = cfg.hour_weight * min(ratio, cfg.hour_cap)
-    return term, Reason("unusual_hour", f"unusual time of day: {hour:02d}:00 UTC", term)
+    return term, Reason("unusual_hour", f"unusual time of day: {hour:02d}:00 UTC, an hour you rarely sign in at",
+                        term)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -68,6 +68,22 @@ class SessionInfo:
     must_change_password: bool = False  # set by check_light (the API refuses everything but the change)
 
 
+class StaleCredentials(Exception):
+    """The credentials a login proved were replaced (or every session was cut off) before its session was issued."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a login proved, as it was when it proved it: the cut-off and (for a password) the stored hash."""
+
+    valid_after: dt.datetime | None
+    password_hash: str | None = None
+
+    @classmethod
+    def of(cls, user: User, password_hash: str | None = None) -> "Generation":
+        return cls(user.sessions_valid_after, password_hash)
+
+
 @dataclass(frozen=True)
 class IssuedSession:
     token: str
@@ -77,6 +93,14 @@ class IssuedSession:
 
 # Statements of the login and page-request paths, built once (building a select costs ~0.1 ms of CPU each time).
 _INSERT_SESSION = insert(UserSession.__table__)
+# The credential generation a login saw at its password check, compared at issue time under the user row's write lock:
+# a password change, reset, "this wasn't me" or "sign out everywhere" that committed in between makes it fail. The
+# UPDATE writes nothing new; it exists to take the lock (PostgreSQL: the row; SQLite: the database), so a concurrent
+# cut-off either waits for this session's row (and then revokes it) or is seen here (and no session is made).
+_GUARD_VA = (update(User.__table__)
+             .where(User.id == bindparam("p_uid"), User.sessions_valid_after == bindparam("p_va"))
+             .values(sessions_valid_after=User.sessions_valid_after))
+_GUARD_VA_PW = _GUARD_VA.where(User.password_hash == bindparam("p_pw"))
 _CHECK_SQL = (select(User, UserSession.revoked_at, UserSession.created_at)
               .join(UserSession, UserSession.user_id == User.id)
               .where(UserSession.id == bindparam("p_sid")))
@@ -111,12 +135,24 @@ class SessionService:
 
     # --- issue -------------------------------------------------------------------------------------------------------
     def issue(self, user: User, *, ip: str | None, user_agent: str | None, aal: int = 1,
-              methods: tuple[str, ...] = ("pwd",), before_commit=None) -> IssuedSession:
-        """``before_commit(session_id)`` may add rows (receipt, audit event) to the same SQL transaction."""
+              methods: tuple[str, ...] = ("pwd",), before_commit=None,
+              generation: Generation | None = None) -> IssuedSession:
+        """``before_commit(session_id)`` may add rows (receipt, audit event) to the same SQL transaction.
+
+        ``generation``: what the login saw at its proof; raises :class:`StaleCredentials` (nothing written) if the
+        account's credentials or cut-off changed since."""
         token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
         sid = token_hash(token)
-        now = self.clock.now()
         ua = (user_agent or "")[:512]
+        if generation is not None:
+            params = {"p_uid": user.id, "p_va": generation.valid_after}
+            if generation.password_hash is not None:
+                params["p_pw"] = generation.password_hash
+            guard = _GUARD_VA_PW if generation.password_hash is not None else _GUARD_VA
+            if generation.valid_after is None or self.db.session.execute(guard, params).rowcount != 1:
+                self.db.session.rollback()
+                raise StaleCredentials()
+        now = self.clock.now()  # after the lock: a cut-off committed before it is older than this session
         # SQL first: if the durable record cannot be written, no usable token exists anywhere.
         # A Core INSERT (built once), not an ORM object: nothing reads the row back in this request, and the unit of
         # work's flush machinery costs more CPU than the statement (measured on the login path).

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, url_for
 
 from authsvc.accounts import login as L
-from authsvc.accounts.service import InvalidInput, PolicyError
+from authsvc.accounts.mailguard import BROWSER_COOKIE, new_browser_id
+from authsvc.accounts.service import InvalidInput, PasswordNeeded, PolicyError
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required, safe_next
 from authsvc.web.forms import (ActionForm, ChangePasswordForm, LoginForm, NewPasswordForm, RegisterForm,
-                               ResetRequestForm, SetupForm)
+                               ResetRequestForm, SetupForm, VerifyForm)
 from authsvc.web.http import clear_session_cookie, request_context, set_session_cookie
 
 bp = Blueprint("web", __name__)
@@ -38,38 +39,60 @@ def index():
 
 
 # --- registration and verification ----------------------------------------------------------------------------------
+def _browser_id() -> str:
+    """This browser's random id for binding verification links (pre-hijack, authsvc/accounts/mailguard.py)."""
+    value = request.cookies.get(BROWSER_COOKIE)
+    return value if value and 32 <= len(value) <= 64 else new_browser_id()
+
+
+def _with_browser_cookie(resp, browser: str):
+    resp = make_response(resp)
+    resp.set_cookie(BROWSER_COOKIE, browser, max_age=services().settings.verify_token_ttl, path="/", secure=True,
+                    httponly=True, samesite="Lax")
+    return resp
+
+
 @bp.route("/register", methods=["GET", "POST"])
 def register():
     form = RegisterForm()
     if form.validate_on_submit():
+        browser = _browser_id()
         try:
-            services().accounts.register(form.email.data, form.password.data, request_context())
+            services().accounts.register(form.email.data, form.password.data, request_context(), browser=browser)
         except (PolicyError, InvalidInput) as exc:
             form.password.errors = [exc.message] if isinstance(exc, PolicyError) else []
             if isinstance(exc, InvalidInput):
                 form.email.errors = [exc.message]
             return render_template("register.html", form=form), 400
-        return render_template("message.html", title="Check your e-mail",
-                               message="If this address can be registered, a confirmation link is on its way. "
-                                       "Open it to finish creating your account.")
+        return _with_browser_cookie(render_template(
+            "message.html", title="Check your e-mail",
+            message="If this address can be registered, a confirmation link is on its way. Open it in this browser "
+                    "to finish creating your account."), browser)
     return render_template("register.html", form=form), 400 if form.errors else 200
 
 
 @bp.route("/verify/<token>", methods=["GET", "POST"])
 def verify(token: str):
     # GET only shows a button: mail scanners that prefetch links must not use the token up.
-    form = ActionForm()
+    form = VerifyForm()
+    invalid = ("message.html", {"title": "Link not valid",
+                                "message": "This confirmation link is invalid, expired or already used."})
+    browser = request.cookies.get(BROWSER_COOKIE)
     if request.method == "POST" and form.validate_on_submit():
-        user = services().accounts.verify_email(token, request_context())
+        try:
+            user = services().accounts.verify_email(token, request_context(), password=form.password.data or None,
+                                                    browser=browser)
+        except PasswordNeeded as exc:
+            form.password.errors = [exc.message]
+            return render_template("verify.html", form=form, needs_password=True), 400
         if user is None:
-            return render_template("message.html", title="Link not valid",
-                                   message="This confirmation link is invalid, expired or already used."), 400
+            return render_template(invalid[0], **invalid[1]), 400
         flash("Your e-mail address is confirmed. You can sign in now.", "success")
         return redirect(url_for("web.login"))
     if services().tokens.peek("verify", token) is None:
-        return render_template("message.html", title="Link not valid",
-                               message="This confirmation link is invalid, expired or already used."), 400
-    return render_template("verify.html", form=form)
+        return render_template(invalid[0], **invalid[1]), 400
+    needs_password = services().accounts.verification_needs_password(token, browser)
+    return render_template("verify.html", form=form, needs_password=needs_password), 400 if form.errors else 200
 
 
 # --- login / logout -----------------------------------------------------------------------------------------------
@@ -81,20 +104,22 @@ def login():
     result = services().login.login(form.email.data, form.password.data, request_context())
     if result.outcome == L.SUCCESS:
         nxt = request.args.get("next")
+        # A forced change: the password page itself says the true reason (admin, breached, compromise).
         target = (url_for("web.change_password", next=safe_next(nxt) if nxt else None) if result.must_change_password
                   else safe_next(nxt))
-        if result.must_change_password:
-            flash("Your password appears in a list of breached passwords. Please choose a new one now.", "warning")
         resp = redirect(target)
         set_session_cookie(resp, result.token, services().settings.session_absolute_timeout)
         return resp
     if result.outcome == L.UNVERIFIED:
-        services().accounts.send_verification(result.user)
-        form.form_errors.append("Please confirm your e-mail address first. We sent you a new link.")
-        return render_template("login.html", form=form), 403
+        browser = _browser_id()  # the password was right: a re-sent link confirms in this browser
+        if services().accounts.send_verification(result.user, request_context(), browser=browser):
+            form.form_errors.append("Please confirm your e-mail address first. We sent you a new link.")
+        else:  # mail limit: no new mail (and the links already sent keep working)
+            form.form_errors.append("Please confirm your e-mail address first, with the link we sent you recently "
+                                    "(look in your spam folder too).")
+        return _with_browser_cookie(render_template("login.html", form=form), browser), 403
     if result.outcome == L.DENIED:
-        return render_template("login.html", form=form, reasons=result.reasons,
-                               denied=True), 403
+        return render_template("login.html", form=form, denied=True), 403
     if result.outcome == L.MFA_REQUIRED:  # no session yet: a pending-login cookie and the second-factor page
         from authsvc.mfa.views import begin_second_factor
 
@@ -143,6 +168,10 @@ def revoke_session():
         services().audit.record("account:session:revoke", "success", actor_id=user.id, subject_id=user.id,
                                 ip=ctx.ip, user_agent=ctx.user_agent, details={"session": form.target.data[:12]})
         flash("The session was signed out.", "success")
+    else:  # not this user's session (or already gone): nothing touched, but the attempt is on record
+        services().audit.record("account:session:revoke", "failure", actor_id=user.id, subject_id=user.id,
+                                ip=ctx.ip, user_agent=ctx.user_agent, reason="not_found_or_not_yours",
+                                details={"session": form.target.data[:12]})
     if form.target.data == session.id:
         resp = redirect(url_for("web.login"))
         clear_session_cookie(resp)
@@ -199,7 +228,10 @@ def change_password():
             resp = redirect(safe_next(request.args.get("next")))  # e.g. back into an OAuth authorization
             set_session_cookie(resp, changed.new_token, services().settings.session_absolute_timeout)
             return resp
-    return render_template("password_change.html", form=form, user=user), 400 if form.errors else 200
+    from authsvc.accounts.service import forced_change_message
+
+    return render_template("password_change.html", form=form, user=user, forced=forced_change_message(user)), \
+        400 if form.errors else 200
 
 
 @bp.route("/reset", methods=["GET", "POST"])
@@ -299,11 +331,14 @@ def metrics():
     """Prometheus exposition (authsvc.metrics). Peer address in ``metrics_allow`` or the metrics bearer token;
     anyone else gets 404 — the endpoint is not advertised."""
     from authsvc import metrics as m
+    from authsvc.web.http import metrics_client
 
     settings = current_app.config["AUTHSVC"]
-    if not m.allowed(request.remote_addr, request.headers.get("Authorization"), settings.metrics_allow,
-                     settings.metrics_token):
+    # Behind a reverse proxy the socket peer is the proxy (often loopback): decide by the client it forwarded.
+    if not m.allowed(metrics_client(request, settings.trusted_proxies), request.headers.get("Authorization"),
+                     settings.metrics_allow, settings.metrics_token):
         abort(404)
+    m.refresh_budget()
     body, ctype = m.render()
     return body, 200, {"Content-Type": ctype, "Cache-Control": "no-store"}
 

@@ -146,17 +146,48 @@ def _fresh_or_redirect(session, next_url: str):
     return redirect(mfa.step_up_url(next_url))
 
 
+def _audit_delete_refused(user) -> None:
+    """A wrong password (or the 5-per-15-minutes budget spent) at account deletion: audited, never the password."""
+    ctx = request_context()
+    services().audit.record("account:delete:failure", "failure", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                            user_agent=ctx.user_agent, reason="bad_password")
+
+
 def _export_response(user):
     from flask import Response
 
-    data = privacy().export(user, mfa=mfa_service(), oauth_consents=[
-        dict(c, granted_at=c["granted_at"].isoformat()) for c in consents_for(user)])
+    try:
+        data = privacy().export(user, mfa=mfa_service(), oauth_consents=consents_for(user))
+        body = json.dumps(data, indent=2, ensure_ascii=False)  # built before the audit row: a failure is not a success
+    except Exception as exc:
+        _audit_export_failed(user, exc)
+        raise
     ctx = request_context()
     services().audit.record("account:data:export", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                             user_agent=ctx.user_agent)
     stamp = services().clock.now().strftime("%Y%m%d")
-    return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
+    return Response(body, mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="authsvc-data-{stamp}.json"'})
+
+
+def _audit_export_failed(user, exc: Exception) -> None:
+    """An export that broke on the server is audited as a failure (never as a success), then the error goes on."""
+    services().audit.db.session.rollback()
+    ctx = request_context()
+    services().audit.record("account:data:export", "failure", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
+                            user_agent=ctx.user_agent, reason=type(exc).__name__)
+
+
+def _alerts_off_notice(user, ctx) -> None:
+    name = services().settings.service_name
+    base = services().settings.base_url.rstrip("/")
+    services().mailer.send(
+        user.email, f"Sign-in alerts for your {name} account were turned off",
+        f"Sign-in alerts for your {name} account were turned off just now "
+        f"(from {ctx.ip or 'an unknown address'}, {describe_ua(ctx.user_agent)['text']}).\n\n"
+        "You will no longer get an e-mail when your account is used from a new device or place.\n\n"
+        f"If this was not you, someone else may have access to your account: change your password at "
+        f"{base}/reset, review your devices at {base}/account, and turn the alerts back on there.\n")
 
 
 def init_routes(bp) -> None:
@@ -171,12 +202,21 @@ def init_routes(bp) -> None:
         if not form.validate_on_submit():
             return render_template("message.html", title="Nothing changed",
                                    message="Reload the page and try again."), 400
+        turning_off = bool(user.notify_new_sign_in) and not form.new_sign_in.data
+        if turning_off:
+            # Alerts are what tells an owner that someone else signed in: whoever holds a session must not silence
+            # them quietly (issue 19). A fresh proof first (the step-up page), and the owner is told by e-mail.
+            again = _fresh_or_redirect(session, url_for("web.account") + "#notifications-h")
+            if again is not None:
+                return again
         user.notify_new_sign_in = bool(form.new_sign_in.data)
         services().audit.db.session.commit()
         ctx = request_context()
         services().audit.record("account:preferences:update", "success", actor_id=user.id, subject_id=user.id,
                                 ip=ctx.ip, user_agent=ctx.user_agent,
                                 details={"notify_new_sign_in": user.notify_new_sign_in})
+        if turning_off:
+            _alerts_off_notice(user, ctx)
         flash("Sign-in alerts are on." if user.notify_new_sign_in else "Sign-in alerts are off.", "success")
         return redirect(url_for("web.account") + "#notifications-h")
 
@@ -210,6 +250,7 @@ def init_routes(bp) -> None:
                     resp = redirect(url_for("web.account_deleted"))
                     clear_session_cookie(resp)
                     return resp
+                _audit_delete_refused(user)
                 form.password.errors = ["That password is not right. After 5 wrong tries, wait 15 minutes."]
                 status = 401
         return render_template("account_delete.html", form=form, user=user), status

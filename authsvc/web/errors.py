@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from flask import Flask, jsonify, render_template, request, url_for
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from authsvc.errors import DependencyUnavailable, ServiceError, Throttled
@@ -44,6 +44,40 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return resp
 
 
+def human_wait(seconds: int) -> str:
+    """The wait as a person says it: "about 10 minutes" for 600 (minutes rounded up, never promising too early)."""
+    seconds = max(1, int(seconds))
+    if seconds <= 10:
+        return "a few seconds"
+    if seconds < 60:
+        return "less than a minute"
+    if seconds < 3600:
+        minutes = -(-seconds // 60)
+        return "about a minute" if minutes == 1 else f"about {minutes} minutes"
+    hours = round(seconds / 3600)
+    return "about an hour" if hours <= 1 else f"about {hours} hours"
+
+
+def _note_refusal(exc: Throttled) -> None:
+    """Count the 429 and, bounded, audit it and show it in the account's activity (authsvc/defense/refusals.py).
+    Never changes the answer: if a store is away, the refusal stands and only the note is lost."""
+    from authsvc.services import services
+    from authsvc.web.http import request_context
+
+    try:
+        refusals = getattr(services(), "refusals", None)
+        if refusals is not None:
+            refusals.record(exc, request_context(), path=request.path, email=getattr(exc, "account_email", None))
+    except Exception as err:  # noqa: BLE001 - the refusal is the answer; its bookkeeping is best effort
+        log.warning("429 not recorded: %s: %s", type(err).__name__, err)
+        from authsvc.extensions import db
+
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -61,8 +95,16 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Throttled)
     def throttled(exc: Throttled):
-        return error_response(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)},
-                              retry_after=exc.retry_after)
+        _note_refusal(exc)
+        headers = {"Retry-After": str(exc.retry_after)}
+        if wants_json():
+            return error_response(429, exc.code, exc.message, headers, retry_after=exc.retry_after)
+        # People read a wait, not a number of seconds, and are shown the ways in that no limiter holds up: a passkey
+        # (when the MFA package is installed) and the password reset.
+        passkey = url_for("mfa.passkey_login") if "mfa.passkey_login" in app.view_functions else None
+        return render_template("error.html", status=429, message=exc.message, retry_after=exc.retry_after,
+                               wait=human_wait(exc.retry_after), passkey_url=passkey,
+                               reset_url=url_for("web.reset_request")), 429, headers
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
@@ -96,6 +138,19 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def db_down(exc):
         return unavailable("database", exc)
+
+    @app.errorhandler(DataError)
+    def bad_value(exc: DataError):
+        # A value the database refuses (a number out of range, a NUL character in text on PostgreSQL): the request's
+        # fault, answered as such — the views validate ids and JSON first; this is the net under them (issue #12).
+        log.warning("database refused a value: %s", type(exc.orig).__name__)
+        from authsvc.extensions import db
+
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - best effort, as in unavailable()
+            pass
+        return error_response(400, "bad_request", MESSAGES[400])
 
     @app.errorhandler(DBAPIError)
     def db_error(exc: DBAPIError):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 # Limits are generous (the policy counts code points; 1024 leaves room for any 256-code-point password in UTF-8)
 # and exist so that a multi-megabyte "password" is refused before it reaches argon2.
@@ -32,6 +32,13 @@ class ResetRequestForm(FlaskForm):
 
 class NewPasswordForm(FlaskForm):
     new_password = PasswordField("New password", validators=PASSWORD, render_kw={"autocomplete": "new-password"})
+
+
+class VerifyForm(FlaskForm):
+    """Confirm an address; the password is asked for only outside the browser that registered (pre-hijack)."""
+
+    password = PasswordField("Password you chose when creating the account", validators=[Optional(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
 
 
 class SetupForm(RegisterForm):

@@ -72,3 +72,23 @@ def post_json(client, url, body, token):
 
 
 __all__ = ["form_post", "login"]
+
+
+def finish_with_mailed_code(app, client, resp, to="alice@example.com"):
+    """Follow a password login through the risk step-up of an account without a factor: the page must offer only
+    the code mailed to the owner's address (no factor anybody else planted); the code from the outbox finishes it."""
+    import re as _re
+
+    from tests.conftest import csrf_token as _csrf
+
+    if resp.status_code != 302 or not resp.headers["Location"].endswith("/mfa/challenge"):
+        return resp
+    page = client.get("/mfa/challenge").get_data(as_text=True)
+    assert "Check your e-mail" in page and "Authenticator app" not in page and "Passkey" not in page
+    with app.app_context():
+        from authsvc.services import services
+
+        codes = [m.group(1) for msg in services().outbox.messages(to=to)
+                 for m in [_re.search(r"sign-in code is (\d{8})\b", msg.body)] if m]
+    assert codes, "no sign-in code mailed"
+    return client.post("/mfa/challenge", data={"csrf_token": _csrf(page), "email_code": codes[-1], "method": "email"})

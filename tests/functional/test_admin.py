@@ -345,7 +345,7 @@ def test_audit_filters_and_jsonl_export(app):
     assert all(ln["subject_id"] == bob and len(ln["hash"]) == 64 for ln in lines)
     [ev] = audit_rows(app, "admin:audit:export")
     assert json.loads(ev.details) == {"subject": str(bob), "tag": "account:login"}
-    r = admin.get(f"/admin/audit/export.jsonl?actor={admin.user_id}&tag=admin:")
+    r = admin.get(f"/admin/audit/export.jsonl?actor={admin.user_id}&tag=admin:audit:")
     assert [json.loads(x)["tag"] for x in r.get_data(as_text=True).splitlines()] == ["admin:audit:export"] * 2  # this export is logged before it runs
 
 
@@ -423,3 +423,69 @@ def test_dashboard_chain_tile_is_incremental_and_catches_an_edit_of_a_new_event(
     html = admin.get("/admin/").get_data(as_text=True)
     assert '<span class="tile-n">BROKEN</span>' in html
     assert f"Hash chain BROKEN at event {checkpoint + 1}" in admin.get("/admin/audit").get_data(as_text=True)
+
+
+# --- integers from the outside: a clear 4xx, never a 500 (issue #12 item 8) ---------------------------------------------
+# 2**31 overflows PostgreSQL's INTEGER columns ("integer out of range"), 2**63 and 20 digits overflow SQLite's binding
+# too; "²" is a digit to str.isdigit() but not to int().
+HUGE = ["2147483648", "9223372036854775808", "99999999999999999999", "1" + "0" * 40]
+
+
+def test_huge_negative_and_odd_ids_in_admin_urls_and_filters_are_a_clear_4xx(app):
+    admin = admin_client(app)
+    bob = create_user(app, email="bob@example.com")
+    for raw in HUGE + ["²", "-1", "0", "-99999999999999999999"]:
+        r = admin.get(f"/admin/users?q={raw}")
+        assert r.status_code == 200 and "bob@example.com" not in r.get_data(as_text=True), raw
+        assert admin.get(f"/admin/users/{raw}").status_code == 404, raw
+        r = _post(admin, f"/admin/users/{bob}", f"/admin/users/{raw}/disable")
+        assert r.status_code == 404, raw
+        r = _post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/revoke-device", {"target": raw})
+        assert r.status_code in (302, 400), (raw, r.status_code)  # "already forgotten", or refused as malformed
+        for key in ("actor", "subject"):
+            r = admin.get(f"/admin/audit?{key}={raw}")
+            assert r.status_code == 200, (key, raw)
+            assert f"{key}: " in r.get_data(as_text=True), (key, raw)  # the filter's problem is named
+            assert admin.get(f"/admin/audit/export.jsonl?{key}={raw}").status_code == 400, (key, raw)
+        assert admin.get(f"/admin/audit?before={raw}").status_code == 400, raw
+    assert _user(app, bob).status == "active"
+    # Sane values still work.
+    assert admin.get(f"/admin/users/{bob}").status_code == 200
+    assert admin.get(f"/admin/audit?before=2147483647&actor={bob}").status_code == 200
+
+
+def test_huge_ids_in_the_security_center_urls_are_a_404(app):
+    from tests.functional.mfa_helpers import meta_csrf
+
+    create_user(app)
+    client = app.test_client()
+    assert login(client).status_code == 302
+    html = client.get("/account").get_data(as_text=True)
+    token = csrf_token(html) if 'name="csrf_token"' in html else meta_csrf(html)
+    for raw in HUGE:
+        for url in (f"/mfa/webauthn/{raw}/remove", f"/mfa/devices/{raw}/revoke"):
+            r = client.post(url, data={"csrf_token": token})
+            assert r.status_code in (303, 302, 404), (url, r.status_code)
+            assert r.status_code == 404 or "/account" in r.headers.get("Location", ""), url
+
+
+def test_dashboard_shows_429_refusals_by_limiter_and_the_stuffing_budget(make_app):
+    """Issue #12: 429s appeared nowhere an operator looks. Now: counts by limiter (24 h), the latest audit rows, and
+    the budget for unfamiliar attempts with how it was sized."""
+    app = make_app(throttle_pair_limit=1, throttle_unfamiliar_floor=7)
+    admin = admin_client(app)
+    create_user(app, email="bob@example.com")
+    c = app.test_client()
+    for _ in range(4):
+        c.post("/api/v1/login", json={"email": "bob@example.com", "password": "a wrong password for bob"},
+               environ_base={"REMOTE_ADDR": "198.51.100.44"})
+    html = admin.get("/admin/").get_data(as_text=True)
+    assert "Attempts refused (429), last 24 hours" in html
+    assert re.search(r"account × IP failures <span class=\"muted mono\">account_ip</span></td><td>3</td>", html)
+    assert "198.51.100.44" in html  # the audit row of the refusal
+    assert "Budget for unfamiliar attempts" in html and "Live hosts" in html
+    with app.app_context():
+        from authsvc.services import services
+
+        snap = services().throttle.budget.snapshot()
+    assert f"{snap.rate:.1f} per second" in html and snap.rate >= 7 and snap.hosts == 1

@@ -20,8 +20,13 @@ def test_full_flow_over_the_api(app, client):
     assert r.status_code == 202
     assert client.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD}).status_code == 403
     token = outbox_link(app, "alice@example.com", "verify").rsplit("/", 1)[1]
-    assert client.post("/api/v1/email/verify", json={"token": token}).status_code == 204
-    assert client.post("/api/v1/email/verify", json={"token": token}).status_code == 400
+    # No cookie in the API: confirming needs the registration password (pre-hijack, issue #19).
+    r = client.post("/api/v1/email/verify", json={"token": token})
+    assert r.status_code == 400 and "password" in r.json["message"]
+    r = client.post("/api/v1/email/verify", json={"token": token, "password": "not the registration password"})
+    assert r.status_code == 400 and r.json["error"] == "password_required"
+    assert client.post("/api/v1/email/verify", json={"token": token, "password": PASSWORD}).status_code == 204
+    assert client.post("/api/v1/email/verify", json={"token": token, "password": PASSWORD}).status_code == 400
     t1, t2 = api_login(client), api_login(client)
     who = client.get("/api/v1/session", headers=bearer(t1))
     assert who.status_code == 200 and who.json["email"] == "alice@example.com" and who.json["session"]["current"]
@@ -126,3 +131,70 @@ def test_session_check_fast_path_matches_the_flask_route(app, client):
     bad = client.get("/api/v1/session", headers=bearer("nope"))
     assert bad.status_code == 401 and bad.json["error"] == "unauthorized"
     assert client.head("/api/v1/session", headers=bearer(token)).status_code == 200  # HEAD goes through Flask
+
+
+# --- hostile JSON: no 500 for any JSON body endpoint (issue #12 item 8) -------------------------------------------------
+DEEP = "[" * 20000 + "]" * 20000
+HOSTILE_STRINGS = {"lone surrogate": "\ud800", "lone low surrogate": "x\udfff", "NUL": "a\x00b"}
+
+
+def _api_json_endpoints(app):
+    """(method, path, field names) of every API route that takes a JSON body, from the published spec."""
+    from authsvc.api.openapi import SCHEMAS, spec
+
+    out = []
+    for path, item in spec()["paths"].items():
+        for method, op in item.items():
+            if "requestBody" in op:
+                schema = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                out.append((method, path, list(SCHEMAS[schema]["properties"]), bool(op.get("security"))))
+    assert len(out) >= 7, out
+    return out
+
+
+def _hostile_bodies(fields):
+    """Raw JSON texts: 20,000-deep nesting (whole body and inside a field), and each hostile string in every field
+    (the rest valid-looking)."""
+    import json
+
+    yield "deep body", DEEP
+    yield "deep field", "{" + json.dumps(fields[0]) + ": " + DEEP + "}"
+    yield "deep object", "{\"a\":" * 9000 + "1" + "}" * 9000  # 9,000 deep: what fits under the 64 KiB limit
+    for name, bad in HOSTILE_STRINGS.items():
+        for f in fields:
+            body = {g: ("alice@example.com" if "email" in g else PASSWORD) for g in fields}
+            body[f] = body[f] + bad
+            yield f"{name} in {f}", json.dumps(body)  # ensure_ascii: the surrogate travels as the escape \\ud800
+
+
+def test_every_api_json_endpoint_refuses_hostile_json_with_a_clear_400(app, client):
+    create_user(app)
+    token = api_login(client)
+    for method, path, fields, secured in _api_json_endpoints(app):
+        headers = {"Content-Type": "application/json", **(bearer(token) if secured else {})}
+        for what, raw in _hostile_bodies(fields):
+            r = client.open(path, method=method.upper(), data=raw, headers=headers)
+            assert r.status_code == 400, (path, what, r.status_code, r.get_data(as_text=True)[:300])
+            assert r.is_json and r.json["error"] == "invalid_input" and r.json["message"], (path, what)
+    # Nothing was done with any of it: the account and the session are as they were.
+    assert client.get("/api/v1/session", headers=bearer(token)).status_code == 200
+    api_login(client)
+
+
+def test_mfa_json_endpoints_refuse_hostile_json_with_a_clear_400(app, client):
+    from tests.functional.helpers import login
+    from tests.functional.mfa_helpers import meta_csrf
+
+    create_user(app)
+    assert login(client).status_code == 302
+    csrf = meta_csrf(client.get("/mfa/passkeys").get_data(as_text=True))
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf}
+    # (register/options reads no body.)
+    for url in ("/mfa/webauthn/register/verify", "/mfa/webauthn/authenticate/options",
+                "/mfa/webauthn/authenticate/verify"):
+        bodies = list(_hostile_bodies(["flow", "name", "next"]))
+        bodies.append(("surrogate name", '{"credential": {"id": "x", "response": {}}, "name": "key\\ud800"}'))
+        for what, raw in bodies:
+            r = client.post(url, data=raw, headers=headers)
+            assert 400 <= r.status_code < 500 and r.status_code not in (401, 403), (url, what, r.status_code)
+            assert r.is_json, (url, what)

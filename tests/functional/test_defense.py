@@ -1,4 +1,7 @@
-"""Throttles before hashing: account×IP, IP, prefix, spray, password spray, smart lockout, NIST cap."""
+"""Throttles before hashing: account×IP, IP, prefix, spray, password spray, smart lockout, NIST cap.
+
+(Tests where the right password follows failures switch the risk engine off: recent failures are a risk signal,
+and the e-mailed second step it then asks for is tested in test_login_proof.py.)"""
 
 import pytest
 
@@ -29,7 +32,7 @@ def counting(app):
 
 
 def test_account_ip_pair_block_refuses_before_hashing(make_app):
-    app = make_app(throttle_pair_limit=3, account_lockout_threshold=50)
+    app = make_app(risk_enabled=False, throttle_pair_limit=3, account_lockout_threshold=50)
     create_user(app)
     counting(app)
     for _ in range(3):
@@ -93,7 +96,7 @@ def test_one_password_sprayed_across_accounts(make_app):
 
 
 def test_familiar_device_still_gets_in_during_a_stuffing_wave(make_app):
-    app = make_app(account_lockout_threshold=5, throttle_pair_limit=1000)
+    app = make_app(risk_enabled=False, account_lockout_threshold=5, throttle_pair_limit=1000)
     create_user(app)
     assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code == 200  # the owner, at home
     for i in range(30):  # strangers hammer the account from all over
@@ -144,7 +147,8 @@ def test_nist_cap_requires_a_reset_then_clears(make_app):
 
 
 def test_success_clears_the_streak(make_app):
-    app = make_app(account_failure_cap=4, account_lockout_threshold=1000, throttle_pair_limit=1000)
+    app = make_app(risk_enabled=False, account_failure_cap=4, account_lockout_threshold=1000,
+                   throttle_pair_limit=1000)
     create_user(app)
     for _ in range(3):
         attempt(app, "alice@example.com", WRONG, "203.0.113.10")
@@ -201,7 +205,7 @@ def test_ipv6_prefix_is_a_48(make_app, ip):
 
 def test_global_budget_for_unfamiliar_attempts_spares_familiar_ones(make_app):
     """Stuffing from ever-new IPs passes every per-source limit; the global budget for strangers still holds."""
-    app = make_app(throttle_unfamiliar_per_second=1)
+    app = make_app(throttle_unfamiliar_per_second=1, throttle_unfamiliar_burst_seconds=1)
     create_user(app)
     # The owner signs in at home once (retrying if that second's budget is already spent), so the network is known.
     import time
@@ -219,3 +223,222 @@ def test_global_budget_for_unfamiliar_attempts_spares_familiar_ones(make_app):
     assert refused and all(r.headers["Retry-After"] == "1" for r in refused)
     # The owner, from the familiar network, is never charged to that budget.
     assert all(attempt(app, "alice@example.com", PASSWORD, "203.0.113.11").status_code == 200 for _ in range(5))
+
+
+# --- the service-wide budget for unfamiliar attempts (issue #12 item 3; authsvc/defense/budget.py) ---------------------
+def _budget(app):
+    from authsvc.services import services
+
+    with app.app_context():
+        return services().throttle.budget
+
+
+def _redis(app):
+    from authsvc.extensions import get_redis
+
+    with app.app_context():
+        return get_redis()
+
+
+class FakeClock:
+    def __init__(self, t=1_900_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def test_budget_floor_lets_a_new_user_in_on_a_slow_quiet_host(make_app):
+    """The old budget was 0.25 × CPUs ÷ one cold hash: below 1/s on a loaded box, so *every* stranger — a brand-new
+    user's first login included — was refused. Now it never falls below the floor."""
+    app = make_app(throttle_unfamiliar_floor=5)
+    budget = _budget(app)
+    # This host measured 10 s per hash (a very loaded box): share × capacity is far below 1/s.
+    _redis(app).set(budget.measurement_key(), "10.0")
+    snap = budget.snapshot(force=True)
+    assert snap.source == "floor" and snap.rate == 5 and snap.host_capacity == budget.cpus / 10.0
+    create_user(app)
+    r = attempt(app, "alice@example.com", PASSWORD, "198.51.100.20")  # unfamiliar: first sign-in ever
+    assert r.status_code == 200, r.get_json()
+    # a burst of strangers in the same second does not refuse the next lone user (token bucket, not a 1 s window)
+    for i in range(8):
+        r = attempt(app, f"s{i}@example.com", f"{WRONG} {i}", f"10.{i}.7.1")
+        assert r.status_code == 401, (i, r.get_json())
+    create_user(app, "bob@example.com")
+    assert attempt(app, "bob@example.com", PASSWORD, "198.51.100.21").status_code == 200
+
+
+def test_explicit_budget_wins_over_the_measurement(make_app):
+    app = make_app(throttle_unfamiliar_per_second=2, throttle_unfamiliar_floor=5)
+    budget = _budget(app)
+    _redis(app).set(budget.measurement_key(), "0.001")  # a fast host: would give hundreds per second
+    snap = budget.snapshot(force=True)
+    assert snap.source == "explicit" and snap.rate == 2 and budget.measurements == 0
+
+
+def test_budget_sums_live_hosts_and_a_stale_host_drops_out(make_app):
+    from authsvc.defense.budget import HEARTBEAT_TTL, UnfamiliarBudget
+
+    app = make_app(throttle_unfamiliar_floor=1, throttle_unfamiliar_share=0.25)
+    mine = _budget(app)
+    clock = FakeClock()
+    hosts = []
+    for name in ("host-a", "host-b"):
+        b = UnfamiliarBudget(redis_getter=mine._redis, hasher=mine.hasher, settings=mine.s, host_id=name, cpus=2,
+                             clock=clock)
+        _redis(app).set(b.measurement_key(), "0.1")  # 2 CPUs ÷ 0.1 s = 20 hashes/s each
+        hosts.append(b)
+    a, b = hosts
+    assert a.snapshot(force=True).hosts == 1 and a.snapshot(force=True).capacity == 20
+    b.snapshot(force=True)  # host B's heartbeat
+    snap = a.snapshot(force=True)
+    assert (snap.hosts, snap.capacity, snap.rate, snap.source) == (2, 40.0, 10.0, "measured")
+    # B stops beating (crashed, scaled in): once its heartbeat is older than the TTL it no longer counts.
+    clock.t += HEARTBEAT_TTL + 1
+    snap = a.snapshot(force=True)
+    assert (snap.hosts, snap.capacity, snap.rate) == (1, 20.0, 5.0)
+    assert _redis(app).zrange("th:{budget}:live", 0, -1) == ["host-a"]
+    assert a.measurements == 0 and b.measurements == 0  # both read the stored measurement
+
+
+def test_warm_measurement_is_taken_once_per_host_and_shared(make_app):
+    from authsvc.defense.budget import UnfamiliarBudget
+
+    app = make_app()
+    mine = _budget(app)
+
+    class CountingHashes(PasswordHasherService):
+        hashes = 0
+
+        def measure_seconds_per_hash(self, samples=5, warmup=1):
+            CountingHashes.hashes += samples + warmup
+            return super().measure_seconds_per_hash(samples, warmup)
+
+    hasher = CountingHashes(time_cost=1, memory_cost=1024, parallelism=1)
+    workers = [UnfamiliarBudget(redis_getter=mine._redis, hasher=hasher, settings=mine.s, host_id="box-1", cpus=2)
+               for _ in range(3)]
+    first = workers[0].seconds_per_hash()
+    assert first > 0 and workers[0].measurements == 1 and CountingHashes.hashes == 6  # 1 warm-up + median of 5
+    for w in workers[1:]:  # the other workers of the host read it: no second measurement
+        assert w.seconds_per_hash() == first and w.measurements == 0
+    assert CountingHashes.hashes == 6
+    # another host measures its own
+    other = UnfamiliarBudget(redis_getter=mine._redis, hasher=hasher, settings=mine.s, host_id="box-2", cpus=2)
+    assert other.seconds_per_hash() > 0 and other.measurements == 1
+    # while one worker holds the measuring lock, a second one neither measures nor blocks: it uses the floor
+    r = _redis(app)
+    lonely = UnfamiliarBudget(redis_getter=mine._redis, hasher=hasher, settings=mine.s, host_id="box-3", cpus=2)
+    r.set(lonely.measurement_key().replace(":m:", ":ml:", 1), "someone", ex=60)
+    assert lonely.seconds_per_hash() is None and lonely.measurements == 0
+    assert lonely.snapshot(force=True).source == "floor"
+
+
+def test_budget_bucket_bounds_stuffing_and_refills(make_app):
+    app = make_app(throttle_unfamiliar_per_second=1, throttle_unfamiliar_burst_seconds=5)
+    budget = _budget(app)
+    clock = FakeClock()
+    budget.clock = clock
+    statuses = [attempt(app, f"u{i}@example.com", f"{WRONG} {i}", f"10.{i}.0.1").status_code for i in range(7)]
+    assert statuses == [401] * 5 + [429] * 2  # the burst (5 s × 1/s), then refused before hashing
+    r = attempt(app, "x@example.com", WRONG, "10.99.0.1")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1" and r.get_json()["retry_after"] == 1
+    clock.t += 2  # two seconds → two tokens
+    statuses = [attempt(app, f"w{i}@example.com", f"{WRONG} w{i}", f"10.{i}.9.1").status_code for i in range(3)]
+    assert statuses == [401, 401, 429]
+
+
+
+# --- 429 refusals: a human page, and visible to operator and owner without a row per attempt (issue #12 walk) ---------
+def test_429_page_says_a_human_wait_and_offers_passkey_and_reset(make_app):
+    app = make_app(throttle_pair_limit=1)
+    create_user(app)
+    from tests.functional.helpers import form_post
+
+    c = app.test_client()
+    form_post(c, "/login", {"email": "alice@example.com", "password": WRONG})
+    r = form_post(c, "/login", {"email": "alice@example.com", "password": PASSWORD})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 429 and 890 <= int(r.headers["Retry-After"]) <= 900
+    assert "about 15 minutes" in html and " seconds" not in html
+    from flask import url_for
+
+    with app.test_request_context():
+        reset, passkey = url_for("web.reset_request"), url_for("mfa.passkey_login")
+    assert f'href="{reset}"' in html and f'href="{passkey}"' in html
+    # JSON keeps the seconds and the header
+    j = attempt(app, "alice@example.com", PASSWORD, "127.0.0.1")
+    body = j.get_json()
+    assert j.status_code == 429 and body["retry_after"] == int(j.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("seconds,text", [(3, "a few seconds"), (45, "less than a minute"), (60, "about a minute"),
+                                          (600, "about 10 minutes"), (601, "about 11 minutes"),
+                                          (3600, "about an hour"), (7200, "about 2 hours")])
+def test_human_wait(seconds, text):
+    from authsvc.web.errors import human_wait
+
+    assert human_wait(seconds) == text
+
+
+def _rows(app, tag):
+    from tests.functional.admin_helpers import audit_rows
+
+    return audit_rows(app, tag)
+
+
+def _throttled_receipts(app, uid):
+    from sqlalchemy import select
+
+    from authsvc.extensions import db
+    from authsvc.models import LoginEvent
+
+    with app.app_context():
+        return list(db.session.execute(select(LoginEvent).where(LoginEvent.user_id == uid,
+                                                                LoginEvent.outcome == "throttled")).scalars())
+
+
+def test_429_refusals_are_audited_and_shown_to_the_owner_bounded(make_app):
+    app = make_app(throttle_pair_limit=1)
+    uid = create_user(app)
+    attempt(app, "alice@example.com", WRONG, "198.51.100.9")
+    statuses = [attempt(app, "alice@example.com", PASSWORD, "198.51.100.9").status_code for _ in range(12)]
+    assert statuses == [429] * 12
+    rows = _rows(app, "throttle:refused")
+    assert len(rows) == 1  # one per limiter × source a minute, not one per attempt
+    assert rows[0].reason == "account_ip" and rows[0].subject_id == uid and rows[0].ip == "198.51.100.9"
+    assert len(_throttled_receipts(app, uid)) == 1  # the owner sees it once, not twelve times
+    # the owner's activity page says so in words (signed in from elsewhere: the pair block is on 198.51.100.9 only)
+    from tests.functional.helpers import login
+
+    c = app.test_client()
+    assert login(c).status_code == 302
+    page = c.get("/account/activity").get_data(as_text=True)
+    assert "too many attempts (the password was not checked)" in page
+    with app.app_context():
+        from authsvc.services import services
+
+        assert services().refusals.recent_counts() == {"account_ip": 12}  # exact counts for the dashboard
+
+
+def test_a_flood_of_429s_from_rotating_ips_writes_a_bounded_number_of_audit_rows(make_app):
+    import datetime as dt
+
+    from authsvc.defense.refusals import AUDIT_PER_MINUTE
+
+    app = make_app(throttle_unfamiliar_per_second=1, throttle_unfamiliar_burst_seconds=1)
+    _budget(app).clock = FakeClock()  # the bucket does not refill during the test
+
+    class Frozen:
+        def now(self):
+            return dt.datetime(2026, 11, 26, 12, 0, 30, tzinfo=dt.UTC)
+
+    with app.app_context():
+        from authsvc.services import services
+
+        services().refusals.clock = Frozen()
+    codes = [attempt(app, f"u{i}@example.com", f"{WRONG} {i}", f"10.{i // 250}.{i % 250}.1").status_code
+             for i in range(AUDIT_PER_MINUTE + 20)]
+    assert codes.count(429) == AUDIT_PER_MINUTE + 19
+    assert len(_rows(app, "throttle:refused")) == AUDIT_PER_MINUTE
+    with app.app_context():
+        assert services().refusals.recent_counts() == {"global_unfamiliar": AUDIT_PER_MINUTE + 19}

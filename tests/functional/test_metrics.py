@@ -76,3 +76,30 @@ def test_metrics_token_must_be_long(make_app):
 
     with pytest.raises(ConfigError, match="METRICS_TOKEN"):
         make_app(metrics_token="short")
+
+
+def test_stuffing_budget_is_visible_in_metrics(make_app):
+    """Issue #12 item 3: the current budget, the live hosts it sums and this limiter's refusals."""
+    app = make_app(throttle_unfamiliar_per_second=0, throttle_unfamiliar_floor=3,
+                   throttle_unfamiliar_burst_seconds=1)
+    client = app.test_client()
+    with app.app_context():
+        from authsvc.extensions import get_redis
+        from authsvc.services import services
+
+        get_redis().set(services().throttle.budget.measurement_key(), "10.0")  # a slow host: the floor applies
+    text = _scrape(client)  # a scrape refreshes the gauges: the host publishes its capacity
+    assert _value(text, "authsvc_unfamiliar_budget_per_second") == 3
+    assert _value(text, "authsvc_unfamiliar_budget_per_second") >= 3
+    assert _value(text, "authsvc_unfamiliar_budget_live_hosts") == 1
+    assert _value(text, "authsvc_hashing_capacity_per_second") > 0
+    before = _value(text, "authsvc_unfamiliar_budget_refusals_total")
+    with app.app_context():
+        services().throttle.budget.clock = lambda: 1_900_000_000.0  # no refill during the test
+        burst = services().throttle.budget.snapshot(force=True).burst
+    codes = [client.post("/api/v1/login", json={"email": f"u{i}@example.com", "password": f"wrong password {i}!"},
+                         environ_base={"REMOTE_ADDR": f"10.{i}.1.1"}).status_code for i in range(int(burst) + 2)]
+    assert codes.count(429) == 2
+    after = _scrape(client)
+    assert _value(after, "authsvc_unfamiliar_budget_refusals_total") - before == 2
+    assert _value(after, "authsvc_login_throttled_total", scope="global_unfamiliar") >= 2

@@ -218,7 +218,7 @@ def test_step_up_helpers_for_other_engines(app):
         assert mfa.step_up_url("/oauth/authorize?x=1") == "/mfa/step-up?next=%2Foauth%2Fauthorize%3Fx%3D1"
 
 
-def test_risk_step_up_without_a_factor_lets_the_login_through_at_aal1_on_the_record(app):
+def test_risk_step_up_without_a_factor_asks_for_the_mailed_code_on_the_record(app):
     from authsvc.accounts.login import Decision, Reason, RequestContext
     from authsvc.extensions import db
     from authsvc.models import User
@@ -229,8 +229,9 @@ def test_risk_step_up_without_a_factor_lets_the_login_through_at_aal1_on_the_rec
         user = db.session.get(User, uid)
         mfa = services().mfa
         ctx = RequestContext("203.0.113.9", "pytest")
-        assert mfa.required(user, Decision("step_up", 3.0, (Reason("new_country", "new country"),)), ctx) is False
-    assert [e.reason for e in _events(app, "mfa:stepup:unavailable")] == ["new country"]
+        # Issue #19: this used to be skipped (False) and the login went through at aal1.
+        assert mfa.required(user, Decision("step_up", 3.0, (Reason("new_country", "new country"),)), ctx) is True
+    assert [e.reason for e in _events(app, "mfa:stepup:email")] == ["new_country"]
 
 
 # --- trusted devices ------------------------------------------------------------------------------------------------

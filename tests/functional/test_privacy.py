@@ -152,8 +152,8 @@ def _assert_erased(app, redis, uid, secrets, session_hashes):
     assert tomb[0]["actor_id"] == uid
     rdump = _redis_dump(redis)
     for key, value in rdump.items():
-        for needle in [EMAIL, f"{{u{uid}}}", *session_hashes, secrets.get("device_token", "-"),
-                       secrets.get("session_token", "-")]:
+        for needle in [EMAIL, f"{{u{uid}}}", *session_hashes, secrets.get("device_token", EMAIL),
+                       secrets.get("session_token", EMAIL)]:  # (a missing secret: no "-" placeholder, hostnames have it)
             assert needle not in key and needle not in (value or ""), f"{needle!r} left in Redis {key}"
         if value and value.startswith("{"):
             try:
@@ -248,3 +248,25 @@ def test_security_center_shows_readable_devices_and_apps(app, client):
     assert "Photo app" in html and "Remove access" in html
     assert "Download my data" in html and "Delete my account" in html
     assert "<script>" not in html and " style=" not in html
+
+
+def test_export_with_a_connected_app_that_used_the_account(app, client):
+    """Issue 12 item 6: once an app redeemed a code (a live grant: "last used" is a datetime), the export was a 500
+    and still audited as a success. It must be a JSON download naming the app, audited once as a success."""
+    from tests.functional.oauth_helpers import code_tokens
+
+    cid, _secret, tokens = code_tokens(app, client, name="Photo app")
+    assert tokens["access_token"]
+    r = client.get("/account/export")
+    assert r.status_code == 200, r.get_data(as_text=True)[:400]
+    data = json.loads(r.get_data(as_text=True))
+    [app_row] = data["oauth_consents"]
+    assert app_row["name"] == "Photo app" and app_row["client_id"] == cid
+    assert app_row["granted_at"] and app_row["last_used"]  # ISO strings, not datetimes
+    assert tokens["access_token"] not in r.get_data(as_text=True)
+    assert tokens.get("refresh_token", "-") not in r.get_data(as_text=True)
+    assert [e.outcome for e in audit_rows(app, "account:data:export")] == ["success"]
+    # The API answers the same document.
+    token = client.post("/api/v1/login", json={"email": EMAIL, "password": PASSWORD}).get_json()["session_token"]
+    r = client.get("/api/v1/me/export", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.get_json()["oauth_consents"][0]["last_used"] == app_row["last_used"]

@@ -247,3 +247,29 @@ def test_an_edit_before_the_checkpoint_needs_the_full_check(svc):
     assert svc.audit.verify_incremental().ok
     full = svc.audit.verify()
     assert not full.ok and full.first_bad_id == 2
+
+
+def test_chain_hashes_the_stored_form_whatever_the_caller_passes(app, svc):
+    """Issue 12 item 4: ids given as strings (a uid read back from Redis), a timestamp in another zone or with
+    sub-microsecond noise, and details with non-JSON values must hash to what the row stores and reads back."""
+    import datetime as dt
+
+    class ZonedClock:
+        def now(self):
+            return dt.datetime.now(dt.timezone(dt.timedelta(hours=2)))
+
+    svc.audit.record("oauth:token:revoke", "success", actor_id="1", subject_id="1", ip="192.0.2.1",
+                     details={"client_id": "c", "n": 1})
+    svc.audit.record("oauth:token:revoke", "success", actor_id=True, subject_id=2, ip="x" * 80,
+                     user_agent="ua\x00with nul", details={"when": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)})
+    saved = svc.audit.clock
+    svc.audit.clock = ZonedClock()
+    try:
+        svc.audit.record("test:chain:zone", "info", actor_id="7")
+    finally:
+        svc.audit.clock = saved
+    report = svc.audit.verify()
+    assert report.ok and report.checked == 3, report
+    runner = app.test_cli_runner()
+    out = runner.invoke(args=["audit", "verify"])
+    assert out.exit_code == 0 and "3 events verified" in out.output, out.output

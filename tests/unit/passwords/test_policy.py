@@ -60,3 +60,36 @@ def test_case_is_preserved_and_not_truncated():
 def test_problem_messages_are_actionable():
     (p,) = policy().check("correct horse battery staple")
     assert "breach" in p.message and "password manager" in p.message
+
+
+# --- guessability floor (issue #12 newcomer walk): what no breach list holds ----------------------------------------
+FLOOR = dict(min_guesses_log10=7.0)
+
+
+@pytest.mark.parametrize("password", ["passwordpassword", "password123456789", "qwertyuiopasdfgh", "x" * 64,
+                                      "abcdefghijklmnop", "1234567890123456", "iloveyouiloveyou", "ab" * 40])
+def test_guessability_floor_refuses_patterns_no_list_holds(password):
+    problems = policy(**FLOOR).check(password)
+    assert codes(problems) == ["guessable"]
+    assert "easy to guess" in problems[0].message and "unrelated words" in problems[0].message
+
+
+@pytest.mark.parametrize("password", ["lowercase only passphrase", "a completely different passphrase",
+                                      "my dog is called rex", "Correct Horse Battery Staple", "🔑 unlock the door 🔑",
+                                      "sunny day at the beach", "Tr0ub4dor&3 with more words"])
+def test_guessability_floor_accepts_normal_passphrases(password):
+    assert codes(policy(**FLOOR).check(password)) == []
+
+
+def test_guessability_floor_is_off_by_default_and_breached_is_reported_alone():
+    assert codes(policy().check("passwordpassword")) == []
+    assert codes(policy(**FLOOR).check("correct horse battery staple")) == ["breached"]
+
+
+def test_guessability_estimate_of_a_long_password_stays_fast():
+    import time
+
+    start = time.process_time()
+    for _ in range(5):
+        policy(**FLOOR).check("ab" * 128)
+    assert time.process_time() - start < 5  # zxcvbn looks at the first 72 code points only (it refuses longer)

@@ -66,3 +66,35 @@ def test_every_challenge_has_a_reason(redis_client):
     scorer.learn(_User(), _Ctx())
     breached = scorer.score(_User(), _Ctx(), breached=True)
     assert breached.action != "allow" and "breached_password" in [r.code for r in breached.reasons]
+
+
+def test_throw_away_accounts_do_not_dilute_the_global_statistics(redis_client):
+    """Issue #19: 45 throw-away accounts with one login each shifted every score by 0.5–1.1. Only verified accounts
+    with a few learned logins (or old ones) count in the global statistics."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    now = 1_700_000_000.0
+    scorer = LiveRiskScorer(RiskEngine(store=RedisRiskStore(lambda: redis_client)), clock=lambda: now)
+    created = dt.datetime.fromtimestamp(now - 3600, dt.UTC)
+    verified = created
+
+    def user(uid, ok=True):
+        return SimpleNamespace(id=uid, email_verified_at=verified if ok else None, created_at=created)
+
+    def ctx(ip, ua=UAS[0]):
+        return SimpleNamespace(ip=ip, user_agent=ua, device_id=None)
+
+    for uid in range(1, 6):  # five established users, four logins each from home
+        for _ in range(4):
+            scorer.learn(user(uid), ctx(f"203.0.{uid}.1"))
+    owner, attacker = user(1), ctx("198.51.100.9", UAS[1])
+    before_home, before_away = (scorer.score(owner, ctx("203.0.1.1"), breached=False).score,
+                                scorer.score(owner, attacker, breached=False).score)
+    for uid in range(100, 145):  # 45 throw-away accounts, one login each (verified or not)
+        scorer.learn(user(uid, ok=uid % 2 == 0), ctx(f"192.0.2.{uid}", UAS[2]))
+    assert scorer.score(owner, ctx("203.0.1.1"), breached=False).score == before_home
+    assert scorer.score(owner, attacker, breached=False).score == before_away
+    # An old verified account counts from its first login.
+    old = SimpleNamespace(id=200, email_verified_at=verified, created_at=created - dt.timedelta(days=60))
+    assert scorer.established(old) and not scorer.established(user(201)) and not scorer.established(user(1, ok=False))

@@ -67,7 +67,7 @@ def test_unseen_values_use_global_over_four(engine: RiskEngine) -> None:
     assert d.action == "step_up"
     texts = {r.code: r.text for r in d.reasons}
     assert texts["new_country"] == "new country: NO→BR"
-    assert texts["new_device_type"] == "new device type: mobile (usually desktop)"
+    assert texts["new_device_type"] == "new device type: a phone (you usually sign in from a computer)"
 
 
 def test_value_seen_globally_but_not_for_user_is_still_global_over_four(engine: RiskEngine) -> None:

@@ -75,7 +75,7 @@ def test_unusual_hour_reason(trained: RiskEngine) -> None:
     usual = trained.score(login(ts=T9 + 11 * DAY + 9 * 3600))
     odd = trained.score(login(ts=T9 + 11 * DAY + 3 * 3600))
     reason = next(r for r in odd.reasons if r.code == "unusual_hour")
-    assert reason.text == "unusual time of day: 03:00 UTC"
+    assert reason.text == "unusual time of day: 03:00 UTC, an hour you rarely sign in at"
     # by hand: user window 0 of 10 → (0+1)/(10+8); global window (hours 2,3,4) holds 3 of 19 → (3+1)/(19+8)
     expected = 0.5 * math.log((4 / 27) / (1 / 18))
     assert reason.weight == pytest.approx(expected)
