@@ -114,7 +114,7 @@ def test_the_wheel_installs_and_serves_outside_the_checkout(tmp_path_factory):
         r = s.post(base + "/api/v1/register", json={"email": email, "password": PASSWORD})
         assert r.status_code == 202, r.text
         token = _verification_token(os.path.join(instance, "outbox"), email, port)
-        r = s.post(base + "/api/v1/email/verify", json={"token": token})
+        r = s.post(base + "/api/v1/email/verify", json={"token": token, "password": PASSWORD})  # API: pre-hijack rule
         assert r.status_code == 204, r.text
         r = s.post(base + "/api/v1/login", json={"email": email, "password": PASSWORD})
         assert r.status_code == 200, r.text
