@@ -1,5 +1,3 @@
-"""gunicorn wsgi:app"""
+"""gunicorn wsgi:app from a checkout (an installed authsvc: gunicorn authsvc.wsgi:app)."""
 
-from authsvc import create_app
-
-app = create_app()
+from authsvc.wsgi import app  # noqa: F401

@@ -35,14 +35,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """config → extensions → services → blueprints → cli."""
     from authsvc.config import load_settings
     from authsvc.extensions import csrf, db, redis_ext
+    from authsvc.resources import resource_dir
 
     settings = load_settings(config)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     app = Flask(
         __name__,
         instance_path=os.path.abspath(settings.instance_path) if settings.instance_path else None,
         instance_relative_config=True,
-        static_folder=os.path.join(root, "static"),
+        static_folder=resource_dir("static"),
     )
     os.makedirs(app.instance_path, exist_ok=True)
     logging.getLogger("authsvc").setLevel(settings.log_level.upper())

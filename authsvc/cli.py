@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from contextlib import contextmanager
 
@@ -11,14 +13,14 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _alembic_config(connection=None):
     from alembic.config import Config
 
+    from authsvc.resources import resource_dir
+
     cfg = Config()
-    cfg.set_main_option("script_location", os.path.join(ROOT, "migrations"))
+    cfg.set_main_option("script_location", resource_dir("migrations"))  # the checkout's, or the installed copy
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
@@ -201,11 +203,14 @@ def serve(host, port, workers, server_kind):
     app = current_app._get_current_object()
     settings = app.config["AUTHSVC"]
     env = dict(os.environ)
-    if settings.redis_url is None and settings.redis_mode == "standalone":
+    holds_embedded_redis = settings.redis_url is None and settings.redis_mode == "standalone"
+    if holds_embedded_redis:
         # One server for every worker (see embedded_redis); workers inherit its URL through the environment.
         # (Sentinel mode has no URL either — its Sentinels are the address — and must not get an embedded server.)
-        env["AUTHSVC_REDIS_URL"] = embedded_redis.ensure_running(app.instance_path)
-        click.echo(f"embedded redis: {env['AUTHSVC_REDIS_URL']}")
+        # Held until this process exits, then stopped unless another `authsvc serve` on the folder still holds it.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so a SIGTERM while migrating still stops it (atexit)
+        env["AUTHSVC_REDIS_URL"] = embedded_redis.hold_for_server(app.instance_path)
+        click.echo(f"embedded redis: {env['AUTHSVC_REDIS_URL']} (stopped when this server exits)")
     env["AUTHSVC_INSTANCE_PATH"] = app.instance_path
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
         # GET /metrics adds up every worker's values from here (authsvc.metrics); emptied at each start, as
@@ -228,7 +233,7 @@ def serve(host, port, workers, server_kind):
     # requests — session checks, refusals of throttled attempts — that other workers can answer meanwhile.
     workers = workers or 2 * (os.cpu_count() or 1) + 1
     click.echo(f"serving on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}")
-    os.chdir(ROOT)
+    run = _run_server if holds_embedded_redis else os.execvpe  # nothing to clean up: become the server
     if server_kind == "granian":
         import importlib.util
 
@@ -236,16 +241,16 @@ def serve(host, port, workers, server_kind):
             raise click.UsageError("granian is not installed: pip install 'authsvc[granian]'")
         # One blocking thread per worker: the same one-request-at-a-time workers as gunicorn's sync model (a worker
         # hashing a password holds only its own request), with Rust doing the HTTP parsing and keep-alive.
-        os.execvpe(sys.executable, [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port",
-                                    str(port), "--workers", str(workers), "--blocking-threads", "1",
-                                    "--respawn-failed-workers", "--access-log",
-                                    # granian cannot rewrite what it logs: leave the path (reset/verify/... links
-                                    # carry single-use tokens) and the query out of its access log altogether
-                                    "--access-log-fmt", GRANIAN_ACCESS_FMT, "wsgi:app"], env)
-    os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                                str(workers), "--access-logfile", "-",
-                                # no single-use tokens (reset/verify/... links) or credentials in the access log
-                                "--logger-class", "authsvc.web.accesslog.RedactingLogger", "wsgi:app"], env)
+        run(sys.executable, [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port",
+                             str(port), "--workers", str(workers), "--blocking-threads", "1",
+                             "--respawn-failed-workers", "--access-log",
+                             # granian cannot rewrite what it logs: leave the path (reset/verify/... links
+                             # carry single-use tokens) and the query out of its access log altogether
+                             "--access-log-fmt", GRANIAN_ACCESS_FMT, "authsvc.wsgi:app"], env)
+    run(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
+                         str(workers), "--access-logfile", "-",
+                         # no single-use tokens (reset/verify/... links) or credentials in the access log
+                         "--logger-class", "authsvc.web.accesslog.RedactingLogger", "authsvc.wsgi:app"], env)
 
 
 GRANIAN_ACCESS_FMT = '[%(time)s] %(addr)s - "%(method)s %(scheme)s %(protocol)s" %(status)d %(dt_ms).3f'
@@ -266,6 +271,63 @@ def _measure_hashing_capacity(svc, settings) -> None:
         click.echo(f"hashing capacity: {budget.cpus / per_hash:.1f} hashes/s ({budget.cpus} CPUs, "
                    f"{per_hash * 1000:.0f} ms per warm hash); unfamiliar-attempt budget ≥ "
                    f"{settings.throttle_unfamiliar_floor:g}/s")
+
+
+# Signals an operator sends to a gunicorn master (stop, quick stop, reload, reopen logs, upgrade, more/fewer workers).
+_FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                      signal.SIGTTIN, signal.SIGTTOU)
+
+
+def _exit_on_sigterm(signum, _frame):
+    sys.exit(128 + signum)
+
+
+def _run_server(executable: str, argv: list[str], env: dict) -> None:
+    """Run the HTTP server as a child instead of becoming it, so that this process sees it end and its exit handlers
+    run (they stop the embedded Redis: embedded_redis.hold_for_server).
+
+    The child gets a process group of its own and every signal through us: Ctrl-C reaches it once (the terminal
+    signals only our group), and ``kill``/systemd/``./run`` callers keep addressing this pid, as before. If this
+    process is killed outright (SIGKILL), the kernel sends the server SIGTERM (Linux PR_SET_PDEATHSIG) and only the
+    embedded Redis is left, as it always was; the next ``authsvc serve`` reuses it."""
+    from authsvc.extensions import db
+
+    db.engine.dispose()  # this process only waits from here on
+    pending: list[int] = []
+    child: list[subprocess.Popen] = []
+
+    def forward(signum, _frame):
+        if child:
+            if child[0].poll() is None:
+                child[0].send_signal(signum)
+        else:
+            pending.append(signum)  # arrived while the child was being started
+
+    for sig in _FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+    child.append(subprocess.Popen(argv, executable=executable, env=env, process_group=0,
+                                  preexec_fn=_die_with_parent_hook()))
+    for signum in pending:
+        child[0].send_signal(signum)
+    code = child[0].wait()
+    sys.exit(code if code >= 0 else 128 - code)
+
+
+def _die_with_parent_hook():
+    """Linux: a function for the child (run between fork and exec) asking for SIGTERM when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def hook():
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return hook
 
 
 def init_app(app: Flask) -> None:
