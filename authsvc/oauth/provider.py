@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -32,7 +34,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 import redis
-from flask import current_app, request as flask_request
+from flask import current_app, g, has_request_context, request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 
@@ -42,6 +44,8 @@ from sqlalchemy import select
 
 from authsvc.models import OAuthGrant, User, UserSession
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, Client
+from authsvc.oauth.dpop import (DEFAULT_ALGS as DPOP_ALGS, DPoPProof, DPoPProofValidator, InvalidDPoPProofError,
+                                NonceSource, RedisReplayCache)
 from authsvc.oauth.keys import ALLOWED_ALGS
 from authsvc.oauth.tokens import ConsumeResult, grant_id_of, new_grant_id, sha256
 
@@ -72,6 +76,11 @@ def malformed_basic(authorization: str | None) -> bool:
 INVALID_BASIC = {"error": "invalid_client",
                  "error_description": "The HTTP Basic client credentials are malformed (base64 of UTF-8 'id:secret')."}
 AMR = {"pwd": "pwd", "totp": "otp", "otp": "otp", "webauthn": "hwk", "recovery": "otp"}
+
+
+def token_proof() -> DPoPProof | None:
+    """The verified DPoP proof of the current token request (set by the token view before Authlib runs), or None."""
+    return g.get("authsvc_dpop_proof") if has_request_context() else None
 
 
 @dataclass
@@ -192,6 +201,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             "acr": acr_for(end_user.session.aal), "amr": amr_for(end_user.session.methods),
             "challenge": data.get("code_challenge"), "method": data.get("code_challenge_method"),
             "aud": self.provider.requested_audiences(request.client, data.getlist("resource")),
+            "jkt": data.get("dpop_jkt") or None,  # RFC 9449 §10 (format checked by the authorize view)
         })
 
     def query_authorization_code(self, code, client):
@@ -202,6 +212,16 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         if outcome != ConsumeResult.OK or value["cid"] != client.get_client_id():
             return None
+        if value.get("jkt"):  # RFC 9449 §10: the code is bound to the key named by dpop_jkt at authorize
+            proof = token_proof()
+            if proof is None:
+                raise InvalidDPoPProofError("This authorization code is bound to a DPoP key (dpop_jkt): "
+                                            "send a DPoP proof of that key.")
+            if proof.jkt != value["jkt"]:
+                self.provider.record("oauth:dpop:key-mismatch", "failure", user_id=int(value["uid"]),
+                                     reason="code redeemed with another DPoP key than dpop_jkt",
+                                     client_id=client.get_client_id())
+                raise InvalidGrantError("The DPoP proof key does not match the dpop_jkt of the authorization.")
         if not self.provider.session_live(value["uid"], value.get("sid")):
             # Logged out, "sign out everywhere" or "this wasn't me" since the code was issued: it dies with it.
             self.provider.record("oauth:code:session-ended", "failure", user_id=int(value["uid"]),
@@ -243,7 +263,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         provider = self.server.provider
         provider.check_refresh_scope(refresh_token, self.request.client.get_client_id(), self.request.payload.scope)
         new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
-        result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new)
+        proof = token_proof()
+        result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new,
+                                                dpop_jkt=proof.jkt if proof else None)
+        provider.check_dpop_rotation(result.outcome, refresh_token)
         if result.outcome == "reuse":
             provider.on_refresh_reuse(result.grant)
             raise InvalidGrantError(provider.REUSED)
@@ -436,6 +459,9 @@ class Server(AuthorizationServer):
         # Charged only once the client proved who it is: strangers cannot burn a client's quota with its id.
         self.provider.charge(self.provider.client_quota(client), client.quota_per_minute,
                              client_id=client.get_client_id(), what=endpoint)
+        if endpoint == "token" and client.dpop_bound_access_tokens and token_proof() is None:
+            # RFC 9449 §5.2 (dpop_bound_access_tokens): this client never gets a bearer token.
+            raise InvalidDPoPProofError("This client must send a DPoP proof with every token request.")
         return client
 
 
@@ -471,6 +497,14 @@ class OAuthProvider:
         self.server.register_endpoint(EndSession)
         self.issuer_ext = Issuer(self)
         self.server.register_extension(self.issuer_ext)
+        # DPoP (RFC 9449): nonces are an HMAC of the time slot under a key derived from the app secret, so every
+        # worker issues and accepts the same ones; jti single use in Redis.
+        nonce_key = hmac.new(str(app.config["SECRET_KEY"]).encode(), b"authsvc/oauth/dpop-nonce",
+                             hashlib.sha256).digest()
+        self.dpop = DPoPProofValidator(
+            algorithms=DPOP_ALGS, replay=RedisReplayCache(lambda: self.tokens.redis),
+            nonces=NonceSource(nonce_key, period=settings.dpop_nonce_period, clock=clock.timestamp),
+            max_age=settings.dpop_proof_max_age, clock=clock.timestamp)
 
     @property
     def issuer(self) -> str:
@@ -535,6 +569,30 @@ class OAuthProvider:
         self.tokens.queue_charge(pipe, qkey)
         return pipe, qname, reset
 
+    # --- DPoP (RFC 9449) ---------------------------------------------------------------------------------------------
+    def dpop_proof(self, path: str, *, access_token: str | None = None) -> DPoPProof | None:
+        """The current request's DPoP proof for ``path`` on this issuer, verified (RFC 9449 §4.3), or None if the
+        request has no DPoP header. Raises ``InvalidDPoPProofError`` / ``UseDPoPNonceError``. ``htu`` is checked
+        against the issuer's URL (the public one), not the URL the WSGI server saw behind a proxy."""
+        values = flask_request.headers.getlist("DPoP")
+        if not values:
+            return None
+        return self.dpop.validate(values, method=flask_request.method, uri=self.issuer + path,
+                                  access_token=access_token, require_nonce=bool(self.settings.dpop_require_nonce))
+
+    def dpop_nonce(self) -> str | None:
+        """The ``DPoP-Nonce`` to send with responses to DPoP requests, when nonces are required."""
+        return self.dpop.nonces.current() if self.settings.dpop_require_nonce else None
+
+    def check_dpop_rotation(self, outcome: str, refresh_token: str) -> None:
+        """Turn a refused rotation of a DPoP-bound refresh family into its error (nothing was rotated)."""
+        if outcome == "unbound":
+            raise InvalidDPoPProofError("This refresh token is bound to a DPoP key: send a DPoP proof of it.")
+        if outcome == "wrongkey":
+            self.record("oauth:dpop:key-mismatch", "failure", reason="refresh with another DPoP key than the bound one",
+                        grant=(grant_id_of(refresh_token) or "")[:8])
+            raise InvalidGrantError("The DPoP proof key is not the key this refresh token is bound to.")
+
     # --- users -----------------------------------------------------------------------------------------------------
     def session_live(self, user_id, sid: str | None) -> bool:
         """Whether login session ``sid`` of ``user_id`` still stands in SQL (the durable truth): not revoked, not
@@ -588,6 +646,10 @@ class OAuthProvider:
         user = request.user
         uid = user.id if user is not None else None
         refresh = None
+        proof = token_proof()
+        jkt = proof.jkt if proof else None  # RFC 9449 §5: the access token is bound to the proof's key
+        # Refresh tokens of public clients are bound too (§5); a confidential client's are bound to its credentials.
+        bind_refresh = jkt if client.is_public else None
         if grant_type == "authorization_code":
             code: AuthCode = request.authorization_code
             gid, d = code.gid, code.data
@@ -595,7 +657,8 @@ class OAuthProvider:
                 refresh = f"{gid}.{secrets.token_urlsafe(32)}"
             self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
                                      scope=d["scope"], audiences=d["aud"], auth_time=d["auth_time"], acr=d["acr"],
-                                     amr=d["amr"], refresh_hash=sha256(refresh) if refresh else None)
+                                     amr=d["amr"], refresh_hash=sha256(refresh) if refresh else None,
+                                     dpop_jkt=bind_refresh if refresh else None)
             ctx = {"sid": d["sid"], "at": d["auth_time"], "acr": d["acr"], "aud": d["aud"]}
         elif grant_type == "refresh_token":
             g = request.refresh_token.rec
@@ -610,7 +673,8 @@ class OAuthProvider:
             self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
                                      scope=token["scope"], audiences=aud, auth_time=int(d["at"]), acr=d["acr"],
                                      amr=d["amr"].split(",") if d["amr"] else [],
-                                     refresh_hash=sha256(refresh) if refresh else None)
+                                     refresh_hash=sha256(refresh) if refresh else None,
+                                     dpop_jkt=bind_refresh if refresh else None)
             ctx = {"sid": d["sid"], "at": int(d["at"]), "acr": d["acr"], "aud": aud}
         else:  # client_credentials: a grant too, so deleting the client (or revoking) reaches these tokens
             gid = new_grant_id()
@@ -624,23 +688,31 @@ class OAuthProvider:
             # nothing to revoke): the grant is written now, so revoke it ourselves and hand nothing out.
             self.tokens.revoke_grant(gid, "session_revoked")
             raise InvalidGrantError("The login session that approved this grant has ended.")
-        token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"])
+        token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"],
+                                                  jkt=jkt)
+        if jkt:
+            token["token_type"] = "DPoP"
         metrics.TOKENS.labels(grant_type).inc()
         if refresh:
             token["refresh_token"] = refresh
         if grant_type != "refresh_token":
             # A routine rotation is not audited (the grant row counts it; see authsvc.oauth.tokens): issuance is.
             self.record("oauth:token:issue", "success", user_id=uid, client_id=client.client_id,
-                        grant_type=grant_type, grant=gid[:8], scope=token["scope"], format=client.token_format)
+                        grant_type=grant_type, grant=gid[:8], scope=token["scope"], format=client.token_format,
+                        dpop=bool(jkt) or None)
 
-    def issue_access(self, client: Client, gid: str, uid, scope: str, ctx: dict, opaque: str) -> str:
+    def issue_access(self, client: Client, gid: str, uid, scope: str, ctx: dict, opaque: str,
+                     jkt: str | None = None) -> str:
         """Store a new access token of grant ``gid`` and return it (``opaque``, or a JWT for JWT clients). Raises
-        invalid_grant if the grant was revoked meanwhile (nothing stored). ``ctx``: sid, at, acr, aud of the grant."""
+        invalid_grant if the grant was revoked meanwhile (nothing stored). ``ctx``: sid, at, acr, aud of the grant.
+        ``jkt``: the DPoP key thumbprint the token is bound to (RFC 9449 §6: ``cnf.jkt``)."""
         now = int(self.clock.timestamp())
         ttl = client.access_token_ttl
         record = {"gid": gid, "cid": client.client_id, "uid": uid or "", "scope": scope,
                   "aud": " ".join(ctx["aud"]), "iat": now, "exp": now + ttl, "at": ctx["at"] or "",
                   "acr": ctx["acr"] or "", "jti": secrets.token_urlsafe(12)}
+        if jkt:
+            record["jkt"] = jkt
         access = self._jwt_access_token(record, client) if client.token_format == "jwt" else opaque
         if not self.tokens.save_access(access, record, ttl):
             raise InvalidGrantError("The grant was revoked.")
@@ -656,6 +728,8 @@ class OAuthProvider:
             claims["auth_time"] = int(record["at"])
         if record["acr"]:
             claims["acr"] = record["acr"]
+        if record.get("jkt"):
+            claims["cnf"] = {"jkt": record["jkt"]}  # RFC 9449 §6.1
         return jwt.encode({"alg": alg, "kid": kid, "typ": "at+jwt"}, claims, key, algorithms=[alg])
 
     # --- token lookup ------------------------------------------------------------------------------------------------
@@ -782,7 +856,8 @@ class OAuthProvider:
         """The refresh-token grant (RFC 6749 §6) for the common case, or None: "let Authlib's grant answer".
 
         Common case: ``grant_type=refresh_token`` with a ``refresh_token``, no ``scope`` or ``resource`` (narrowing
-        goes to Authlib), and a client that authenticates as registered — a confidential client with its secret
+        goes to Authlib), no DPoP proof (requests with one never get here; a "DPoP required" client goes to Authlib,
+        a DPoP-bound family is refused by the rotation), and a client that authenticates as registered — a confidential client with its secret
         (Basic, else POST), a public one with its ``client_id`` only — and may use the grant. Anything else returns
         None before any token is touched, and Authlib's ``RefreshTokenGrant`` (the same ``rotate_refresh`` and
         ``issue_access`` underneath) answers with its own errors. The work: one Redis round trip (client + quota
@@ -815,13 +890,16 @@ class OAuthProvider:
                 return None  # invalid_client, from Authlib
         elif client.is_public or not client.check_client_secret(secret):
             return None
-        if not client.check_grant_type("refresh_token"):
-            return None  # unauthorized_client, from Authlib
+        if not client.check_grant_type("refresh_token") or client.dpop_bound_access_tokens:
+            return None  # unauthorized_client / invalid_dpop_proof, from Authlib
         self.over_quota(int(count), reset, client.quota_per_minute, name=qname, client_id=client_id, what="token",
                         audit_ctx=audit_ctx)
         gid = grant_id_of(refresh_token) or ""
         new = f"{gid}.{secrets.token_urlsafe(32)}"
         result = self.tokens.rotate_refresh(refresh_token, client_id, new)
+        if result.outcome == "unbound":  # a DPoP-bound family (the WSGI layer sends DPoP requests to Authlib)
+            return 400, {"error": "invalid_dpop_proof",
+                         "error_description": "This refresh token is bound to a DPoP key: send a DPoP proof of it."}
         if result.outcome == "reuse":
             self.on_refresh_reuse(result.grant, audit_ctx=audit_ctx)
             return 400, {"error": "invalid_grant", "error_description": self.REUSED}
@@ -867,8 +945,10 @@ class OAuthProvider:
         rec = token.rec
         out = {"active": True, "client_id": rec["cid"], "scope": rec.get("scope", ""), "iss": self.issuer}
         if token.kind == "access":
-            out.update(token_type="Bearer", exp=int(float(rec["exp"])), iat=int(float(rec["iat"])),
-                       aud=rec["aud"].split())
+            out.update(token_type="DPoP" if rec.get("jkt") else "Bearer", exp=int(float(rec["exp"])),
+                       iat=int(float(rec["iat"])), aud=rec["aud"].split())
+            if rec.get("jkt"):
+                out["cnf"] = {"jkt": rec["jkt"]}  # RFC 9449 §6.2
         else:
             out.update(token_type="refresh_token", aud=json.loads(rec.get("aud") or "[]"))
         if rec.get("uid"):

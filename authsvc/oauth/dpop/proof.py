@@ -40,7 +40,7 @@ from .jwk import b64url, is_public_jwk, jwk_thumbprint
 # Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037). HS*, "none" and anything unknown are never accepted.
 ASYMMETRIC_ALGS = ("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA",
                    "Ed25519")
-DEFAULT_ALGS = ("ES256", "PS256", "RS256", "EdDSA")
+DEFAULT_ALGS = ("ES256", "PS256", "RS256", "EdDSA", "Ed25519")
 _ALG_KTY = {"ES": "EC", "PS": "RSA", "RS": "RSA", "Ed": "OKP"}
 _EC_CRV = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 MAX_PROOF = 8192  # an RSA-4096 jwk with a long htu stays well below this
