@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from authlib.common.security import is_secure_transport
 from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
@@ -584,13 +585,13 @@ class OAuthProvider:
         """The ``DPoP-Nonce`` to send with responses to DPoP requests, when nonces are required."""
         return self.dpop.nonces.current() if self.settings.dpop_require_nonce else None
 
-    def check_dpop_rotation(self, outcome: str, refresh_token: str) -> None:
+    def check_dpop_rotation(self, outcome: str, refresh_token: str, audit_ctx=None) -> None:
         """Turn a refused rotation of a DPoP-bound refresh family into its error (nothing was rotated)."""
         if outcome == "unbound":
             raise InvalidDPoPProofError("This refresh token is bound to a DPoP key: send a DPoP proof of it.")
         if outcome == "wrongkey":
             self.record("oauth:dpop:key-mismatch", "failure", reason="refresh with another DPoP key than the bound one",
-                        grant=(grant_id_of(refresh_token) or "")[:8])
+                        grant=(grant_id_of(refresh_token) or "")[:8], audit_ctx=audit_ctx)
             raise InvalidGrantError("The DPoP proof key is not the key this refresh token is bound to.")
 
     # --- users -----------------------------------------------------------------------------------------------------
@@ -851,25 +852,36 @@ class OAuthProvider:
     # --- refresh: the lean path ---------------------------------------------------------------------------------------
     REUSED = "This refresh token was already used; the grant has been revoked."
 
-    def refresh_lean(self, *, authorization: str | None, form, secure: bool,
-                     audit_ctx=None) -> tuple[int, dict] | None:
+    def refresh_lean(self, *, authorization: str | None, form, secure: bool, audit_ctx=None,
+                     dpop: str | None = None) -> tuple[int, dict] | None:
         """The refresh-token grant (RFC 6749 §6) for the common case, or None: "let Authlib's grant answer".
 
         Common case: ``grant_type=refresh_token`` with a ``refresh_token``, no ``scope`` or ``resource`` (narrowing
-        goes to Authlib), no DPoP proof (requests with one never get here; a "DPoP required" client goes to Authlib,
-        a DPoP-bound family is refused by the rotation), and a client that authenticates as registered — a confidential client with its secret
+        goes to Authlib), and a client that authenticates as registered — a confidential client with its secret
         (Basic, else POST), a public one with its ``client_id`` only — and may use the grant. Anything else returns
         None before any token is touched, and Authlib's ``RefreshTokenGrant`` (the same ``rotate_refresh`` and
         ``issue_access`` underneath) answers with its own errors. The work: one Redis round trip (client + quota
         count), the rotation (one Lua call, one autocommit SQL statement), the new access token (one pipeline).
         Returns (status, JSON body) as Authlib would; a store that does not answer raises (→ 503), over quota raises
         ``Throttled`` (→ 429).
+
+        DPoP (RFC 9449): ``dpop`` is the ``DPoP`` header. A proof that fails any check (or needs a nonce) goes to
+        Authlib's path, which checks it again and answers the error; a valid one is checked for replay (one SET NX,
+        only once the client is known) and binds the new access token (``token_type: DPoP``). Without a proof, a
+        "DPoP required" client goes to Authlib, and a DPoP-bound family is refused by the rotation before it swaps.
         """
         if not secure or form.get("grant_type") != "refresh_token" or "scope" in form or "resource" in form:
             return None
         refresh_token = form.get("refresh_token")
         if not refresh_token:
             return None
+        proof = None
+        if dpop is not None:
+            try:
+                proof = self.dpop.validate(dpop, method="POST", uri=self.issuer + "/oauth2/token",
+                                           require_nonce=bool(self.settings.dpop_require_nonce), check_replay=False)
+            except OAuth2Error:
+                return None  # Authlib's path answers invalid_dpop_proof / use_dpop_nonce
         basic_id, basic_secret = extract_basic_authorization(
             {"Authorization": authorization} if authorization else {})
         if basic_id or authorization:
@@ -890,16 +902,20 @@ class OAuthProvider:
                 return None  # invalid_client, from Authlib
         elif client.is_public or not client.check_client_secret(secret):
             return None
-        if not client.check_grant_type("refresh_token") or client.dpop_bound_access_tokens:
+        if not client.check_grant_type("refresh_token") or (client.dpop_bound_access_tokens and proof is None):
             return None  # unauthorized_client / invalid_dpop_proof, from Authlib
         self.over_quota(int(count), reset, client.quota_per_minute, name=qname, client_id=client_id, what="token",
                         audit_ctx=audit_ctx)
+        if proof is not None and not self.dpop.replay.first_use(proof.jkt, proof.claims["jti"], self.dpop.replay_ttl):
+            return 400, {"error": "invalid_dpop_proof", "error_description": "DPoP proof was already used (jti replay)"}
         gid = grant_id_of(refresh_token) or ""
         new = f"{gid}.{secrets.token_urlsafe(32)}"
-        result = self.tokens.rotate_refresh(refresh_token, client_id, new)
-        if result.outcome == "unbound":  # a DPoP-bound family (the WSGI layer sends DPoP requests to Authlib)
-            return 400, {"error": "invalid_dpop_proof",
-                         "error_description": "This refresh token is bound to a DPoP key: send a DPoP proof of it."}
+        result = self.tokens.rotate_refresh(refresh_token, client_id, new, dpop_jkt=proof.jkt if proof else None)
+        if result.outcome in ("unbound", "wrongkey"):  # a DPoP-bound family, refused before the swap
+            try:
+                self.check_dpop_rotation(result.outcome, refresh_token, audit_ctx=audit_ctx)
+            except OAuth2Error as exc:
+                return 400, {"error": exc.error, "error_description": exc.description}
         if result.outcome == "reuse":
             self.on_refresh_reuse(result.grant, audit_ctx=audit_ctx)
             return 400, {"error": "invalid_grant", "error_description": self.REUSED}
@@ -910,12 +926,13 @@ class OAuthProvider:
             return 400, {"error": "invalid_request", "error_description": "There is no 'user' for this token."}
         ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"])}
         try:
-            access = self.issue_access(client, g["gid"], g["uid"], g["scope"], ctx, secrets.token_urlsafe(32))
+            access = self.issue_access(client, g["gid"], g["uid"], g["scope"], ctx, secrets.token_urlsafe(32),
+                                       jkt=proof.jkt if proof else None)
         except InvalidGrantError as exc:
             return 400, {"error": "invalid_grant", "error_description": exc.description}
         metrics.TOKENS.labels("refresh_token").inc()
         return 200, {"access_token": access, "expires_in": client.access_token_ttl, "refresh_token": new,
-                     "scope": g["scope"], "token_type": "Bearer"}
+                     "scope": g["scope"], "token_type": "DPoP" if proof else "Bearer"}
 
     def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None) -> None:
         """Refuse a refresh that asks for more than its grant holds *before* the rotation (RFC 6749 §6: invalid_scope):

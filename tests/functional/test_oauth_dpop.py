@@ -373,3 +373,60 @@ def test_device_grant_with_dpop_binds_tokens(app, client, key, thief):
     assert grant_row(app, cid)[0].dpop_jkt == key.jkt
     assert refresh(app, tv, cid, r.json["refresh_token"], dpop_key=thief).json["error"] == "invalid_grant"
     assert refresh(app, tv, cid, r.json["refresh_token"], dpop_key=key).json["token_type"] == "DPoP"
+
+
+# --- the lean WSGI refresh path ---------------------------------------------------------------------------------------
+def _authlib_unreachable(app, monkeypatch):
+    """Make the Flask/Authlib token path fail loudly: whatever still answers was answered by the lean path."""
+    def boom(*a, **kw):
+        raise AssertionError("the request reached Authlib's token endpoint")
+
+    monkeypatch.setattr(app.extensions["authsvc.oauth"].server, "create_token_response", boom)
+
+
+def test_dpop_refresh_is_answered_by_the_lean_path_exactly_like_authlib(app, client, key, thief, monkeypatch):
+    from tests.functional.test_oauth_fastpath import _flask_only, _same
+
+    cid, first = public_code_tokens(app, client, key)
+    code, verifier = get_code(client, cid, scope="openid email offline_access")
+    second = post_token(app, client, {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                                      "redirect_uri": REDIRECT, "client_id": cid}, dpop_key=key).json
+    slow = refresh(app, _flask_only(app), cid, first["refresh_token"], dpop_key=key)
+    _authlib_unreachable(app, monkeypatch)
+    fast = refresh(app, client, cid, second["refresh_token"], dpop_key=key)
+    _same(fast, slow)
+    assert fast.json["token_type"] == "DPoP"
+    assert introspect(app, client, fast.json["access_token"]).json["cnf"] == {"jkt": key.jkt}
+    # On the lean path too: another key is refused without rotating, and a proof is single-use.
+    r = refresh(app, client, cid, fast.json["refresh_token"], dpop_key=thief)
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant"
+    proof = key.proof("POST", iss(app) + TOKEN)
+    r = refresh(app, client, cid, fast.json["refresh_token"], proof=proof)
+    assert r.status_code == 200 and r.json["token_type"] == "DPoP"
+    r = refresh(app, client, cid, r.json["refresh_token"], proof=proof)
+    assert r.status_code == 400 and r.json["error"] == "invalid_dpop_proof" and "jti" in r.json["error_description"]
+
+
+def test_dpop_refresh_with_a_bad_proof_goes_to_authlib_and_spends_nothing(app, client, key):
+    cid, body = public_code_tokens(app, client, key)
+    for proof in (key.proof("POST", iss(app) + USERINFO), key.proof("POST", iss(app) + TOKEN, header={"typ": "JWT"})):
+        r = refresh(app, client, cid, body["refresh_token"], proof=proof)
+        assert r.status_code == 400 and r.json["error"] == "invalid_dpop_proof"
+    assert grant_row(app, cid)[0].generation == 0
+    assert refresh(app, client, cid, body["refresh_token"], dpop_key=key).status_code == 200
+
+
+def test_lean_dpop_refresh_with_nonces(nonce_app, key, monkeypatch):
+    app, client = nonce_app, nonce_app.test_client()
+    cid, _ = register(app, client_type="public")
+    signed_in(app, client)
+    code, verifier = get_code(client, cid, scope="openid offline_access")
+    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier, "redirect_uri": REDIRECT,
+            "client_id": cid}
+    nonce = post_token(app, client, data, dpop_key=key).headers["DPoP-Nonce"]
+    rt = post_token(app, client, data, dpop_key=key, nonce=nonce).json["refresh_token"]
+    r = refresh(app, client, cid, rt, dpop_key=key)  # no nonce: Flask answers use_dpop_nonce
+    assert r.status_code == 400 and r.json["error"] == "use_dpop_nonce" and r.headers["DPoP-Nonce"]
+    _authlib_unreachable(app, monkeypatch)
+    r = refresh(app, client, cid, rt, dpop_key=key, nonce=r.headers["DPoP-Nonce"])
+    assert r.status_code == 200 and r.json["token_type"] == "DPoP" and r.headers["DPoP-Nonce"]

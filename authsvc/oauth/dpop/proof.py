@@ -140,11 +140,18 @@ class DPoPProofValidator:
         self.clock = clock
 
     # ------------------------------------------------------------------------------------------------------------------
+    @property
+    def replay_ttl(self) -> int:
+        """How long a ``jti`` must be remembered: the whole time a proof with its ``iat`` is accepted."""
+        return self.max_age + self.leeway + 1
+
     def validate(self, value, *, method: str, uri: str, access_token: str | None = None,
-                 require_nonce: bool = False) -> DPoPProof:
+                 require_nonce: bool = False, check_replay: bool = True) -> DPoPProof:
         """Check the ``DPoP`` header ``value`` (a str, or a list if the framework gives all values) for a request
         ``method`` ``uri``. ``access_token``: the token presented with the proof at a resource (enables the ``ath``
-        check, RFC 9449 §4.3 check 12 / §7). Raises ``InvalidDPoPProofError`` or ``UseDPoPNonceError``."""
+        check, RFC 9449 §4.3 check 12 / §7). Raises ``InvalidDPoPProofError`` or ``UseDPoPNonceError``.
+        ``check_replay=False`` leaves the ``jti`` check to the caller (who must then call ``replay.first_use(proof.jkt,
+        proof.claims["jti"], replay_ttl)`` before acting on the proof, e.g. after cheaper checks of its own)."""
         if isinstance(value, (list, tuple)):
             if len(value) != 1:
                 raise InvalidDPoPProofError("Exactly one DPoP header is required")
@@ -178,7 +185,7 @@ class DPoPProofValidator:
         if self.nonces is not None and (require_nonce or "nonce" in claims):
             if not self.nonces.is_valid(claims.get("nonce")):
                 raise UseDPoPNonceError(self.nonces.current())
-        if self.replay is not None and not self.replay.first_use(jkt, claims["jti"], self.max_age + self.leeway + 1):
+        if check_replay and self.replay is not None and not self.replay.first_use(jkt, claims["jti"], self.replay_ttl):
             raise InvalidDPoPProofError("DPoP proof was already used (jti replay)")
         return DPoPProof(jkt=jkt, jwk=dict(jwk), alg=alg, claims=claims, header=header)
 
