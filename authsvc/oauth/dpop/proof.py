@@ -28,6 +28,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from joserfc import jws
@@ -74,6 +75,7 @@ def _normalise_path(path: str) -> str:
     return result if result.startswith("/") else "/" + result
 
 
+@lru_cache(maxsize=512)  # pure; the server's own URIs and a client's htu repeat on every request
 def normalise_htu(uri: str) -> str | None:
     """``uri`` without query and fragment, normalised per RFC 3986 §6.2.2 (syntax) and §6.2.3 (scheme: http/https,
     default port dropped, empty path = "/"). None for anything that is not an absolute http(s) URI with a host, or
@@ -104,6 +106,17 @@ class DPoPProof:
     alg: str
     claims: dict
     header: dict
+
+
+@lru_cache(maxsize=1024)
+def _import_public(material: tuple):
+    """The joserfc key for a public JWK's members, or None. Cached: a client signs every proof with the same key,
+    and importing (point / modulus validation) costs about as much as verifying the signature. Keys are immutable
+    public values, so caching them leaks nothing."""
+    try:
+        return JWKRegistry.import_key(dict(material))
+    except (JoseError, ValueError, TypeError):
+        return None
 
 
 class _ProofRegistry(jws.JWSRegistry):
@@ -225,11 +238,12 @@ class DPoPProofValidator:
     @staticmethod
     def _import(jwk: dict, alg: str):
         # Only the key material: "use", "key_ops", "alg" members of a client-supplied jwk must not steer the library.
-        material = {k: v for k, v in jwk.items() if k in ("kty", "crv", "x", "y", "n", "e")}
-        try:
-            key = JWKRegistry.import_key(material)
-        except (JoseError, ValueError, TypeError):
-            raise InvalidDPoPProofError("DPoP proof jwk is invalid") from None
+        material = tuple((k, jwk[k]) for k in ("kty", "crv", "x", "y", "n", "e") if k in jwk)
+        if not all(isinstance(v, str) for _, v in material):
+            raise InvalidDPoPProofError("DPoP proof jwk is invalid")
+        key = _import_public(material)
+        if key is None:
+            raise InvalidDPoPProofError("DPoP proof jwk is invalid")
         if jwk["kty"] == "RSA":
             size = key.raw_value.key_size if hasattr(key.raw_value, "key_size") else 0
             if size < 2048:
