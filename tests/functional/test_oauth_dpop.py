@@ -430,3 +430,13 @@ def test_lean_dpop_refresh_with_nonces(nonce_app, key, monkeypatch):
     _authlib_unreachable(app, monkeypatch)
     r = refresh(app, client, cid, rt, dpop_key=key, nonce=r.headers["DPoP-Nonce"])
     assert r.status_code == 200 and r.json["token_type"] == "DPoP" and r.headers["DPoP-Nonce"]
+
+
+def test_cli_registers_a_dpop_required_client(app):
+    r = app.test_cli_runner().invoke(args=["clients", "create", "--name", "Mobile", "--type", "public",
+                                           "--redirect-uri", "com.example.app:/cb", "--dpop-required"],
+                                     catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    cid = r.output.split("client_id:")[1].split()[0]
+    with app.app_context():
+        assert app.extensions["authsvc.oauth"].clients.get(cid).dpop_bound_access_tokens is True
