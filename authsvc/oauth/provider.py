@@ -35,7 +35,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 import redis
-from flask import current_app, g, has_request_context, request as flask_request
+from flask import current_app, g as flask_g, has_request_context, request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 
@@ -81,7 +81,7 @@ AMR = {"pwd": "pwd", "totp": "otp", "otp": "otp", "webauthn": "hwk", "recovery":
 
 def token_proof() -> DPoPProof | None:
     """The verified DPoP proof of the current token request (set by the token view before Authlib runs), or None."""
-    return g.get("authsvc_dpop_proof") if has_request_context() else None
+    return flask_g.get("authsvc_dpop_proof") if has_request_context() else None
 
 
 @dataclass

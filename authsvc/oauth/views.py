@@ -33,7 +33,7 @@ log = logging.getLogger("authsvc.oauth")
 api = Blueprint("oauth_api", __name__)
 web = Blueprint("oauth", __name__)
 
-_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of a SHA-256 digest: the RFC 9449 §10 dpop_jkt value
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 digest: the RFC 9449 §10 dpop_jkt value
 REAUTH_PARAM = "authsvc_reauth"  # a random handle on a server-side "a login after this instant counts" (see _reauth)
 
 
@@ -384,7 +384,7 @@ def authorize():
         p.requested_audiences(grant.client, args.getlist("resource"))
     except OAuth2Error as error:
         return fail("invalid_target", error.description)  # RFC 8707 §2
-    if len(args.getlist("dpop_jkt")) > 1 or ("dpop_jkt" in args and not _JKT.match(args.get("dpop_jkt"))):
+    if len(args.getlist("dpop_jkt")) > 1 or ("dpop_jkt" in args and not _JKT.fullmatch(args.get("dpop_jkt"))):
         return fail("invalid_request", "'dpop_jkt' must be one RFC 7638 SHA-256 JWK thumbprint (base64url).")
     # 1. signed in?
     if user is None:

@@ -279,7 +279,7 @@ def test_dpop_jkt_binds_the_code_to_the_key(app, client, key, thief):
     assert r.status_code == 200 and r.json["token_type"] == "DPoP"
 
 
-@pytest.mark.parametrize("bad", ["short", "x" * 44, "a+b/" * 11])
+@pytest.mark.parametrize("bad", ["short", "x" * 44, "a+b/" * 11, "A" * 43 + "\n", ""])
 def test_malformed_dpop_jkt_is_refused_at_authorize(app, client, bad):
     cid, _ = register(app, client_type="public")
     signed_in(app, client)

@@ -45,7 +45,7 @@ DEFAULT_ALGS = ("ES256", "PS256", "RS256", "EdDSA", "Ed25519")
 _ALG_KTY = {"ES": "EC", "PS": "RSA", "RS": "RSA", "Ed": "OKP"}
 _EC_CRV = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 MAX_PROOF = 8192  # an RSA-4096 jwk with a long htu stays well below this
-_COMPACT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -172,7 +172,7 @@ class DPoPProofValidator:
         if not isinstance(value, str) or not value:
             raise InvalidDPoPProofError("DPoP proof missing")
         value = value.strip()
-        if "," in value or len(value) > MAX_PROOF or not _COMPACT.match(value):
+        if "," in value or len(value) > MAX_PROOF or not _COMPACT.fullmatch(value):
             raise InvalidDPoPProofError("DPoP proof must be a single compact JWS")
         header = self._decode_header(value)
         alg, jwk = self._check_header(header)
