@@ -75,7 +75,7 @@ def test_refused_proof_does_not_burn_its_jti(validator, key):
 def test_replay_cache_ttl_covers_the_acceptance_window(redis_client, key):
     v = DPoPProofValidator(replay=RedisReplayCache(lambda: redis_client), max_age=120, leeway=10)
     v.validate(key.proof("POST", URL), method="POST", uri=URL)
-    keys = redis_client.keys("dpop:jti:*")
+    keys = list(redis_client.scan_iter("dpop:jti:*"))
     assert len(keys) == 1 and 120 < redis_client.ttl(keys[0]) <= 131
 
 
