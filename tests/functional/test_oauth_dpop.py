@@ -5,6 +5,8 @@ nonce."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.conftest import csrf_token
@@ -440,3 +442,26 @@ def test_cli_registers_a_dpop_required_client(app):
     cid = r.output.split("client_id:")[1].split()[0]
     with app.app_context():
         assert app.extensions["authsvc.oauth"].clients.get(cid).dpop_bound_access_tokens is True
+
+
+@pytest.mark.skipif(os.environ.get("AUTHSVC_TEST_REDIS_MODE", "standalone") != "standalone",
+                    reason="a Cluster pipeline is one round trip per node")
+def test_introspection_of_a_dpop_bound_token_is_one_redis_round_trip(app, client, key, monkeypatch):
+    import redis.connection
+
+    _, body = public_code_tokens(app, client, key)
+    rs = register(app, name="RS", redirect_uris=[], grant_types=["client_credentials"], resource=iss(app))
+    ask = lambda: client.post("/oauth2/introspect", data={"token": body["access_token"]},  # noqa: E731
+                              headers=basic(*rs))
+    assert ask().json["active"]  # the first call caches the resource server's client record
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, *a, **kw):
+        sent.append(command)
+        return original(self, command, *a, **kw)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    r = ask()
+    assert r.json["token_type"] == "DPoP" and r.json["cnf"] == {"jkt": key.jkt}
+    assert len(sent) == 1  # one pipeline: client, quota count, the token record (with its binding)
