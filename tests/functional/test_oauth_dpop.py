@@ -465,3 +465,17 @@ def test_introspection_of_a_dpop_bound_token_is_one_redis_round_trip(app, client
     r = ask()
     assert r.json["token_type"] == "DPoP" and r.json["cnf"] == {"jkt": key.jkt}
     assert len(sent) == 1  # one pipeline: client, quota count, the token record (with its binding)
+
+
+def test_client_with_a_skewed_clock_is_asked_for_a_nonce_and_then_accepted(app, client):
+    import time
+
+    skewed = DPoPKey.generate("ES256")
+    cid, secret = register(app, redirect_uris=[], grant_types=["client_credentials"])
+    url = iss(app) + TOKEN
+    r = post_token(app, client, {"grant_type": "client_credentials"}, auth=(cid, secret),
+                   proof=skewed.proof("POST", url, iat=int(time.time()) - 3600))
+    assert r.status_code == 400 and r.json["error"] == "use_dpop_nonce" and r.headers["DPoP-Nonce"]
+    r = post_token(app, client, {"grant_type": "client_credentials"}, auth=(cid, secret),
+                   proof=skewed.proof("POST", url, iat=int(time.time()) - 3600, nonce=r.headers["DPoP-Nonce"]))
+    assert r.status_code == 200 and r.json["token_type"] == "DPoP"

@@ -9,7 +9,9 @@ else (a proof refused for another reason does not burn its ``jti``):
    ``jwk`` an RSA/EC/OKP *public* key (no private members), RSA ≥ 2048 bits;
 3. the signature verifies with that ``jwk`` (and only with the header's ``alg``);
 4. claims: ``jti`` (string, ≤ 256 chars), ``htm`` = the request method, ``htu`` = the request URI without query and
-   fragment, compared after RFC 3986 §6 normalisation, ``iat`` within [now − max_age, now + leeway];
+   fragment, compared after RFC 3986 §6 normalisation, ``iat`` within [now − max_age, now + leeway] — or, when the
+   proof carries a valid server nonce, the nonce's slot stands in for ``iat`` (§4.3 check 11, §11.1), so a client
+   with a skewed clock is told ``use_dpop_nonce`` instead of being refused for good;
 5. ``ath`` = base64url(SHA-256(access token)) when an access token comes with the proof (resource requests), and
    no ``ath`` check otherwise;
 6. ``nonce``: if the server requires one, a missing or stale value → ``use_dpop_nonce`` (with a fresh nonce);
@@ -155,8 +157,9 @@ class DPoPProofValidator:
     # ------------------------------------------------------------------------------------------------------------------
     @property
     def replay_ttl(self) -> int:
-        """How long a ``jti`` must be remembered: the whole time a proof with its ``iat`` is accepted."""
-        return self.max_age + self.leeway + 1
+        """How long a ``jti`` must be remembered: the whole time a proof is accepted, by its ``iat`` or its nonce."""
+        nonce_life = 2 * self.nonces.period if self.nonces is not None else 0
+        return max(self.max_age + self.leeway, nonce_life) + 1
 
     def validate(self, value, *, method: str, uri: str, access_token: str | None = None,
                  require_nonce: bool = False, check_replay: bool = True) -> DPoPProof:
@@ -192,12 +195,12 @@ class DPoPProofValidator:
             jkt = jwk_thumbprint(jwk)
         except ValueError:
             raise InvalidDPoPProofError("DPoP proof jwk is invalid") from None
-        self._check_claims(claims, method=method, uri=uri, access_token=access_token)
         if require_nonce and self.nonces is None:
             raise ValueError("require_nonce needs a NonceSource")
-        if self.nonces is not None and (require_nonce or "nonce" in claims):
-            if not self.nonces.is_valid(claims.get("nonce")):
-                raise UseDPoPNonceError(self.nonces.current())
+        nonce_ok = self.nonces is not None and "nonce" in claims and self.nonces.is_valid(claims["nonce"])
+        self._check_claims(claims, method=method, uri=uri, access_token=access_token, nonce_ok=nonce_ok)
+        if self.nonces is not None and (require_nonce or "nonce" in claims) and not nonce_ok:
+            raise UseDPoPNonceError(self.nonces.current())
         if check_replay and self.replay is not None and not self.replay.first_use(jkt, claims["jti"], self.replay_ttl):
             raise InvalidDPoPProofError("DPoP proof was already used (jti replay)")
         return DPoPProof(jkt=jkt, jwk=dict(jwk), alg=alg, claims=claims, header=header)
@@ -250,7 +253,8 @@ class DPoPProofValidator:
                 raise InvalidDPoPProofError("DPoP proof RSA key is shorter than 2048 bits")
         return key
 
-    def _check_claims(self, claims: dict, *, method: str, uri: str, access_token: str | None) -> None:
+    def _check_claims(self, claims: dict, *, method: str, uri: str, access_token: str | None,
+                      nonce_ok: bool = False) -> None:
         jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise InvalidDPoPProofError("DPoP proof jti missing or invalid")
@@ -264,10 +268,10 @@ class DPoPProofValidator:
         if isinstance(iat, bool) or not isinstance(iat, (int, float)):
             raise InvalidDPoPProofError("DPoP proof iat missing or invalid")
         now = self.clock()
-        if iat < now - self.max_age:
-            raise InvalidDPoPProofError("DPoP proof iat is too old")
-        if iat > now + self.leeway:
-            raise InvalidDPoPProofError("DPoP proof iat is in the future")
+        if not nonce_ok and not now - self.max_age <= iat <= now + self.leeway:
+            if self.nonces is not None:  # the server's own time, through a nonce, can replace the client's clock
+                raise UseDPoPNonceError(self.nonces.current(), "DPoP proof iat is not recent enough; use a DPoP nonce")
+            raise InvalidDPoPProofError("DPoP proof iat is too old" if iat < now else "DPoP proof iat is in the future")
         if access_token is not None:
             ath = claims.get("ath")
             try:

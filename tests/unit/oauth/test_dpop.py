@@ -267,3 +267,23 @@ def test_www_authenticate_challenge():
     assert www_authenticate("invalid_token", "x", ["ES256", "RS256"]) == \
         'DPoP error="invalid_token", error_description="x", algs="ES256 RS256"'
     assert www_authenticate(None, None, ["ES256"]) == 'DPoP algs="ES256"'
+
+
+def test_skewed_iat_with_nonces_asks_for_a_nonce_and_a_valid_nonce_stands_in_for_iat(redis_client, key):
+    nonces = NonceSource(b"k" * 32, period=300)
+    v = DPoPProofValidator(replay=RedisReplayCache(lambda: redis_client), nonces=nonces)
+    for skew in (-3600, 3600):  # a device clock an hour off either way
+        with pytest.raises(UseDPoPNonceError) as exc:
+            v.validate(key.proof("POST", URL, iat=int(time.time()) + skew), method="POST", uri=URL)
+        proof = key.proof("POST", URL, iat=int(time.time()) + skew, nonce=exc.value.nonce)
+        v.validate(proof, method="POST", uri=URL)
+        refused(v, proof, "already used")  # and the nonce-dated proof is single-use like any other
+    # An invalid nonce does not excuse a bad iat.
+    with pytest.raises(UseDPoPNonceError):
+        v.validate(key.proof("POST", URL, iat=int(time.time()) - 3600, nonce="A" * 24), method="POST", uri=URL)
+
+
+def test_replay_ttl_covers_the_nonce_lifetime(redis_client, key):
+    v = DPoPProofValidator(replay=RedisReplayCache(lambda: redis_client), nonces=NonceSource(b"k" * 32, period=300))
+    assert v.replay_ttl == 601
+    assert DPoPProofValidator(max_age=120, leeway=10).replay_ttl == 131
