@@ -195,10 +195,10 @@ class TokenStore:
     def _mirror(self, row: OAuthGrant) -> None:
         self._write_twin(row.id, self._twin(row.client_id, row.user_id, row.session_id, row.scope, row.audiences,
                                             row.auth_time, row.acr, row.amr, row.current_hash,
-                                            row.revoked_at is not None, row.dpop_jkt), row.expires_at)
+                                            row.revoked_at is not None, dpop_jkt=row.dpop_jkt), row.expires_at)
 
     @staticmethod
-    def _twin(client_id, user_id, session_id, scope, audiences, auth_time, acr, amr, current_hash, revoked,
+    def _twin(client_id, user_id, session_id, scope, audiences, auth_time, acr, amr, current_hash, revoked, *,
               dpop_jkt=None) -> dict:
         return {"cid": client_id, "uid": user_id or "", "sid": session_id or "", "scope": scope, "aud": audiences,
                 "at": auth_time or "", "acr": acr or "", "amr": amr or "", "cur": current_hash or "-",
@@ -258,7 +258,8 @@ class TokenStore:
         if row is not None:
             if outcome == "miss":  # Redis lost the twin (restart without AOF, eviction): re-create it from SQL
                 self._write_twin(gid, self._twin(client_id, row.user_id, row.session_id, row.scope, row.audiences,
-                                                 row.auth_time, row.acr, row.amr, new, False, row.dpop_jkt),
+                                                 row.auth_time, row.acr, row.amr, new, False,
+                                                 dpop_jkt=row.dpop_jkt),
                                  row.expires_at)
             return RotateResult(
                 "ok", {"gid": gid, "cid": client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
