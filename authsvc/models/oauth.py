@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authsvc.models.base import Base, UTCDateTime, utcnow
@@ -30,6 +30,8 @@ class OAuthClient(Base):
     token_format: Mapped[str] = mapped_column(String(8), default="opaque")  # opaque | jwt (RFC 9068)
     access_token_ttl: Mapped[int] = mapped_column(Integer, default=600)
     quota_per_minute: Mapped[int] = mapped_column(Integer, default=600)
+    # RFC 9449 §5.2 client metadata: every token request of this client must carry a DPoP proof.
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
@@ -68,6 +70,8 @@ class OAuthGrant(Base):
     acr: Mapped[str | None] = mapped_column(String(64))
     amr: Mapped[str | None] = mapped_column(String(64))
     current_hash: Mapped[str | None] = mapped_column(String(64))
+    # RFC 9449 §5: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to; None = unbound.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # last refresh (set by the rotation's UPDATE)

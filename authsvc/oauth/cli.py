@@ -31,9 +31,11 @@ def clients_group():
 @click.option("--token-format", type=click.Choice(["opaque", "jwt"]), default="opaque", show_default=True)
 @click.option("--access-token-ttl", type=int, default=None)
 @click.option("--quota", "quota", type=int, default=600, show_default=True, help="requests per minute")
+@click.option("--dpop-required", is_flag=True, default=False,
+              help="refuse token requests without a DPoP proof (RFC 9449 dpop_bound_access_tokens)")
 @with_appcontext
 def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes, audiences, resource, token_format,
-                   access_token_ttl, quota):
+                   access_token_ttl, quota, dpop_required):
     from authsvc.oauth.clients import ClientError
 
     kwargs = {}
@@ -45,7 +47,7 @@ def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes
         row, secret = _provider().clients.create(
             name=name, client_type=client_type, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout,
             audiences=audiences, resource=resource, token_format=token_format, access_token_ttl=access_token_ttl,
-            quota_per_minute=quota, **kwargs)
+            quota_per_minute=quota, dpop_bound_access_tokens=dpop_required, **kwargs)
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"client_id:     {row.id}")

@@ -127,6 +127,7 @@ class Client:
     token_format: str
     access_token_ttl: int
     quota_per_minute: int
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: token requests without a DPoP proof are refused
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -190,7 +191,8 @@ def _to_dict(row: OAuthClient) -> dict:
             "post_logout_redirect_uris": json.loads(row.post_logout_redirect_uris),
             "grant_types": row.grant_types.split(), "scopes": row.scopes.split(),
             "audiences": json.loads(row.audiences), "resource": row.resource, "token_format": row.token_format,
-            "access_token_ttl": row.access_token_ttl, "quota_per_minute": row.quota_per_minute}
+            "access_token_ttl": row.access_token_ttl, "quota_per_minute": row.quota_per_minute,
+            "dpop_bound_access_tokens": bool(row.dpop_bound_access_tokens)}
 
 
 class ClientService:
@@ -272,7 +274,7 @@ class ClientService:
                scopes=("openid", "profile", "email", "offline_access"), post_logout_redirect_uris=(),
                audiences=(), resource: str | None = None, token_format: str = "opaque",
                access_token_ttl: int | None = None, quota_per_minute: int = 600,
-               actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
+               dpop_bound_access_tokens: bool = False, actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
         """Register a client; returns it and its secret (None for public clients). The secret is not kept."""
         secret = secrets.token_urlsafe(32) if client_type == "confidential" else None
         row = OAuthClient(
@@ -282,7 +284,8 @@ class ClientService:
             grant_types=" ".join(dict.fromkeys(grant_types)), scopes=" ".join(dict.fromkeys(scopes)),
             audiences=json.dumps(list(audiences)), resource=resource,
             token_format=token_format, access_token_ttl=access_token_ttl or self.default_ttl,
-            quota_per_minute=quota_per_minute, created_at=self.clock.now())
+            quota_per_minute=quota_per_minute, dpop_bound_access_tokens=bool(dpop_bound_access_tokens),
+            created_at=self.clock.now())
         self._validate(row)
         self.db.session.add(row)
         self.db.session.commit()
@@ -297,6 +300,8 @@ class ClientService:
                 value = json.dumps(list(value))
             elif key in ("grant_types", "scopes"):
                 value = " ".join(dict.fromkeys(value))
+            elif key == "dpop_bound_access_tokens":
+                value = bool(value)
             elif key not in ("name", "resource", "token_format", "access_token_ttl", "quota_per_minute"):
                 raise ClientError(key, "cannot be changed")
             setattr(row, key, value)

@@ -21,6 +21,10 @@ class OAuthSettings:
     token_quota_per_minute: int = 120  # per access token at /userinfo
     device_code_ttl: int = 600
     device_interval: int = 5
+    # DPoP (RFC 9449): 1 → every DPoP proof (token endpoint, userinfo) must carry a server nonce (§8, use_dpop_nonce).
+    dpop_require_nonce: int = 0
+    dpop_proof_max_age: int = 120  # seconds a proof's iat may lie in the past (its jti is remembered that long)
+    dpop_nonce_period: int = 300  # a nonce is accepted for one to two periods
 
     def validate(self) -> "OAuthSettings":
         checks = [
@@ -31,6 +35,9 @@ class OAuthSettings:
             ("signing_alg", self.signing_alg in ("RS256", "ES256"), "must be RS256 or ES256"),
             ("token_quota_per_minute", self.token_quota_per_minute >= 1, "must be ≥ 1"),
             ("device_code_ttl", 60 <= self.device_code_ttl <= 1800, "must be between 60 and 1800 seconds"),
+            ("dpop_require_nonce", self.dpop_require_nonce in (0, 1), "must be 0 or 1"),
+            ("dpop_proof_max_age", 10 <= self.dpop_proof_max_age <= 600, "must be between 10 and 600 seconds"),
+            ("dpop_nonce_period", 10 <= self.dpop_nonce_period <= 3600, "must be between 10 and 3600 seconds"),
         ]
         for name, ok, problem in checks:
             if not ok:

@@ -15,6 +15,12 @@ The decisions are the provider's, shared with the Flask views and Authlib's endp
 * everything else (no or bad credentials, missing or extra parameters, other grant types, unusual content type or
   size, http to a non-loopback host, a client not cached yet) is handed to Flask untouched — body included — before
   any token is touched, and Authlib answers it;
+* DPoP (RFC 9449): a refresh with a valid proof is answered here (the new access token bound to the key, one more
+  Redis command for the ``jti``); a proof that fails any check or lacks a required nonce goes to Flask, which answers
+  the error. Without a proof this path never hands out a token a binding forbids: a client registered as "DPoP
+  required" goes to Flask, and the rotation refuses a DPoP-bound refresh family (``invalid_dpop_proof``) before
+  touching it. Introspection of a DPoP-bound token stays here (its record carries ``jkt``; the answer has
+  ``token_type: DPoP`` and ``cnf``);
 * a store that does not answer → 503 ``temporarily_unavailable`` (never ``active: false``), over quota → 429, as the
   Flask error handlers of the ``oauth_api`` blueprint answer.
 """
@@ -98,10 +104,17 @@ class OAuthFastPath:
 
                 try:
                     provider = self.app.extensions["authsvc.oauth"]
-                    lean = provider.introspect_lean if path == INTROSPECT else provider.refresh_lean
-                    answer = lean(authorization=environ.get("HTTP_AUTHORIZATION"), form=form,
-                                  secure=is_secure_transport(f"{scheme}://{host}/"),
-                                  audit_ctx=lambda: self._audit_ctx(environ))
+                    kwargs = {"authorization": environ.get("HTTP_AUTHORIZATION"), "form": form,
+                              "secure": is_secure_transport(f"{scheme}://{host}/"),
+                              "audit_ctx": lambda: self._audit_ctx(environ)}
+                    if path == INTROSPECT:
+                        answer = provider.introspect_lean(**kwargs)
+                    else:
+                        dpop = environ.get("HTTP_DPOP")
+                        answer = provider.refresh_lean(**kwargs, dpop=dpop)
+                        nonce = provider.dpop_nonce() if dpop is not None else None
+                        if nonce:
+                            extra.append(("DPoP-Nonce", nonce))  # RFC 9449 §8.2, as the Flask view sends it
                     if answer is None:
                         fallback = True
                     else:

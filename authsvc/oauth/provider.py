@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from authlib.common.security import is_secure_transport
 from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
@@ -32,7 +35,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 import redis
-from flask import current_app, request as flask_request
+from flask import current_app, g as flask_g, has_request_context, request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select
@@ -43,6 +46,8 @@ from sqlalchemy import select
 
 from authsvc.models import OAuthGrant, User, UserSession
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, Client
+from authsvc.oauth.dpop import (DEFAULT_ALGS as DPOP_ALGS, DPoPProof, DPoPProofValidator, InvalidDPoPProofError,
+                                NonceSource, RedisReplayCache)
 from authsvc.oauth.keys import ALLOWED_ALGS
 from authsvc.oauth.tokens import ConsumeResult, grant_id_of, new_grant_id, sha256
 
@@ -73,6 +78,11 @@ def malformed_basic(authorization: str | None) -> bool:
 INVALID_BASIC = {"error": "invalid_client",
                  "error_description": "The HTTP Basic client credentials are malformed (base64 of UTF-8 'id:secret')."}
 AMR = {"pwd": "pwd", "totp": "otp", "otp": "otp", "webauthn": "hwk", "recovery": "otp"}
+
+
+def token_proof() -> DPoPProof | None:
+    """The verified DPoP proof of the current token request (set by the token view before Authlib runs), or None."""
+    return flask_g.get("authsvc_dpop_proof") if has_request_context() else None
 
 
 @dataclass
@@ -193,6 +203,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             "acr": acr_for(end_user.session.aal), "amr": amr_for(end_user.session.methods),
             "challenge": data.get("code_challenge"), "method": data.get("code_challenge_method"),
             "aud": self.provider.requested_audiences(request.client, data.getlist("resource")),
+            "jkt": data.get("dpop_jkt") or None,  # RFC 9449 §10 (format checked by the authorize view)
         })
 
     def query_authorization_code(self, code, client):
@@ -203,6 +214,16 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         if outcome != ConsumeResult.OK or value["cid"] != client.get_client_id():
             return None
+        if value.get("jkt"):  # RFC 9449 §10: the code is bound to the key named by dpop_jkt at authorize
+            proof = token_proof()
+            if proof is None:
+                raise InvalidDPoPProofError("This authorization code is bound to a DPoP key (dpop_jkt): "
+                                            "send a DPoP proof of that key.")
+            if proof.jkt != value["jkt"]:
+                self.provider.record("oauth:dpop:key-mismatch", "failure", user_id=int(value["uid"]),
+                                     reason="code redeemed with another DPoP key than dpop_jkt",
+                                     client_id=client.get_client_id())
+                raise InvalidGrantError("The DPoP proof key does not match the dpop_jkt of the authorization.")
         if not self.provider.session_live(value["uid"], value.get("sid")):
             # Logged out, "sign out everywhere" or "this wasn't me" since the code was issued: it dies with it.
             self.provider.record("oauth:code:session-ended", "failure", user_id=int(value["uid"]),
@@ -244,7 +265,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         provider = self.server.provider
         provider.check_refresh_scope(refresh_token, self.request.client.get_client_id(), self.request.payload.scope)
         new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
-        result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new)
+        proof = token_proof()
+        result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new,
+                                                dpop_jkt=proof.jkt if proof else None)
+        provider.check_dpop_rotation(result.outcome, refresh_token)
         if result.outcome == "reuse":
             provider.on_refresh_reuse(result.grant)
             raise InvalidGrantError(provider.REUSED)
@@ -437,6 +461,9 @@ class Server(AuthorizationServer):
         # Charged only once the client proved who it is: strangers cannot burn a client's quota with its id.
         self.provider.charge(self.provider.client_quota(client), client.quota_per_minute,
                              client_id=client.get_client_id(), what=endpoint)
+        if endpoint == "token" and client.dpop_bound_access_tokens and token_proof() is None:
+            # RFC 9449 §5.2 (dpop_bound_access_tokens): this client never gets a bearer token.
+            raise InvalidDPoPProofError("This client must send a DPoP proof with every token request.")
         return client
 
 
@@ -472,6 +499,14 @@ class OAuthProvider:
         self.server.register_endpoint(EndSession)
         self.issuer_ext = Issuer(self)
         self.server.register_extension(self.issuer_ext)
+        # DPoP (RFC 9449): nonces are an HMAC of the time slot under a key derived from the app secret, so every
+        # worker issues and accepts the same ones; jti single use in Redis.
+        nonce_key = hmac.new(str(app.config["SECRET_KEY"]).encode(), b"authsvc/oauth/dpop-nonce",
+                             hashlib.sha256).digest()
+        self.dpop = DPoPProofValidator(
+            algorithms=DPOP_ALGS, replay=RedisReplayCache(lambda: self.tokens.redis),
+            nonces=NonceSource(nonce_key, period=settings.dpop_nonce_period, clock=clock.timestamp),
+            max_age=settings.dpop_proof_max_age, clock=clock.timestamp)
 
     @property
     def issuer(self) -> str:
@@ -536,6 +571,30 @@ class OAuthProvider:
         self.tokens.queue_charge(pipe, qkey)
         return pipe, qname, reset
 
+    # --- DPoP (RFC 9449) ---------------------------------------------------------------------------------------------
+    def dpop_proof(self, path: str, *, access_token: str | None = None) -> DPoPProof | None:
+        """The current request's DPoP proof for ``path`` on this issuer, verified (RFC 9449 §4.3), or None if the
+        request has no DPoP header. Raises ``InvalidDPoPProofError`` / ``UseDPoPNonceError``. ``htu`` is checked
+        against the issuer's URL (the public one), not the URL the WSGI server saw behind a proxy."""
+        values = flask_request.headers.getlist("DPoP")
+        if not values:
+            return None
+        return self.dpop.validate(values, method=flask_request.method, uri=self.issuer + path,
+                                  access_token=access_token, require_nonce=bool(self.settings.dpop_require_nonce))
+
+    def dpop_nonce(self) -> str | None:
+        """The ``DPoP-Nonce`` to send with responses to DPoP requests, when nonces are required."""
+        return self.dpop.nonces.current() if self.settings.dpop_require_nonce else None
+
+    def check_dpop_rotation(self, outcome: str, refresh_token: str, audit_ctx=None) -> None:
+        """Turn a refused rotation of a DPoP-bound refresh family into its error (nothing was rotated)."""
+        if outcome == "unbound":
+            raise InvalidDPoPProofError("This refresh token is bound to a DPoP key: send a DPoP proof of it.")
+        if outcome == "wrongkey":
+            self.record("oauth:dpop:key-mismatch", "failure", reason="refresh with another DPoP key than the bound one",
+                        grant=(grant_id_of(refresh_token) or "")[:8], audit_ctx=audit_ctx)
+            raise InvalidGrantError("The DPoP proof key is not the key this refresh token is bound to.")
+
     # --- users -----------------------------------------------------------------------------------------------------
     def session_live(self, user_id, sid: str | None) -> bool:
         """Whether login session ``sid`` of ``user_id`` still stands in SQL (the durable truth): not revoked, not
@@ -593,6 +652,10 @@ class OAuthProvider:
         user = request.user
         uid = user.id if user is not None else None
         refresh = None
+        proof = token_proof()
+        jkt = proof.jkt if proof else None  # RFC 9449 §5: the access token is bound to the proof's key
+        # Refresh tokens of public clients are bound too (§5); a confidential client's are bound to its credentials.
+        bind_refresh = jkt if client.is_public else None
         if grant_type == "authorization_code":
             code: AuthCode = request.authorization_code
             gid, d = code.gid, code.data
@@ -601,7 +664,7 @@ class OAuthProvider:
             self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
                                      scope=d["scope"], audiences=d["aud"], auth_time=d["auth_time"], acr=d["acr"],
                                      amr=d["amr"], refresh_hash=sha256(refresh) if refresh else None,
-                                     subject=user.sub)
+                                     subject=user.sub, dpop_jkt=bind_refresh if refresh else None)
             ctx = {"sid": d["sid"], "at": d["auth_time"], "acr": d["acr"], "aud": d["aud"], "sub": user.sub}
         elif grant_type == "refresh_token":
             g = request.refresh_token.rec
@@ -616,7 +679,8 @@ class OAuthProvider:
             self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
                                      scope=token["scope"], audiences=aud, auth_time=int(d["at"]), acr=d["acr"],
                                      amr=d["amr"].split(",") if d["amr"] else [],
-                                     refresh_hash=sha256(refresh) if refresh else None, subject=user.sub)
+                                     refresh_hash=sha256(refresh) if refresh else None, subject=user.sub,
+                                     dpop_jkt=bind_refresh if refresh else None)
             ctx = {"sid": d["sid"], "at": int(d["at"]), "acr": d["acr"], "aud": aud, "sub": user.sub}
         else:  # client_credentials: a grant too, so deleting the client (or revoking) reaches these tokens
             gid = new_grant_id()
@@ -630,25 +694,33 @@ class OAuthProvider:
             # nothing to revoke): the grant is written now, so revoke it ourselves and hand nothing out.
             self.tokens.revoke_grant(gid, "session_revoked")
             raise InvalidGrantError("The login session that approved this grant has ended.")
-        token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"])
+        token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"],
+                                                  jkt=jkt)
+        if jkt:
+            token["token_type"] = "DPoP"
         metrics.TOKENS.labels(grant_type).inc()
         if refresh:
             token["refresh_token"] = refresh
         if grant_type != "refresh_token":
             # A routine rotation is not audited (the grant row counts it; see authsvc.oauth.tokens): issuance is.
             self.record("oauth:token:issue", "success", user_id=uid, client_id=client.client_id,
-                        grant_type=grant_type, grant=gid[:8], scope=token["scope"], format=client.token_format)
+                        grant_type=grant_type, grant=gid[:8], scope=token["scope"], format=client.token_format,
+                        dpop=bool(jkt) or None)
 
-    def issue_access(self, client: Client, gid: str, uid, scope: str, ctx: dict, opaque: str) -> str:
+    def issue_access(self, client: Client, gid: str, uid, scope: str, ctx: dict, opaque: str,
+                     jkt: str | None = None) -> str:
         """Store a new access token of grant ``gid`` and return it (``opaque``, or a JWT for JWT clients). Raises
         invalid_grant if the grant was revoked meanwhile (nothing stored). ``ctx``: sid, at, acr, aud of the grant, and
-        the user's opaque ``sub`` (kept in the record: introspection and JWTs name the user by it, never by ``uid``)."""
+        the user's opaque ``sub`` (kept in the record: introspection and JWTs name the user by it, never by ``uid``).
+        ``jkt``: the DPoP key thumbprint the token is bound to (RFC 9449 §6: ``cnf.jkt``)."""
         now = int(self.clock.timestamp())
         ttl = client.access_token_ttl
         record = {"gid": gid, "cid": client.client_id, "uid": uid or "", "sub": (uid and ctx.get("sub")) or "",
                   "scope": scope,
                   "aud": " ".join(ctx["aud"]), "iat": now, "exp": now + ttl, "at": ctx["at"] or "",
                   "acr": ctx["acr"] or "", "jti": secrets.token_urlsafe(12)}
+        if jkt:
+            record["jkt"] = jkt
         access = self._jwt_access_token(record, client) if client.token_format == "jwt" else opaque
         if not self.tokens.save_access(access, record, ttl):
             raise InvalidGrantError("The grant was revoked.")
@@ -664,6 +736,8 @@ class OAuthProvider:
             claims["auth_time"] = int(record["at"])
         if record["acr"]:
             claims["acr"] = record["acr"]
+        if record.get("jkt"):
+            claims["cnf"] = {"jkt": record["jkt"]}  # RFC 9449 §6.1
         return jwt.encode({"alg": alg, "kid": kid, "typ": "at+jwt"}, claims, key, algorithms=[alg])
 
     # --- token lookup ------------------------------------------------------------------------------------------------
@@ -785,8 +859,8 @@ class OAuthProvider:
     # --- refresh: the lean path ---------------------------------------------------------------------------------------
     REUSED = "This refresh token was already used; the grant has been revoked."
 
-    def refresh_lean(self, *, authorization: str | None, form, secure: bool,
-                     audit_ctx=None) -> tuple[int, dict] | None:
+    def refresh_lean(self, *, authorization: str | None, form, secure: bool, audit_ctx=None,
+                     dpop: str | None = None) -> tuple[int, dict] | None:
         """The refresh-token grant (RFC 6749 §6) for the common case, or None: "let Authlib's grant answer".
 
         Common case: ``grant_type=refresh_token`` with a ``refresh_token``, no ``scope`` or ``resource`` (narrowing
@@ -797,12 +871,24 @@ class OAuthProvider:
         count), the rotation (one Lua call, one autocommit SQL statement), the new access token (one pipeline).
         Returns (status, JSON body) as Authlib would; a store that does not answer raises (→ 503), over quota raises
         ``Throttled`` (→ 429).
+
+        DPoP (RFC 9449): ``dpop`` is the ``DPoP`` header. A proof that fails any check (or needs a nonce) goes to
+        Authlib's path, which checks it again and answers the error; a valid one is checked for replay (one SET NX,
+        only once the client is known) and binds the new access token (``token_type: DPoP``). Without a proof, a
+        "DPoP required" client goes to Authlib, and a DPoP-bound family is refused by the rotation before it swaps.
         """
         if not secure or form.get("grant_type") != "refresh_token" or "scope" in form or "resource" in form:
             return None
         refresh_token = form.get("refresh_token")
         if not refresh_token:
             return None
+        proof = None
+        if dpop is not None:
+            try:
+                proof = self.dpop.validate(dpop, method="POST", uri=self.issuer + "/oauth2/token",
+                                           require_nonce=bool(self.settings.dpop_require_nonce), check_replay=False)
+            except OAuth2Error:
+                return None  # Authlib's path answers invalid_dpop_proof / use_dpop_nonce
         basic_id, basic_secret = extract_basic_authorization(
             {"Authorization": authorization} if authorization else {})
         if basic_id or authorization:
@@ -823,13 +909,20 @@ class OAuthProvider:
                 return None  # invalid_client, from Authlib
         elif client.is_public or not client.check_client_secret(secret):
             return None
-        if not client.check_grant_type("refresh_token"):
-            return None  # unauthorized_client, from Authlib
+        if not client.check_grant_type("refresh_token") or (client.dpop_bound_access_tokens and proof is None):
+            return None  # unauthorized_client / invalid_dpop_proof, from Authlib
         self.over_quota(int(count), reset, client.quota_per_minute, name=qname, client_id=client_id, what="token",
                         audit_ctx=audit_ctx)
+        if proof is not None and not self.dpop.replay.first_use(proof.jkt, proof.claims["jti"], self.dpop.replay_ttl):
+            return 400, {"error": "invalid_dpop_proof", "error_description": "DPoP proof was already used (jti replay)"}
         gid = grant_id_of(refresh_token) or ""
         new = f"{gid}.{secrets.token_urlsafe(32)}"
-        result = self.tokens.rotate_refresh(refresh_token, client_id, new)
+        result = self.tokens.rotate_refresh(refresh_token, client_id, new, dpop_jkt=proof.jkt if proof else None)
+        if result.outcome in ("unbound", "wrongkey"):  # a DPoP-bound family, refused before the swap
+            try:
+                self.check_dpop_rotation(result.outcome, refresh_token, audit_ctx=audit_ctx)
+            except OAuth2Error as exc:
+                return 400, {"error": exc.error, "error_description": exc.description}
         if result.outcome == "reuse":
             self.on_refresh_reuse(result.grant, audit_ctx=audit_ctx)
             return 400, {"error": "invalid_grant", "error_description": self.REUSED}
@@ -840,12 +933,13 @@ class OAuthProvider:
             return 400, {"error": "invalid_request", "error_description": "There is no 'user' for this token."}
         ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"]), "sub": g.get("sub")}
         try:
-            access = self.issue_access(client, g["gid"], g["uid"], g["scope"], ctx, secrets.token_urlsafe(32))
+            access = self.issue_access(client, g["gid"], g["uid"], g["scope"], ctx, secrets.token_urlsafe(32),
+                                       jkt=proof.jkt if proof else None)
         except InvalidGrantError as exc:
             return 400, {"error": "invalid_grant", "error_description": exc.description}
         metrics.TOKENS.labels("refresh_token").inc()
         return 200, {"access_token": access, "expires_in": client.access_token_ttl, "refresh_token": new,
-                     "scope": g["scope"], "token_type": "Bearer"}
+                     "scope": g["scope"], "token_type": "DPoP" if proof else "Bearer"}
 
     def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None) -> None:
         """Refuse a refresh that asks for more than its grant holds *before* the rotation (RFC 6749 §6: invalid_scope):
@@ -875,8 +969,10 @@ class OAuthProvider:
         rec = token.rec
         out = {"active": True, "client_id": rec["cid"], "scope": rec.get("scope", ""), "iss": self.issuer}
         if token.kind == "access":
-            out.update(token_type="Bearer", exp=int(float(rec["exp"])), iat=int(float(rec["iat"])),
-                       aud=rec["aud"].split())
+            out.update(token_type="DPoP" if rec.get("jkt") else "Bearer", exp=int(float(rec["exp"])),
+                       iat=int(float(rec["iat"])), aud=rec["aud"].split())
+            if rec.get("jkt"):
+                out["cnf"] = {"jkt": rec["jkt"]}  # RFC 9449 §6.2
         else:
             out.update(token_type="refresh_token", aud=json.loads(rec.get("aud") or "[]"))
         if rec.get("uid"):

@@ -31,7 +31,7 @@ import secrets
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from authsvc.models import OAuthGrant, User
 from authsvc.redis_scripts import ScriptCache
@@ -48,11 +48,13 @@ _ROTATE_SQL = (
     _G.update()
     .where(_G.c.id == bindparam("p_gid"), _G.c.client_id == bindparam("p_cid"),
            _G.c.current_hash == bindparam("p_old"), _G.c.revoked_at.is_(None),
-           _G.c.expires_at > bindparam("p_now", type_=_G.c.expires_at.type))
+           _G.c.expires_at > bindparam("p_now", type_=_G.c.expires_at.type),
+           # RFC 9449 §5: a family bound to a DPoP key rotates only for a proof of that key.
+           or_(_G.c.dpop_jkt.is_(None), _G.c.dpop_jkt == bindparam("p_jkt")))
     .values(current_hash=bindparam("p_new"), generation=_G.c.generation + 1,
             rotated_at=bindparam("p_now", type_=_G.c.rotated_at.type))
     .returning(_G.c.user_id, _G.c.session_id, _G.c.scope, _G.c.audiences, _G.c.auth_time, _G.c.acr, _G.c.amr,
-               _G.c.expires_at,
+               _G.c.expires_at, _G.c.dpop_jkt,
                select(_U.c.status).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_status"),
                select(_U.c.sub).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_sub"))
 )
@@ -69,15 +71,21 @@ if used then return {'reused', used} end
 return {'none', ''}
 """
 
-# KEYS[1] = oauth:grant:{gid}; ARGV = presented hash, new hash, client id. One key: atomic and Cluster-safe.
-# Returns {outcome, <_GRANT_FIELDS>...}: the grant's fields come back with the verdict (no separate HGETALL).
-# Another client's token touches nothing (RFC 6749 §10.4).
+# KEYS[1] = oauth:grant:{gid}; ARGV = presented hash, new hash, client id, DPoP key thumbprint of the request ("" =
+# no proof). One key: atomic and Cluster-safe. Returns {outcome, <_GRANT_FIELDS>...}: the grant's fields come back
+# with the verdict (no separate HGETALL). Another client's token touches nothing (RFC 6749 §10.4); neither does a
+# request without the key a bound family needs ('unbound' = no proof, 'wrongkey' = another key) — checked before the
+# hash, so someone holding a copied refresh token but not the key can neither refresh nor revoke the family.
 _GRANT_FIELDS = ("cid", "uid", "sid", "scope", "aud", "at", "acr", "amr")
 _ROTATE = """
-local f = redis.call('HMGET', KEYS[1], 'cur', 'rev', 'cid', 'uid', 'sid', 'scope', 'aud', 'at', 'acr', 'amr')
+local f = redis.call('HMGET', KEYS[1], 'cur', 'rev', 'cid', 'uid', 'sid', 'scope', 'aud', 'at', 'acr', 'amr', 'jkt')
 if not f[1] then return {'miss'} end
 if f[3] ~= ARGV[3] then return {'foreign'} end
 if f[2] == '1' then return {'revoked'} end
+if f[11] and f[11] ~= '' and f[11] ~= ARGV[4] then
+  if ARGV[4] == '' then return {'unbound'} end
+  return {'wrongkey'}
+end
 local out = 'ok'
 if f[1] ~= ARGV[1] then
   redis.call('HSET', KEYS[1], 'rev', '1')
@@ -129,7 +137,7 @@ class ConsumeResult:
 
 @dataclass
 class RotateResult:
-    outcome: str  # ok | reuse | invalid
+    outcome: str  # ok | reuse | invalid | unbound (bound family, no DPoP proof) | wrongkey (proof of another key)
     grant: dict | None = None
     user_active: bool = False  # ok only: the grant's user is active (read in the rotation's own statement)
 
@@ -172,12 +180,15 @@ class TokenStore:
     # --- grants ------------------------------------------------------------------------------------------------------
     def create_grant(self, gid: str, *, client_id: str, user_id: int | None, session_id: str | None, scope: str,
                      audiences: list[str], auth_time: int | None, acr: str | None, amr: list[str] | None,
-                     refresh_hash: str | None, subject: str | None = None) -> OAuthGrant:
-        """``subject``: the user's opaque ``sub``, kept in the Redis twin so the lean paths name the user by it."""
+                     refresh_hash: str | None, subject: str | None = None, dpop_jkt: str | None = None
+                     ) -> OAuthGrant:
+        """``subject``: the user's opaque ``sub``, kept in the Redis twin so the lean paths name the user by it.
+        ``dpop_jkt``: the DPoP key a public client's refresh family is bound to."""
         now = self.clock.now()
         row = OAuthGrant(id=gid, client_id=client_id, user_id=user_id, session_id=session_id, scope=scope,
                          audiences=json.dumps(audiences), auth_time=auth_time, acr=acr,
-                         amr=",".join(amr or []) or None, current_hash=refresh_hash, generation=0, created_at=now,
+                         amr=",".join(amr or []) or None, current_hash=refresh_hash, dpop_jkt=dpop_jkt,
+                         generation=0, created_at=now,
                          expires_at=now + dt.timedelta(seconds=self.refresh_ttl))
         # SQL first: without the durable record no usable refresh token may exist anywhere.
         self.db.session.add(row)
@@ -188,14 +199,15 @@ class TokenStore:
     def _mirror(self, row: OAuthGrant, subject: str | None) -> None:
         self._write_twin(row.id, self._twin(row.client_id, row.user_id, row.session_id, row.scope, row.audiences,
                                             row.auth_time, row.acr, row.amr, row.current_hash,
-                                            row.revoked_at is not None, subject), row.expires_at)
+                                            row.revoked_at is not None, subject, dpop_jkt=row.dpop_jkt),
+                         row.expires_at)
 
     @staticmethod
     def _twin(client_id, user_id, session_id, scope, audiences, auth_time, acr, amr, current_hash, revoked,
-              subject=None) -> dict:
+              subject=None, *, dpop_jkt=None) -> dict:
         return {"cid": client_id, "uid": user_id or "", "sub": (user_id and subject) or "", "sid": session_id or "",
                 "scope": scope, "aud": audiences, "at": auth_time or "", "acr": acr or "", "amr": amr or "",
-                "cur": current_hash or "-", "rev": "1" if revoked else "0"}
+                "cur": current_hash or "-", "rev": "1" if revoked else "0", "jkt": dpop_jkt or ""}
 
     def _write_twin(self, gid: str, mapping: dict, expires_at: dt.datetime) -> None:
         ttl = max(1, int((expires_at - self.clock.now()).total_seconds()))
@@ -206,30 +218,37 @@ class TokenStore:
         pipe.expire(key, ttl)
         pipe.execute()
 
-    def rotate_refresh(self, refresh_token: str, client_id: str, new_refresh: str) -> RotateResult:
+    def rotate_refresh(self, refresh_token: str, client_id: str, new_refresh: str,
+                       dpop_jkt: str | None = None) -> RotateResult:
         """Swap the family's live refresh token for ``new_refresh`` iff ``refresh_token`` is it.
 
         A token of the family that is not the live one is a replay: the family is revoked ("reuse"). Of two requests
         racing with the same token, the Lua script lets exactly one through; the other sees a mismatch. SQL confirms
         with a compare-and-set UPDATE, committed before this returns (the durable truth: a Redis restore must not
         resurrect an old generation). The caller hands the new tokens out only after that.
+
+        ``dpop_jkt``: the thumbprint of the request's verified DPoP proof (None: no proof). A family bound to a key
+        (RFC 9449 §5, public clients) is not touched without a proof of that key: "unbound" / "wrongkey".
         """
         gid = grant_id_of(refresh_token)
         if gid is None:
             return RotateResult("invalid")
         old, new = sha256(refresh_token), sha256(new_refresh)
         key = f"oauth:grant:{{{gid}}}"
-        reply = self._script("rotate", _ROTATE)(keys=[key], args=[old, new, client_id])
+        jkt = dpop_jkt or ""
+        reply = self._script("rotate", _ROTATE)(keys=[key], args=[old, new, client_id, jkt])
         outcome = reply[0]
         if outcome in ("foreign", "revoked"):
             return RotateResult("invalid")
+        if outcome in ("unbound", "wrongkey"):
+            return RotateResult(outcome)
         if outcome == "reuse":
             return RotateResult("reuse", {"gid": gid, **dict(zip(_GRANT_FIELDS, reply[1:]))})
         # ok or miss: SQL decides durably.
         now = self.clock.now()
         try:
             row = self._autocommit(_ROTATE_SQL, {"p_gid": gid, "p_cid": client_id, "p_old": old, "p_new": new,
-                                                 "p_now": now})
+                                                 "p_now": now, "p_jkt": jkt})
         except Exception:
             # The database did not answer (→ 503). Without this, Redis would keep the new hash that no client ever
             # received, and the client's retry with its token would look like a replay and revoke the family: a
@@ -244,8 +263,9 @@ class TokenStore:
         if row is not None:
             if outcome == "miss":  # Redis lost the twin (restart without AOF, eviction): re-create it from SQL
                 self._write_twin(gid, self._twin(client_id, row.user_id, row.session_id, row.scope, row.audiences,
-                                                 row.auth_time, row.acr, row.amr, new, False, row.user_sub),
-                                  row.expires_at)
+                                                 row.auth_time, row.acr, row.amr, new, False, row.user_sub,
+                                                 dpop_jkt=row.dpop_jkt),
+                                 row.expires_at)
             return RotateResult(
                 "ok", {"gid": gid, "cid": client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
                        "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr,
@@ -254,6 +274,13 @@ class TokenStore:
         grant = self.db.session.get(OAuthGrant, gid)
         if grant is None or grant.client_id != client_id:
             return RotateResult("invalid")
+        if grant.dpop_jkt and grant.dpop_jkt != jkt and grant.revoked_at is None:
+            if outcome == "ok":  # Redis had no binding (an older twin): put the hash back, refuse
+                try:
+                    self._script("undo", _UNDO)(keys=[key], args=[new, old])
+                except redis.exceptions.RedisError:
+                    pass
+            return RotateResult("wrongkey" if jkt else "unbound")
         if grant.revoked_at is not None or grant.expires_at <= now:
             if outcome == "ok":
                 self.redis.hset(key, "rev", "1")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from urllib.parse import urlencode, urlsplit
 
 import redis
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
-from flask import (Blueprint, current_app, flash, jsonify, make_response, redirect, render_template, request,
+from flask import (Blueprint, current_app, flash, g, jsonify, make_response, redirect, render_template, request,
                    url_for)
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from authsvc.errors import Throttled
 from authsvc.models import OAuthConsent
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, is_clean_uri
+from authsvc.oauth.dpop import UseDPoPNonceError, www_authenticate
 from authsvc.oauth.keys import ALLOWED_ALGS
 from authsvc.oauth.provider import ACR_AAL1, ACR_AAL2, INVALID_BASIC, EndUser, OAuthProvider, malformed_basic
 from authsvc.services import services
@@ -31,6 +33,7 @@ log = logging.getLogger("authsvc.oauth")
 api = Blueprint("oauth_api", __name__)
 web = Blueprint("oauth", __name__)
 
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 digest: the RFC 9449 §10 dpop_jkt value
 REAUTH_PARAM = "authsvc_reauth"  # a random handle on a server-side "a login after this instant counts" (see _reauth)
 
 
@@ -120,6 +123,7 @@ def _metadata() -> dict:
         "authorization_response_iss_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
+        "dpop_signing_alg_values_supported": list(provider().dpop.algorithms),  # RFC 9449 §5.1
     }
 
 
@@ -145,7 +149,20 @@ def jwks():
 def token():
     if request.method != "POST":
         return _method_not_allowed("POST")
-    return provider().server.create_token_response()
+    p = provider()
+    dpop = bool(request.headers.get("DPoP"))
+    try:
+        # RFC 9449 §5: verify the proof before Authlib runs; the grants read it (provider.token_proof) to bind
+        # tokens, check dpop_jkt / bound refresh families and the client's "DPoP required".
+        g.authsvc_dpop_proof = p.dpop_proof("/oauth2/token")
+    except OAuth2Error as error:
+        resp = p.server.handle_error_response(None, error)
+    else:
+        resp = p.server.create_token_response()
+    nonce = p.dpop_nonce() if dpop else None
+    if nonce and "DPoP-Nonce" not in resp.headers:
+        resp.headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: a fresh nonce with every answer
+    return resp
 
 
 @api.route("/oauth2/revoke", methods=["GET", "POST"])
@@ -174,11 +191,17 @@ def userinfo():
     p = provider()
     scheme, _, tok = request.headers.get("Authorization", "").partition(" ")
     tok = tok.strip()
-    if scheme.lower() != "bearer" or not tok:
-        return _bearer_error(401, "invalid_request", "Send the access token as 'Authorization: Bearer'.")
+    scheme = scheme.lower()
+    if scheme not in ("bearer", "dpop") or not tok:
+        return _bearer_error(401, "invalid_request", "Send the access token as 'Authorization: Bearer' or 'DPoP'.",
+                             dpop=True)
     rec = p.resolve_access(tok)
     if rec is None:
-        return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
+        return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.",
+                             dpop=scheme == "dpop")
+    refused = _dpop_refusal(p, scheme, tok, rec)  # RFC 9449 §7: before any quota is spent on the token
+    if refused is not None:
+        return refused
     p.charge("t:" + rec["jti"], p.settings.token_quota_per_minute, client_id=rec["cid"], what="userinfo")
     client = p.clients.get(rec["cid"])
     if client is None:
@@ -194,12 +217,51 @@ def userinfo():
         return _bearer_error(401, "invalid_token", "The user is no longer active.")
     resp = jsonify(p.user_claims(user, rec["scope"]))
     resp.headers["Cache-Control"] = "no-store"
+    if rec.get("jkt") and p.dpop_nonce():
+        resp.headers["DPoP-Nonce"] = p.dpop_nonce()
     return resp
 
 
-def _bearer_error(status: int, error: str, description: str):
-    resp = _oauth_error(status, error, description)
+def _dpop_refusal(p: OAuthProvider, scheme: str, tok: str, rec: dict):
+    """RFC 9449 §7: a DPoP-bound token (record has ``jkt``) is accepted only as ``Authorization: DPoP`` with a proof
+    of that key for this request whose ``ath`` is the token's hash; a bound token sent as a bearer token is refused,
+    and so is an unbound token under the DPoP scheme. None when the request may go on."""
+    bound = rec.get("jkt")
+    if scheme == "bearer":
+        if bound:
+            return _bearer_error(401, "invalid_token", "This access token is DPoP-bound: present it with "
+                                 "'Authorization: DPoP' and a DPoP proof.", dpop_only=True)
+        return None
+    if not bound:
+        return _bearer_error(401, "invalid_token", "This access token is not DPoP-bound: use 'Bearer'.", dpop=True)
+    try:
+        proof = p.dpop_proof("/oauth2/userinfo", access_token=tok)
+    except UseDPoPNonceError as error:
+        return _bearer_error(401, "use_dpop_nonce", error.description, dpop_only=True,
+                             extra={"DPoP-Nonce": error.nonce})
+    except OAuth2Error as error:
+        return _bearer_error(401, "invalid_dpop_proof", error.description, dpop_only=True)
+    if proof is None:
+        return _bearer_error(401, "invalid_dpop_proof", "A DPoP proof is required with a DPoP-bound token.",
+                             dpop_only=True)
+    if proof.jkt != bound:
+        return _bearer_error(401, "invalid_dpop_proof", "The DPoP proof key is not the key the token is bound to.",
+                             dpop_only=True)
+    return None
+
+
+def _bearer_error(status: int, error: str, description: str, *, dpop: bool = False, dpop_only: bool = False,
+                  extra: dict | None = None):
+    """An RFC 6750 §3 error with its challenge; ``dpop``: a DPoP challenge too (RFC 9449 §7.1, with the accepted
+    ``algs``), ``dpop_only``: only the DPoP challenge (the token is DPoP-bound, Bearer would not do)."""
+    resp = _oauth_error(status, error, description, extra)
+    algs = provider().dpop.algorithms
+    if dpop_only:
+        resp.headers["WWW-Authenticate"] = www_authenticate(error, description, algs)
+        return resp
     resp.headers["WWW-Authenticate"] = f'Bearer error="{error}", error_description="{description}"'
+    if dpop:
+        resp.headers.add("WWW-Authenticate", www_authenticate(error, description, algs))
     return resp
 
 
@@ -322,6 +384,8 @@ def authorize():
         p.requested_audiences(grant.client, args.getlist("resource"))
     except OAuth2Error as error:
         return fail("invalid_target", error.description)  # RFC 8707 §2
+    if len(args.getlist("dpop_jkt")) > 1 or ("dpop_jkt" in args and not _JKT.fullmatch(args.get("dpop_jkt"))):
+        return fail("invalid_request", "'dpop_jkt' must be one RFC 7638 SHA-256 JWK thumbprint (base64url).")
     # 1. signed in?
     if user is None:
         if "none" in prompts:
