@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 
-from authsvc.risk.replay import replay
+from authsvc.risk.evaluation.replay import replay
 
 
 def main() -> None:

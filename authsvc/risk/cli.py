@@ -32,7 +32,7 @@ risk = click.Group("risk", help="Risk engine evaluation: synthetic logins, repla
 def simulate_cmd(users: int, days: int, seed: int, output: str, geoip_dir: str | None, probe_rate: float,
                  unknown_share: float) -> None:
     """Write synthetic logins in the RBA dataset schema (+ an 'Attack Type' column)."""
-    from .simulate import SimParams, simulate
+    from .evaluation.simulate import SimParams, simulate
 
     t0 = time.perf_counter()
     params = SimParams(users=users, days=days, seed=seed, probe_rate=probe_rate, unknown_account_share=unknown_share)
@@ -60,7 +60,7 @@ def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb:
                overrides: tuple[str, ...]) -> None:
     """Score every row from what was learned before it; learn from successful rows. Writes index,score,decision,reasons."""
     from .model import RiskEngine
-    from .replay import replay
+    from .evaluation.replay import replay
 
     geo = GeoResolver(asn_csv=list(asn_csv) or None, country_mmdb=country_mmdb) if (asn_csv or country_mmdb) else None
     engine = RiskEngine(config=_config(overrides), geo=geo)
@@ -79,7 +79,7 @@ def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, writable=True), help="Also write results as JSON.")
 def report_cmd(logins: str, scores: str, bootstrap: int, warmup: float, seed: int, json_out: str | None) -> None:
     """Per attacker type and history bucket: AUC, TPR at low FPR, median re-authentication at 99.5 %/99 % blocked."""
-    from .report import clone_shares, evaluate, format_table, load
+    from .evaluation.report import clone_shares, evaluate, format_table, load
 
     data = load(logins, scores, warmup=warmup)
     results = evaluate(data, bootstrap=bootstrap, seed=seed)

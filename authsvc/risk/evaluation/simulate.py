@@ -38,7 +38,7 @@ from .simworld import (
     int_to_ip,
     new_device,
 )
-from .ua import parse_ua
+from ..ua import parse_ua
 
 __all__ = ["SimParams", "simulate", "logins_per_user"]
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from .context import LoginContext
-from .geo import GeoResolver
-from .model import RiskEngine
+from ..context import LoginContext
+from ..geo import GeoResolver
+from ..model import RiskEngine
 from .schema import SCORE_COLUMNS, parse_timestamp
-from .signals import extract_features
+from ..signals import extract_features
 from .velocity import VelocityTracker
 
 __all__ = ["ReplayStats", "replay"]

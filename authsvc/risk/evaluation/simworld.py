@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .geo import AsnTable
+from ..geo import AsnTable
 
 __all__ = ["Network", "World", "build_world", "DeviceSpec", "new_device", "COUNTRY_WEIGHTS", "int_to_ip"]
 
