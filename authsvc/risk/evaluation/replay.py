@@ -17,6 +17,7 @@ from ..geo import GeoResolver
 from ..model import RiskEngine
 from .schema import SCORE_COLUMNS, parse_timestamp
 from ..signals import extract_features
+from .reference import ReferenceModel
 from .velocity import VelocityTracker
 
 __all__ = ["ReplayStats", "replay"]
@@ -44,7 +45,7 @@ def replay(
     logins: str | Path,
     scores: str | Path,
     *,
-    engine: RiskEngine | None = None,
+    engine: RiskEngine | ReferenceModel | None = None,
     geo: GeoResolver | None = None,
     velocity: bool = True,
 ) -> ReplayStats:
@@ -56,7 +57,8 @@ def replay(
         resorted = False
     except _Unsorted:
         # Rare (the dataset and the simulator write in time order): restart from scratch on a sorted copy.
-        engine = RiskEngine(config=engine.config, geo=engine.geo)
+        fresh = getattr(engine, "fresh", None)
+        engine = fresh() if fresh is not None else RiskEngine(config=engine.config, geo=engine.geo)
         with open(logins, newline="", encoding="utf-8") as fin:
             reader = csv.reader(fin)
             header = next(reader)
@@ -85,7 +87,7 @@ def _stream(fin: TextIO, check_sorted: bool) -> Iterator[list[str]]:
         yield row
 
 
-def _process(rows: Iterator[list[str]], fout: TextIO, engine: RiskEngine, use_velocity: bool) -> int:
+def _process(rows: Iterator[list[str]], fout: TextIO, engine: RiskEngine | ReferenceModel, use_velocity: bool) -> int:
     header = next(rows)
     col = {name: i for i, name in enumerate(header)}
     i_idx, i_ts, i_user = col["index"], col["Login Timestamp"], col["User ID"]
