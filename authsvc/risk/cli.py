@@ -90,14 +90,17 @@ def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb:
               help="Leading fraction of the time span that is replayed but not evaluated.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, writable=True), help="Also write results as JSON.")
+@click.option("--thresholds", help="Comma-separated step-up thresholds: owners' friction and attacks caught at each, "
+                                   "for the first SCORES file.")
 def report_cmd(logins: str, scores: tuple[str, ...], names: tuple[str, ...], bootstrap: int, warmup: float, seed: int,
-               json_out: str | None) -> None:
+               json_out: str | None, thresholds: str | None) -> None:
     """Per attacker type and history bucket: AUC, TPR at low FPR, median re-authentication at 99.5 %/99 % blocked.
 
     With two or more SCORES files (e.g. `replay` and `replay --model reference` of the same logins) the models are
     put side by side, bootstrapped on the same draws, with the paired difference first − second and its interval.
     """
-    from .evaluation.report import clone_shares, evaluate, evaluate_paired, format_paired, format_table, friction, load
+    from .evaluation.report import (clone_shares, evaluate, evaluate_paired, format_paired, format_table, friction,
+                                    load, threshold_table)
 
     if names and len(names) != len(scores):
         raise click.BadParameter("give one --name per SCORES file", param_hint="--name")
@@ -119,12 +122,39 @@ def report_cmd(logins: str, scores: tuple[str, ...], names: tuple[str, ...], boo
     fr = {label: friction(data, k) for k, label in enumerate(labels)}
     for label, f in fr.items():
         click.echo(f"  {label}: " + "; ".join(f"{k} {v:.3f}" if v < 10 else f"{k} {v:.0f}" for k, v in f.items()))
+    if thresholds:
+        try:
+            ts = [float(x) for x in thresholds.split(",")]
+        except ValueError as exc:
+            raise click.BadParameter(f"{thresholds!r}: expected comma-separated numbers") from exc
+        click.echo(f"\nstep-up thresholds on {labels[0]}:")
+        click.echo(threshold_table(data, ts))
     if json_out:
         with open(json_out, "w", encoding="utf-8") as fh:
             if len(scores) == 1:  # one model: the list of cells, as before
                 json.dump([asdict(r) for r in results], fh, indent=1)
             else:
                 json.dump({"models": labels, "results": [asdict(r) for r in results], "friction": fr}, fh, indent=1)
+
+
+@risk.command("ablate")
+@click.argument("logins", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--outdir", type=click.Path(file_okay=False), required=True, help="One score file per variant.")
+@click.option("--variant", "variants", multiple=True, help="Only these variants (repeatable; 'reference' too).")
+@click.option("--warmup", type=click.FloatRange(0, 0.95), default=0.25, show_default=True)
+def ablate_cmd(logins: str, outdir: str, variants: tuple[str, ...], warmup: float) -> None:
+    """Replay the engine's ablation variants and the reference in one pass; print AUC / TPR per attacker."""
+    from .evaluation.ablate import VARIANTS, run_ablations, summarise
+    from .evaluation.report import load
+
+    names = list(variants) or [*VARIANTS, "reference"]
+    unknown = [n for n in names if n != "reference" and n not in VARIANTS]
+    if unknown:
+        raise click.BadParameter(f"unknown variant(s) {unknown}; known: {[*VARIANTS, 'reference']}")
+    t0 = time.perf_counter()
+    paths = run_ablations(logins, outdir, names)
+    click.echo(f"replayed {len(names)} variants in {time.perf_counter() - t0:.0f} s", err=True)
+    click.echo(summarise(load(logins, [str(p) for p in paths], warmup=warmup), names))
 
 
 def _config(overrides: tuple[str, ...]) -> RiskConfig:

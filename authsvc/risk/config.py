@@ -79,6 +79,16 @@ class RiskConfig:
     hour_min_history: int = 5
     velocity_rules: tuple[VelocityRule, ...] = field(default=DEFAULT_VELOCITY_RULES)
 
+    # -- likelihood variants (issue 16 ablations; see docs/RISK.md §6 for the measurements) ----------------------
+    # Global side: 0 = Freeman's p0 (c/N·(1−M/(N+M)), 1/(N+M) unseen); 1 = add-one per level (c+1)/(N+10).
+    global_smoothing: int = 0
+    # User side: 0 = the das-group rule (share, or p_A/4 when no level was seen); α > 0 = every level backs off to
+    # the global probability with α pseudo-logins: (c_{u,l} + α·p_A,l) / (n_u + α). An unseen value then costs
+    # log((n_u+α)/α): more for a user with a long, consistent history than for a user with one login.
+    user_smoothing: float = 0.0
+    # Prior: 0 = Freeman's log(N / (U·n_u)); 1 = log((N+1) / (n_u+1)) (the reference of issue 16).
+    prior_form: int = 0
+
     def __post_init__(self) -> None:
         for name in ("mu_ip", "mu_ua"):
             total = sum(getattr(self, name))

@@ -26,10 +26,10 @@ import numpy as np
 
 from .schema import ATTACK_TYPE_COLUMN, parse_bool, parse_timestamp
 
-__all__ = ["BUCKETS", "Metrics", "load", "evaluate", "auc", "format_table", "clone_shares", "PairedMetrics",
+__all__ = ["threshold_table", "BUCKETS", "Metrics", "load", "evaluate", "auc", "format_table", "clone_shares", "PairedMetrics",
            "evaluate_paired", "format_paired", "friction"]
 
-BUCKETS: tuple[tuple[str, int, int], ...] = (("1-3", 1, 3), ("4-11", 4, 11), (">=12", 12, 10**9), (">=39", 39, 10**9))
+BUCKETS: tuple[tuple[str, int, int], ...] = (("all", 1, 10**9), ("1-3", 1, 3), ("4-11", 4, 11), (">=12", 12, 10**9), (">=39", 39, 10**9))
 METRIC_NAMES = ("auc", "tpr@1%fpr", "tpr@0.1%fpr", "reauth@99.5%", "reauth@99%")
 
 
@@ -349,3 +349,30 @@ def friction(data: Loaded, k: int = 0) -> dict[str, float]:
     if first.any():
         out["first logins challenged"] = float(challenged[first].mean())
     return out
+
+
+def threshold_table(data: Loaded, thresholds: Sequence[float], k: int = 0) -> str:
+    """For step-up thresholds on score file k: owners' friction (evaluated window) and the share of each attack
+    type (victims with history) at or above the threshold. First logins are counted as the replayed model scored
+    them (the engine: ``no_history_log_lr`` plus signals)."""
+    assert data.all_scores is not None
+    sc = data.all_scores[k]
+    owner = data.legit & data.evaluated
+    hist = owner & (data.history >= 1)
+    first = owner & (data.history == 0)
+    types = sorted({t for t in data.attack_type if t})
+    amask = {t: data.evaluated & (data.history >= 1) & (data.attack_type == t) for t in types}
+    _, inv = np.unique(data.user[hist], return_inverse=True)
+    per_n = np.bincount(inv)
+    head = ["step-up at score ≥", "owners' logins (history ≥ 1)", "median / mean / p90 per-user rate",
+            "first logins"] + [f"{t} caught" for t in types]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in thresholds:
+        flagged = sc >= t
+        rate = np.bincount(inv, weights=flagged[hist].astype(float)) / per_n
+        cells = [f"{t:g}", f"{flagged[hist].mean():.3f}",
+                 f"{np.median(rate):.3f} / {rate.mean():.3f} / {np.percentile(rate, 90):.3f}",
+                 f"{flagged[first].mean():.3f}" if first.any() else "–"]
+        cells += [f"{flagged[amask[a]].mean():.3f}" if amask[a].any() else "–" for a in types]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
