@@ -47,6 +47,15 @@ VARIANTS: dict[str, dict[str, object]] = {
     "user_smoothing_2": dict(user_smoothing=2.0),
     "us1_mu_ip_ref": dict(user_smoothing=1.0, mu_ip=REF_MU_IP),
     "us1_mu_ip_ref_prior_ref": dict(user_smoothing=1.0, mu_ip=REF_MU_IP, prior_form=1),
+    # candidates for the new default, built from the single-change rows above
+    "cand_prior_half": dict(mu_ip=REF_MU_IP, prior_form=1, prior_weight=0.5),
+    "cand_prior_half_travel": dict(mu_ip=REF_MU_IP, prior_form=1, prior_weight=0.5, impossible_travel_weight=1.5),
+    "cand_prior_off": dict(mu_ip=REF_MU_IP, prior_weight=0.0),
+    "cand_prior_ref": dict(mu_ip=REF_MU_IP, prior_form=1),
+    "cand_prior_ref_hour1": dict(mu_ip=REF_MU_IP, prior_form=1, hour_weight=1.0),
+    "cand_prior_ref_hour1_min3": dict(mu_ip=REF_MU_IP, prior_form=1, hour_weight=1.0, hour_min_history=3),
+    "cand_prior_ref_hour1_travel": dict(mu_ip=REF_MU_IP, prior_form=1, hour_weight=1.0, impossible_travel_weight=1.5),
+    "cand_prior_0.75_hour1": dict(mu_ip=REF_MU_IP, prior_form=1, prior_weight=0.75, hour_weight=1.0),
 }
 
 

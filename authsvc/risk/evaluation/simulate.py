@@ -95,6 +95,11 @@ class SimParams:
     vpn_countries: tuple[str, ...] = ("NL", "SE", "US", "DE", "GB", "CH")  # empty: any hosting network
     hour_uniform: float = 0.15  # logins at a uniformly random hour
     hour_spread: tuple[float, float] = (1.5, 4.0)  # per-user Gaussian spread of the login hour
+    # Whom ATO probes target: "logins" = a probe follows a login of its victim (attacks ∝ activity, as when each
+    # legitimate login is replayed with attacker features); "users" = the victim is drawn uniformly among accounts
+    # with history (a leaked credential list does not favour active accounts). Freeman's prior p(u|A)/p(u|L)
+    # assumes the second.
+    probe_victims: str = "logins"
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.days < 1:
@@ -111,7 +116,7 @@ WORLDS: dict[str, dict[str, object]] = {
         "ua_diversity": 1.0, "mobile_carrier_share": 0.75, "carrier_sticky": 0.6, "carrier_pool": 4,
         "roaming_share": 0.8, "trip_days": (1.0, 6.0), "trips_per_year": 5.0, "vpn_user_share": 0.08,
         "vpn_use": 0.5, "vpn_countries": (), "hour_uniform": 0.3, "hour_spread": (2.0, 6.0),
-        "home_ip_change": 0.05, "device_mix": (0.5, 0.4, 0.08, 0.02),
+        "home_ip_change": 0.05, "device_mix": (0.5, 0.4, 0.08, 0.02), "probe_victims": "users",
     },
 }
 
@@ -256,17 +261,21 @@ class _Sim:
         for i, r in enumerate(legit):
             by_country.setdefault(r[3], []).append(i)
         seen: set[str] = set()
+        seen_list: list[str] = []
         out: list[Row] = []
         for r in legit:
             uid = r[1]
             if uid not in seen:
                 seen.add(uid)
+                seen_list.append(uid)
                 continue  # the victim needs earlier history for the probe to be evaluable
             if rng.random() >= p.probe_rate:
                 continue
             t = r[0] + rng.expovariate(1 / (2 * DAY))
             if t >= self.end:
                 continue
+            if p.probe_victims == "users":
+                uid = seen_list[rng.randrange(len(seen_list))]
             victim = users[uid]
             kind = rng.choice(("naive", "vpn", "targeted"))
             if kind == "naive":
