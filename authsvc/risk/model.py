@@ -83,9 +83,13 @@ def smoothed_local(ucounts: Sequence[int], n_user: int, mu: Sequence[float], p_l
 
 
 def log_prior(n_logins: int, n_users: int, n_user: int, form: int) -> float:
-    """Freeman's log(p(u|A)/p(u|L)) = log(N/(U·n_u)) (form 0), or the reference's log((N+1)/(n_u+1)) (form 1)."""
+    """Freeman's log(p(u|A)/p(u|L)) = log(N/(U·n_u)) (form 0); the reference's log((N+1)/(n_u+1)) (form 1);
+    form 2 = form 1 − log U = log((N+1)/(U·(n_u+1))): the reference's milder slope in n_u without its drift by
+    log N as the service grows (a fixed threshold then keeps its meaning)."""
     if form == 1:
         return math.log((n_logins + 1.0) / (n_user + 1.0))
+    if form == 2:
+        return math.log((n_logins + 1.0) / (max(n_users, 1) * (n_user + 1.0)))
     return math.log(max(n_logins, 1) / (max(n_users, 1) * n_user))
 
 

@@ -56,6 +56,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cand_prior_ref_hour1_min3": dict(mu_ip=REF_MU_IP, prior_form=1, hour_weight=1.0, hour_min_history=3),
     "cand_prior_ref_hour1_travel": dict(mu_ip=REF_MU_IP, prior_form=1, hour_weight=1.0, impossible_travel_weight=1.5),
     "cand_prior_0.75_hour1": dict(mu_ip=REF_MU_IP, prior_form=1, prior_weight=0.75, hour_weight=1.0),
+    "cand_prior2_hour1_travel": dict(mu_ip=REF_MU_IP, prior_form=2, hour_weight=1.0, impossible_travel_weight=1.5),
+    "prior2": dict(prior_form=2),
 }
 
 
