@@ -1,8 +1,8 @@
 """Ablations (issue 16): many variants of the engine, and the reference, replayed in one pass of a login file.
 
-Each variant changes one thing of the shipped default (``base``) so the table says which part of the model costs
-or gains what; ``engine_as_reference`` configures the engine to be the reference (a check of the maths: its scores
-must equal the reference's on every row of an account with history). All engine variants share one store, so
+Each ``v1_*`` variant changes one thing of the engine before issue 16 (``v1``) so the table says which part of the
+model costs or gains what; ``v1_as_reference`` configures the engine to be the reference (a check of the maths: its
+scores equal the reference's on every row of an account with history); ``v2*`` are today's defaults and variants. All engine variants share one store, so
 history and global counts are learned once.
 """
 
@@ -25,39 +25,34 @@ from .report import BUCKETS, Loaded, _Prepared
 __all__ = ["VARIANTS", "run_ablations", "summarise"]
 
 _NO_CLIP = (-1e9, 1e9)
+# The engine before issue 16 (v1): every ablation row changes one thing of it, so the rows stay meaningful
+# whatever today's defaults are.
+V1: dict[str, object] = dict(mu_ip=(0.45, 0.15, 0.30, 0.10), prior_form=0, prior_weight=1.0, hour_weight=0.5,
+                             impossible_travel_weight=3.0, global_smoothing=0, user_smoothing=0.0)
 _AS_REFERENCE = dict(global_smoothing=1, prior_form=1, mu_ip=REF_MU_IP, mu_ua=REF_MU_UA, hour_weight=0.0,
                      log_lr_clip=_NO_CLIP, impossible_travel_weight=0.0, velocity_rules=(),
                      history_max_entries=10**9, history_max_age_days=1e9)
 
-# name → changes to the base (default) RiskConfig; "reference" is the separate ReferenceModel.
+# name → RiskConfig fields; "reference" is the separate ReferenceModel, "v2" today's defaults (RiskConfig()).
 VARIANTS: dict[str, dict[str, object]] = {
-    "base": {},
-    "engine_as_reference": _AS_REFERENCE,
-    "addone_global": dict(global_smoothing=1),
-    "prior_as_reference": dict(prior_form=1),
-    "prior_off": dict(prior_weight=0.0),
-    "no_clip": dict(log_lr_clip=_NO_CLIP),
-    "no_hour": dict(hour_weight=0.0),
-    "mu_ip_reference": dict(mu_ip=REF_MU_IP),
-    "mu_ua_reference": dict(mu_ua=REF_MU_UA),
-    "no_velocity": dict(velocity_rules=()),
-    "no_travel": dict(impossible_travel_weight=0.0),
-    "user_smoothing_1": dict(user_smoothing=1.0),
-    "user_smoothing_0.5": dict(user_smoothing=0.5),
-    "user_smoothing_2": dict(user_smoothing=2.0),
-    "us1_mu_ip_ref": dict(user_smoothing=1.0, mu_ip=REF_MU_IP),
-    "us1_mu_ip_ref_prior_ref": dict(user_smoothing=1.0, mu_ip=REF_MU_IP, prior_form=1),
-    # candidates for the new default, built from the single-change rows above
-    "cand_prior_half": dict(mu_ip=REF_MU_IP, prior_form=1, prior_weight=0.5),
-    "cand_prior_half_travel": dict(mu_ip=REF_MU_IP, prior_form=1, prior_weight=0.5, impossible_travel_weight=1.5),
-    "cand_prior_off": dict(mu_ip=REF_MU_IP, prior_weight=0.0),
-    "cand_prior_ref": dict(mu_ip=REF_MU_IP, prior_form=1),
-    "cand_prior_ref_hour1": dict(mu_ip=REF_MU_IP, prior_form=1, hour_weight=1.0),
-    "cand_prior_ref_hour1_min3": dict(mu_ip=REF_MU_IP, prior_form=1, hour_weight=1.0, hour_min_history=3),
-    "cand_prior_ref_hour1_travel": dict(mu_ip=REF_MU_IP, prior_form=1, hour_weight=1.0, impossible_travel_weight=1.5),
-    "cand_prior_0.75_hour1": dict(mu_ip=REF_MU_IP, prior_form=1, prior_weight=0.75, hour_weight=1.0),
-    "cand_prior2_hour1_travel": dict(mu_ip=REF_MU_IP, prior_form=2, hour_weight=1.0, impossible_travel_weight=1.5),
-    "prior2": dict(prior_form=2),
+    "v1": V1,
+    "v1_as_reference": dict(V1, **_AS_REFERENCE),
+    "v1_addone_global": dict(V1, global_smoothing=1),
+    "v1_no_clip": dict(V1, log_lr_clip=_NO_CLIP),
+    "v1_prior_off": dict(V1, prior_weight=0.0),
+    "v1_prior_reference": dict(V1, prior_form=1),
+    "v1_prior_form2": dict(V1, prior_form=2),
+    "v1_no_hour": dict(V1, hour_weight=0.0),
+    "v1_hour_1.0": dict(V1, hour_weight=1.0),
+    "v1_mu_ip_reference": dict(V1, mu_ip=REF_MU_IP),
+    "v1_mu_ua_reference": dict(V1, mu_ua=REF_MU_UA),
+    "v1_no_velocity": dict(V1, velocity_rules=()),
+    "v1_no_travel": dict(V1, impossible_travel_weight=0.0),
+    "v1_travel_1.5": dict(V1, impossible_travel_weight=1.5),
+    "v1_user_smoothing_1": dict(V1, user_smoothing=1.0),
+    "v2": {},
+    "v2_prior_off": dict(prior_weight=0.0),
+    "v2_prior_half": dict(prior_weight=0.5),
 }
 
 
@@ -74,7 +69,7 @@ def run_ablations(logins: str | Path, outdir: str | Path, names: list[str] | Non
         if name == "reference":
             engines.append(ReferenceModel(geo=geo))
             continue
-        cfg = dataclasses.replace(base, **variants[name])  # type: ignore[arg-type]
+        cfg = dataclasses.replace(base, **variants[name])  # type: ignore[arg-type]  # base = RiskConfig()
         unbounded = cfg.history_max_entries >= 10**9
         engines.append(RiskEngine(store=store if unbounded else bounded, config=cfg, geo=geo))
     out = Path(outdir)

@@ -114,3 +114,23 @@ def test_report_rejects_names_that_do_not_match(tmp_path: Path) -> None:
     f.write_text("index\n")
     res = CliRunner().invoke(risk, ["report", str(f), str(f), str(f), "--name", "only-one"])
     assert res.exit_code != 0 and "--name" in res.output
+
+
+def test_engine_configured_as_reference_scores_like_it(tmp_path: Path) -> None:
+    from authsvc.risk.evaluation.ablate import run_ablations
+
+    logins = tmp_path / "logins.csv"
+    res = CliRunner().invoke(risk, ["simulate", "--users", "300", "--days", "40", "--seed", "9", "-o", str(logins),
+                                    "--world", "b"], env={"AUTHSVC_GEOIP_DIR": None})
+    assert res.exit_code == 0, res.output
+    eng, ref = run_ablations(logins, tmp_path / "abl", ["v1_as_reference", "reference"])
+    rows, a, b = _read(logins)[1:], _read(eng)[1:], _read(ref)[1:]
+    seen: set[str] = set()
+    compared = 0
+    for r, x, y in zip(rows, a, b):
+        if r[2] in seen:  # the engine replaces the LR of accounts without history by no_history_log_lr
+            assert float(x[1]) == pytest.approx(float(y[1]), abs=2e-4)
+            compared += 1
+        if r[13] == "True":
+            seen.add(r[2])
+    assert compared > 500
