@@ -60,6 +60,8 @@ class RiskConfig:
     # Weight of Freeman's user prior log(p(u|A)/p(u|L)) = log(N/(U·n_u)); 1.0 is the paper's model.
     prior_weight: float = 1.0
     # Used instead of the LR for an account without retained history: the LR would only say "unknown user".
+    # 0.0 steps up every first login (step-up threshold −1). −2.0 would let a first login pass unless other signals
+    # add ≥ 1 (docs/RISK.md §4); not the default because the app's MFA flows rely on the first-login step-up.
     no_history_log_lr: float = 0.0
 
     # Decision thresholds on the combined score (natural-log units; see docs/RISK.md for how they were chosen).

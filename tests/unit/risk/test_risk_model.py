@@ -124,6 +124,11 @@ def test_no_history_is_neutral_and_labelled() -> None:
     assert d.score == 0.0
     assert d.action == "step_up"  # default step-up threshold is below 0: a first login is challenged
     assert d.codes == ["no_history"]
+    # no_history_log_lr = −2 (docs/RISK.md §4): a first login passes without other signals, not with them
+    lenient = RiskEngine(config=RiskConfig(no_history_log_lr=-2.0))
+    assert lenient.score(ctx("new", "10.0.0.1", WIN_CHROME, T0, "NO", "AS1")).action == "allow"
+    d = lenient.score(ctx("new", "10.0.0.1", WIN_CHROME, T0, "NO", "AS1", velocity={"ip_distinct_users": 10}))
+    assert d.action == "step_up" and "ip_many_accounts" in d.codes
 
 
 def test_learning_changes_only_what_it_should(engine: RiskEngine) -> None:
