@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
 from ..config import RiskConfig
@@ -87,9 +85,7 @@ def summarise(data: Loaded, names: list[str], buckets: tuple[str, ...] = ("all",
     types = sorted({t for t in data.attack_type if t})
     base = data.evaluated & (data.history >= 1)
     head = ["variant"] + [f"{t} {b}" for t in types for b in buckets]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-             "(each cell: AUC / TPR@1%FPR / TPR@0.1%FPR)"]
-    lines = lines[:2]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, sc in zip(names, data.all_scores):
         cells = [name]
         for t in types:
@@ -106,5 +102,3 @@ def summarise(data: Loaded, names: list[str], buckets: tuple[str, ...] = ("all",
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-Summary = Callable[[Loaded, list[str]], str]

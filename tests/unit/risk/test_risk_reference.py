@@ -134,3 +134,23 @@ def test_engine_configured_as_reference_scores_like_it(tmp_path: Path) -> None:
         if r[13] == "True":
             seen.add(r[2])
     assert compared > 500
+
+
+def test_ablate_command_prints_one_row_per_variant(tmp_path: Path) -> None:
+    logins = tmp_path / "logins.csv"
+    runner = CliRunner()
+    res = runner.invoke(risk, ["simulate", "--users", "800", "--days", "60", "--seed", "2", "-o", str(logins),
+                               "--probe-rate", "0.3"], env={"AUTHSVC_GEOIP_DIR": None})
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(risk, ["ablate", str(logins), "-o", str(tmp_path / "abl"), "--variant", "v1",
+                               "--variant", "v2", "--variant", "reference", "--warmup", "0.1"])
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.output.splitlines()
+            if line.startswith(("| v1 ", "| v2 ", "| reference "))]
+    assert [r.split("|")[1].strip() for r in rows] == ["v1", "v2", "reference"]
+    assert "naive all" in res.output
+    naive_auc = float(rows[1].split("|")[2].split("/")[0])
+    assert 0.5 < naive_auc <= 1.0
+    assert sorted(p.name for p in (tmp_path / "abl").iterdir()) == ["reference.csv", "v1.csv", "v2.csv"]
+    res = runner.invoke(risk, ["ablate", str(logins), "-o", str(tmp_path / "x"), "--variant", "nope"])
+    assert res.exit_code != 0 and "unknown variant" in res.output
