@@ -61,7 +61,8 @@ def simulate_cmd(users: int, days: int, seed: int, output: str, geoip_dir: str |
 @click.option("--model", type=click.Choice(["authsvc", "reference"]), default="authsvc", show_default=True,
               help="'reference': the plain Freeman model of issue 16 (no signals, no clipping; takes no --set).")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-              help="Override a numeric RiskConfig field, e.g. --set prior_weight=0 (repeatable).")
+              help="Override a numeric RiskConfig field, e.g. --set prior_weight=0, or a tuple of numbers, e.g. "
+                   "--set mu_ip=0.5,0.25,0.17,0.08 (repeatable).")
 def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb: str | None, no_velocity: bool,
                model: str, overrides: tuple[str, ...]) -> None:
     """Score every row from what was learned before it; learn from successful rows. Writes index,score,decision,reasons."""

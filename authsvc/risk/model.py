@@ -3,7 +3,7 @@
 Score (natural log, higher = riskier)::
 
     score = clip(log S_u(x)) + Σ signal terms
-    log S_u(x) = log(N / (U · n_u)) + Σ_f log( p_A(f) / p_L(f|u) )        f ∈ {IP hierarchy, UA hierarchy}
+    log S_u(x) = log((N+1) / (U · (n_u+1))) + Σ_f log( p_A(f) / p_L(f|u) )   f ∈ {IP, UA}; v1: log(N/(U·n_u))
 
     p_A(f)   = Σ_l μ_l · p0(c_l, N, M_l)          c_l global count of the level-l value, N successful logins,
                                                   M_l distinct values at level l+1 (1 at the coarsest level)
