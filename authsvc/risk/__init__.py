@@ -1,7 +1,8 @@
 """Risk engine: Freeman et al.'s hierarchical likelihood ratio plus named signals → allow / step_up / deny.
 
 Pure Python; no web framework imports. Entry points: :class:`RiskEngine` (``score`` → :class:`Decision`,
-``learn``) and :class:`NullRiskEngine`. Evaluation tools live in :mod:`authsvc.risk.cli`.
+``learn``) and :class:`NullRiskEngine`. Evaluation tools (simulate, replay, reference, ablate, report) live in
+:mod:`authsvc.risk.evaluation`, behind the ``risk`` command group of :mod:`authsvc.risk.cli`.
 """
 
 from .config import RiskConfig, VelocityRule

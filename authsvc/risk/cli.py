@@ -29,13 +29,17 @@ risk = click.Group("risk", help="Risk engine evaluation: synthetic logins, repla
               help="ATO probes per successful login with earlier history.")
 @click.option("--unknown-share", type=click.FloatRange(0, 0.9), default=0.45, show_default=True,
               help="Share of rows that are failures on accounts that do not exist.")
+@click.option("--world", type=click.Choice(["a", "b"]), default="a", show_default=True,
+              help="a: the calibrated world; b: an independently parameterised one (more UA strings, sticky "
+                   "CGNAT, more travel and VPN use); see docs/RISK.md.")
 def simulate_cmd(users: int, days: int, seed: int, output: str, geoip_dir: str | None, probe_rate: float,
-                 unknown_share: float) -> None:
+                 unknown_share: float, world: str) -> None:
     """Write synthetic logins in the RBA dataset schema (+ an 'Attack Type' column)."""
-    from .simulate import SimParams, simulate
+    from .evaluation.simulate import WORLDS, SimParams, simulate
 
     t0 = time.perf_counter()
-    params = SimParams(users=users, days=days, seed=seed, probe_rate=probe_rate, unknown_account_share=unknown_share)
+    params = SimParams(users=users, days=days, seed=seed, probe_rate=probe_rate, unknown_account_share=unknown_share,
+                       **WORLDS[world])  # type: ignore[arg-type]
     summary = simulate(params, output, geoip_dir=geoip_dir)
     click.echo(
         f"wrote {summary.rows} rows for {summary.users} accounts to {output} in {time.perf_counter() - t0:.1f} s "
@@ -54,55 +58,120 @@ def simulate_cmd(users: int, days: int, seed: int, output: str, geoip_dir: str |
 @click.option("--country-mmdb", type=click.Path(exists=True, dir_okay=False),
               help="Country MaxMind-DB; used only for rows without a Country value.")
 @click.option("--no-velocity", is_flag=True, help="Do not derive velocity counters from earlier rows.")
+@click.option("--model", type=click.Choice(["authsvc", "reference"]), default="authsvc", show_default=True,
+              help="'reference': the plain Freeman model of issue 16 (no signals, no clipping; takes no --set).")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-              help="Override a numeric RiskConfig field, e.g. --set prior_weight=0 (repeatable).")
+              help="Override a numeric RiskConfig field, e.g. --set prior_weight=0, or a tuple of numbers, e.g. "
+                   "--set mu_ip=0.5,0.25,0.17,0.08 (repeatable).")
 def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb: str | None, no_velocity: bool,
-               overrides: tuple[str, ...]) -> None:
+               model: str, overrides: tuple[str, ...]) -> None:
     """Score every row from what was learned before it; learn from successful rows. Writes index,score,decision,reasons."""
     from .model import RiskEngine
-    from .replay import replay
+    from .evaluation.replay import replay
 
     geo = GeoResolver(asn_csv=list(asn_csv) or None, country_mmdb=country_mmdb) if (asn_csv or country_mmdb) else None
-    engine = RiskEngine(config=_config(overrides), geo=geo)
-    stats = replay(logins, output, engine=engine, velocity=not no_velocity)
+    if model == "reference":
+        from .evaluation.reference import ReferenceModel
+
+        if overrides:
+            raise click.BadParameter("--set applies to the authsvc model only", param_hint="--set")
+        stats = replay(logins, output, engine=ReferenceModel(geo=geo), velocity=False)  # type: ignore[arg-type]
+    else:
+        stats = replay(logins, output, engine=RiskEngine(config=_config(overrides), geo=geo), velocity=not no_velocity)
     click.echo(f"replayed {stats.rows} rows in {stats.seconds:.1f} s: {stats.rows_per_second:,.0f} rows/s"
                + (" (input was not in time order: sorted in memory)" if stats.resorted else ""), err=True)
 
 
 @risk.command("report")
 @click.argument("logins", type=click.Path(exists=True, dir_okay=False))
-@click.argument("scores", type=click.Path(exists=True, dir_okay=False))
+@click.argument("scores", type=click.Path(exists=True, dir_okay=False), nargs=-1, required=True)
+@click.option("--name", "names", multiple=True, help="Column name of each SCORES file, in order (default: file stem).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--warmup", type=click.FloatRange(0, 0.95), default=0.25, show_default=True,
               help="Leading fraction of the time span that is replayed but not evaluated.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, writable=True), help="Also write results as JSON.")
-def report_cmd(logins: str, scores: str, bootstrap: int, warmup: float, seed: int, json_out: str | None) -> None:
-    """Per attacker type and history bucket: AUC, TPR at low FPR, median re-authentication at 99.5 %/99 % blocked."""
-    from .report import clone_shares, evaluate, format_table, load
+@click.option("--thresholds", help="Comma-separated step-up thresholds: owners' friction and attacks caught at each, "
+                                   "for the first SCORES file.")
+def report_cmd(logins: str, scores: tuple[str, ...], names: tuple[str, ...], bootstrap: int, warmup: float, seed: int,
+               json_out: str | None, thresholds: str | None) -> None:
+    """Per attacker type and history bucket: AUC, TPR at low FPR, median re-authentication at 99.5 %/99 % blocked.
 
-    data = load(logins, scores, warmup=warmup)
-    results = evaluate(data, bootstrap=bootstrap, seed=seed)
+    With two or more SCORES files (e.g. `replay` and `replay --model reference` of the same logins) the models are
+    put side by side, bootstrapped on the same draws, with the paired difference first − second and its interval.
+    """
+    from .evaluation.report import (clone_shares, evaluate, evaluate_paired, format_paired, format_table, friction,
+                                    load, threshold_table)
+
+    if names and len(names) != len(scores):
+        raise click.BadParameter("give one --name per SCORES file", param_hint="--name")
+    labels = list(names) or [os.path.splitext(os.path.basename(p))[0] for p in scores]
+    data = load(logins, list(scores), warmup=warmup)
+    if len(scores) == 1:
+        results = evaluate(data, bootstrap=bootstrap, seed=seed)
+        table = format_table(results) if results else ""
+    else:
+        results = evaluate_paired(data, bootstrap=bootstrap, seed=seed)  # type: ignore[assignment]
+        table = format_paired(results, labels) if results else ""  # type: ignore[arg-type]
     if not results:
         raise click.ClickException("no attacker type has enough evaluable attacks (need users with earlier history)")
-    click.echo(format_table(results))
+    click.echo(table)
     click.echo("\nattacks that reuse the victim's own ASN and exact UA string (no IP/UA model can separate them):")
     for kind, (n, share) in clone_shares(data).items():
         click.echo(f"  {kind}: {share:.2%} of {n}")
+    click.echo("\nowners' friction at each model's own thresholds (legitimate successful logins, evaluated window):")
+    fr = {label: friction(data, k) for k, label in enumerate(labels)}
+    for label, f in fr.items():
+        click.echo(f"  {label}: " + "; ".join(f"{k} {v:.3f}" if v < 10 else f"{k} {v:.0f}" for k, v in f.items()))
+    if thresholds:
+        try:
+            ts = [float(x) for x in thresholds.split(",")]
+        except ValueError as exc:
+            raise click.BadParameter(f"{thresholds!r}: expected comma-separated numbers") from exc
+        click.echo(f"\nstep-up thresholds on {labels[0]}:")
+        click.echo(threshold_table(data, ts))
     if json_out:
         with open(json_out, "w", encoding="utf-8") as fh:
-            json.dump([asdict(r) for r in results], fh, indent=1)
+            if len(scores) == 1:  # one model: the list of cells, as before
+                json.dump([asdict(r) for r in results], fh, indent=1)
+            else:
+                json.dump({"models": labels, "results": [asdict(r) for r in results], "friction": fr}, fh, indent=1)
+
+
+@risk.command("ablate")
+@click.argument("logins", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--outdir", type=click.Path(file_okay=False), required=True, help="One score file per variant.")
+@click.option("--variant", "variants", multiple=True, help="Only these variants (repeatable; 'reference' too).")
+@click.option("--warmup", type=click.FloatRange(0, 0.95), default=0.25, show_default=True)
+def ablate_cmd(logins: str, outdir: str, variants: tuple[str, ...], warmup: float) -> None:
+    """Replay the engine's ablation variants and the reference in one pass; print AUC / TPR per attacker."""
+    from .evaluation.ablate import VARIANTS, run_ablations, summarise
+    from .evaluation.report import load
+
+    names = list(variants) or [*VARIANTS, "reference"]
+    unknown = [n for n in names if n != "reference" and n not in VARIANTS]
+    if unknown:
+        raise click.BadParameter(f"unknown variant(s) {unknown}; known: {[*VARIANTS, 'reference']}")
+    t0 = time.perf_counter()
+    paths = run_ablations(logins, outdir, names)
+    click.echo(f"replayed {len(names)} variants in {time.perf_counter() - t0:.0f} s", err=True)
+    click.echo(summarise(load(logins, [str(p) for p in paths], warmup=warmup), names))
 
 
 def _config(overrides: tuple[str, ...]) -> RiskConfig:
     numeric = {f.name for f in fields(RiskConfig) if f.type in ("float", "int")}
-    values: dict[str, float] = {}
+    # Tuples of floats (μ weights, the clip bounds) take comma-separated numbers: --set mu_ip=0.5,0.25,0.17,0.08
+    tuples = {f.name for f in fields(RiskConfig) if str(f.type).startswith("tuple[float")}
+    values: dict[str, object] = {}
     for item in overrides:
         name, sep, raw = item.partition("=")
-        if not sep or name not in numeric:
-            raise click.BadParameter(f"{item!r}: expected FIELD=NUMBER with FIELD one of {sorted(numeric)}")
+        if not sep or name not in numeric | tuples:
+            raise click.BadParameter(f"{item!r}: expected FIELD=NUMBER with FIELD one of {sorted(numeric | tuples)}")
         try:
-            values[name] = int(raw) if raw.lstrip("-").isdigit() else float(raw)
+            if name in tuples:
+                values[name] = tuple(float(x) for x in raw.split(","))
+            else:
+                values[name] = int(raw) if raw.lstrip("-").isdigit() else float(raw)
         except ValueError as exc:
             raise click.BadParameter(f"{item!r}: {raw!r} is not a number") from exc
     try:

@@ -43,9 +43,9 @@ DEFAULT_VELOCITY_RULES: tuple[VelocityRule, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
-    # Hierarchy weights μ. IP: the published 0.6/0.3/0.1 with 0.15 of the IP's 0.6 moved to the /24 (/48) prefix,
-    # so ASN and country keep their fitted weights and "same subnet, new address" (DHCP, CGNAT) is rewarded.
-    mu_ip: tuple[float, float, float, float] = (0.45, 0.15, 0.30, 0.10)
+    # Hierarchy weights μ. IP: address / prefix / ASN / country as in the reference of issue 16; measured better
+    # than v1's (0.45, 0.15, 0.30, 0.10) on targeted attackers in both simulated worlds (docs/RISK.md §6).
+    mu_ip: tuple[float, float, float, float] = (0.5, 0.25, 0.17, 0.08)
     # UA: fitted on the RBA dataset by Wiefling et al. (as in RISK.md).
     mu_ua: tuple[float, float, float, float] = (0.5387, 0.2680, 0.1882, 0.0051)
     # Local likelihood of a value the user has never shown at any level = global / unseen_divisor (das-group).
@@ -60,6 +60,8 @@ class RiskConfig:
     # Weight of Freeman's user prior log(p(u|A)/p(u|L)) = log(N/(U·n_u)); 1.0 is the paper's model.
     prior_weight: float = 1.0
     # Used instead of the LR for an account without retained history: the LR would only say "unknown user".
+    # 0.0 steps up every first login (step-up threshold −1). −2.0 would let a first login pass unless other signals
+    # add ≥ 1 (docs/RISK.md §4); not the default because the app's MFA flows rely on the first-login step-up.
     no_history_log_lr: float = 0.0
 
     # Decision thresholds on the combined score (natural-log units; see docs/RISK.md for how they were chosen).
@@ -70,14 +72,25 @@ class RiskConfig:
     trusted_device_weight: float = -4.0
     breached_password_weight: float = 3.0
     breached_password_min_action: str = "step_up"  # a known-breached password never passes silently
-    impossible_travel_weight: float = 3.0
+    impossible_travel_weight: float = 1.5  # v1: 3.0; the country rule fires on VPN toggling (docs/RISK.md §6)
     max_travel_speed_kmh: float = 1000.0  # airliner speed; below min distance, geolocation noise dominates
     min_travel_distance_km: float = 500.0
     min_country_change_hours: float = 2.0  # used when no coordinates are known: country-level only
-    hour_weight: float = 0.5
+    hour_weight: float = 1.0  # v1: 0.5; the hour term helps in both worlds (docs/RISK.md §6)
     hour_cap: float = 3.0
     hour_min_history: int = 5
     velocity_rules: tuple[VelocityRule, ...] = field(default=DEFAULT_VELOCITY_RULES)
+
+    # -- likelihood variants (issue 16 ablations; see docs/RISK.md §6 for the measurements) ----------------------
+    # Global side: 0 = Freeman's p0 (c/N·(1−M/(N+M)), 1/(N+M) unseen); 1 = add-one per level (c+1)/(N+10).
+    global_smoothing: int = 0
+    # User side: 0 = the das-group rule (share, or p_A/4 when no level was seen); α > 0 = every level backs off to
+    # the global probability with α pseudo-logins: (c_{u,l} + α·p_A,l) / (n_u + α). An unseen value then costs
+    # log((n_u+α)/α): more for a user with a long, consistent history than for a user with one login.
+    user_smoothing: float = 0.0
+    # Prior: 0 = Freeman's log(N / (U·n_u)); 1 = log((N+1) / (n_u+1)) (the reference of issue 16);
+    # 2 = log((N+1) / (U·(n_u+1))): form 1 without its growth with log N.
+    prior_form: int = 2  # v1: 0
 
     def __post_init__(self) -> None:
         for name in ("mu_ip", "mu_ua"):

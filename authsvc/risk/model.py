@@ -3,7 +3,7 @@
 Score (natural log, higher = riskier)::
 
     score = clip(log S_u(x)) + Σ signal terms
-    log S_u(x) = log(N / (U · n_u)) + Σ_f log( p_A(f) / p_L(f|u) )        f ∈ {IP hierarchy, UA hierarchy}
+    log S_u(x) = log((N+1) / (U · (n_u+1))) + Σ_f log( p_A(f) / p_L(f|u) )   f ∈ {IP, UA}; v1: log(N/(U·n_u))
 
     p_A(f)   = Σ_l μ_l · p0(c_l, N, M_l)          c_l global count of the level-l value, N successful logins,
                                                   M_l distinct values at level l+1 (1 at the coarsest level)
@@ -59,6 +59,38 @@ def hierarchical_local(counts: Sequence[int], n_user: int, mu: Sequence[float]) 
     for w, c in zip(mu, counts):
         total += w * c
     return total / n_user
+
+
+def level_globals(counts: Sequence[int], n: int, m: Sequence[int], smoothing: int) -> list[float]:
+    """Global probability of each level's value: Freeman's p0 (smoothing 0) or add-one (c+1)/(N+10) (1)."""
+    if smoothing == 1:
+        n10 = n + 10.0
+        return [(c + 1) / n10 for c in counts]
+    out = []
+    for c, mm in zip(counts, m):
+        mm = mm if mm > 0 else 1
+        out.append((c / n) * (1.0 - mm / (n + mm)) if c > 0 else 1.0 / (n + mm))
+    return out
+
+
+def smoothed_local(ucounts: Sequence[int], n_user: int, mu: Sequence[float], p_levels: Sequence[float],
+                   alpha: float) -> float:
+    """User likelihood with every level backed off to the global one: Σ μ_l (c_{u,l} + α·p_l) / (n_u + α)."""
+    total = 0.0
+    for w, c, p in zip(mu, ucounts, p_levels):
+        total += w * (c + alpha * p)
+    return total / (n_user + alpha)
+
+
+def log_prior(n_logins: int, n_users: int, n_user: int, form: int) -> float:
+    """Freeman's log(p(u|A)/p(u|L)) = log(N/(U·n_u)) (form 0); the reference's log((N+1)/(n_u+1)) (form 1);
+    form 2 = form 1 − log U = log((N+1)/(U·(n_u+1))): the reference's milder slope in n_u without its drift by
+    log N as the service grows (a fixed threshold then keeps its meaning)."""
+    if form == 1:
+        return math.log((n_logins + 1.0) / (n_user + 1.0))
+    if form == 2:
+        return math.log((n_logins + 1.0) / (max(n_users, 1) * (n_user + 1.0)))
+    return math.log(max(n_logins, 1) / (max(n_users, 1) * n_user))
 
 
 class FeatureScore:
@@ -118,7 +150,7 @@ class RiskEngine:
             if ctx.trusted_device:
                 # The cookie proves it is a known device, so a changed UA string (browser update) is not evidence.
                 ua_log = min(ua_log, 0.0)
-            prior = math.log(max(stats.n_logins, 1) / (max(stats.n_users, 1) * profile.n))
+            prior = log_prior(stats.n_logins, stats.n_users, profile.n, cfg.prior_form)
             log_s = cfg.prior_weight * prior + ip_fs.log_lr + ua_log
             lo, hi = cfg.log_lr_clip
             score += min(max(log_s, lo), hi)
@@ -164,13 +196,22 @@ class RiskEngine:
         distinct = stats.distinct
         m = [distinct[lvl] for lvl in levels[1:]]
         m.append(1)  # the coarsest level has no next level: one unseen slot
-        p_global = hierarchical_global(gcounts, stats.n_logins, m, mu)
         counts = profile.counts
         ucounts = [counts[lvl].get(v, 0) for lvl, v in zip(levels, values)]
-        p_local = hierarchical_local(ucounts, profile.n, mu)
+        cfg = self.config
+        if cfg.global_smoothing == 0 and cfg.user_smoothing <= 0:
+            p_global = hierarchical_global(gcounts, stats.n_logins, m, mu)
+            p_local = hierarchical_local(ucounts, profile.n, mu)
+        else:
+            p_levels = level_globals(gcounts, stats.n_logins, m, cfg.global_smoothing)
+            p_global = sum(w * p for w, p in zip(mu, p_levels))
+            if cfg.user_smoothing > 0:
+                p_local = smoothed_local(ucounts, profile.n, mu, p_levels, cfg.user_smoothing)
+                return FeatureScore(p_global, p_local, ucounts, not any(ucounts))
+            p_local = hierarchical_local(ucounts, profile.n, mu)
         unseen = p_local == 0.0
         if unseen:
-            p_local = p_global / self.config.unseen_divisor
+            p_local = p_global / cfg.unseen_divisor
         return FeatureScore(p_global, p_local, ucounts, unseen)
 
     def _action(self, score: float, breached: bool) -> str:

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from authsvc.risk.cli import risk
-from authsvc.risk.schema import ATTACK_TYPE_COLUMN, COLUMNS, SCORE_COLUMNS
-from authsvc.risk.simulate import logins_per_user
-from authsvc.risk.simworld import build_world
+from authsvc.risk.evaluation.schema import ATTACK_TYPE_COLUMN, COLUMNS, SCORE_COLUMNS
+from authsvc.risk.evaluation.simulate import logins_per_user
+from authsvc.risk.evaluation.simworld import build_world
 
 
 @pytest.fixture(scope="module")

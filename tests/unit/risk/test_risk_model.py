@@ -36,10 +36,15 @@ def test_hierarchy_mixes_levels_with_mu() -> None:
     assert hierarchical_local((0, 0, 0, 0), 0, mu) == 0.0
 
 
+# The hand computations below use the v1 likelihood settings (Freeman's prior, v1 μ_IP); v2's defaults are
+# checked against the same primitives in test_v2_prior_and_smoothing_by_hand.
+V1 = RiskConfig(mu_ip=(0.45, 0.15, 0.30, 0.10), prior_form=0, hour_weight=0.5, impossible_travel_weight=3.0)
+
+
 @pytest.fixture()
 def engine() -> RiskEngine:
     """alice: two logins from NO/AS1 on Windows Chrome; bob: one from SE/AS2 on an iPhone. N = 3, U = 2."""
-    eng = RiskEngine()
+    eng = RiskEngine(config=V1)
     eng.learn(ctx("alice", "10.0.0.1", WIN_CHROME, T0, "NO", "AS1"))
     eng.learn(ctx("alice", "10.0.0.2", WIN_CHROME, T0 + DAY, "NO", "AS1"))
     eng.learn(ctx("bob", "20.0.0.1", IPHONE, T0 + DAY, "SE", "AS2"))
@@ -119,6 +124,11 @@ def test_no_history_is_neutral_and_labelled() -> None:
     assert d.score == 0.0
     assert d.action == "step_up"  # default step-up threshold is below 0: a first login is challenged
     assert d.codes == ["no_history"]
+    # no_history_log_lr = −2 (docs/RISK.md §4): a first login passes without other signals, not with them
+    lenient = RiskEngine(config=RiskConfig(no_history_log_lr=-2.0))
+    assert lenient.score(ctx("new", "10.0.0.1", WIN_CHROME, T0, "NO", "AS1")).action == "allow"
+    d = lenient.score(ctx("new", "10.0.0.1", WIN_CHROME, T0, "NO", "AS1", velocity={"ip_distinct_users": 10}))
+    assert d.action == "step_up" and "ip_many_accounts" in d.codes
 
 
 def test_learning_changes_only_what_it_should(engine: RiskEngine) -> None:
@@ -127,3 +137,31 @@ def test_learning_changes_only_what_it_should(engine: RiskEngine) -> None:
     after = engine.score(ctx("bob", "20.0.0.1", IPHONE, T0 + 2 * DAY, "SE", "AS2")).score
     # more logins overall make bob's own values relatively rarer globally → an even more "bob-like" login
     assert after < before
+
+
+def test_v2_prior_and_smoothing_by_hand() -> None:
+    from authsvc.risk.model import level_globals, log_prior, smoothed_local
+
+    # N = 9 logins, U = 3 users, n_u = 2
+    assert log_prior(9, 3, 2, 0) == pytest.approx(math.log(9 / 6))
+    assert log_prior(9, 3, 2, 1) == pytest.approx(math.log(10 / 3))
+    assert log_prior(9, 3, 2, 2) == pytest.approx(math.log(10 / 9))
+    # form 2 differs from form 1 by log U only: no drift with N for a fixed n_u and N/U
+    assert log_prior(9000, 3000, 2, 2) == pytest.approx(math.log(9001 / 9000), abs=1e-3)
+    assert level_globals((0, 3), 10, (2, 1), 1) == pytest.approx([1 / 20, 4 / 20])
+    assert level_globals((0, 3), 10, (2, 1), 0) == pytest.approx([1 / 12, 0.3 * (1 - 1 / 11)])
+    # (c + α p) / (n + α) per level, μ-mixed: 0.5·(0 + 1·0.1)/(2 + 1) + 0.5·(2 + 1·0.3)/(2 + 1)
+    assert smoothed_local((0, 2), 2, (0.5, 0.5), (0.1, 0.3), 1.0) == pytest.approx(0.5 * 0.1 / 3 + 0.5 * 2.3 / 3)
+
+
+def test_v2_defaults_score_a_familiar_login_by_hand() -> None:
+    eng = RiskEngine()  # v2 defaults: μ_IP 0.5/0.25/0.17/0.08, prior log((N+1)/(U·(n_u+1)))
+    eng.learn(ctx("alice", "10.0.0.1", WIN_CHROME, T0, "NO", "AS1"))
+    eng.learn(ctx("bob", "20.0.0.1", IPHONE, T0, "SE", "AS2"))
+    d = eng.score(ctx("alice", "10.0.0.1", WIN_CHROME, T0 + DAY, "NO", "AS1"))
+    # N = 2, U = 2; every level of alice's IP and UA has global count 1; M: 2 prefixes, 2 ASNs, 2 countries, 1
+    # for the IP side; UA side: 2 browsers, 2 OSes, 2 device types, 1.
+    p_ip = sum(w * (1 / 2) * (1 - m / (2 + m)) for w, m in zip((0.5, 0.25, 0.17, 0.08), (2, 2, 2, 1)))
+    p_ua = sum(w * (1 / 2) * (1 - m / (2 + m)) for w, m in zip((0.5387, 0.2680, 0.1882, 0.0051), (2, 2, 2, 1)))
+    expected = math.log(p_ip / 1.0) + math.log(p_ua / 1.0) + math.log(3 / (2 * 2))
+    assert d.score == pytest.approx(expected)

@@ -77,7 +77,7 @@ def test_unusual_hour_reason(trained: RiskEngine) -> None:
     reason = next(r for r in odd.reasons if r.code == "unusual_hour")
     assert reason.text == "unusual time of day: 03:00 UTC, an hour you rarely sign in at"
     # by hand: user window 0 of 10 → (0+1)/(10+8); global window (hours 2,3,4) holds 3 of 19 → (3+1)/(19+8)
-    expected = 0.5 * math.log((4 / 27) / (1 / 18))
+    expected = trained.config.hour_weight * math.log((4 / 27) / (1 / 18))
     assert reason.weight == pytest.approx(expected)
     assert odd.score - usual.score == pytest.approx(expected)
 

@@ -26,9 +26,10 @@ import numpy as np
 
 from .schema import ATTACK_TYPE_COLUMN, parse_bool, parse_timestamp
 
-__all__ = ["BUCKETS", "Metrics", "load", "evaluate", "auc", "format_table", "clone_shares"]
+__all__ = ["threshold_table", "BUCKETS", "Metrics", "load", "evaluate", "auc", "format_table", "clone_shares", "PairedMetrics",
+           "evaluate_paired", "format_paired", "friction"]
 
-BUCKETS: tuple[tuple[str, int, int], ...] = (("1-3", 1, 3), ("4-11", 4, 11), (">=12", 12, 10**9), (">=39", 39, 10**9))
+BUCKETS: tuple[tuple[str, int, int], ...] = (("all", 1, 10**9), ("1-3", 1, 3), ("4-11", 4, 11), (">=12", 12, 10**9), (">=39", 39, 10**9))
 METRIC_NAMES = ("auc", "tpr@1%fpr", "tpr@0.1%fpr", "reauth@99.5%", "reauth@99%")
 
 
@@ -41,6 +42,9 @@ class Loaded:
     attack_type: np.ndarray  # object: "" for non-attack
     evaluated: np.ndarray  # bool: after warm-up
     clone: np.ndarray  # bool: same ASN and exact UA string as an earlier successful login of the same user
+    # Every score file given to load(), in order (scores is the first); decisions of each (the replay's action).
+    all_scores: list[np.ndarray] | None = None
+    all_decisions: list[np.ndarray] | None = None
 
 
 @dataclass
@@ -54,13 +58,22 @@ class Metrics:
     ci: dict[str, tuple[float, float]]
 
 
-def load(logins: str | Path, scores: str | Path, warmup: float = 0.25) -> Loaded:
-    score_by_index: dict[str, float] = {}
+def _read_scores(scores: str | Path) -> dict[str, tuple[float, str]]:
+    out: dict[str, tuple[float, str]] = {}
     with open(scores, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         next(reader)
         for row in reader:
-            score_by_index[row[0]] = float(row[1])
+            out[row[0]] = (float(row[1]), row[2])
+    return out
+
+
+def load(logins: str | Path, scores: str | Path | Sequence[str | Path], warmup: float = 0.25) -> Loaded:
+    """Labels from the logins file; scores from one score file or several (paired comparison of models)."""
+    paths = [scores] if isinstance(scores, (str, Path)) else list(scores)
+    tables = [_read_scores(p) for p in paths]
+    score_by_index = {k: v[0] for k, v in tables[0].items()}
+    indices: list[str] = []
     ts_list, hist, users, legit, types, sc, clone = [], [], [], [], [], [], []
     uid_map: dict[str, int] = {}
     prior: dict[str, int] = {}
@@ -91,6 +104,7 @@ def load(logins: str | Path, scores: str | Path, warmup: float = 0.25) -> Loaded
         legit.append(ok and not kind and not parse_bool(row[i_aip]))
         types.append(kind)
         sc.append(score_by_index.get(row[i_idx], np.nan))
+        indices.append(row[i_idx])
         pair = (user, row[i_asn], row[i_ua])
         clone.append(bool(kind) and pair in seen_pairs)
         if ok:
@@ -101,8 +115,16 @@ def load(logins: str | Path, scores: str | Path, warmup: float = 0.25) -> Loaded
     scores_arr = np.asarray(sc, dtype=float)
     if np.isnan(scores_arr).any():
         raise ValueError(f"{int(np.isnan(scores_arr).sum())} rows of the logins file have no score")
+    all_scores, all_decisions = [scores_arr], []
+    for k, table in enumerate(tables):
+        if k:
+            arr = np.asarray([table[i][0] if i in table else np.nan for i in indices], dtype=float)
+            if np.isnan(arr).any():
+                raise ValueError(f"{int(np.isnan(arr).sum())} rows of the logins file have no score in {paths[k]}")
+            all_scores.append(arr)
+        all_decisions.append(np.asarray([table[i][1] for i in indices], dtype=object))
     return Loaded(scores_arr, np.asarray(hist), np.asarray(users), np.asarray(legit), np.asarray(types, dtype=object),
-                  ts >= cutoff, np.asarray(clone, dtype=bool))
+                  ts >= cutoff, np.asarray(clone, dtype=bool), all_scores, all_decisions)
 
 
 def clone_shares(data: Loaded) -> dict[str, tuple[int, float]]:
@@ -215,4 +237,142 @@ def format_table(results: Sequence[Metrics]) -> str:
             lo, hi = r.ci[m]
             cells.append(f"{r.point[m]:.3f} [{lo:.3f}, {hi:.3f}]")
         lines.append(f"| {r.attack} | {r.bucket} | {r.n_legit} ({r.n_users}) | {r.n_attack} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- several models on the same rows: paired bootstrap ------------------------------------------------------------
+
+
+@dataclass
+class PairedMetrics:
+    """One (attacker, bucket) cell for several models; ``diff`` = first model − second, on the same replicates."""
+
+    attack: str
+    bucket: str
+    n_legit: int
+    n_users: int
+    n_attack: int
+    point: list[dict[str, float]]
+    ci: list[dict[str, tuple[float, float]]]
+    diff: dict[str, float]
+    diff_ci: dict[str, tuple[float, float]]
+
+
+def evaluate_paired(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_attacks: int = 20) -> list[PairedMetrics]:
+    """Like :func:`evaluate` for every score file of ``data``, with the same bootstrap draws for all models, so
+    the interval of the difference between the first two models is a paired one."""
+    assert data.all_scores is not None and len(data.all_scores) >= 2
+    rng = np.random.default_rng(seed)
+    types = sorted({t for t in data.attack_type if t})
+    out: list[PairedMetrics] = []
+    base = data.evaluated & (data.history >= 1)
+    for kind in types:
+        for bucket, lo, hi in BUCKETS:
+            in_b = base & (data.history >= lo) & (data.history <= hi)
+            lmask = in_b & data.legit
+            amask = in_b & (data.attack_type == kind)
+            n_l, n_a = int(lmask.sum()), int(amask.sum())
+            if n_l < 2 or n_a < min_attacks:
+                continue
+            preps = [_Prepared(sc[lmask], data.user[lmask], sc[amask]) for sc in data.all_scores]
+            n_u = preps[0].n_users
+            # _Prepared sorts attacks per model: map the shared attack weights through each model's own order.
+            a_orders = [np.argsort(sc[amask], kind="stable") for sc in data.all_scores]
+            points = [p.metrics(np.ones(n_u), np.ones(n_a)) for p in preps]
+            reps: list[dict[str, list[float]]] = [{m: [] for m in METRIC_NAMES} for _ in preps]
+            dreps: dict[str, list[float]] = {m: [] for m in METRIC_NAMES}
+            for _ in range(bootstrap):
+                wu = rng.multinomial(n_u, np.full(n_u, 1.0 / n_u))
+                wa = rng.multinomial(n_a, np.full(n_a, 1.0 / n_a))
+                ms = [p.metrics(wu, wa[o]) for p, o in zip(preps, a_orders)]
+                for k, m in enumerate(ms):
+                    for name, v in m.items():
+                        reps[k][name].append(v)
+                for name in METRIC_NAMES:
+                    dreps[name].append(ms[0][name] - ms[1][name])
+
+            def _ci(v: list[float]) -> tuple[float, float]:
+                return (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (np.nan, np.nan)
+
+            out.append(PairedMetrics(
+                kind, bucket, n_l, n_u, n_a, points, [{m: _ci(v) for m, v in r.items()} for r in reps],
+                {m: points[0][m] - points[1][m] for m in METRIC_NAMES}, {m: _ci(v) for m, v in dreps.items()},
+            ))
+    return out
+
+
+_SHORT = {"auc": "AUC", "tpr@1%fpr": "TPR@1%", "tpr@0.1%fpr": "TPR@0.1%", "reauth@99.5%": "re-auth@99.5%",
+          "reauth@99%": "re-auth@99%"}
+
+
+def format_paired(results: Sequence[PairedMetrics], names: Sequence[str],
+                  metrics: Sequence[str] = ("auc", "tpr@1%fpr", "tpr@0.1%fpr", "reauth@99.5%")) -> str:
+    """One column per (metric, model), then the paired difference first − second with its 95 % interval."""
+    head = ["attacker", "history", "legit (users)", "attacks"]
+    for m in metrics:
+        head += [f"{_SHORT[m]} {n}" for n in names] + [f"Δ{_SHORT[m]}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r.attack, r.bucket, f"{r.n_legit} ({r.n_users})", str(r.n_attack)]
+        for m in metrics:
+            for k in range(len(names)):
+                lo, hi = r.ci[k][m]
+                cells.append(f"{r.point[k][m]:.3f} [{lo:.3f}, {hi:.3f}]")
+            lo, hi = r.diff_ci[m]
+            cells.append(f"{r.diff[m]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def friction(data: Loaded, k: int = 0) -> dict[str, float]:
+    """Owners' friction for score file k: decisions other than ``allow`` on legitimate successful logins
+    (evaluated window), per user, plus the share of first logins (no earlier history) that are challenged."""
+    assert data.all_decisions is not None
+    dec = data.all_decisions[k]
+    owner = data.legit & data.evaluated
+    challenged = (dec != "allow") & owner
+    out: dict[str, float] = {}
+    for label, mask in (("all", owner), ("with_history", owner & (data.history >= 1))):
+        n = int(mask.sum())
+        if not n:
+            continue
+        _, inv = np.unique(data.user[mask], return_inverse=True)
+        per_n = np.bincount(inv)
+        per_c = np.bincount(inv, weights=challenged[mask].astype(float))
+        rate = per_c / per_n
+        out[f"{label}: logins"] = float(n)
+        out[f"{label}: share of logins challenged"] = float(challenged[mask].mean())
+        out[f"{label}: median per-user rate"] = float(np.median(rate))
+        out[f"{label}: mean per-user rate"] = float(rate.mean())
+        out[f"{label}: p90 per-user rate"] = float(np.percentile(rate, 90))
+    first = owner & (data.history == 0)
+    if first.any():
+        out["first logins challenged"] = float(challenged[first].mean())
+    return out
+
+
+def threshold_table(data: Loaded, thresholds: Sequence[float], k: int = 0) -> str:
+    """For step-up thresholds on score file k: owners' friction (evaluated window) and the share of each attack
+    type (victims with history) at or above the threshold. First logins are counted as the replayed model scored
+    them (the engine: ``no_history_log_lr`` plus signals)."""
+    assert data.all_scores is not None
+    sc = data.all_scores[k]
+    owner = data.legit & data.evaluated
+    hist = owner & (data.history >= 1)
+    first = owner & (data.history == 0)
+    types = sorted({t for t in data.attack_type if t})
+    amask = {t: data.evaluated & (data.history >= 1) & (data.attack_type == t) for t in types}
+    _, inv = np.unique(data.user[hist], return_inverse=True)
+    per_n = np.bincount(inv)
+    head = ["step-up at score ≥", "owners' logins (history ≥ 1)", "median / mean / p90 per-user rate",
+            "first logins"] + [f"{t} caught" for t in types]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in thresholds:
+        flagged = sc >= t
+        rate = np.bincount(inv, weights=flagged[hist].astype(float)) / per_n
+        cells = [f"{t:g}", f"{flagged[hist].mean():.3f}",
+                 f"{np.median(rate):.3f} / {rate.mean():.3f} / {np.percentile(rate, 90):.3f}",
+                 f"{flagged[first].mean():.3f}" if first.any() else "–"]
+        cells += [f"{flagged[amask[a]].mean():.3f}" if amask[a].any() else "–" for a in types]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

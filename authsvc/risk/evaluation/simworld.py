@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .geo import AsnTable
+from ..geo import AsnTable
 
 __all__ = ["Network", "World", "build_world", "DeviceSpec", "new_device", "COUNTRY_WEIGHTS", "int_to_ip"]
 
@@ -247,15 +247,27 @@ class DeviceSpec:
     mac_patch: int = 7
     bot_template: str = ""
     ios_patch: int = 0  # iOS point releases (14.4.1, 14.4.2) show up in the UA string
+    # UA diversity knobs (world "b"); the defaults give world "a"'s strings unchanged.
+    patch_salt: int = 0  # Chrome build patch differs per device (staged roll-outs, channels)
+    inapp: str = ""  # "fb" | "ig": an in-app browser token appended (Facebook / Instagram webviews)
+    winver: str = "10.0"  # Windows NT version
 
     def family(self) -> tuple[str, str, str]:
         return self.kind, self.platform, self.browser
 
     def ua(self, day: float) -> str:
+        base = self._ua(day)
+        if self.inapp == "fb":
+            return f"{base} [FBAN/FB4A;FBAV/{290 + int(day / 14)}.0.0.{(self.patch_salt % 40) + 10}.120;]"
+        if self.inapp == "ig":
+            return f"{base} Instagram {160 + int(day / 10)}.0.0.{(self.patch_salt % 30) + 5}.120"
+        return base
+
+    def _ua(self, day: float) -> str:
         cv = max(_chrome(day) - self.lag, 70)
         fv = max(_firefox(day) - self.lag, 60)
         build = 3987 + 50 * (cv - 80)
-        patch = (cv * 37) % 200
+        patch = (cv * 37 + self.patch_salt) % 200
         chrome_tok = f"Chrome/{cv}.0.{build}.{patch}"
         ma, mi = _ios(day - 20 * self.lag)
         p = self.platform
@@ -276,9 +288,9 @@ class DeviceSpec:
             return f"Mozilla/5.0 ({dev} {ver} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{ma}.{mi} Mobile/15E148 Safari/604.1"
         if p == "windows":
             if self.browser == "firefox":
-                return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{fv}.0) Gecko/20100101 Firefox/{fv}.0"
+                return f"Mozilla/5.0 (Windows NT {self.winver}; Win64; x64; rv:{fv}.0) Gecko/20100101 Firefox/{fv}.0"
             tail = f" Edg/{cv}.0.{700 + cv}.{patch % 90}" if self.browser == "edge" else ""
-            return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) {chrome_tok} Safari/537.36{tail}"
+            return f"Mozilla/5.0 (Windows NT {self.winver}; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) {chrome_tok} Safari/537.36{tail}"
         if p == "mac":
             osv = f"10_15_{self.mac_patch}"
             if self.browser == "safari":
@@ -294,8 +306,38 @@ class DeviceSpec:
         return self.bot_template
 
 
-def new_device(kind: str, rng: random.Random, *, platform: str | None = None, browser: str | None = None) -> DeviceSpec:
-    """A random device of the given kind; platform/browser can be pinned (the targeted attacker copies them)."""
+def new_device(kind: str, rng: random.Random, *, platform: str | None = None, browser: str | None = None,
+               diversity: float = 0.0) -> DeviceSpec:
+    """A random device of the given kind; platform/browser can be pinned (the targeted attacker copies them).
+
+    ``diversity`` > 0 (world "b") draws from a much larger model list, salts build patches per device and adds
+    in-app browsers; 0 consumes exactly the random draws it always did.
+    """
+    dev = _new_device(kind, rng, platform, browser)
+    if diversity > 0 and dev.kind != "bot":
+        if rng.random() < diversity:
+            dev.patch_salt = rng.randrange(1, 200)
+        if dev.platform in ("android", "atab") and rng.random() < diversity:
+            dev.model = rng.choice(_MANY_ANDROID_MODELS)
+        if dev.kind == "mobile" and rng.random() < 0.25 * diversity:
+            dev.inapp = rng.choice(("fb", "ig"))
+        if dev.platform == "windows" and rng.random() < 0.3 * diversity:
+            dev.winver = rng.choice(("6.1", "6.3"))
+    return dev
+
+
+# ~600 plausible Android model names for the diverse world (Samsung, Xiaomi, Oppo, Motorola, ... numbering).
+_MANY_ANDROID_MODELS = tuple(
+    [f"SM-{s}{n}{v}" for s in ("A", "G", "M", "N", "T") for n in range(100, 1000, 37) for v in ("F", "B", "U")]
+    + [f"Redmi Note {n}{t}" for n in range(5, 12) for t in ("", " Pro", "S", "T")]
+    + [f"M{y}{n:02d}J{m}G" for y in (19, 20, 21) for n in range(1, 13) for m in (15, 19, 20)]
+    + [f"CPH{n}" for n in range(1900, 2300, 9)]
+    + [f"moto {x}({g})" for x in ("g", "e", "g power", "g stylus") for g in range(6, 11)]
+    + [f"Pixel {n}{t}" for n in range(2, 7) for t in ("", "a", " XL")]
+)
+
+
+def _new_device(kind: str, rng: random.Random, platform: str | None, browser: str | None) -> DeviceSpec:
     lag = rng.choices((0, 1, 2, 5), (0.6, 0.25, 0.1, 0.05))[0]
     if kind == "mobile":
         platform = platform or rng.choices(("android", "ios"), (0.5, 0.5))[0]

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from .context import LoginContext
-from .geo import GeoResolver
-from .model import RiskEngine
+from ..context import LoginContext
+from ..geo import GeoResolver
+from ..model import RiskEngine
 from .schema import SCORE_COLUMNS, parse_timestamp
-from .signals import extract_features
+from ..signals import extract_features
+from .reference import ReferenceModel
 from .velocity import VelocityTracker
 
-__all__ = ["ReplayStats", "replay"]
+__all__ = ["ReplayStats", "replay", "replay_many"]
 
 _MISSING = ("", "-", "nan", "NaN", "None")
 _TRUE = frozenset({"True", "true", "TRUE", "1", "t", "yes"})
@@ -44,7 +45,7 @@ def replay(
     logins: str | Path,
     scores: str | Path,
     *,
-    engine: RiskEngine | None = None,
+    engine: RiskEngine | ReferenceModel | None = None,
     geo: GeoResolver | None = None,
     velocity: bool = True,
 ) -> ReplayStats:
@@ -56,7 +57,8 @@ def replay(
         resorted = False
     except _Unsorted:
         # Rare (the dataset and the simulator write in time order): restart from scratch on a sorted copy.
-        engine = RiskEngine(config=engine.config, geo=engine.geo)
+        fresh = getattr(engine, "fresh", None)
+        engine = fresh() if fresh is not None else RiskEngine(config=engine.config, geo=engine.geo)
         with open(logins, newline="", encoding="utf-8") as fin:
             reader = csv.reader(fin)
             header = next(reader)
@@ -65,6 +67,28 @@ def replay(
             rows = _process(iter([header, *body]), fout, engine, velocity)
         resorted = True
     return ReplayStats(rows, time.perf_counter() - start, resorted)
+
+
+def replay_many(
+    logins: str | Path,
+    outputs: list[str | Path],
+    engines: list[RiskEngine | ReferenceModel],
+    *,
+    velocity: bool = True,
+) -> ReplayStats:
+    """Several models over one pass of the file (ablations): features, velocity counters and - for engines that
+    share one store - learning are done once; each model writes its own score file. Input must be in time order."""
+    start = time.perf_counter()
+    with open(logins, newline="", encoding="utf-8") as fin:
+        fouts = [open(o, "w", newline="", encoding="utf-8") for o in outputs]
+        try:
+            rows = _process(_stream(fin, check_sorted=True), fouts, engines, velocity)
+        except _Unsorted:
+            raise ValueError("replay_many needs a file in time order (use replay, which sorts)") from None
+        finally:
+            for f in fouts:
+                f.close()
+    return ReplayStats(rows, time.perf_counter() - start, False)
 
 
 def _stream(fin: TextIO, check_sorted: bool) -> Iterator[list[str]]:
@@ -85,13 +109,16 @@ def _stream(fin: TextIO, check_sorted: bool) -> Iterator[list[str]]:
         yield row
 
 
-def _process(rows: Iterator[list[str]], fout: TextIO, engine: RiskEngine, use_velocity: bool) -> int:
+def _process(rows: Iterator[list[str]], fout: TextIO | list[TextIO], engine: RiskEngine | ReferenceModel | list,
+             use_velocity: bool) -> int:
     header = next(rows)
     col = {name: i for i, name in enumerate(header)}
     i_idx, i_ts, i_user = col["index"], col["Login Timestamp"], col["User ID"]
     i_ip, i_ua, i_ok = col["IP Address"], col["User Agent String"], col["Login Successful"]
     i_country, i_asn = col.get("Country"), col.get("ASN")
-    writer = csv.writer(fout, lineterminator="\n")
+    if isinstance(engine, list):  # replay_many
+        return _process_many(rows, header, fout, engine, use_velocity)  # type: ignore[arg-type]
+    writer = csv.writer(fout, lineterminator="\n")  # type: ignore[arg-type]
     writer.writerow(SCORE_COLUMNS)
     tracker = VelocityTracker() if use_velocity else None
     known_users: set[str] = set()
@@ -128,4 +155,60 @@ def _process(rows: Iterator[list[str]], fout: TextIO, engine: RiskEngine, use_ve
             writer.writerows(out)
             out.clear()
     writer.writerows(out)
+    return n
+
+
+def _process_many(rows: Iterator[list[str]], header: list[str], fouts: list[TextIO],
+                  engines: list[RiskEngine | ReferenceModel], use_velocity: bool) -> int:
+    col = {name: i for i, name in enumerate(header)}
+    i_idx, i_ts, i_user = col["index"], col["Login Timestamp"], col["User ID"]
+    i_ip, i_ua, i_ok = col["IP Address"], col["User Agent String"], col["Login Successful"]
+    i_country, i_asn = col.get("Country"), col.get("ASN")
+    writers = [csv.writer(f, lineterminator="\n") for f in fouts]
+    for w in writers:
+        w.writerow(SCORE_COLUMNS)
+    # Learn once per distinct store (engines sharing a store share the history); models without one learn alone.
+    learners, stores = [], set()
+    for e in engines:
+        st = getattr(e, "store", None)
+        if st is None or id(st) not in stores:
+            learners.append(e)
+            if st is not None:
+                stores.add(id(st))
+    tracker = VelocityTracker() if use_velocity else None
+    known_users: set[str] = set()
+    geo = engines[0].geo
+    n = 0
+    outs: list[list[tuple[str, str, str, str]]] = [[] for _ in engines]
+    for row in rows:
+        ts = parse_timestamp(row[i_ts])
+        user = row[i_user]
+        ip = row[i_ip]
+        country = row[i_country] if i_country is not None else ""
+        asn = row[i_asn] if i_asn is not None else ""
+        country = None if country in _MISSING else country
+        asn = None if asn in _MISSING else (asn if asn.startswith("AS") else "AS" + asn.split(".")[0])
+        counters: dict[str, float] = {}
+        ctx = LoginContext(user, ip, row[i_ua], ts, velocity=counters, country=country, asn=asn)
+        feats = extract_features(ctx, geo)
+        known = user in known_users
+        if tracker is not None:
+            counters.update(tracker.counters(ts, user, ip, feats.ip_values[1], feats.ip_values[2]))
+        for e, out in zip(engines, outs):
+            d = e.score_features(ctx, feats)
+            out.append((row[i_idx], f"{d.score:.4f}", d.action, ";".join([r.code for r in d.reasons])))
+        success = row[i_ok] in _TRUE
+        if tracker is not None:
+            tracker.observe(ts, user, ip, feats.ip_values[1], feats.ip_values[2], success, known)
+        if success:
+            for e in learners:
+                e.learn(ctx, feats)
+            known_users.add(user)
+        n += 1
+        if len(outs[0]) >= 10_000:
+            for w, out in zip(writers, outs):
+                w.writerows(out)
+                out.clear()
+    for w, out in zip(writers, outs):
+        w.writerows(out)
     return n

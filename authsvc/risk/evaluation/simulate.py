@@ -38,9 +38,9 @@ from .simworld import (
     int_to_ip,
     new_device,
 )
-from .ua import parse_ua
+from ..ua import parse_ua
 
-__all__ = ["SimParams", "simulate", "logins_per_user"]
+__all__ = ["SimParams", "simulate", "logins_per_user", "WORLDS"]
 
 # 2020-02-03 00:00 UTC, the first day of the RBA dataset. Day numbers for browser versions count from 2020-01-01.
 START_TS = 1580688000.0
@@ -84,10 +84,41 @@ class SimParams:
     home_ip_change: float = 0.02  # per login: DHCP re-assignment
     device_replace: float = 0.004  # per login: new phone / laptop
     device_mix: tuple[float, float, float, float] = (0.655, 0.27, 0.055, 0.02)  # legit mobile/desktop/tablet/bot
+    # World knobs (issue 16: a second, independently parameterised world). The defaults are world "a", the
+    # calibrated world above; WORLDS["b"] changes all of them. Defaults reproduce world "a" byte for byte.
+    ua_diversity: float = 0.0  # > 0: many more device models, per-device build patches, in-app browser tokens
+    mobile_carrier_share: float = 0.6  # phone logins through the carrier (else home Wi-Fi / elsewhere)
+    carrier_sticky: float = 0.0  # share of carrier logins from the user's few sticky CGNAT /24s (else anywhere)
+    carrier_pool: int = 3  # sticky /24s per user, when carrier_sticky > 0
+    roaming_share: float = 0.5  # abroad, phones exit through the home carrier
+    trip_days: tuple[float, float] = (2.0, 12.0)
+    vpn_countries: tuple[str, ...] = ("NL", "SE", "US", "DE", "GB", "CH")  # empty: any hosting network
+    hour_uniform: float = 0.15  # logins at a uniformly random hour
+    hour_spread: tuple[float, float] = (1.5, 4.0)  # per-user Gaussian spread of the login hour
+    # Whom ATO probes target: "logins" = a probe follows a login of its victim (attacks ∝ activity, as when each
+    # legitimate login is replayed with attacker features); "users" = the victim is drawn uniformly among accounts
+    # with history (a leaked credential list does not favour active accounts). Freeman's prior p(u|A)/p(u|L)
+    # assumes the second.
+    probe_victims: str = "logins"
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.days < 1:
             raise ValueError("users and days must be ≥ 1")
+
+
+# Named worlds. "b" is parameterised independently of "a" (the calibrated one): far more UA strings (device models,
+# build patches, in-app browsers), phones mostly on the carrier but with sticky CGNAT /24s, twice the travel with
+# mostly roaming phones and short trips, more VPN users using it more and through any hosting country, more
+# desktops, flatter login hours. Attack definitions are the protocol's and do not change.
+WORLDS: dict[str, dict[str, object]] = {
+    "a": {},
+    "b": {
+        "ua_diversity": 1.0, "mobile_carrier_share": 0.75, "carrier_sticky": 0.6, "carrier_pool": 4,
+        "roaming_share": 0.8, "trip_days": (1.0, 6.0), "trips_per_year": 5.0, "vpn_user_share": 0.08,
+        "vpn_use": 0.5, "vpn_countries": (), "hour_uniform": 0.3, "hour_spread": (2.0, 6.0),
+        "home_ip_change": 0.05, "device_mix": (0.5, 0.4, 0.08, 0.02), "probe_victims": "users",
+    },
+}
 
 
 Row = tuple  # (ts, user, ip, country, asn, ua, success, attack_ip, ato, attack_type)
@@ -108,6 +139,7 @@ class _User:
     vpn: bool
     hour_center: float
     hour_spread: float
+    carrier_ips: list[int] | None = None  # sticky CGNAT addresses (carrier_sticky > 0 only)
 
 
 class _Sim:
@@ -121,7 +153,7 @@ class _Sim:
         self.cweights = [COUNTRY_WEIGHTS[c] for c in countries]
         self.travel = [c for c in TRAVEL_WEIGHTS if c in world.isps]
         self.tweights = [TRAVEL_WEIGHTS[c] for c in self.travel]
-        self.vpn_nets = [n for n in world.hosting if n.country in ("NL", "SE", "US", "DE", "GB", "CH")] or world.hosting
+        self.vpn_nets = [n for n in world.hosting if n.country in p.vpn_countries] or world.hosting
         self.end = p.days * DAY
 
     def new_uid(self) -> str:
@@ -142,17 +174,20 @@ class _Sim:
         home = w.isp(country, rng)
         n_dev = rng.choices((1, 2, 3), (0.55, 0.35, 0.10))[0]
         kinds = rng.choices(("mobile", "desktop", "tablet", "bot"), self.p.device_mix, k=n_dev)
-        devices = [new_device(k, rng) for k in kinds]
+        devices = [new_device(k, rng, diversity=self.p.ua_diversity) for k in kinds]
         device_w = [rng.uniform(0.2, 1.0) for _ in devices]
         device_w[0] += 1.0  # a primary device
         has_work = any(d.kind == "desktop" for d in devices) and rng.random() < 0.35
         work = w.isp(country, rng) if has_work else None
-        return _User(
+        u = _User(
             uid=self.new_uid(), country=country, tz=tz, home=home, home_ip=home.draw(rng),
             carrier=w.carrier(country, rng), devices=devices, device_w=device_w, work=work,
             work_ip=work.draw(rng) if work else 0, vpn=rng.random() < self.p.vpn_user_share,
-            hour_center=rng.gauss(15.0, 3.5), hour_spread=rng.uniform(1.5, 4.0),
+            hour_center=rng.gauss(15.0, 3.5), hour_spread=rng.uniform(*self.p.hour_spread),
         )
+        if self.p.carrier_sticky > 0:
+            u.carrier_ips = [u.carrier.draw(rng) for _ in range(self.p.carrier_pool)]
+        return u
 
     def login_times(self, u: _User, n: int) -> list[float]:
         rng = self.rng
@@ -160,7 +195,7 @@ class _Sim:
         days = [a] if n == 1 else sorted(rng.uniform(a, b) for _ in range(n))
         out = []
         for d in days:
-            local = rng.uniform(0, 24) if rng.random() < 0.15 else rng.gauss(u.hour_center, u.hour_spread)
+            local = rng.uniform(0, 24) if rng.random() < self.p.hour_uniform else rng.gauss(u.hour_center, u.hour_spread)
             utc_hour = (local - u.tz) % 24
             t = math.floor(d / DAY) * DAY + utc_hour * 3600 + rng.uniform(0, 60)
             out.append(min(max(t, 0.0), self.end - 1))
@@ -174,11 +209,11 @@ class _Sim:
         trips = []
         for _ in range(_poisson(rng, p.trips_per_year * span_years)):
             start = rng.uniform(times[0], times[-1])
-            trips.append((start, start + rng.uniform(2, 12) * DAY, rng.choices(self.travel, self.tweights)[0]))
+            trips.append((start, start + rng.uniform(*p.trip_days) * DAY, rng.choices(self.travel, self.tweights)[0]))
         for t in times:
             if rng.random() < p.device_replace:
                 i = rng.randrange(len(u.devices))
-                u.devices[i] = new_device(u.devices[i].kind, rng)
+                u.devices[i] = new_device(u.devices[i].kind, rng, diversity=p.ua_diversity)
             dev = rng.choices(u.devices, u.device_w)[0]
             if rng.random() < p.home_ip_change:
                 u.home_ip = u.home.draw_near(u.home_ip, rng)
@@ -193,14 +228,14 @@ class _Sim:
             return net, net.draw(rng)
         mobile_like = dev.kind in ("mobile", "bot")
         if trip is not None:
-            if mobile_like and rng.random() < 0.5:
-                return u.carrier, u.carrier.draw(rng)  # roaming: traffic exits through the home carrier
+            if mobile_like and rng.random() < self.p.roaming_share:
+                return u.carrier, self._carrier_ip(u)  # roaming: traffic exits through the home carrier
             net = w.isp(trip[2], rng)
             return net, net.draw(rng)
         r = rng.random()
         if mobile_like:
-            if r < 0.6:
-                return u.carrier, u.carrier.draw(rng)  # carrier-grade NAT: a new address almost every login
+            if r < self.p.mobile_carrier_share:
+                return u.carrier, self._carrier_ip(u)  # carrier-grade NAT: a new address almost every login
             if r < 0.97:
                 return u.home, u.home_ip
         elif dev.kind == "desktop":
@@ -213,6 +248,12 @@ class _Sim:
         net = w.isp(u.country, rng)  # café, friend's Wi-Fi
         return net, net.draw(rng)
 
+    def _carrier_ip(self, u: _User) -> int:
+        rng = self.rng
+        if u.carrier_ips and rng.random() < self.p.carrier_sticky:
+            return u.carrier.draw_near(rng.choice(u.carrier_ips), rng, same_24=1.0)
+        return u.carrier.draw(rng)
+
     # -- attacks -------------------------------------------------------------------------------------------------
     def probes(self, legit: list[Row], users: dict[str, _User]) -> list[Row]:
         rng, p = self.rng, self.p
@@ -220,17 +261,21 @@ class _Sim:
         for i, r in enumerate(legit):
             by_country.setdefault(r[3], []).append(i)
         seen: set[str] = set()
+        seen_list: list[str] = []
         out: list[Row] = []
         for r in legit:
             uid = r[1]
             if uid not in seen:
                 seen.add(uid)
+                seen_list.append(uid)
                 continue  # the victim needs earlier history for the probe to be evaluable
             if rng.random() >= p.probe_rate:
                 continue
             t = r[0] + rng.expovariate(1 / (2 * DAY))
             if t >= self.end:
                 continue
+            if p.probe_victims == "users":
+                uid = seen_list[rng.randrange(len(seen_list))]
             victim = users[uid]
             kind = rng.choice(("naive", "vpn", "targeted"))
             if kind == "naive":
@@ -244,7 +289,8 @@ class _Sim:
                 primary = victim.devices[max(range(len(victim.devices)), key=victim.device_w.__getitem__)]
                 net = victim.carrier if primary.kind in ("mobile", "bot") else victim.home
                 ip, country, asn = int_to_ip(net.draw(rng)), net.country, net.asn
-                copy = new_device(primary.kind, rng, platform=primary.platform, browser=primary.browser)
+                copy = new_device(primary.kind, rng, platform=primary.platform, browser=primary.browser,
+                                  diversity=p.ua_diversity)
                 if copy.kind == "bot":
                     copy = primary
                 ua = copy.ua(self.day(t))
