@@ -992,7 +992,7 @@ class OAuthProvider:
         if not packed or not self.token_drift:
             return False
         if ip is None:
-            ctx = ctx_of() if ctx_of is not None else {}
+            ctx = (ctx_of or self._ctx)()
             ip, user_agent = ctx.get("ip"), ctx.get("user_agent")
         drift = assess_token_use(packed, ip, self.clock.timestamp(), self.geo_of)
         if drift.action == ALLOW:
