@@ -264,3 +264,18 @@ def test_introspection_forwarded_garbage_or_confidential_family_changes_nothing(
     assert _introspect(c, rs, pub["access_token"], authsvc_client_ip="not an address").json["active"] is True
     assert _introspect(c, rs, conf["access_token"], authsvc_client_ip=ABROAD).json["active"] is True
     assert _events(rapp, "oauth:introspect:drift") == []
+
+
+def test_introspection_answered_by_authlibs_endpoint_scores_forwarded_context_too(rapp):
+    """A resource server not in the client cache yet is answered by Authlib's endpoint (the same hooks)."""
+    from authsvc.extensions import get_redis
+
+    rs = register(rapp, name="API", redirect_uris=[], grant_types=["client_credentials"], resource=API)
+    cid, secret, t = _family(rapp, HOME, audiences=[API])
+    provider = rapp.extensions["authsvc.oauth"]
+    with rapp.app_context():
+        get_redis().delete(provider.clients.cache_key(rs[0]))
+    r = _introspect(_flask_only(rapp), rs, t["access_token"], authsvc_client_ip=ABROAD)
+    assert r.status_code == 200 and r.json == {"active": False}
+    _assert_dead(rapp, cid, secret, t)
+    assert len(_events(rapp, "oauth:introspect:drift")) == 1
