@@ -8,6 +8,11 @@ many of the thief's requests got through first, next to the share of owners whos
 * ``drift``: continuous session risk on (authsvc.risk.drift);
 * ``drift+dbsc``: the owners' browsers also bind their sessions with DBSC (tests/dbsc_client.py plays the browser).
 
+A second part does the same for a public client's refresh tokens (an SPA or native app, through the deployed lean
+refresh path): owners' apps refresh through their day; thieves replay a stolen refresh token from other contexts.
+Modes ``bearer`` (drift scoring off: only the refresh-reuse detection) and ``drift`` (the family's birth network is
+scored on every refresh).
+
 Real parts: the app with its real Redis (the embedded one unless BENCH_REDIS_URL) and SQL (SQLite in a temp folder
 unless BENCH_DATABASE_URL), real IP→ASN/country data (BENCH_GEOIP, default ../shared/data/geoip next to the repo).
 Time is simulated with the app clock; the client address comes through a trusted proxy's X-Forwarded-For.
@@ -67,7 +72,7 @@ class Browser:
         return self.client.get("/account").status_code == 200
 
 
-def build_app(mode: str, folder: str, geoip: str):
+def build_app(mode: str, folder: str, geoip: str, *, drift: bool | None = None, dbsc: bool | None = None):
     from authsvc import create_app
     from tests.conftest import FAST_ARGON2
 
@@ -76,7 +81,8 @@ def build_app(mode: str, folder: str, geoip: str):
                risk_country_file=os.path.join(geoip, "geo-whois-asn-country.mmdb"),
                # The drill measures what happens after the login; the login's own step-up is another bench (P6).
                risk_step_up_threshold=1000.0, risk_deny_threshold=2000.0, throttle_enabled=False,
-               session_drift_enabled=mode != "bearer", dbsc_enabled=mode == "drift+dbsc",
+               session_drift_enabled=(mode != "bearer") if drift is None else drift,
+               dbsc_enabled=(mode == "drift+dbsc") if dbsc is None else dbsc,
                session_idle_timeout=86400, session_absolute_timeout=86400 * 2)
     if os.environ.get("BENCH_DATABASE_URL"):
         cfg["database_url"] = os.environ["BENCH_DATABASE_URL"]
@@ -143,21 +149,7 @@ def owner_day(app, clock, rnd, email, kind, bind):
     tmpl, v = rnd.choice(PHONE if phone else DESKTOP)
     ua = tmpl.format(v=v)
     b = sign_in(app, email, ua, ip(HOME_A, rnd), bind)
-    steps = []
-    if kind == "home_only":
-        steps = [(rnd.randrange(60, 3600), None, None) for _ in range(6)]
-    elif kind == "dhcp_same_provider":
-        steps = [(600, None, None), (rnd.randrange(120, 1800), ip(HOME_A, rnd), None), (3600, None, None)]
-    elif kind == "commuter":
-        steps = [(900, None, None), (rnd.randrange(3600, 4 * 3600), ip(OFFICE_DE, rnd), None),
-                 (1800, None, None), (6 * 3600, ip(HOME_A, rnd), None)]
-    elif kind == "phone_wifi_and_cellular":
-        steps = [(rnd.randrange(60, 600), ip(MOBILE, rnd), None), (rnd.randrange(30, 900), ip(HOME_A, rnd), None),
-                 (rnd.randrange(600, 3600), ip(MOBILE, rnd), None), (1200, None, None)]
-    elif kind == "browser_update":
-        steps = [(1800, None, None), (3600, None, tmpl.format(v=v + 1)), (600, None, None)]
-    elif kind == "traveller":
-        steps = [(1800, None, None), (10 * 3600, ip(ABROAD, rnd), None), (600, None, None)]
+    steps = day_steps(kind, rnd, tmpl, v)
     ok = b.get()
     for wait, addr, new_ua in steps:
         clock.advance(wait)
@@ -212,6 +204,117 @@ def theft(app, clock, rnd, email, kind, bind):
     return False, through, elapsed
 
 
+def day_steps(kind, rnd, tmpl, v):
+    """An owner's ordinary day after the sign-in: (seconds later, new address or None, new user agent or None)."""
+    if kind == "home_only":
+        return [(rnd.randrange(60, 3600), None, None) for _ in range(6)]
+    if kind == "dhcp_same_provider":
+        return [(600, None, None), (rnd.randrange(120, 1800), ip(HOME_A, rnd), None), (3600, None, None)]
+    if kind == "commuter":
+        return [(900, None, None), (rnd.randrange(3600, 4 * 3600), ip(OFFICE_DE, rnd), None),
+                (1800, None, None), (6 * 3600, ip(HOME_A, rnd), None)]
+    if kind == "phone_wifi_and_cellular":
+        return [(rnd.randrange(60, 600), ip(MOBILE, rnd), None), (rnd.randrange(30, 900), ip(HOME_A, rnd), None),
+                (rnd.randrange(600, 3600), ip(MOBILE, rnd), None), (1200, None, None)]
+    if kind == "browser_update":
+        return [(1800, None, None), (3600, None, tmpl.format(v=v + 1)), (600, None, None)]
+    return [(1800, None, None), (10 * 3600, ip(ABROAD, rnd), None), (600, None, None)]  # traveller
+
+
+# --- refresh tokens of a public client ------------------------------------------------------------------------------
+TOKEN_THEFTS = ["same_provider_later", "other_provider_later", "phishing_proxy_timing", "abroad", "parallel_use"]
+
+
+def app_signin(app, cid, email, ua, addr):
+    """The owner signs in to the app on their device: (browser, refresh token). The code is redeemed from ``addr``."""
+    from tests.functional.oauth_helpers import get_code, token
+
+    b = sign_in(app, email, ua, addr, False)
+    code, verifier = get_code(b.client, cid, scope="openid offline_access")
+    r = token(b.client, {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                         "redirect_uri": "https://rp.example/cb", "client_id": cid})
+    assert r.status_code == 200, r.get_json()
+    return b, r.get_json()["refresh_token"]
+
+
+def app_refresh(app, cid, rt, addr):
+    """One refresh from ``addr`` through the app as deployed (the lean path): the new refresh token, or None."""
+    r = app.test_client().post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": rt,
+                                                      "client_id": cid},
+                               environ_base={"HTTP_X_FORWARDED_FOR": addr, "REMOTE_ADDR": "127.0.0.1"})
+    return r.get_json()["refresh_token"] if r.status_code == 200 else None
+
+
+def owner_app_day(app, clock, rnd, cid, email, kind):
+    phone = kind == "phone_wifi_and_cellular"
+    tmpl, v = rnd.choice(PHONE if phone else DESKTOP)
+    addr = ip(HOME_A, rnd)
+    _, rt = app_signin(app, cid, email, tmpl.format(v=v), addr)
+    for wait, new_addr, _ua in day_steps(kind, rnd, tmpl, v):
+        clock.advance(wait)
+        addr = new_addr or addr
+        rt = app_refresh(app, cid, rt, addr)
+        if rt is None:
+            return False
+    return True
+
+
+def token_theft(app, clock, rnd, cid, email, kind):
+    """(contained, thief refreshes that got through before containment, seconds until contained)."""
+    tmpl, v = rnd.choice(PHONE)
+    owner_addr = ip(HOSTING if kind == "phishing_proxy_timing" else HOME_A, rnd)
+    _, rt = app_signin(app, cid, email, tmpl.format(v=v), owner_addr)
+    if kind == "phishing_proxy_timing":
+        clock.advance(rnd.randrange(60, 600))
+        thief_addr = ip(HOME_B, rnd)
+    elif kind == "same_provider_later":
+        clock.advance(rnd.randrange(1800, 7200))
+        thief_addr = ip(HOME_A, rnd)
+    elif kind == "abroad":
+        clock.advance(rnd.randrange(60, 7200))
+        thief_addr = ip(ABROAD, rnd)
+    else:  # other_provider_later, parallel_use
+        clock.advance(rnd.randrange(1800, 7200))
+        thief_addr = ip(HOME_B, rnd)
+    owner_rt, thief_rt = rt, rt
+    through = elapsed = 0
+    for _ in range(THIEF_REQUESTS):
+        thief_rt = app_refresh(app, cid, thief_rt, thief_addr)
+        if thief_rt is None:
+            return True, through, elapsed
+        through += 1
+        if kind == "parallel_use" and owner_rt is not None:  # the owner's app refreshes too, with its own copy
+            owner_rt = app_refresh(app, cid, owner_rt, owner_addr)
+            clock.advance(20)
+            elapsed += 20
+        clock.advance(THIEF_PACE)
+        elapsed += THIEF_PACE
+    return False, through, elapsed
+
+
+def run_tokens(mode, folder, geoip, owners, seed):
+    from tests.conftest import create_user
+    from tests.functional.oauth_helpers import register
+
+    rnd = random.Random(seed)
+    app = build_app("tokens-" + mode, folder, geoip, drift=mode != "bearer", dbsc=False)
+    clock = app.extensions["authsvc"].clock
+    cid, _ = register(app, name="Drill app", client_type="public")
+    days = {k: [] for k in OWNER_DAYS}
+    kinds = rnd.choices(list(OWNER_DAYS), weights=list(OWNER_DAYS.values()), k=owners)
+    for i, kind in enumerate(kinds):
+        email = f"owner{i}@example.com"
+        create_user(app, email=email, password=PASSWORD)
+        days[kind].append(owner_app_day(app, clock, rnd, cid, email, kind))
+    thefts = {k: [] for k in TOKEN_THEFTS}
+    for kind in TOKEN_THEFTS:
+        for j in range(max(4, owners // 10)):
+            email = f"victim-{kind}-{j}@example.com"
+            create_user(app, email=email, password=PASSWORD)
+            thefts[kind].append(token_theft(app, clock, rnd, cid, email, kind))
+    return days, thefts
+
+
 def run(mode, folder, geoip, owners, seed):
     rnd = random.Random(seed)
     app = build_app(mode, folder, geoip)
@@ -239,12 +342,59 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--owners", type=int, default=120)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--part", choices=["all", "sessions", "tokens"], default="all")
     ap.add_argument("--geoip", default=os.environ.get("BENCH_GEOIP",
                                                       os.path.join(os.path.dirname(ROOT), "shared", "data", "geoip")))
     args = ap.parse_args(argv)
     if not os.path.exists(os.path.join(args.geoip, "asn-ipv4-num.csv.gz")):
         sys.exit(f"no IP→ASN data in {args.geoip}; set BENCH_GEOIP to a folder with asn-ipv4-num.csv.gz and "
                  "geo-whois-asn-country.mmdb")
+    if args.part in ("all", "sessions"):
+        sessions_part(args)
+    if args.part in ("all", "tokens"):
+        tokens_part(args)
+
+
+def _table(title, kinds, modes, results):
+    print(title)
+    print(f"{'scenario':30}" + "".join(f"{m:>22}" for m in modes))
+    for kind in kinds:
+        cells = []
+        for m in modes:
+            rows = results[m][1][kind]
+            caught = sum(1 for c, _, _ in rows if c) / len(rows)
+            through = statistics.median(t for _, t, _ in rows)
+            secs = statistics.median(e for c, _, e in rows if c) if caught else float("nan")
+            cells.append(f"{caught:4.0%} {through:>3.0f} req {secs:>4.0f} s")
+        print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
+
+
+def tokens_part(args):
+    modes = ["bearer", "drift"]
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for mode in modes:
+            results[mode] = run_tokens(mode, folder, args.geoip, args.owners, args.seed)
+    print(f"\ntheft drill, refresh tokens of a public client: {args.owners} owners, seed {args.seed}\n")
+    _table(f"stolen refresh tokens contained within {THIEF_REQUESTS} refreshes, {THIEF_PACE} s apart (thief refused); "
+           "median thief refreshes that got through first, median seconds until contained", TOKEN_THEFTS, modes,
+           results)
+    print("\nowners whose app was signed out during their ordinary day (a refresh refused)")
+    print(f"{'owner day':30}" + "".join(f"{m:>22}" for m in modes))
+    for kind in OWNER_DAYS:
+        cells = []
+        for m in modes:
+            rows = results[m][0][kind]
+            cells.append(f"{(1 - sum(rows) / len(rows)) if rows else 0:6.1%} (n={len(rows)})")
+        print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
+    for m in modes:
+        rows = [ok for v in results[m][0].values() for ok in v]
+        thefts = [c for v in results[m][1].values() for c, _, _ in v]
+        print(f"\ntokens {m}: contained {sum(thefts) / len(thefts):.0%} of thefts; "
+              f"signed out {1 - sum(rows) / len(rows):.1%} of owners' apps")
+
+
+def sessions_part(args):
     modes = ["bearer", "drift", "drift+dbsc"]
     results = {}
     with tempfile.TemporaryDirectory() as folder:

@@ -72,6 +72,9 @@ class OAuthGrant(Base):
     current_hash: Mapped[str | None] = mapped_column(String(64))
     # RFC 9449 §5: the DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are bound to; None = unbound.
     dpop_jkt: Mapped[str | None] = mapped_column(String(64))
+    # Continuous risk (authsvc.risk.drift.pack_birth): the network a public client's family was born on; None for
+    # confidential clients (their refreshes come from the RP's server, whose address says nothing about the user).
+    birth: Mapped[str | None] = mapped_column(String(128))
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # last refresh (set by the rotation's UPDATE)

@@ -43,6 +43,26 @@ class LoginAlerts:
             "If it was you, there is nothing to do.\n",
         )
 
+    def app_signed_out(self, user, ctx, what: str, app: str) -> None:
+        """An app's sign-in (a public client's refresh-token family) was ended because a token of it was used from
+        another network than the one it was issued to (authsvc.risk.drift). Told like ``session_theft``: the person
+        who sees the refusal is whoever holds the token, who may not be the owner."""
+        token = self.tokens.issue("notme", user.id, 7 * 86400)
+        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        self.mailer.send(
+            user.email,
+            f"We signed {app} out of your {self.settings.service_name} account",
+            f"{app} stayed signed in to your account with a token, and that token was used from a place it was "
+            "not given to, so we ended that sign-in.\n\n"
+            f"  What happened: {what}\n  Seen from: IP address {ctx.ip or 'unknown'}\n\n"
+            "If this was you (for example you are travelling), sign in to the app again; nothing else is needed.\n\n"
+            "If it was not you, someone may have copied the app's sign-in from your device (malware, or a fake "
+            "sign-in page). The copy no longer works. Sign in again on your own device, check your devices and "
+            "recent activity in the security center, and run a malware scan.\n\n"
+            f"If you think someone knows your password too, open this link: {link}\n"
+            "It signs you out everywhere, forgets trusted devices and asks you to choose a new password.\n",
+        )
+
     def session_theft(self, user, ctx, what: str) -> None:
         """A session was ended because it was used in a way only a copy could be (DBSC: a replayed short cookie or a
         proof from a key that is not the device's; drift: another browser, two networks at once). Sent whatever the

@@ -32,6 +32,11 @@ def init_app(app: Flask) -> None:
                              tokens=tokens, clients=clients,
                              device=DeviceStore(redis_getter, svc.clock, settings.device_interval))
     app.extensions["authsvc.oauth"] = provider
+    if svc.settings.session_drift_enabled:
+        # Continuous risk for public clients' refresh families: the same geo lookup and owner alerts as sessions.
+        provider.token_drift = True
+        provider.geo_of = svc.sessions.geo_of
+        provider.alerts = svc.login.alerts
     svc.sessions.revocation_listeners.append(provider.on_sessions_revoked)
     csrf.exempt(api)  # clients authenticate with their credentials or PKCE, never a cookie
     app.register_blueprint(api)

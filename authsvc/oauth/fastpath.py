@@ -21,6 +21,10 @@ The decisions are the provider's, shared with the Flask views and Authlib's endp
   required" goes to Flask, and the rotation refuses a DPoP-bound refresh family (``invalid_dpop_proof``) before
   touching it. Introspection of a DPoP-bound token stays here (its record carries ``jkt``; the answer has
   ``token_type: DPoP`` and ``cnf``);
+* continuous risk (public clients' refresh families, see docs/ARCHITECTURE.md "Continuous session risk"): the
+  rotation's SQL RETURNING carries the family's birth network, so scoring a refresh adds no round trip (a geo lookup
+  in memory only when the prefix moved); introspection scores the token's family only when the resource server
+  forwards ``authsvc_client_ip`` (the access token's record carries the birth);
 * a store that does not answer → 503 ``temporarily_unavailable`` (never ``active: false``), over quota → 429, as the
   Flask error handlers of the ``oauth_api`` blueprint answer.
 """

@@ -44,12 +44,13 @@ from authsvc import metrics
 from authsvc.errors import Throttled
 from sqlalchemy import select
 
-from authsvc.models import OAuthGrant, User, UserSession
+from authsvc.models import OAuthClient, OAuthGrant, User, UserSession
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, Client
 from authsvc.oauth.dpop import (DEFAULT_ALGS as DPOP_ALGS, DPoPProof, DPoPProofValidator, InvalidDPoPProofError,
                                 NonceSource, RedisReplayCache)
 from authsvc.oauth.keys import ALLOWED_ALGS
 from authsvc.oauth.tokens import ConsumeResult, grant_id_of, new_grant_id, sha256
+from authsvc.risk.drift import ALLOW, END, assess_token_use, is_hosting, network_of, pack_birth
 
 log = logging.getLogger("authsvc.oauth")
 
@@ -274,6 +275,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidGrantError(provider.REUSED)
         if result.outcome != "ok":
             return None
+        if provider.token_drifted(result.grant, provider._ctx, client=self.request.client):
+            raise InvalidGrantError(provider.DRIFTED)
         self.request.new_refresh_token = new
         self.request.rotation = result
         return TokenRef("refresh", result.grant, refresh_token)
@@ -424,7 +427,10 @@ class Introspection(IntrospectionEndpoint):
         return self.server.provider.may_introspect(token, client)
 
     def introspect_token(self, token):
-        return self.server.provider.introspection_payload(token)
+        provider = self.server.provider
+        if provider.forwarded_drift(token, flask_request.form):
+            return {"active": False}
+        return provider.introspection_payload(token)
 
 
 class EndSession(EndSessionEndpoint):
@@ -497,6 +503,11 @@ class OAuthProvider:
         self.server.register_endpoint(Introspection)
         self.server.register_endpoint(DeviceAuthorization)
         self.server.register_endpoint(EndSession)
+        # Continuous risk for public clients' refresh families (authsvc.risk.drift), wired by authsvc.oauth.init_app
+        # when session drift scoring is on: ``geo_of(ip)`` → GeoInfo or None, ``alerts`` = LoginAlerts.
+        self.token_drift = False
+        self.geo_of = None
+        self.alerts = None
         self.issuer_ext = Issuer(self)
         self.server.register_extension(self.issuer_ext)
         # DPoP (RFC 9449): nonces are an HMAC of the time slot under a key derived from the app secret, so every
@@ -656,6 +667,7 @@ class OAuthProvider:
         jkt = proof.jkt if proof else None  # RFC 9449 §5: the access token is bound to the proof's key
         # Refresh tokens of public clients are bound too (§5); a confidential client's are bound to its credentials.
         bind_refresh = jkt if client.is_public else None
+        birth_ctx = self.birth_of(client) if grant_type in ("authorization_code", DEVICE_GRANT) else None
         if grant_type == "authorization_code":
             code: AuthCode = request.authorization_code
             gid, d = code.gid, code.data
@@ -664,12 +676,15 @@ class OAuthProvider:
             self.tokens.create_grant(gid, client_id=client.client_id, user_id=uid, session_id=d["sid"],
                                      scope=d["scope"], audiences=d["aud"], auth_time=d["auth_time"], acr=d["acr"],
                                      amr=d["amr"], refresh_hash=sha256(refresh) if refresh else None,
-                                     subject=user.sub, dpop_jkt=bind_refresh if refresh else None)
-            ctx = {"sid": d["sid"], "at": d["auth_time"], "acr": d["acr"], "aud": d["aud"], "sub": user.sub}
+                                     subject=user.sub, dpop_jkt=bind_refresh if refresh else None,
+                                     birth=birth_ctx)
+            ctx = {"sid": d["sid"], "at": d["auth_time"], "acr": d["acr"], "aud": d["aud"], "sub": user.sub,
+                   "bx": birth_ctx}
         elif grant_type == "refresh_token":
             g = request.refresh_token.rec
             gid, refresh = g["gid"], request.new_refresh_token
-            ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"]), "sub": g.get("sub")}
+            ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"]), "sub": g.get("sub"),
+                   "bx": g.get("bx")}
         elif grant_type == DEVICE_GRANT:
             d = request.device
             gid = new_grant_id()
@@ -680,8 +695,9 @@ class OAuthProvider:
                                      scope=token["scope"], audiences=aud, auth_time=int(d["at"]), acr=d["acr"],
                                      amr=d["amr"].split(",") if d["amr"] else [],
                                      refresh_hash=sha256(refresh) if refresh else None, subject=user.sub,
-                                     dpop_jkt=bind_refresh if refresh else None)
-            ctx = {"sid": d["sid"], "at": int(d["at"]), "acr": d["acr"], "aud": aud, "sub": user.sub}
+                                     dpop_jkt=bind_refresh if refresh else None, birth=birth_ctx)
+            ctx = {"sid": d["sid"], "at": int(d["at"]), "acr": d["acr"], "aud": aud, "sub": user.sub,
+                   "bx": birth_ctx}
         else:  # client_credentials: a grant too, so deleting the client (or revoking) reaches these tokens
             gid = new_grant_id()
             aud = self.requested_audiences(client, request.payload.datalist.get("resource", []))
@@ -721,6 +737,8 @@ class OAuthProvider:
                   "acr": ctx["acr"] or "", "jti": secrets.token_urlsafe(12)}
         if jkt:
             record["jkt"] = jkt
+        if ctx.get("bx"):
+            record["bx"] = ctx["bx"]  # the family's birth network: forwarded introspection scores it, no extra read
         access = self._jwt_access_token(record, client) if client.token_format == "jwt" else opaque
         if not self.tokens.save_access(access, record, ttl):
             raise InvalidGrantError("The grant was revoked.")
@@ -852,6 +870,8 @@ class OAuthProvider:
                 ref = TokenRef("refresh", {**rec, "gid": gid}, token)
         if ref is None or not self.may_introspect(ref, client) or ref.is_expired() or ref.is_revoked():
             return {"active": False}
+        if self.forwarded_drift(ref, form):
+            return {"active": False}
         body = self.introspection_payload(ref)
         body.setdefault("active", True)
         return body
@@ -931,7 +951,10 @@ class OAuthProvider:
         g = result.grant
         if not g["uid"] or not result.user_active:
             return 400, {"error": "invalid_request", "error_description": "There is no 'user' for this token."}
-        ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"]), "sub": g.get("sub")}
+        if self.token_drifted(g, audit_ctx, client=client):
+            return 400, {"error": "invalid_grant", "error_description": self.DRIFTED}
+        ctx = {"sid": g["sid"], "at": g["at"], "acr": g["acr"], "aud": json.loads(g["aud"]), "sub": g.get("sub"),
+               "bx": g.get("bx")}
         try:
             access = self.issue_access(client, g["gid"], g["uid"], g["scope"], ctx, secrets.token_urlsafe(32),
                                        jkt=proof.jkt if proof else None)
@@ -940,6 +963,70 @@ class OAuthProvider:
         metrics.TOKENS.labels("refresh_token").inc()
         return 200, {"access_token": access, "expires_in": client.access_token_ttl, "refresh_token": new,
                      "scope": g["scope"], "token_type": "DPoP" if proof else "Bearer"}
+
+    # --- continuous risk for refresh families (public clients) -------------------------------------------------------
+    DRIFTED = "This refresh token was used from another network than the one it was issued to; sign in again."
+
+    def birth_of(self, client: Client) -> str | None:
+        """The network a new refresh family is born on (the request redeeming the code or device code), packed; None
+        for a confidential client — its refreshes come from the RP's server, whose address says nothing about where
+        the user is — or with drift scoring off."""
+        if not self.token_drift or not client.is_public:
+            return None
+        ip = self._ctx().get("ip")
+        prefix = network_of(ip)
+        if not prefix:
+            return None
+        g = self.geo_of(ip) if self.geo_of is not None else None
+        return pack_birth(prefix, str(g.asn or "") if g else "", (g.country or "") if g else "", self.clock.timestamp(),
+                          bool(g) and is_hosting(g.asn, g.org)) or None
+
+    def token_drifted(self, grant: dict, ctx_of, *, client: Client | None = None, tag: str = "oauth:refresh:drift",
+                      ip: str | None = None, user_agent: str | None = None) -> bool:
+        """Score one use of a family born at ``grant["bx"]`` (authsvc.risk.drift.assess_token_use). True: it drifted,
+        and the family is revoked (its access tokens too), audited, and the owner told. ``ctx_of()`` gives the
+        request's {"ip", "user_agent"} — called only for a family that has a birth (public clients), so a
+        confidential client's refresh pays nothing. A token has no step-up short of signing in again, so ``reauth``
+        and ``end`` both refuse; only ``end`` is a takeover signal."""
+        packed = grant.get("bx")
+        if not packed or not self.token_drift:
+            return False
+        if ip is None:
+            ctx = (ctx_of or self._ctx)()
+            ip, user_agent = ctx.get("ip"), ctx.get("user_agent")
+        drift = assess_token_use(packed, ip, self.clock.timestamp(), self.geo_of)
+        if drift.action == ALLOW:
+            return False
+        gid = grant["gid"]
+        self.tokens.revoke_grant(gid, f"drift_{drift.action}")
+        uid = int(grant["uid"]) if grant.get("uid") else None
+        texts = "; ".join(r.text for r in drift.reasons)
+        self.record(tag, "failure", user_id=uid, reason=texts[:255], client_id=grant.get("cid"), grant=gid[:8],
+                    action=drift.action, reasons=[r.code for r in drift.reasons],
+                    takeover_signal=drift.action == END,
+                    audit_ctx=lambda: {"ip": ip, "user_agent": (user_agent or "")[:512] or None})
+        if self.alerts is not None and uid is not None:
+            from authsvc.accounts.login import RequestContext
+
+            user = self.db.session.get(User, uid)
+            if user is not None:
+                name = client.name if client is not None and client.client_id == grant.get("cid") else None
+                if name is None and grant.get("cid"):
+                    row = self.db.session.get(OAuthClient, grant["cid"])
+                    name = row.name if row is not None else None
+                self.alerts.app_signed_out(user, RequestContext(ip, user_agent), texts, name or "An app")
+        return True
+
+    def forwarded_drift(self, ref: TokenRef, form) -> bool:
+        """Introspection "where the caller forwards it": a resource server may send the end user's address and user
+        agent (``authsvc_client_ip``, ``authsvc_user_agent``); the token's family is then scored like a refresh, and a
+        family that drifted is revoked (the answer is ``active: false``). Without the parameters nothing changes."""
+        ip = form.get("authsvc_client_ip")
+        if not ip or not ref.rec.get("bx") or not self.token_drift:
+            return False
+        ua = form.get("authsvc_user_agent")
+        return self.token_drifted(ref.rec, None, tag="oauth:introspect:drift", ip=ip[:64],
+                                  user_agent=(ua or "")[:512] or None)
 
     def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None) -> None:
         """Refuse a refresh that asks for more than its grant holds *before* the rotation (RFC 6749 §6: invalid_scope):

@@ -8,7 +8,8 @@
   the hash it used to be; records written as hashes by an older version are still read, until they expire). Every access token belongs to a grant; ``oauth:grantat:{gid}`` indexes them so revoking the grant deletes
   them at once.
 * Grants (refresh families): a durable SQL row (``oauth_grants``) plus a Redis twin ``oauth:grant:{gid}`` (hash:
-  client, user, session, scope, ``cur`` = hash of the one live refresh token, ``rev``). A refresh token is
+  client, user, session, scope, ``cur`` = hash of the one live refresh token, ``rev``, ``bx`` = the network a public
+  client's family was born on, for continuous risk; see ``authsvc.risk.drift.pack_birth``). A refresh token is
   ``<gid>.<256 random bits>``: the grant id inside tells us, durably, which family a presented token claims to be
   from, so a replayed old token is recognised as reuse even after Redis lost its state.
 * Rotation is decided by a single-key Lua script (check the client, compare ``cur``, swap, or flag reuse) — of two
@@ -54,7 +55,7 @@ _ROTATE_SQL = (
     .values(current_hash=bindparam("p_new"), generation=_G.c.generation + 1,
             rotated_at=bindparam("p_now", type_=_G.c.rotated_at.type))
     .returning(_G.c.user_id, _G.c.session_id, _G.c.scope, _G.c.audiences, _G.c.auth_time, _G.c.acr, _G.c.amr,
-               _G.c.expires_at, _G.c.dpop_jkt,
+               _G.c.expires_at, _G.c.dpop_jkt, _G.c.birth,
                select(_U.c.status).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_status"),
                select(_U.c.sub).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_sub"))
 )
@@ -180,14 +181,16 @@ class TokenStore:
     # --- grants ------------------------------------------------------------------------------------------------------
     def create_grant(self, gid: str, *, client_id: str, user_id: int | None, session_id: str | None, scope: str,
                      audiences: list[str], auth_time: int | None, acr: str | None, amr: list[str] | None,
-                     refresh_hash: str | None, subject: str | None = None, dpop_jkt: str | None = None
-                     ) -> OAuthGrant:
+                     refresh_hash: str | None, subject: str | None = None, dpop_jkt: str | None = None,
+                     birth: str | None = None) -> OAuthGrant:
         """``subject``: the user's opaque ``sub``, kept in the Redis twin so the lean paths name the user by it.
-        ``dpop_jkt``: the DPoP key a public client's refresh family is bound to."""
+        ``dpop_jkt``: the DPoP key a public client's refresh family is bound to. ``birth``: the network it was born
+        on (``authsvc.risk.drift.pack_birth``; public clients only), compared with every refresh."""
         now = self.clock.now()
         row = OAuthGrant(id=gid, client_id=client_id, user_id=user_id, session_id=session_id, scope=scope,
                          audiences=json.dumps(audiences), auth_time=auth_time, acr=acr,
                          amr=",".join(amr or []) or None, current_hash=refresh_hash, dpop_jkt=dpop_jkt,
+                         birth=birth or None,
                          generation=0, created_at=now,
                          expires_at=now + dt.timedelta(seconds=self.refresh_ttl))
         # SQL first: without the durable record no usable refresh token may exist anywhere.
@@ -199,15 +202,16 @@ class TokenStore:
     def _mirror(self, row: OAuthGrant, subject: str | None) -> None:
         self._write_twin(row.id, self._twin(row.client_id, row.user_id, row.session_id, row.scope, row.audiences,
                                             row.auth_time, row.acr, row.amr, row.current_hash,
-                                            row.revoked_at is not None, subject, dpop_jkt=row.dpop_jkt),
+                                            row.revoked_at is not None, subject, dpop_jkt=row.dpop_jkt,
+                                            birth=row.birth),
                          row.expires_at)
 
     @staticmethod
     def _twin(client_id, user_id, session_id, scope, audiences, auth_time, acr, amr, current_hash, revoked,
-              subject=None, *, dpop_jkt=None) -> dict:
+              subject=None, *, dpop_jkt=None, birth=None) -> dict:
         return {"cid": client_id, "uid": user_id or "", "sub": (user_id and subject) or "", "sid": session_id or "",
                 "scope": scope, "aud": audiences, "at": auth_time or "", "acr": acr or "", "amr": amr or "",
-                "cur": current_hash or "-", "rev": "1" if revoked else "0", "jkt": dpop_jkt or ""}
+                "cur": current_hash or "-", "rev": "1" if revoked else "0", "jkt": dpop_jkt or "", "bx": birth or ""}
 
     def _write_twin(self, gid: str, mapping: dict, expires_at: dt.datetime) -> None:
         ttl = max(1, int((expires_at - self.clock.now()).total_seconds()))
@@ -264,12 +268,12 @@ class TokenStore:
             if outcome == "miss":  # Redis lost the twin (restart without AOF, eviction): re-create it from SQL
                 self._write_twin(gid, self._twin(client_id, row.user_id, row.session_id, row.scope, row.audiences,
                                                  row.auth_time, row.acr, row.amr, new, False, row.user_sub,
-                                                 dpop_jkt=row.dpop_jkt),
+                                                 dpop_jkt=row.dpop_jkt, birth=row.birth),
                                  row.expires_at)
             return RotateResult(
                 "ok", {"gid": gid, "cid": client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
                        "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr,
-                       "sub": row.user_sub},
+                       "sub": row.user_sub, "bx": row.birth or ""},
                 user_active=row.user_status == "active")
         grant = self.db.session.get(OAuthGrant, gid)
         if grant is None or grant.client_id != client_id:
@@ -296,7 +300,7 @@ class TokenStore:
     @staticmethod
     def grant_info(row: OAuthGrant) -> dict:
         return {"gid": row.id, "cid": row.client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
-                "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr}
+                "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr, "bx": row.birth or ""}
 
     def revoke_grant(self, gid: str, reason: str) -> bool:
         res = self.db.session.execute(

@@ -121,3 +121,46 @@ def network_of(ip: str | None) -> str:
     from authsvc.defense import prefix_of
 
     return (prefix_of(ip) or "") if ip else ""
+
+
+# --- refresh-token families (public clients) ---------------------------------------------------------------------
+# A public client's refresh family remembers the network it was born on (the request that redeemed the code or the
+# device code), packed in one short string kept with the grant: in SQL (``oauth_grants.birth``), in the grant's Redis
+# twin and in each access token's record, so the refresh and introspection paths read it with what they already read.
+# The browser family is not part of it: a native app's user agent is its HTTP library, not a browser.
+_PACK_VERSION = "1"
+
+
+def pack_birth(prefix: str, asn: str, country: str, created: float, hosting: bool) -> str:
+    """"1|<prefix>|<asn>|<country>|<unix time>|<h>": the birth network of a refresh family ("" without a prefix)."""
+    if not prefix:
+        return ""
+    return "|".join((_PACK_VERSION, prefix, asn or "", country or "", str(int(created)), "1" if hosting else ""))
+
+
+def unpack_birth(packed: str | None) -> Birth | None:
+    parts = (packed or "").split("|")
+    if len(parts) != 6 or parts[0] != _PACK_VERSION or not parts[1]:
+        return None
+    try:
+        created = float(parts[4])
+    except ValueError:
+        return None
+    return Birth(prefix=parts[1], asn=parts[2], country=parts[3], created=created, hosting=parts[5] == "1")
+
+
+def assess_token_use(packed: str | None, ip: str | None, now: float, geo_of) -> Drift:
+    """Drift of one use (refresh, forwarded introspection) of a token family born at ``packed``: the same
+    :func:`assess`, with no browser and no parallel-use count (a token has neither). ``geo_of(ip)`` (GeoInfo or
+    None) is called only when the use's network prefix differs from the birth prefix: the owner's own refreshes from
+    the network they signed in on cost no lookup."""
+    birth = unpack_birth(packed)
+    prefix = network_of(ip)
+    if birth is None or not prefix or prefix == birth.prefix:
+        return Drift(ALLOW)
+    asn = country = ""
+    hosting = False
+    g = geo_of(ip) if geo_of is not None else None
+    if g:
+        asn, country, hosting = str(g.asn or ""), g.country or "", is_hosting(g.asn, g.org)
+    return assess(birth, Use(prefix=prefix, asn=asn, country=country, now=now, hosting=hosting))

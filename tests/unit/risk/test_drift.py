@@ -74,3 +74,41 @@ def test_browser_key_ignores_versions():
     assert browser_key(CHROME_WIN) == browser_key(CHROME_WIN_NEWER) == "Chrome|Windows"
     assert browser_key(FIREFOX_LINUX) == "Firefox|Linux"
     assert browser_key(None) == ""
+
+
+# --- refresh-token families: the same assess, through pack_birth / assess_token_use ---------------------------------
+def test_token_birth_round_trips_and_bad_packs_are_not_scored():
+    from authsvc.risk.drift import pack_birth, unpack_birth
+
+    packed = pack_birth("192.0.2.0/24", "AS14061", "NL", T0, True)
+    assert unpack_birth(packed) == Birth(prefix="192.0.2.0/24", asn="AS14061", country="NL", created=T0, hosting=True)
+    v6 = pack_birth("2001:db8:1::/48", "", "", T0, False)
+    assert unpack_birth(v6).prefix == "2001:db8:1::/48"
+    assert pack_birth("", "AS1", "DE", T0, False) == ""
+    for bad in (None, "", "2|x|a|b|1|", "1||a|b|1|", "1|p|a|b|soon|", "1|p|a"):
+        assert unpack_birth(bad) is None
+
+
+def test_token_use_costs_no_geo_lookup_on_the_birth_network_and_uses_the_session_table_elsewhere():
+    from authsvc.risk.drift import assess_token_use, pack_birth
+    from authsvc.risk.geo import GeoInfo
+
+    calls = []
+    table = {"198.51.100.9": GeoInfo("AS3320", "DE"), "100.64.0.5": GeoInfo("AS28573", "BR"),
+             "203.0.113.9": GeoInfo("AS2119", "DE")}
+
+    def geo(ip):
+        calls.append(ip)
+        return table.get(ip)
+
+    home = pack_birth("198.51.100.0/24", "AS3320", "DE", T0, False)
+    assert assess_token_use(home, "198.51.100.9", T0 + 60, geo).action == ALLOW and calls == []
+    abroad = assess_token_use(home, "100.64.0.5", T0 + 86400, geo)
+    assert abroad.action == REAUTH and [r.code for r in abroad.reasons] == ["new_country"]
+    assert assess_token_use(home, "203.0.113.9", T0 + 60, geo).action == ALLOW  # no hosting side: not AiTM
+    proxy = pack_birth("192.0.2.0/24", "AS14061", "DE", T0, True)
+    soon = assess_token_use(proxy, "203.0.113.9", T0 + 300, geo)
+    assert [r.code for r in soon.reasons] == ["new_network_soon"]
+    assert assess_token_use(proxy, "203.0.113.9", T0 + AITM_WINDOW + 60, geo).action == ALLOW
+    assert assess_token_use("", "100.64.0.5", T0, geo).action == ALLOW  # born before scoring / confidential
+    assert assess_token_use(home, "not an address", T0, geo).action == ALLOW
