@@ -525,7 +525,6 @@ def _reset_work(app, email, monkeypatch):
 
         def counting_pipe(real):
             def wrapper(self, *a, **kw):
-                stack = getattr(self, "command_stack", None) or getattr(self, "_execution_strategy", None)
                 seen["n"] += len(getattr(self, "command_stack", []) or [])
                 return real(self, *a, **kw)
             return wrapper
