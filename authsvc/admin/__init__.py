@@ -542,26 +542,39 @@ def audit_verify(session, admin):
 @bp.get("/audit/export.jsonl")
 @admin_gate
 def audit_export(session, admin):
+    """JSON Lines, streamed in keyset pages of 1,000 rows (flat memory however long the log is), ending with one
+    trailer line ``{"complete": true, "rows": N, "last_id": …}`` (issue 20): a transfer cut off anywhere — the
+    worker's timeout after the 200 header, a dropped connection — lacks it, so a partial file never looks complete.
+    The export covers the rows up to the chain head as it was when the export began (this export's own audit row
+    included), so N is exact even while new events are appended. A failure mid-way writes no trailer."""
     cond, f, problems = _audit_filters()
     if problems:
         abort(400, "; ".join(problems))
     _audit("admin:audit:export", admin, details={k: v for k, v in f.items() if v} or None)
     db = _db()
-    q = select(SecurityEvent).where(*cond).order_by(SecurityEvent.id)
+    upto = db.session.execute(select(func.max(SecurityEvent.id))).scalar() or 0
+    t = SecurityEvent.__table__
+    q = select(t).where(*cond, t.c.id <= upto).order_by(t.c.id)
 
     def lines():
-        last = 0
+        last, rows = 0, 0
         while True:  # keyset pages: constant memory however long the log is
-            page = list(db.session.execute(q.where(SecurityEvent.id > last).limit(1000)).scalars())
-            if not page:
-                return
+            page = db.session.execute(q.where(t.c.id > last).limit(EXPORT_PAGE)).all()
             for ev in page:
                 yield json.dumps(_event_json(ev), ensure_ascii=False) + "\n"
+            rows += len(page)
+            if len(page) < EXPORT_PAGE:
+                break
             last = page[-1].id
+            db.session.rollback()  # end the read transaction between pages: no snapshot held for the whole export
+        yield json.dumps({"complete": True, "rows": rows, "last_id": upto}) + "\n"
 
     stamp = services().clock.now().strftime("%Y%m%dT%H%M")
     return Response(stream_with_context(lines()), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.jsonl"'})
+
+
+EXPORT_PAGE = 1000
 
 
 # --- outbox ------------------------------------------------------------------------------------------------------------
