@@ -161,3 +161,101 @@ def test_audit_export_of_20k_rows_streams_in_flat_memory(app):
     trailer = json.loads(lines[-1])
     assert trailer["complete"] is True and trailer["rows"] == len(lines) - 1 >= 20000
     assert trailer["last_id"] == json.loads(lines[-2])["id"]
+
+
+# --- 3. the dashboard's chain check: resumed from a signed checkpoint, bounded per request ---------------------------
+def _new_worker(app):
+    """A fresh AuditLog as a newly started worker has it: no checkpoint in memory, the app's store."""
+    from authsvc.audit import AuditLog
+    from authsvc.extensions import db
+    from authsvc.services import services
+
+    fresh = AuditLog(db, services().clock)
+    fresh.checkpoint_store = services().audit.checkpoint_store
+    return fresh
+
+
+def test_a_new_worker_resumes_from_the_stored_checkpoint_not_from_genesis(app):
+    from authsvc.services import services
+
+    _audit_events(app, 3000)
+    with app.app_context():
+        first = services().audit.verify_incremental()
+        assert first.ok and first.since_id == 0 and first.hashed >= 3000  # the one pass from row 1
+        _audit_events(app, 5)
+        report = _new_worker(app).verify_incremental()
+        assert report.ok and report.since_id == first.checked and report.hashed == 6  # checkpoint row + 5 new
+        assert report.full_verified_at == first.full_verified_at
+
+
+def test_a_forged_checkpoint_is_ignored_and_a_genuine_one_catches_a_rewrite(app):
+    """Attacker-first: someone who can write the database and Redis edits an old event, recomputes every hash after
+    it and the head (the full verify() cannot tell), and plants a checkpoint naming the new head. Without SECRET_KEY
+    their checkpoint's MAC is wrong, so a new worker ignores it; with the genuine one still there, it catches the
+    rewrite at the checkpoint row."""
+    from authsvc.audit import CheckpointStore, _digest
+    from authsvc.extensions import db
+    from authsvc.models import AuditHead, SecurityEvent
+    from authsvc.services import services
+
+    _audit_events(app, 20)
+    with app.app_context():
+        assert services().audit.verify_incremental().ok  # genuine checkpoint at 20 (+ the earlier events)
+        r = services().sessions.redis
+        genuine = r.get(CheckpointStore.KEY)
+        top = db.session.execute(text("SELECT max(id) FROM security_events")).scalar()
+        prev = db.session.get(SecurityEvent, 1).hash
+        for i in range(2, top + 1):
+            ev = db.session.get(SecurityEvent, i)
+            if i == 2:
+                ev.reason = "forged"
+            ev.prev_hash = prev
+            ev.hash = prev = _digest(prev, ev)
+        db.session.get(AuditHead, 1).last_hash = prev
+        db.session.commit()
+        assert services().audit.verify().ok  # a consistent rewrite: the full pass cannot tell
+        forged = CheckpointStore(lambda: r, b"not the server's key")
+        from authsvc.audit import _Checkpoint
+
+        forged.save(_Checkpoint(top, prev, None))
+        report = _new_worker(app).verify_incremental()
+        assert report.since_id == 0  # the forged checkpoint was not trusted: a pass from row 1
+        r.set(CheckpointStore.KEY, genuine)
+        report = _new_worker(app).verify_incremental()
+        assert not report.ok and report.first_bad_id == top and "rewritten" in report.problem
+
+
+def test_dashboard_chain_check_is_bounded_per_request(app, monkeypatch):
+    """A first load with a long unchecked log (a fresh deploy, Redis emptied) hashes at most CHAIN_STEP rows; the
+    following loads catch up, and only the load that reaches the head records the full pass."""
+    import authsvc.admin as admin_mod
+    import authsvc.audit as audit_mod
+
+    monkeypatch.setattr(admin_mod, "CHAIN_STEP", 100)
+    admin = admin_client(app)
+    _audit_events(app, 350)
+    with app.app_context():
+        from authsvc.audit import CheckpointStore
+        from authsvc.services import services
+
+        services().sessions.redis.delete(CheckpointStore.KEY)
+        services().audit._checkpoint = None
+    seen, real = [], audit_mod._digest
+
+    def counting(prev_hash, ev):
+        seen.append(ev.id)
+        return real(prev_hash, ev)
+
+    monkeypatch.setattr(audit_mod, "_digest", counting)
+    loads = 0
+    while True:
+        seen.clear()
+        html = admin.get("/admin/").get_data(as_text=True)
+        loads += 1
+        assert len(seen) <= 101, len(seen)  # the checkpoint row + at most CHAIN_STEP rows
+        assert "BROKEN" not in html
+        if "still to check" not in html:
+            break
+        assert "full check" not in html  # not claimed before the walk from row 1 reached the head
+        assert loads < 10
+    assert loads >= 4 and '<span class="tile-n">Intact</span>' in html and "full check" in html
