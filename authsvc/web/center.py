@@ -88,12 +88,18 @@ def session_places(user, sids) -> dict:
     """Session id → country code from the login receipt that created the session (when the risk engine knew it)."""
     from authsvc.models import LoginEvent
 
-    if not sids:
-        return {}
-    rows = services().audit.db.session.execute(
-        select(LoginEvent.session_id, LoginEvent.country)
-        .where(LoginEvent.user_id == user.id, LoginEvent.session_id.in_(list(sids)))).all()
-    return {sid: country for sid, country in rows if country}
+    # Bounded (issue 20): only the receipts of the sessions shown, found by ix_login_events_session_id — never all
+    # of a user's receipts (100 k of them made this page 322 ms). The user check is done here, not in SQL: with
+    # "user_id = ?" in the WHERE clause SQLite's planner prefers ix_login_events_user_time and reads every receipt
+    # of the user. In chunks, so a long session list is never one huge IN list.
+    sids = list(sids)
+    out = {}
+    for i in range(0, len(sids), 500):
+        rows = services().audit.db.session.execute(
+            select(LoginEvent.session_id, LoginEvent.country, LoginEvent.user_id)
+            .where(LoginEvent.session_id.in_(sids[i:i + 500]))).all()
+        out.update({sid: country for sid, country, uid in rows if country and uid == user.id})
+    return out
 
 
 def consents_for(user) -> list[dict]:

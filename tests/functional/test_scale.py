@@ -259,3 +259,104 @@ def test_dashboard_chain_check_is_bounded_per_request(app, monkeypatch):
         assert "full check" not in html  # not claimed before the walk from row 1 reached the head
         assert loads < 10
     assert loads >= 4 and '<span class="tile-n">Intact</span>' in html and "full check" in html
+
+
+# --- 2. indexes and query shapes, shown by the database's own plan ---------------------------------------------------
+# Each entry: (what, the statement the code runs — same shape and predicates —, its parameters, the index it must use).
+PLANS = [
+    ("users list, newest first", "SELECT id FROM users ORDER BY created_at DESC LIMIT 100", {}, "ix_users_created_at"),
+    ("users search by IP (sessions)", "SELECT user_id FROM user_sessions WHERE ip = :ip", {"ip": "198.51.100.7"},
+     "ix_user_sessions_ip"),
+    ("users search by IP (receipts)", "SELECT user_id FROM login_events WHERE ip = :ip", {"ip": "198.51.100.7"},
+     "ix_login_events_ip"),
+    ("a user's receipts by time", "SELECT id FROM login_events WHERE user_id = :u ORDER BY occurred_at DESC LIMIT 50",
+     {"u": 1}, "ix_login_events_user_time"),
+    ("security center places", "SELECT session_id, country, user_id FROM login_events WHERE session_id IN (:a, :b)",
+     {"a": "0" * 64, "b": "1" * 64}, "ix_login_events_session_id"),
+    ("audit tag filter", "SELECT id FROM security_events WHERE tag IN (:t1, :t2) ORDER BY id DESC LIMIT 101",
+     {"t1": "admin:audit:export", "t2": "admin:audit:verify"}, "ix_security_events_tag"),
+    ("audit tag list step", "SELECT min(tag) FROM security_events WHERE tag > :t", {"t": "admin:"},
+     "ix_security_events_tag"),
+    ("dashboard last 24 h", "SELECT outcome, count(*) FROM login_events WHERE occurred_at >= :t GROUP BY outcome",
+     {"t": dt.datetime(2025, 1, 1)}, "ix_login_events_occurred_at"),
+]
+
+
+@pytest.mark.parametrize("what,sql,params,index", PLANS, ids=[p[0] for p in PLANS])
+def test_the_query_uses_its_index(app, what, sql, params, index):
+    """EXPLAIN on the database under test. PostgreSQL: with sequential scans discouraged (the test tables are tiny,
+    so the planner would rightly scan them), the plan must name the index — it exists and fits the query's shape.
+    SQLite: its planner picks the index by itself."""
+    from authsvc.extensions import db
+
+    _receipts(app, create_user(app), 2000)
+    _audit_events(app, 2000)  # a common tag: the filter below asks for rare ones, as an operator's filter does
+    with app.app_context():
+        conn = db.session.connection()
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE"))
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql), params))
+        else:
+            plan = "\n".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql), params))
+        db.session.rollback()
+    assert index in plan, f"{what}: {plan}"
+
+
+def test_the_tag_list_is_a_skip_scan_and_the_prefix_filter_is_exact(app):
+    """The audit page's tag list (stats.audit_tags) visits one index entry per distinct tag; the tag prefix filter
+    keeps LIKE's meaning (prefix of the tag, '_' and '%' literal) while using the index."""
+    from authsvc.admin import stats
+    from authsvc.extensions import db
+
+    admin = admin_client(app)
+    _audit_events(app, 3000)
+    _audit_events(app, 3, tag="admin_x:odd:tag")
+    with app.app_context():
+        tags, complete = stats.audit_tags(db)
+        distinct = sorted(db.session.execute(text("SELECT DISTINCT tag FROM security_events")).scalars())
+        assert complete and tags == distinct
+        assert stats.audit_tags(db, cap=2) == (distinct[:2], False)
+    body = _drain(admin.get("/admin/audit/export.jsonl?tag=admin_"))[0]
+    assert {json.loads(x).get("tag") for x in body.splitlines()[:-1]} == {"admin_x:odd:tag"}  # '_' is literal
+    body = _drain(admin.get("/admin/audit/export.jsonl?tag=account:login:fail"))[0]
+    assert json.loads(body.splitlines()[-1])["rows"] == 3000
+    html = admin.get("/admin/audit?tag=nothing:like:this").get_data(as_text=True)
+    assert "account:login:failure</td>" not in html
+
+
+# --- 4. the security center reads the receipts of the sessions shown, not all of them -------------------------------
+def test_session_places_reads_only_the_shown_sessions_and_only_the_users_own(app):
+    """20k receipts of the user's past do not enter the page; a receipt of another account that names the same
+    session id (forged or colliding) does not lend its country to this user's session."""
+    from sqlalchemy import event
+
+    from authsvc.extensions import db
+    from authsvc.models import LoginEvent
+    from authsvc.web.center import session_places
+
+    uid = create_user(app)
+    mallory = create_user(app, email="mallory@example.com")
+    _receipts(app, uid, 20000)
+    sid = f"{7:064x}"  # receipt 7 of the bulk set
+    with app.app_context():
+        db.session.execute(insert(LoginEvent.__table__), [{"user_id": mallory, "occurred_at": dt.datetime.now(dt.UTC),
+                                                           "outcome": "success", "method": "password",
+                                                           "country": "KP", "session_id": "f" * 64}])
+        db.session.execute(text("UPDATE login_events SET session_id = :s WHERE user_id = :m"), {"s": sid, "m": mallory})
+        db.session.commit()
+        user = db.session.get(__import__("authsvc.models", fromlist=["User"]).User, uid)
+        fetched = []
+
+        def count_rows(conn, cursor, statement, parameters, context, executemany):
+            if "FROM login_events" in statement:
+                fetched.append(cursor.rowcount)
+
+        event.listen(db.engine, "after_cursor_execute", count_rows)
+        try:
+            with app.test_request_context():
+                places = session_places(user, [sid, "e" * 64])
+        finally:
+            event.remove(db.engine, "after_cursor_execute", count_rows)
+    assert places == {sid: "IS"}  # the user's own receipt; not mallory's "KP"
+    assert len(fetched) == 1
