@@ -32,7 +32,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import and_, delete, or_, select
 
 from authsvc.models import Base, LoginEvent, SecurityEvent, User, UserSession
 
@@ -78,36 +78,50 @@ class PrivacyService:
         return False
 
     # --- export ---------------------------------------------------------------------------------------------------------
+    PAGE = 1000  # rows per keyset page: the export's memory does not grow with the user's history
+
     def export(self, user: User, *, mfa=None, oauth_consents=None) -> dict:
-        s = self.db.session
-        sessions_live = {i.id: i for i in self.sessions.list_for(user)}
-        sessions = []
-        for row in s.execute(select(UserSession).where(UserSession.user_id == user.id)
-                             .order_by(UserSession.created_at.desc())).scalars():
-            live = sessions_live.get(row.id)
-            sessions.append({
-                "id": row.id[:12],  # a prefix names it; the full hash is a lookup key and stays out of files
-                "created_at": _iso(row.created_at), "ip": row.ip, "user_agent": row.user_agent, "aal": row.aal,
-                "methods": row.methods.split(",") if row.methods else [], "active": live is not None,
-                "last_seen_at": _iso(live.last_seen_at) if live else None,
-                "revoked_at": _iso(row.revoked_at), "revoke_reason": row.revoke_reason,
-            })
-        logins = []
-        for e in s.execute(select(LoginEvent).where(LoginEvent.user_id == user.id)
-                           .order_by(LoginEvent.occurred_at.desc(), LoginEvent.id.desc())).scalars():
-            logins.append({
-                "at": _iso(e.occurred_at), "outcome": e.outcome, "method": e.method, "ip": e.ip,
-                "user_agent": e.user_agent, "country": e.country, "asn": e.asn, "risk_score": e.score,
-                "decision": e.decision, "reasons": json.loads(e.reasons) if e.reasons else [],
-            })
-        audit = []
-        for ev in s.execute(select(SecurityEvent).where(or_(SecurityEvent.subject_id == user.id,
-                                                            SecurityEvent.actor_id == user.id))
-                            .order_by(SecurityEvent.id)).scalars():
-            audit.append({"id": ev.id, "at": _iso(ev.occurred_at), "tag": ev.tag, "outcome": ev.outcome,
-                          "by_you": ev.actor_id == user.id, "about_you": ev.subject_id == user.id,
-                          "ip": ev.ip, "user_agent": ev.user_agent, "reason": ev.reason,
-                          "details": json.loads(ev.details) if ev.details else None})
+        """The whole document as a dict (small accounts, tests, the CLI). The web and API serve ``export_stream``."""
+        head = self._export_head(user, mfa, oauth_consents)
+        out = dict(head)
+        for name, rows in self._export_sections(user):
+            out[name] = list(rows)
+        return out
+
+    def export_stream(self, user: User, *, mfa=None, oauth_consents=None, counts: dict | None = None):
+        """The same document as ``export``, yielded as text chunks, one list item per line.
+
+        The small parts (profile, factors, consents) are built first, before the first byte is sent, so a failure
+        there is still an HTTP error. Sessions, login history and audit events are read in keyset pages of
+        ``PAGE`` rows and written as they are read, so memory stays flat whatever the history's length. The very
+        last key is ``"complete"`` with the number of items of each list (``counts`` gets the same numbers): a
+        download cut off at any point is not valid JSON, and a lenient reader that still parses it finds no
+        ``complete`` key. Errors in the small parts are raised here, before the generator is returned."""
+        head = self._export_head(user, mfa, oauth_consents)
+        counts = {} if counts is None else counts
+
+        def chunks():
+            dump = self._dump
+            yield "{\n"
+            for key, value in head.items():
+                yield f"  {dump(key)}: {dump(value)},\n"
+            for name, rows in self._export_sections(user):
+                n = 0
+                yield f"  {dump(name)}: ["
+                for row in rows:
+                    yield ("\n    " if n == 0 else ",\n    ") + dump(row)
+                    n += 1
+                yield "\n  ],\n" if n else "],\n"
+                counts[name] = n
+            yield f'  "complete": {dump(dict(counts, done=True))}\n}}\n'
+
+        return chunks()
+
+    @staticmethod
+    def _dump(value) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    def _export_head(self, user: User, mfa, oauth_consents) -> dict:
         return {
             "format": EXPORT_FORMAT,
             "exported_at": _iso(self.clock.now()),
@@ -117,11 +131,59 @@ class PrivacyService:
                         "must_change_password": user.must_change_password,
                         "notifications": {"new_sign_in": bool(getattr(user, "notify_new_sign_in", True))}},
             "factors": self._factors(user, mfa),
-            "sessions": sessions,
-            "login_history": logins,
             "oauth_consents": [self._consent(c) for c in oauth_consents or []],
-            "audit_events": audit,
         }
+
+    def _export_sections(self, user: User):
+        return (("sessions", self._export_sessions(user)), ("login_history", self._export_logins(user)),
+                ("audit_events", self._export_audit(user)))
+
+    def _pages(self, query, keyset):
+        """Rows of ``query`` (Core, ordered by ``key_cols``) in pages of ``PAGE``; ``keyset(last_row)`` gives the
+        WHERE clause that continues after a row. Only one page is ever held."""
+        s, last = self.db.session, None
+        while True:
+            q = query if last is None else query.where(keyset(last))
+            page = s.execute(q.limit(self.PAGE)).all()
+            yield from page
+            if len(page) < self.PAGE:
+                return
+            last = page[-1]
+
+    def _export_sessions(self, user: User):
+        sessions_live = {i.id: i for i in self.sessions.list_for(user)}
+        t = UserSession.__table__
+        q = select(t).where(t.c.user_id == user.id).order_by(t.c.created_at.desc(), t.c.id.desc())
+        for row in self._pages(q, lambda r: or_(t.c.created_at < r.created_at,
+                                                      and_(t.c.created_at == r.created_at, t.c.id < r.id))):
+            live = sessions_live.get(row.id)
+            yield {
+                "id": row.id[:12],  # a prefix names it; the full hash is a lookup key and stays out of files
+                "created_at": _iso(row.created_at), "ip": row.ip, "user_agent": row.user_agent, "aal": row.aal,
+                "methods": row.methods.split(",") if row.methods else [], "active": live is not None,
+                "last_seen_at": _iso(live.last_seen_at) if live else None,
+                "revoked_at": _iso(row.revoked_at), "revoke_reason": row.revoke_reason,
+            }
+
+    def _export_logins(self, user: User):
+        t = LoginEvent.__table__
+        q = select(t).where(t.c.user_id == user.id).order_by(t.c.occurred_at.desc(), t.c.id.desc())
+        for e in self._pages(q, lambda r: or_(t.c.occurred_at < r.occurred_at,
+                                                    and_(t.c.occurred_at == r.occurred_at, t.c.id < r.id))):
+            yield {
+                "at": _iso(e.occurred_at), "outcome": e.outcome, "method": e.method, "ip": e.ip,
+                "user_agent": e.user_agent, "country": e.country, "asn": e.asn, "risk_score": e.score,
+                "decision": e.decision, "reasons": json.loads(e.reasons) if e.reasons else [],
+            }
+
+    def _export_audit(self, user: User):
+        t = SecurityEvent.__table__
+        q = select(t).where(or_(t.c.subject_id == user.id, t.c.actor_id == user.id)).order_by(t.c.id)
+        for ev in self._pages(q, lambda r: t.c.id > r.id):
+            yield {"id": ev.id, "at": _iso(ev.occurred_at), "tag": ev.tag, "outcome": ev.outcome,
+                   "by_you": ev.actor_id == user.id, "about_you": ev.subject_id == user.id,
+                   "ip": ev.ip, "user_agent": ev.user_agent, "reason": ev.reason,
+                   "details": json.loads(ev.details) if ev.details else None}
 
     @staticmethod
     def _consent(c: dict) -> dict:

@@ -91,17 +91,51 @@ def confirm():
     return render_template("admin/confirm.html", form=form, fresh=is_fresh(session)), status
 
 
+CHAIN_STEP = 20_000  # audit rows one page load may hash (~0.3 s); a longer backlog is caught up over the next loads
+
+
 # --- dashboard ---------------------------------------------------------------------------------------------------------
+DASHBOARD_CACHE_SECONDS = 30
+
+
+def _dashboard_numbers(db, now: dt.datetime) -> dict:
+    """The dashboard's SQL aggregates (GROUP BY in the database, see stats.py), cached in Redis for
+    DASHBOARD_CACHE_SECONDS: several operators, or one reloading, cost one set of queries per 30 s. The key names
+    the hour, so the charts' hour labels never come from the previous hour. A Redis failure only skips the cache."""
+    key = f"admin:dashboard:{now:%Y%m%d%H}"
+    r = _redis()
+    try:
+        cached = r.get(key)
+        if cached:
+            return json.loads(cached)
+    except Exception:  # noqa: BLE001 - the numbers are worth more than the cache
+        r = None
+    day = now - dt.timedelta(hours=24)
+    labels, series = stats.logins_per_hour(db, now)
+    s_labels, s_by = stats.score_distribution(db, day)
+    out = {"labels": labels, "series": series, "s_labels": s_labels, "s_by": s_by,
+           "sources": stats.top_sources(db, day), "breached": stats.breached_hits(db, day),
+           "breached_total": stats.count_tag(db, "account:password:breached"),
+           "adoption": stats.mfa_adoption(db) if getattr(services(), "mfa", None) is not None else None,
+           "users_total": db.session.execute(select(func.count()).select_from(User)).scalar_one()}
+    out = json.loads(json.dumps(out))  # the same shape (lists, not tuples) cached or not
+    if r is not None:
+        try:
+            r.set(key, json.dumps(out), ex=DASHBOARD_CACHE_SECONDS)
+        except Exception:  # noqa: BLE001
+            pass
+    return out
+
+
 @bp.get("/")
 @admin_gate
 def dashboard(session, admin):
     db, now = _db(), services().clock.now()
-    day = now - dt.timedelta(hours=24)
-    labels, series = stats.logins_per_hour(db, now)
+    n = _dashboard_numbers(db, now)
+    labels, series, s_labels, s_by = n["labels"], n["series"], n["s_labels"], n["s_by"]
     per_hour = charts.stacked_bars(
         "logins-chart", "Sign-ins per hour, last 24 hours", "Stacked bars by outcome: allowed, stepped up, denied, "
         "failed.", labels, [(name, css, series[o]) for o, name, css in stats.OUTCOMES])
-    s_labels, s_by = stats.score_distribution(db, day)
     scores = charts.stacked_bars(
         "score-chart", "Risk scores, last 24 hours", "Number of scored sign-ins per score range, by decision.",
         s_labels, [("allowed", "bar-allowed", s_by.get("allow", [0] * len(s_labels))),
@@ -110,7 +144,7 @@ def dashboard(session, admin):
         width=420, height=200, label_every=1)
     marks = th.scan(_redis(), limit=2000)
     force = th.in_force(marks, services().settings)
-    adoption = stats.mfa_adoption(db) if getattr(services(), "mfa", None) is not None else None
+    adoption = n["adoption"]
     meter = None
     if adoption:
         share = adoption[0] / adoption[1] if adoption[1] else 0.0
@@ -126,12 +160,12 @@ def dashboard(session, admin):
         recent_refusals=recent_refusals, scope_text=th.SCOPE_TEXT,
         budget=budget.snapshot() if budget is not None else None, per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
         scores=scores, s_labels=s_labels, s_by=s_by, marks_total=len(marks), in_force=force[:10],
-        in_force_total=len(force), sources=stats.top_sources(db, day), breached=stats.breached_hits(db, day),
-        breached_total=stats.count_tag(db, "account:password:breached"), adoption=adoption, meter=meter,
-        users_total=db.session.execute(select(func.count()).select_from(User)).scalar_one(),
-        # Incremental: hashes only the events appended since this worker's last check (see verify_incremental), so
-        # a page load no longer costs a pass over the whole log. The audit page and `authsvc audit verify` stay full.
-        chain=services().audit.verify_incremental())
+        in_force_total=len(force), sources=n["sources"], breached=n["breached"],
+        breached_total=n["breached_total"], adoption=adoption, meter=meter, users_total=n["users_total"],
+        # Incremental: hashes only the events appended since the last check (see verify_incremental; a new worker
+        # resumes from the signed checkpoint in Redis), at most CHAIN_STEP rows per request, so a page load never
+        # costs a pass over the whole log. The "verify whole chain" button and `authsvc audit verify` stay full.
+        chain=services().audit.verify_incremental(max_rows=CHAIN_STEP))
 
 
 # --- users ---------------------------------------------------------------------------------------------------------------
@@ -465,8 +499,17 @@ def _audit_filters() -> tuple[list, dict, list[str]]:
     args, cond, problems = request.args, [], []
     f = {k: (args.get(k) or "").strip()[:64] for k in ("tag", "actor", "subject", "since", "until", "outcome")}
     if f["tag"]:
-        pattern = f["tag"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        cond.append(SecurityEvent.tag.like(pattern + "%", escape="\\"))
+        # A tag prefix is resolved against the distinct tags (an index skip scan, see stats.audit_tags) into
+        # ``tag IN (…)``: exact prefix semantics under any collation, and it uses ix_security_events_tag, which
+        # LIKE 'admin:%' cannot under PostgreSQL's non-C collations (issue 20). A range (tag >= 'admin:' AND
+        # tag < 'admin;') would too, but is wrong under collations that ignore punctuation (en_US).
+        tags, complete = stats.audit_tags(_db())
+        if complete:
+            matching = [t for t in tags if t.startswith(f["tag"])]
+            cond.append(SecurityEvent.tag.in_(matching) if matching else false())
+        else:  # more distinct tags than the cap (never with the shipped code): the old, always-correct shape
+            pattern = f["tag"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            cond.append(SecurityEvent.tag.like(pattern + "%", escape="\\"))
     for key, col in (("actor", SecurityEvent.actor_id), ("subject", SecurityEvent.subject_id)):
         if f[key]:
             if f[key].isascii() and f[key].isdigit():
@@ -512,12 +555,12 @@ def audit(session, admin):
     rows = list(_db().session.execute(q).scalars())
     more = len(rows) > 100
     rows = rows[:100]
-    tags = sorted(_db().session.execute(select(SecurityEvent.tag).distinct()).scalars())
+    tags = stats.audit_tags(_db())[0]  # an index skip scan, not SELECT DISTINCT over the whole log
     details = {ev.id: json.loads(ev.details) if ev.details else None for ev in rows}
     return render_template("admin/audit.html", events=rows, f=f, problems=problems, more=more, details=details,
                            next_before=rows[-1].id if rows and more else None, tags=tags,
                            # incremental, as on the dashboard; the button below runs the full pass on demand
-                           chain=services().audit.verify_incremental(), form=ActionForm(),
+                           chain=services().audit.verify_incremental(max_rows=CHAIN_STEP), form=ActionForm(),
                            export_args={k: v for k, v in f.items() if v})
 
 
@@ -542,26 +585,40 @@ def audit_verify(session, admin):
 @bp.get("/audit/export.jsonl")
 @admin_gate
 def audit_export(session, admin):
+    """JSON Lines, streamed in keyset pages of 1,000 rows (flat memory however long the log is), ending with one
+    trailer line ``{"complete": true, "rows": N, "last_id": …}`` (issue 20): a transfer cut off anywhere — the
+    worker's timeout after the 200 header, a dropped connection — lacks it, so a partial file never looks complete.
+    The export covers the rows up to the chain head as it was when the export began (this export's own audit row
+    included), so N is exact even while new events are appended. A failure mid-way writes no trailer."""
     cond, f, problems = _audit_filters()
     if problems:
         abort(400, "; ".join(problems))
     _audit("admin:audit:export", admin, details={k: v for k, v in f.items() if v} or None)
+    cond = _audit_filters()[0]  # again, now that this export's own tag exists (the tag filter resolves to tags)
     db = _db()
-    q = select(SecurityEvent).where(*cond).order_by(SecurityEvent.id)
+    upto = db.session.execute(select(func.max(SecurityEvent.id))).scalar() or 0
+    t = SecurityEvent.__table__
+    q = select(t).where(*cond, t.c.id <= upto).order_by(t.c.id)
 
     def lines():
-        last = 0
+        last, rows = 0, 0
         while True:  # keyset pages: constant memory however long the log is
-            page = list(db.session.execute(q.where(SecurityEvent.id > last).limit(1000)).scalars())
-            if not page:
-                return
+            page = db.session.execute(q.where(t.c.id > last).limit(EXPORT_PAGE)).all()
             for ev in page:
                 yield json.dumps(_event_json(ev), ensure_ascii=False) + "\n"
+            rows += len(page)
+            if len(page) < EXPORT_PAGE:
+                break
             last = page[-1].id
+            db.session.rollback()  # end the read transaction between pages: no snapshot held for the whole export
+        yield json.dumps({"complete": True, "rows": rows, "last_id": upto}) + "\n"
 
     stamp = services().clock.now().strftime("%Y%m%dT%H%M")
     return Response(stream_with_context(lines()), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.jsonl"'})
+
+
+EXPORT_PAGE = 1000
 
 
 # --- outbox ------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from collections import Counter
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, text
 
 from authsvc.defense import prefix_of
 from authsvc.models import LoginEvent, SecurityEvent, User
@@ -17,46 +17,67 @@ OUTCOMES = (("success", "allowed", "bar-allowed"), ("mfa_required", "stepped up"
 SCORE_EDGES = (-4, -2, 0, 2, 4, 6, 8)
 
 
+def _hour_bucket(db, col):
+    """The hour a timestamp falls in, computed by the database: ``date_trunc`` on PostgreSQL, ``strftime`` on
+    SQLite (both on the naive UTC the column stores)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc("hour", col)
+    return func.strftime("%Y-%m-%d %H:00:00", col)
+
+
+def _as_hour(value) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 def logins_per_hour(db, now: dt.datetime, hours: int = 24) -> tuple[list[str], dict[str, list[int]]]:
+    """Receipts per hour and outcome, counted by the database (GROUP BY the hour): one row per (hour, outcome),
+    never one per receipt."""
     start = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=hours - 1)
     labels, series = [], {o: [0] * hours for o, _, _ in OUTCOMES}
+    bucket = _hour_bucket(db, LoginEvent.occurred_at).label("hour")
     rows = db.session.execute(
-        select(LoginEvent.occurred_at, LoginEvent.outcome).where(LoginEvent.occurred_at >= start)
-        .execution_options(yield_per=2000))
-    for at, outcome in rows:
-        i = int((at - start).total_seconds() // 3600)
+        select(bucket, LoginEvent.outcome, func.count()).where(LoginEvent.occurred_at >= start)
+        .group_by(bucket, LoginEvent.outcome))
+    for hour, outcome, count in rows:
+        i = int((_as_hour(hour) - start).total_seconds() // 3600)
         if 0 <= i < hours and outcome in series:
-            series[outcome][i] += 1
+            series[outcome][i] += count
     for i in range(hours):
         labels.append((start + dt.timedelta(hours=i)).strftime("%H:00"))
     return labels, series
 
 
 def score_distribution(db, since: dt.datetime) -> tuple[list[str], dict[str, list[int]]]:
-    """Risk scores of the period in bins, split by the decision taken."""
+    """Risk scores of the period in bins, split by the decision taken; binned and counted by the database (a CASE
+    over SCORE_EDGES, the portable ``width_bucket``)."""
     labels = [f"< {SCORE_EDGES[0]}"] + [f"{a}…{b}" for a, b in zip(SCORE_EDGES, SCORE_EDGES[1:])] + \
              [f"≥ {SCORE_EDGES[-1]}"]
     by = {d: [0] * len(labels) for d in ("allow", "step_up", "deny")}
-    rows = db.session.execute(select(LoginEvent.score, LoginEvent.decision).where(
-        LoginEvent.occurred_at >= since, LoginEvent.score.is_not(None)).execution_options(yield_per=2000))
-    for score, decision in rows:
-        i = sum(1 for e in SCORE_EDGES if score >= e)
-        by.setdefault(decision or "allow", [0] * len(labels))[i] += 1
+    # bin i = number of edges <= score (the same rule as before: sum(1 for e in SCORE_EDGES if score >= e))
+    binned = case(*[(LoginEvent.score < e, i) for i, e in enumerate(SCORE_EDGES)], else_=len(SCORE_EDGES)).label("b")
+    rows = db.session.execute(select(binned, LoginEvent.decision, func.count()).where(
+        LoginEvent.occurred_at >= since, LoginEvent.score.is_not(None)).group_by(binned, LoginEvent.decision))
+    for i, decision, count in rows:
+        by.setdefault(decision or "allow", [0] * len(labels))[int(i)] += count
     return labels, by
 
 
 def top_sources(db, since: dt.datetime, n: int = 10) -> dict:
     """Failing sources: IPs and /24 or /48 prefixes from ``account:login:failure`` audit rows (they cover unknown
-    accounts too), denied logins and ASNs from the receipts."""
+    accounts too), denied logins and ASNs from the receipts. Counted by the database (GROUP BY ip): one row per
+    source address, not one per failure."""
     ips: Counter = Counter()
     unknown: Counter = Counter()
-    for ip, reason in db.session.execute(
-            select(SecurityEvent.ip, SecurityEvent.reason).where(
+    for ip, count, unk in db.session.execute(
+            select(SecurityEvent.ip, func.count(),
+                   func.sum(case((SecurityEvent.reason == "unknown_user", 1), else_=0))).where(
                 SecurityEvent.tag == "account:login:failure", SecurityEvent.occurred_at >= since,
-                SecurityEvent.ip.is_not(None)).execution_options(yield_per=2000)):
-        ips[ip] += 1
-        if reason == "unknown_user":
-            unknown[ip] += 1
+                SecurityEvent.ip.is_not(None)).group_by(SecurityEvent.ip)):
+        ips[ip] += count
+        if unk:
+            unknown[ip] += int(unk)
     for ip, count in db.session.execute(
             select(LoginEvent.ip, func.count()).where(LoginEvent.outcome == "denied", LoginEvent.occurred_at >= since,
                                                       LoginEvent.ip.is_not(None)).group_by(LoginEvent.ip)):
@@ -98,3 +119,24 @@ def breached_hits(db, since: dt.datetime) -> int:
 
 def reasons_of(raw: str | None) -> list[dict]:
     return json.loads(raw) if raw else []
+
+
+TAG_CAP = 1000
+# A loose index scan ("skip scan") over ix_security_events_tag: each step asks the index for the smallest tag
+# greater than the last one, so the cost is one index probe per distinct tag (a few dozen), not a pass over the
+# log like SELECT DISTINCT tag. Plain SQL that SQLite and PostgreSQL both run; the counter bounds it.
+_TAGS = text("""
+WITH RECURSIVE t(tag, n) AS (
+  SELECT (SELECT min(tag) FROM security_events), 1
+  UNION ALL
+  SELECT (SELECT min(e.tag) FROM security_events e WHERE e.tag > t.tag), t.n + 1 FROM t
+  WHERE t.tag IS NOT NULL AND t.n < :cap
+)
+SELECT tag FROM t WHERE tag IS NOT NULL
+""")
+
+
+def audit_tags(db, cap: int = TAG_CAP) -> tuple[list[str], bool]:
+    """The distinct audit tags, sorted, and whether the list is complete (False: more than ``cap`` tags)."""
+    tags = list(db.session.execute(_TAGS, {"cap": cap + 1}).scalars())
+    return tags[:cap], len(tags) <= cap

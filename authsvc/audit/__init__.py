@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +93,7 @@ class IncrementalReport(VerifyReport):
     hashed: int = 0
     since_id: int = 0
     full_verified_at: dt.datetime | None = None
+    pending: int = 0  # rows appended before this call that are left for the next calls (the per-call bound)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,64 @@ class _Checkpoint:
     id: int
     hash: str
     full_verified_at: dt.datetime | None
+    from_genesis: bool = False  # a pass from row 1 that is still catching up, a bounded step per call
+
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointStore:
+    """The incremental check's checkpoint, kept in Redis so that a new worker resumes where the others stopped
+    instead of re-hashing the whole log on its first dashboard load (issue 20: 16 s at 1 M events).
+
+    The value is signed with an HMAC under a key derived from ``SECRET_KEY``, which lives outside the database and
+    outside Redis. Someone able to rewrite the audit tables (and Redis) cannot write a checkpoint that names their
+    rewritten row's hash: a checkpoint with a bad or missing MAC is ignored (logged), and the check starts from
+    row 1 as it did before. They could put back an *older* genuine checkpoint; that is no weaker than a worker
+    without any checkpoint (a pass from row 1 does not catch a consistent rewrite either), and the worker's own
+    checkpoint in memory still wins over the stored one.
+    """
+
+    KEY = "audit:checkpoint"
+
+    def __init__(self, redis_getter, secret: bytes):
+        self._redis = redis_getter
+        self._key = hmac.new(secret, b"authsvc audit checkpoint v1", hashlib.sha256).digest()
+
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def _body(cp: _Checkpoint) -> str:
+        return json.dumps({"id": cp.id, "hash": cp.hash, "from_genesis": cp.from_genesis,
+                           "full": cp.full_verified_at.isoformat() if cp.full_verified_at else None},
+                          sort_keys=True, separators=(",", ":"))
+
+    def load(self) -> _Checkpoint | None:
+        try:
+            raw = self._redis().get(self.KEY)
+        except Exception:  # noqa: BLE001 - no Redis: the check still works, from row 1
+            log.warning("audit checkpoint: Redis unavailable", exc_info=True)
+            return None
+        if not raw:
+            return None
+        body, _, mac = raw.rpartition("|") if isinstance(raw, str) else raw.decode().rpartition("|")
+        if not body or not hmac.compare_digest(mac, self._mac(body)):
+            log.warning("audit checkpoint: bad signature, ignored (verifying from row 1)")
+            return None
+        d = json.loads(body)
+        return _Checkpoint(int(d["id"]), d["hash"], dt.datetime.fromisoformat(d["full"]) if d["full"] else None,
+                           bool(d["from_genesis"]))
+
+    def save(self, cp: _Checkpoint) -> None:
+        body = self._body(cp)
+        try:
+            current = self.load()
+            if current is not None and current.id > cp.id:
+                return  # another worker got further: never move the stored checkpoint backwards
+            self._redis().set(self.KEY, body + "|" + self._mac(body))
+        except Exception:  # noqa: BLE001
+            log.warning("audit checkpoint: could not store it", exc_info=True)
 
 
 _ROW = select(*(_EVENTS.c[c] for c in _COLUMNS))
@@ -136,6 +197,9 @@ class AuditLog:
         # That is deliberate: a rewound audit log should be noticed.
         self._checkpoint: _Checkpoint | None = None
         self._checkpoint_lock = threading.Lock()
+        # Since issue 20 a worker without a checkpoint of its own starts from the signed one in Redis (see
+        # CheckpointStore); None (unit tests, no Redis): from row 1, as before.
+        self.checkpoint_store: CheckpointStore | None = None
 
     def record(
         self,
@@ -235,10 +299,15 @@ class AuditLog:
             return VerifyReport(False, count, count + 1, "rows after the last one were deleted (head mismatch)")
         return VerifyReport(True, count)
 
-    def verify_incremental(self) -> IncrementalReport:
-        """Like ``verify``, but hash only the rows appended since the last successful call in this process.
+    def verify_incremental(self, max_rows: int | None = None) -> IncrementalReport:
+        """Like ``verify``, but hash only the rows appended since the last successful call (in this process, or in
+        any worker when a ``checkpoint_store`` is set: its signed checkpoint is the starting point of a worker that
+        has none yet).
 
-        The first call (and every call until one succeeds) is a full pass. After that, a call checks:
+        With no checkpoint at all the call is a pass from row 1. ``max_rows`` bounds the rows one call hashes (the
+        dashboard's per-request bound): when more are waiting, the call verifies that many, moves the checkpoint to
+        the last of them and reports ``pending`` (rows still to check); the head checks below wait until the walk
+        reaches the head. A call that reaches the head checks:
 
         * the checkpoint row still has the remembered hash and its content still matches that hash;
         * every row after it up to the chain head (ids consecutive, ``prev_hash`` links, content hashes);
@@ -246,16 +315,21 @@ class AuditLog:
           exists beyond the head.
 
         A row edited *before* the checkpoint is not seen here: only the full ``verify`` (``authsvc audit verify``)
-        catches that, so run it on a schedule. On success the checkpoint moves to the head; on failure it stays,
+        catches that, so run it on a schedule. On success the checkpoint moves forward; on failure it stays,
         so the failure is reported again on every call until the chain is repaired.
         """
         session = self.db.session
         cp = self._checkpoint
+        if cp is None and self.checkpoint_store is not None:
+            cp = self.checkpoint_store.load()
         since_id, prev, full_at = (cp.id, cp.hash, cp.full_verified_at) if cp else (0, GENESIS, None)  # 0: full
+        from_genesis = cp.from_genesis if cp else True
+        if not since_id:
+            from_genesis = True
 
-        def report(ok, checked, hashed, bad=None, problem=None):
+        def report(ok, checked, hashed, bad=None, problem=None, pending=0):
             return IncrementalReport(ok, checked, bad, problem, hashed=hashed, since_id=since_id,
-                                     full_verified_at=full_at)
+                                     full_verified_at=full_at, pending=pending)
 
         # The head first, then the rows up to it: a writer commits its rows and the head bump together, so rows
         # appended while this runs are left for the next call instead of looking like a head mismatch.
@@ -275,7 +349,8 @@ class AuditLog:
             if last_id < since_id:
                 return report(False, last_id, hashed, last_id + 1,
                               "the chain head was moved back past verified rows (rows deleted)")
-        rows = session.execute(_ROW.where(_EVENTS.c.id > since_id, _EVENTS.c.id <= last_id)
+        upto = last_id if max_rows is None else min(last_id, since_id + max(1, max_rows))
+        rows = session.execute(_ROW.where(_EVENTS.c.id > since_id, _EVENTS.c.id <= upto)
                                .order_by(_EVENTS.c.id).execution_options(yield_per=1000))
         try:
             expected_id, prev, walked, bad = _walk(rows, since_id + 1, prev)
@@ -284,6 +359,11 @@ class AuditLog:
         hashed += walked
         if bad:
             return report(False, expected_id - 1, hashed, *bad)
+        if upto < last_id:  # bounded: a step of the catch-up, the head checks wait for the walk to reach it
+            if expected_id - 1 != upto:
+                return report(False, expected_id - 1, hashed, expected_id, f"row {expected_id} is missing")
+            self._move_checkpoint(_Checkpoint(upto, prev, full_at, from_genesis))
+            return report(True, upto, hashed, pending=last_id - upto)
         if expected_id - 1 != last_id or (last_id and prev != last_hash):
             return report(False, expected_id - 1, hashed, expected_id,
                           "rows after the last one were deleted (head mismatch)")
@@ -292,10 +372,16 @@ class AuditLog:
             now = session.execute(_HEAD_ROW).first()
             if now is None or now.last_id < beyond:
                 return report(False, last_id, hashed, last_id + 1, "rows exist beyond the chain head")
-        if not since_id:
+        if from_genesis:
             full_at = self.clock.now()
+        self._move_checkpoint(_Checkpoint(last_id, prev, full_at, False))
+        return report(True, last_id, hashed)
+
+    def _move_checkpoint(self, new: _Checkpoint) -> None:
         with self._checkpoint_lock:  # concurrent requests: never move the checkpoint backwards
             current = self._checkpoint
-            if current is None or last_id >= current.id:
-                self._checkpoint = _Checkpoint(last_id, prev, full_at)
-        return report(True, last_id, hashed)
+            if current is not None and new.id < current.id:
+                return
+            self._checkpoint = new
+        if self.checkpoint_store is not None:
+            self.checkpoint_store.save(new)

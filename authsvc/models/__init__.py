@@ -39,7 +39,7 @@ class User(Base):
     # Durable revocation cut-off: a session created before this instant is dead even if Redis still (or again)
     # holds it — e.g. after a failover or a restore that lost the deletion.
     sessions_valid_after: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)  # the admin users list
 
     @property
     def is_active(self) -> bool:
@@ -57,7 +57,7 @@ class UserSession(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    ip: Mapped[str | None] = mapped_column(String(45))
+    ip: Mapped[str | None] = mapped_column(String(45), index=True)  # the admin users search by IP
     user_agent: Mapped[str | None] = mapped_column(String(512))
     aal: Mapped[int] = mapped_column(Integer, default=1)
     methods: Mapped[str] = mapped_column(String(64), default="pwd")

@@ -28,4 +28,4 @@ class LoginEvent(Base):
     score: Mapped[float | None] = mapped_column(Float)
     decision: Mapped[str | None] = mapped_column(String(16))  # allow | step_up | deny
     reasons: Mapped[str | None] = mapped_column(Text)  # JSON list of {"code", "text"}
-    session_id: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(64), index=True)  # security center: places of sessions

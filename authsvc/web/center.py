@@ -88,12 +88,18 @@ def session_places(user, sids) -> dict:
     """Session id → country code from the login receipt that created the session (when the risk engine knew it)."""
     from authsvc.models import LoginEvent
 
-    if not sids:
-        return {}
-    rows = services().audit.db.session.execute(
-        select(LoginEvent.session_id, LoginEvent.country)
-        .where(LoginEvent.user_id == user.id, LoginEvent.session_id.in_(list(sids)))).all()
-    return {sid: country for sid, country in rows if country}
+    # Bounded (issue 20): only the receipts of the sessions shown, found by ix_login_events_session_id — never all
+    # of a user's receipts (100 k of them made this page 322 ms). The user check is done here, not in SQL: with
+    # "user_id = ?" in the WHERE clause SQLite's planner prefers ix_login_events_user_time and reads every receipt
+    # of the user. In chunks, so a long session list is never one huge IN list.
+    sids = list(sids)
+    out = {}
+    for i in range(0, len(sids), 500):
+        rows = services().audit.db.session.execute(
+            select(LoginEvent.session_id, LoginEvent.country, LoginEvent.user_id)
+            .where(LoginEvent.session_id.in_(sids[i:i + 500]))).all()
+        out.update({sid: country for sid, country, uid in rows if country and uid == user.id})
+    return out
 
 
 def consents_for(user) -> list[dict]:
@@ -154,19 +160,41 @@ def _audit_delete_refused(user) -> None:
 
 
 def _export_response(user):
-    from flask import Response
+    """The data export as a stream (issue 20): written while it is read, in keyset pages, so memory stays flat for a
+    user with 100 k receipts, and ending with a ``"complete"`` key (item counts) written last, so a download cut off
+    anywhere never looks complete. ``account:data:export`` is audited when the last byte was produced: ``success``
+    then, ``failure`` with reason ``interrupted`` (the client went away or the worker stopped it mid-way: part of the
+    data did leave) or the exception's name. Errors before the first byte are still an HTTP error."""
+    from flask import Response, stream_with_context
 
+    counts: dict = {}
+    uid = user.id
     try:
-        data = privacy().export(user, mfa=mfa_service(), oauth_consents=consents_for(user))
-        body = json.dumps(data, indent=2, ensure_ascii=False)  # built before the audit row: a failure is not a success
+        chunks = privacy().export_stream(user, mfa=mfa_service(), oauth_consents=consents_for(user), counts=counts)
     except Exception as exc:
         _audit_export_failed(user, exc)
         raise
     ctx = request_context()
-    services().audit.record("account:data:export", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
-                            user_agent=ctx.user_agent)
+
+    def body():
+        outcome, reason = "failure", "interrupted"
+        try:
+            yield from chunks
+            outcome, reason = "success", None
+        except Exception as exc:  # after the 200 header: no trailer is written, the client sees a cut-off file
+            reason = type(exc).__name__
+            raise
+        finally:
+            try:
+                services().audit.db.session.rollback()
+                services().audit.record("account:data:export", outcome, actor_id=uid, subject_id=uid, ip=ctx.ip,
+                                        user_agent=ctx.user_agent, reason=reason,
+                                        details=None if outcome != "success" else {"rows": dict(counts)})
+            except Exception:  # noqa: BLE001 - never mask the original error with the audit's
+                current_app.logger.exception("could not audit the data export")
+
     stamp = services().clock.now().strftime("%Y%m%d")
-    return Response(body, mimetype="application/json",
+    return Response(stream_with_context(body()), mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="authsvc-data-{stamp}.json"'})
 
 
