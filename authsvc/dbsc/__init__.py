@@ -56,7 +56,10 @@ def enforce(found):
     svc = service()
     if svc is None:  # DBSC switched off after sessions were bound: the binding cannot be checked, so refuse
         return None
-    verdict = svc.judge(info.binding, request.cookies.get(bound_cookie_name()))
+    presented = request.cookies.get(bound_cookie_name())
+    verdict = svc.judge(info.binding, presented)
+    if verdict == MISSING and svc.was_issued(info.id, presented):
+        verdict = REPLAY  # a short cookie this session had and replaced: a copy, replayed
     if verdict == OK:
         return found
     s = _services()
@@ -109,26 +112,21 @@ def _new_session_token(resp) -> str | None:
 
 
 def _offer(resp):
-    """Offer to bind: on every response that starts a session, and on pages of a session that is not bound yet
-    (a browser that missed or declined the first offer; at most one live challenge per session)."""
+    """Offer to bind on the response that starts a session — and only there. The challenge then reaches only the
+    browser that signed in; a page of an older, unbound session never offers one, or a thief holding a copy of its
+    cookie (or of an API session token) could bind the session to the thief's key and lock the owner out (found by an
+    outside attack: tests/functional/test_dbsc.py::test_a_copied_unbound_cookie_never_gets_a_registration_challenge)."""
     svc = service()
     if svc is None or resp.status_code >= 400:
         return resp
     from authsvc.sessions import token_hash
 
     token = _new_session_token(resp)
+    if token is None:
+        return resp
     try:
-        if token is not None:
-            challenge = svc.registration_challenge(token_hash(token))
-        else:
-            info = g.get("authsvc_session")
-            if (info is None or info.binding or request.method != "GET" or resp.mimetype != "text/html"
-                    or g.get("authsvc_token") is None):
-                return resp
-            challenge = svc.renew_registration_challenge(info.id)
-            if challenge is None:
-                return resp
-    except Exception:  # noqa: BLE001 - the offer is optional; never fail the page or the login for it
+        challenge = svc.registration_challenge(token_hash(token))
+    except Exception:  # noqa: BLE001 - the offer is optional; never fail the login for it
         log.exception("DBSC registration offer skipped")
         return resp
     resp.headers["Secure-Session-Registration"] = registration_header(REGISTER_PATH, challenge)
@@ -176,7 +174,7 @@ def register():
     info, user = found
     proof = parse_sf_string(request.headers.get("Secure-Session-Response"))
     try:
-        bound = svc.register(info.id, proof)
+        bound = svc.register(info.id, proof, context=(_ip(), request.headers.get("User-Agent")))
     except DbscError as exc:
         return _no_store(_error(exc))
     s = _services()

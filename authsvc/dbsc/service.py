@@ -74,6 +74,24 @@ return 1
 """
 
 
+HISTORY_KEEP = 150  # short cookies remembered per session: 25 hours of 10-minute cookies (the absolute timeout)
+HISTORY_CHARS = 24  # 96 bits of each cookie's SHA-256: plenty to recognise one, nothing to forge one from
+
+# A new short cookie: set ``bc`` and push the replaced cookie's hash prefix onto ``bh`` (bounded), on a live session.
+_ROTATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'bc', ARGV[1])
+if ARGV[2] ~= '' then
+  local v = redis.call('HGET', KEYS[1], 'bh') or ''
+  local out = {}
+  for c in string.gmatch(v, '%S+') do table.insert(out, c) end
+  table.insert(out, ARGV[2])
+  while #out > tonumber(ARGV[3]) do table.remove(out, 1) end
+  redis.call('HSET', KEYS[1], 'bh', table.concat(out, ' '))
+end
+return 1
+"""
+
 # Set a field only on a live session (never resurrect a hash the session's expiry or revocation removed).
 _MARK = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -93,6 +111,9 @@ class DbscService:
         self.clock = clock
         self.cookie_ttl = cookie_ttl
         self.challenge_ttl = challenge_ttl
+        # A browser registers right after the response that offered it; two minutes is plenty (the draft: "new
+        # challenges issued should have a short lifetime").
+        self.registration_ttl = min(challenge_ttl, 120)
         self.grace = grace  # the previous short cookie stays good this long after a refresh (requests in flight)
         self.absolute = absolute_timeout
         from authsvc.redis_scripts import ScriptCache
@@ -116,24 +137,17 @@ class DbscService:
         # The issue time rides in the challenge itself, so a stale one is refused without another key or TTL.
         return f"{int(self.clock.timestamp()):x}.{secrets.token_urlsafe(24)}"
 
-    def _fresh(self, challenge: str) -> bool:
+    def _fresh(self, challenge: str, ttl: int | None = None) -> bool:
         try:
             issued = int(challenge.split(".", 1)[0], 16)
         except ValueError:
             return False
-        return 0 <= self.clock.timestamp() - issued <= self.challenge_ttl
+        return 0 <= self.clock.timestamp() - issued <= (ttl or self.challenge_ttl)
 
     def registration_challenge(self, sid: str) -> str:
         challenge = self._challenge()
         self._push(sid, "rc", challenge, 1)
         return challenge
-
-    def renew_registration_challenge(self, sid: str) -> str | None:
-        """A new registration challenge for an unbound session whose last one is missing or stale, else None."""
-        current = self.redis.hmget(_skey(sid), "rc", "bk")
-        if current[1] or (current[0] and self._fresh(current[0].split()[-1])):
-            return None
-        return self.registration_challenge(sid)
 
     def refresh_challenge(self, sid: str) -> str:
         challenge = self._challenge()
@@ -141,15 +155,24 @@ class DbscService:
         return challenge
 
     # --- register ----------------------------------------------------------------------------------------------------
-    def register(self, sid: str, proof_token: str | None) -> Bound:
+    def register(self, sid: str, proof_token: str | None, *, context: tuple[str | None, str | None] | None = None
+                 ) -> Bound:
         """Bind the live session ``sid`` to the key in the proof. The proof's ``jti`` must be a registration
-        challenge issued for this very session (single use)."""
+        challenge issued for this very session (single use, ``registration_ttl``), and the request must come from the
+        network and browser the session was born in (when continuous session risk recorded them): a browser
+        registers seconds after its sign-in, from where it signed in; anyone else holding the challenge does not."""
         try:
             proof = verify_proof(proof_token, registration=True)
         except ProofError as exc:
             raise DbscError(400, exc.code, str(exc)) from exc
         r = self.redis
-        if not self._consume(sid, "rc", proof.jti) or not self._fresh(proof.jti):
+        if context is not None:
+            from authsvc.risk.drift import browser_key, network_of
+
+            b_pfx, b_uaf = r.hmget(_skey(sid), "b_pfx", "b_uaf")
+            if (b_pfx and network_of(context[0]) != b_pfx) or (b_uaf and browser_key(context[1]) != b_uaf):
+                raise DbscError(403, "wrong_context", "register from the browser and network that signed in")
+        if not self._consume(sid, "rc", proof.jti) or not self._fresh(proof.jti, self.registration_ttl):
             raise DbscError(400, "bad_challenge", "the proof does not answer a registration challenge of this session")
         skey = _skey(sid)
         dbsc_id = secrets.token_urlsafe(18)
@@ -194,8 +217,17 @@ class DbscService:
         prev_hash = previous.split(":")[0] if previous else ""
         # The server's deadline is the cookie's Max-Age plus a little slack for clocks and requests in flight.
         value = f"{_sha(cookie)}:{now + self.cookie_ttl + self.grace}:{prev_hash}:{now + self.grace}"
-        self.redis.hset(_skey(sid), "bc", value)
+        self._scripts.get("dbsc_rotate", _ROTATE)(keys=[_skey(sid)], args=[value, prev_hash[:HISTORY_CHARS],
+                                                                          HISTORY_KEEP])
         return cookie
+
+    def was_issued(self, sid: str, presented: str | None) -> bool:
+        """Whether ``presented`` is a short cookie this session was given before (and has since replaced): read only
+        when a request came without the live one, so the hot path does not pay for it."""
+        if not presented or len(presented) > 128:
+            return False
+        history = self.redis.hget(_skey(sid), "bh") or ""
+        return _sha(presented)[:HISTORY_CHARS] in history.split()
 
     def note_missing(self, sid: str) -> bool:
         """True at most once a minute per session (when a request without the short cookie should be audited)."""

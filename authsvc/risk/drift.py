@@ -66,8 +66,9 @@ class Drift:
 
 def assess(birth: Birth, use: Use) -> Drift:
     reasons: list[tuple[str, DriftReason]] = []
-    if birth.browser and use.browser and use.browser != birth.browser:
-        was, now = birth.browser.replace("|", " on "), use.browser.replace("|", " on ")
+    if birth.browser and use.browser != birth.browser:  # no user agent at all, when the sign-in had one, counts too
+        was = birth.browser.replace("|", " on ")
+        now = use.browser.replace("|", " on ") if use.browser else "a client that sends no browser name"
         reasons.append((END, DriftReason("browser_changed",
                                          f"the session was signed in with {was} and then used from {now}")))
     if use.switches >= PARALLEL_SWITCHES:

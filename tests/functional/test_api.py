@@ -117,7 +117,8 @@ def test_session_check_fast_path_matches_the_flask_route(app, client):
     create_user(app)
     token = api_login(client)
     fast = client.get("/api/v1/session", headers=bearer(token))
-    with app.test_request_context("/api/v1/session", headers=bearer(token)):
+    same_client = {**bearer(token), "User-Agent": fast.request.headers.get("User-Agent", "")}  # drift: same browser
+    with app.test_request_context("/api/v1/session", headers=same_client):
         reference = whoami()
     ref_body = dict(reference)
     fast_body = dict(fast.json)

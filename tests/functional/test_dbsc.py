@@ -284,3 +284,65 @@ def test_ending_a_stolen_session_ends_the_oauth_tokens_it_minted(app, client):
     assert r.status_code == 400 and r.json["error"] == "invalid_grant"  # ...and so does what it minted
     intro = rp.post("/oauth2/introspect", data={"token": issued["access_token"]}, headers=basic(cid, secret))
     assert intro.json["active"] is False
+
+
+# --- found by an outside attack on a running instance (2026-11-26) -------------------------------------------------------
+def test_a_copied_unbound_cookie_never_gets_a_registration_challenge(app, client):
+    """Was: any page of an unbound session re-offered registration once the first challenge went stale, so a thief
+    holding only the cookie bound the session to THEIR key and locked the owner out. The offer now rides only on the
+    response that starts the session, which the thief never sees."""
+    create_user(app)
+    login(client)  # a browser without DBSC: ignores the offer
+    thief = _thief(app, client)
+    for wait in (0, 310, 400):
+        _advance(app, wait)
+        resp = thief.get("/account")
+        assert resp.status_code == 200 and "Secure-Session-Registration" not in resp.headers
+    assert client.get("/account").status_code == 200
+
+
+def test_an_api_session_token_used_as_a_cookie_gets_no_registration_challenge(app):
+    create_user(app)
+    api = app.test_client()
+    token = api.post("/api/v1/login", json={"email": "alice@example.com",
+                                            "password": "correct horse battery staple"}).json["session_token"]
+    thief = app.test_client()
+    thief.set_cookie(COOKIE, token, domain="localhost")
+    resp = thief.get("/account")
+    assert "Secure-Session-Registration" not in resp.headers
+
+
+def test_registration_from_another_network_or_browser_than_the_sign_in_is_refused(make_app):
+    """A thief who somehow holds the challenge (a proxy in the middle) but registers from elsewhere gets no binding;
+    the owner's own browser still binds."""
+    app = make_app(trusted_proxies=("127.0.0.1/32",))
+    create_user(app)
+    owner = app.test_client()
+    owner.environ_base.update({"HTTP_X_FORWARDED_FOR": "198.51.100.7", "HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux "
+                               "x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"})
+    resp = login(owner)
+    offer = parse_registration(resp.headers["Secure-Session-Registration"])
+    thief = _thief(app, owner)
+    thief.environ_base.update({"HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_USER_AGENT": owner.environ_base[
+        "HTTP_USER_AGENT"]})
+    proof = {"Secure-Session-Response": sf(DeviceKey().proof(offer["challenge"], registration=True))}
+    r = thief.post(offer["path"], headers=proof)
+    assert r.status_code == 403 and r.get_json()["error"] == "wrong_context"
+    agent = DbscAgent(owner, COOKIE)
+    assert agent.register_from(resp).status_code == 200  # the attempt did not burn the owner's challenge
+
+
+def test_an_old_short_cookie_replayed_after_the_owner_refreshed_ends_the_session(app, client):
+    """Was: only the current and the previous short cookie were known, so a copy two refreshes old was merely
+    refused (no end, no notice). Every short cookie this session was given is remembered."""
+    agent = _bound_login(app, client)
+    stolen = client.get_cookie(BOUND).value
+    for _ in range(3):  # the owner's browser keeps refreshing, every few minutes
+        _advance(app, 200)
+        assert agent.refresh().status_code == 200
+    thief = _thief(app, client)
+    thief.set_cookie(BOUND, stolen, domain="localhost")
+    assert thief.get("/account").status_code == 302
+    ended = _events(app, "session:dbsc:violation")
+    assert ended and ended[0].reason == "dbsc_cookie_replay"
+    assert client.get("/account").status_code == 302

@@ -112,3 +112,9 @@ def test_token_use_costs_no_geo_lookup_on_the_birth_network_and_uses_the_session
     assert assess_token_use(proxy, "203.0.113.9", T0 + AITM_WINDOW + 60, geo).action == ALLOW
     assert assess_token_use("", "100.64.0.5", T0, geo).action == ALLOW  # born before scoring / confidential
     assert assess_token_use(home, "not an address", T0, geo).action == ALLOW
+
+
+def test_a_missing_user_agent_on_a_session_born_with_one_is_a_browser_change():
+    """Found by an outside attack: no User-Agent (or an empty one) skipped the browser check."""
+    d = assess(BIRTH, Use(prefix=BIRTH.prefix, browser="", now=T0 + 60))
+    assert d.action == END and d.reasons[0].code == "browser_changed"
