@@ -161,10 +161,10 @@ def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: 
         audit.record(f"session:drift:{drift.action}", "failure", subject_id=user_id, ip=ip, user_agent=ua,
                      reason=texts[:255], details={"session": sid[:12], "reasons": [r.code for r in drift.reasons],
                                                   "takeover_signal": drift.action == END})
-        if drift.action == END:
-            user = db.session.get(User, user_id)
-            if user is not None:
-                alerts.session_theft(user, RequestContext(ip, ua), texts)
+        user = db.session.get(User, user_id)
+        if user is not None:  # the owner hears of it either way: whoever was refused may not be the owner
+            notice = alerts.session_theft if drift.action == END else alerts.session_moved
+            notice(user, RequestContext(ip, ua), texts)
 
     sessions.context_of = birth
     sessions.geo_of = (lambda ip: geo.lookup(ip)) if geo is not None else None

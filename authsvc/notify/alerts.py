@@ -63,6 +63,25 @@ class LoginAlerts:
             "It signs you out everywhere, forgets trusted devices and asks you to choose a new password.\n",
         )
 
+    def session_moved(self, user, ctx, what: str) -> None:
+        """A session was sent back to sign-in because it was used from another country, or from another provider
+        minutes after a sign-in on a cloud network (authsvc.risk.drift "reauth"). Often the owner travelling; told
+        anyway, because whoever saw the sign-in page may not be the owner."""
+        token = self.tokens.issue("notme", user.id, 7 * 86400)
+        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        self.mailer.send(
+            user.email,
+            f"Please sign in to your {self.settings.service_name} account again",
+            "One of your sessions was used from a place it did not start in, so we asked for a new sign-in.\n\n"
+            f"  What happened: {what}\n  Seen from: {ctx.user_agent or 'unknown browser'}, "
+            f"IP address {ctx.ip or 'unknown'}\n\n"
+            "If this was you (for example you are travelling), just sign in again.\n\n"
+            "If it was not you, someone may have copied your sign-in from your device (malware, or a fake sign-in "
+            "page). The copy no longer works. Check your devices and recent activity in the security center.\n\n"
+            f"If you think someone knows your password too, open this link: {link}\n"
+            "It signs you out everywhere, forgets trusted devices and asks you to choose a new password.\n",
+        )
+
     def session_theft(self, user, ctx, what: str) -> None:
         """A session was ended because it was used in a way only a copy could be (DBSC: a replayed short cookie or a
         proof from a key that is not the device's; drift: another browser, two networks at once). Sent whatever the

@@ -100,6 +100,10 @@ def test_phishing_proxy_timing_new_provider_minutes_after_sign_in_must_sign_in_a
     ev = _events(drift_app, "session:drift:reauth")
     assert len(ev) == 1 and json.loads(ev[0].details)["reasons"] == ["new_network_soon"]
     assert "4 min after sign-in" in ev[0].reason
+    with drift_app.app_context():  # the owner hears of it too (found by an outside attack: it was silent)
+        mails = [m for m in drift_app.extensions["authsvc"].outbox.messages(to="alice@example.com")
+                 if "sign in to your" in m.subject]
+    assert len(mails) == 1 and "4 min after sign-in" in mails[0].body and "/not-me/" in mails[0].body
 
 
 def test_phone_moving_between_wifi_and_its_carrier_right_after_sign_in_is_not_challenged(drift_app):
