@@ -121,6 +121,9 @@ class Settings:
     session_absolute_timeout: int = 86400  # seconds (ASVS 7.3.2 at AAL2: ≤ 24 h)
     session_cookie_name: str = "__Host-authsvc"
     session_drift_enabled: bool = True  # score every use of a session against the context it was born in
+    # ... including bearer checks (/api/v1/*). Switch off if an app's BACKEND validates users' tokens on their behalf
+    # (its own address and User-Agent would look like a stolen session); browser pages stay scored.
+    session_drift_bearer: bool = True
     dbsc_enabled: bool = True  # offer Device Bound Session Credentials to browsers that support them
     dbsc_cookie_ttl: int = 600  # seconds a bound session's short cookie lives before the browser must re-prove
     require_verified_email: bool = True

@@ -34,10 +34,14 @@ def main() -> None:
     import requests
 
     with server(env, a.workers) as (url, _):
+        # The app that signs in is the app that checks its session: same User-Agent (continuous session risk ends a
+        # session used by another client, including one that sends no User-Agent at all).
+        ua = "bench-app/1.0"
         token = requests.post(url + "/api/v1/login", json={"email": "user0@bench.test", "password": PASSWORD},
-                              timeout=30).json()["session_token"]
+                              headers={"User-Agent": ua}, timeout=30).json()["session_token"]
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
             fh.write('wrk.headers["Authorization"] = "Bearer %s"\n' % token)
+            fh.write('wrk.headers["User-Agent"] = "%s"\n' % ua)
         wrk(url + "/healthz", duration=3, connections=a.connections)  # warm-up
         hello = wrk(url + "/healthz", duration=a.duration, connections=a.connections)
         check = wrk(url + "/api/v1/session", duration=a.duration, connections=a.connections, script=fh.name)

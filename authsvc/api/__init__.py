@@ -193,8 +193,8 @@ def whoami():
     from authsvc.web.http import request_context
 
     ctx = request_context()
-    found = (services().sessions.check_light(token.strip(), (ctx.ip, ctx.user_agent))
-             if scheme.lower() == "bearer" else None)
+    use = (ctx.ip, ctx.user_agent) if services().settings.session_drift_bearer else None
+    found = services().sessions.check_light(token.strip(), use) if scheme.lower() == "bearer" else None
     if found is None:
         raise Unauthorized("Send a valid session token as 'Authorization: Bearer <token>'.")
     session, email = found

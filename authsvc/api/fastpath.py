@@ -34,6 +34,8 @@ class SessionCheckFastPath:
     def _use(self, environ):
         """(client IP, user agent) for continuous session risk, by the same trusted-proxy rule as Flask's pages."""
         settings = self.app.config["AUTHSVC"]
+        if not settings.session_drift_bearer:
+            return None  # the operator's apps validate tokens from their backends: no end-user context here
         ua = (environ.get("HTTP_USER_AGENT") or "")[:512] or None
         if not settings.trusted_proxies:
             from authsvc.web.http import canonical_ip

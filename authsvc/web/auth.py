@@ -19,7 +19,8 @@ def _use_context():
 
 def _load(token: str | None, *, via_cookie: bool = False):
     if "authsvc_session" not in g:
-        found = services().sessions.check(token, _use_context()) if token else None
+        scored = via_cookie or services().settings.session_drift_bearer
+        found = services().sessions.check(token, _use_context() if scored else None) if token else None
         if found is not None and found[0].binding:
             # Device-bound (DBSC): the login cookie alone is not enough — the short cookie only the bound key can
             # renew must come with it, and a bound session is never accepted as a bearer token.

@@ -137,6 +137,18 @@ def test_owners_ordinary_moves_are_not_challenged(drift_app):
     assert not _events(drift_app, "session:drift:end") and not _events(drift_app, "session:drift:reauth")
 
 
+def test_bearer_scoring_can_be_switched_off_for_apps_that_validate_tokens_from_their_backend(make_app, asn_file):
+    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_asn_file=asn_file, dbsc_enabled=False,
+                   session_drift_bearer=False)
+    create_user(app)
+    owner = _login(app)
+    token = owner.get_cookie(COOKIE).value
+    backend = _as(app.test_client(), OFFICE, "python-requests/2.32")  # the app's server, checking for the user
+    for path in ("/api/v1/session", "/api/v1/sessions"):
+        assert backend.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert _copy(app, owner, HOME, FIREFOX).get("/account").status_code == 302  # pages are still scored
+
+
 def test_drift_scoring_can_be_switched_off(make_app, asn_file):
     app = make_app(trusted_proxies=("127.0.0.1/32",), session_drift_enabled=False, dbsc_enabled=False)
     create_user(app)
