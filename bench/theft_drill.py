@@ -292,6 +292,14 @@ def token_theft(app, clock, rnd, cid, email, kind):
     return False, through, elapsed
 
 
+def _stop_embedded(instance: str) -> None:
+    """The app started a private redis-server in its instance folder; a bench must not leave it running."""
+    from authsvc import embedded_redis
+
+    if os.path.exists(instance):
+        embedded_redis.stop(instance)
+
+
 def run_tokens(mode, folder, geoip, owners, seed):
     from tests.conftest import create_user
     from tests.functional.oauth_helpers import register
@@ -374,7 +382,10 @@ def tokens_part(args):
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for mode in modes:
-            results[mode] = run_tokens(mode, folder, args.geoip, args.owners, args.seed)
+            try:
+                results[mode] = run_tokens(mode, folder, args.geoip, args.owners, args.seed)
+            finally:
+                _stop_embedded(os.path.join(folder, 'tokens-' + mode))
     print(f"\ntheft drill, refresh tokens of a public client: {args.owners} owners, seed {args.seed}\n")
     _table(f"stolen refresh tokens contained within {THIEF_REQUESTS} refreshes, {THIEF_PACE} s apart (thief refused); "
            "median thief refreshes that got through first, median seconds until contained", TOKEN_THEFTS, modes,
@@ -399,7 +410,10 @@ def sessions_part(args):
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for mode in modes:
-            results[mode] = run(mode, folder, args.geoip, args.owners, args.seed)
+            try:
+                results[mode] = run(mode, folder, args.geoip, args.owners, args.seed)
+            finally:
+                _stop_embedded(os.path.join(folder, mode))
     print(f"theft drill: {args.owners} owners, seed {args.seed}, same owners and thieves in every mode\n")
     print(f"stolen sessions contained within {THIEF_REQUESTS * THIEF_PACE // 60} min (thief refused or session ended); "
           "median thief requests that got through first, median seconds until contained")
