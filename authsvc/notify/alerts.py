@@ -7,11 +7,15 @@ class LoginAlerts:
     def __init__(self, *, mailer, tokens, settings):
         self.mailer, self.tokens, self.settings = mailer, tokens, settings
 
+    def _not_me_link(self, user) -> str:
+        """The one-click "this wasn't me" link every notice carries (single use, a week)."""
+        token = self.tokens.issue("notme", user.id, 7 * 86400)
+        return self.settings.base_url.rstrip("/") + "/not-me/" + token
+
     def new_sign_in(self, user, ctx, decision) -> None:
         if not getattr(user, "notify_new_sign_in", True):  # the owner switched it off in the security center
             return
-        token = self.tokens.issue("notme", user.id, 7 * 86400)
-        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        link = self._not_me_link(user)
         why = "\n".join(f"  - {r.text}" for r in decision.reasons) or "  - a browser or network not seen before"
         self.mailer.send(
             user.email,
@@ -28,8 +32,7 @@ class LoginAlerts:
         """Someone typed this account's correct password and was stopped (risk deny, or repeatedly at the second
         factor). Sent whatever the new-sign-in preference (this is not a sign-in), at most once per
         proven_notice_interval (the throttle decides)."""
-        token = self.tokens.issue("notme", user.id, 7 * 86400)
-        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        link = self._not_me_link(user)
         what = ("the sign-in was blocked because it did not look like you" if denied
                 else "it was stopped at your second sign-in step, more than once")
         self.mailer.send(
@@ -47,8 +50,7 @@ class LoginAlerts:
         """An app's sign-in (a public client's refresh-token family) was ended because a token of it was used from
         another network than the one it was issued to (authsvc.risk.drift). Told like ``session_theft``: the person
         who sees the refusal is whoever holds the token, who may not be the owner."""
-        token = self.tokens.issue("notme", user.id, 7 * 86400)
-        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        link = self._not_me_link(user)
         self.mailer.send(
             user.email,
             f"We signed {app} out of your {self.settings.service_name} account",
@@ -67,8 +69,7 @@ class LoginAlerts:
         """A session was sent back to sign-in because it was used from another country, or from another provider
         minutes after a sign-in on a cloud network (authsvc.risk.drift "reauth"). Often the owner travelling; told
         anyway, because whoever saw the sign-in page may not be the owner."""
-        token = self.tokens.issue("notme", user.id, 7 * 86400)
-        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        link = self._not_me_link(user)
         self.mailer.send(
             user.email,
             f"Please sign in to your {self.settings.service_name} account again",
@@ -86,8 +87,7 @@ class LoginAlerts:
         """A session was ended because it was used in a way only a copy could be (DBSC: a replayed short cookie or a
         proof from a key that is not the device's; drift: another browser, two networks at once). Sent whatever the
         new-sign-in setting: this is not a sign-in."""
-        token = self.tokens.issue("notme", user.id, 7 * 86400)
-        link = self.settings.base_url.rstrip("/") + "/not-me/" + token
+        link = self._not_me_link(user)
         self.mailer.send(
             user.email,
             f"We ended a sign-in to your {self.settings.service_name} account",
