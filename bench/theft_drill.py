@@ -377,69 +377,56 @@ def _table(title, kinds, modes, results):
         print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
 
 
-def tokens_part(args):
-    modes = ["bearer", "drift"]
+def _owner_table(title, modes, results):
+    print(title)
+    print(f"{'owner day':30}" + "".join(f"{m:>22}" for m in modes))
+    for kind in OWNER_DAYS:
+        cells = []
+        for m in modes:
+            rows = results[m][0][kind]
+            cells.append(f"{(1 - sum(rows) / len(rows)) if rows else 0:6.1%} (n={len(rows)})")
+        print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
+
+
+def _summary(modes, results, label, interrupted, whom):
+    for m in modes:
+        rows = [ok for v in results[m][0].values() for ok in v]
+        thefts = [c for v in results[m][1].values() for c, _, _ in v]
+        print(f"\n{label}{m}: contained {sum(thefts) / len(thefts):.0%} of thefts; "
+              f"{interrupted} {1 - sum(rows) / len(rows):.1%} of {whom}")
+
+
+def _run_modes(modes, runner, args, prefix=""):
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for mode in modes:
             try:
-                results[mode] = run_tokens(mode, folder, args.geoip, args.owners, args.seed)
+                results[mode] = runner(mode, folder, args.geoip, args.owners, args.seed)
             finally:
-                _stop_embedded(os.path.join(folder, 'tokens-' + mode))
+                _stop_embedded(os.path.join(folder, prefix + mode))
+    return results
+
+
+def tokens_part(args):
+    modes = ["bearer", "drift"]
+    results = _run_modes(modes, run_tokens, args, prefix="tokens-")
     print(f"\ntheft drill, refresh tokens of a public client: {args.owners} owners, seed {args.seed}\n")
     _table(f"stolen refresh tokens contained within {THIEF_REQUESTS} refreshes, {THIEF_PACE} s apart (thief refused); "
            "median thief refreshes that got through first, median seconds until contained", TOKEN_THEFTS, modes,
            results)
-    print("\nowners whose app was signed out during their ordinary day (a refresh refused)")
-    print(f"{'owner day':30}" + "".join(f"{m:>22}" for m in modes))
-    for kind in OWNER_DAYS:
-        cells = []
-        for m in modes:
-            rows = results[m][0][kind]
-            cells.append(f"{(1 - sum(rows) / len(rows)) if rows else 0:6.1%} (n={len(rows)})")
-        print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
-    for m in modes:
-        rows = [ok for v in results[m][0].values() for ok in v]
-        thefts = [c for v in results[m][1].values() for c, _, _ in v]
-        print(f"\ntokens {m}: contained {sum(thefts) / len(thefts):.0%} of thefts; "
-              f"signed out {1 - sum(rows) / len(rows):.1%} of owners' apps")
+    _owner_table("\nowners whose app was signed out during their ordinary day (a refresh refused)", modes, results)
+    _summary(modes, results, "tokens ", "signed out", "owners' apps")
 
 
 def sessions_part(args):
     modes = ["bearer", "drift", "drift+dbsc"]
-    results = {}
-    with tempfile.TemporaryDirectory() as folder:
-        for mode in modes:
-            try:
-                results[mode] = run(mode, folder, args.geoip, args.owners, args.seed)
-            finally:
-                _stop_embedded(os.path.join(folder, mode))
+    results = _run_modes(modes, run, args)
     print(f"theft drill: {args.owners} owners, seed {args.seed}, same owners and thieves in every mode\n")
-    print(f"stolen sessions contained within {THIEF_REQUESTS * THIEF_PACE // 60} min (thief refused or session ended); "
-          "median thief requests that got through first, median seconds until contained")
-    print(f"{'scenario':30}" + "".join(f"{m:>22}" for m in modes))
-    for kind in THEFTS:
-        cells = []
-        for m in modes:
-            rows = results[m][1][kind]
-            caught = sum(1 for c, _, _ in rows if c) / len(rows)
-            through = statistics.median(t for _, t, _ in rows)
-            secs = statistics.median(e for c, _, e in rows if c) if caught else float("nan")
-            cells.append(f"{caught:4.0%} {through:>3.0f} req {secs:>4.0f} s")
-        print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
-    print("\nowners whose own day was interrupted (session ended or sent back to sign-in)")
-    print(f"{'owner day':30}" + "".join(f"{m:>22}" for m in modes))
-    for kind in OWNER_DAYS:
-        cells = []
-        for m in modes:
-            rows = results[m][0][kind]
-            cells.append(f"{(1 - sum(rows) / len(rows)) if rows else 0:6.1%} (n={len(rows)})")
-        print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
-    for m in modes:
-        rows = [ok for v in results[m][0].values() for ok in v]
-        thefts = [c for v in results[m][1].values() for c, _, _ in v]
-        print(f"\n{m}: contained {sum(thefts) / len(thefts):.0%} of thefts; "
-              f"interrupted {1 - sum(rows) / len(rows):.1%} of owners")
+    _table(f"stolen sessions contained within {THIEF_REQUESTS * THIEF_PACE // 60} min (thief refused or session "
+           "ended); median thief requests that got through first, median seconds until contained", THEFTS, modes,
+           results)
+    _owner_table("\nowners whose own day was interrupted (session ended or sent back to sign-in)", modes, results)
+    _summary(modes, results, "", "interrupted", "owners")
 
 
 if __name__ == "__main__":
