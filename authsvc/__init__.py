@@ -78,6 +78,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     http.init_app(app)
     errors.init_app(app)
 
+    from authsvc.web import theme
+
+    theme.init_app(app)  # operator branding: template overrides, /brand.css, /theme/<file>
+
     from authsvc.admin import bp as admin_bp
     from authsvc.api import bp as api_bp
     from authsvc.web import bp as web_bp

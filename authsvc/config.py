@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -150,6 +151,15 @@ class Settings:
     max_content_length: int = 65536  # bytes; larger bodies get 413
     log_level: str = "INFO"
 
+    # --- look (operator branding; see docs/OPERATIONS.md "Branding and themes") ------------------------------------
+    # A theme folder may hold templates/ (same names as authsvc/templates; any file there replaces the built-in one,
+    # as Keycloak themes do) and static/ (served at /theme/...). brand_logo names a file in that static/ folder.
+    theme_dir: str | None = None
+    brand_logo: str | None = None
+    brand_accent: str | None = None  # "#rrggbb": buttons, links, focus; light palette
+    brand_accent_dark: str | None = None  # "#rrggbb" for prefers-color-scheme: dark (default: brand_accent)
+    support_url: str | None = None  # "Need help?" link on every page and in every e-mail
+
     # Extra keys for extensions/tests that are passed through untouched (not settable from the environment).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -216,9 +226,27 @@ class Settings:
             raise ConfigError(env_name("redis_sentinels"), "list the Sentinels (host:port,...) for redis_mode=sentinel")
         if self.redis_mode == "cluster" and not self.redis_url:
             raise ConfigError(env_name("redis_url"), "give one cluster node's URL for redis_mode=cluster")
+        for name in ("brand_accent", "brand_accent_dark"):
+            value = getattr(self, name)
+            if value is not None and not _HEX_COLOUR.fullmatch(value):
+                raise ConfigError(env_name(name), f"must be a colour like #0b57d0 (got {value!r})")
+        if self.support_url is not None and not _SUPPORT_URL.fullmatch(self.support_url):
+            raise ConfigError(env_name("support_url"), "must be an http(s):// or mailto: URL without spaces or quotes")
+        if self.theme_dir is not None and not os.path.isdir(self.theme_dir):
+            raise ConfigError(env_name("theme_dir"), f"{self.theme_dir!r} is not a folder")
+        if self.brand_logo is not None:
+            if self.theme_dir is None:
+                raise ConfigError(env_name("brand_logo"), "needs theme_dir (the logo is a file in its static/ folder)")
+            logo = os.path.join(self.theme_dir, "static", self.brand_logo)
+            if "/" in self.brand_logo.replace(os.sep, "/") or self.brand_logo.startswith(".") or not os.path.isfile(logo):
+                raise ConfigError(env_name("brand_logo"), f"{self.brand_logo!r} is not a file name in {self.theme_dir}/static")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(env_name("redis_url"), "must be a redis://, rediss:// or unix:// URL")
         return self
+
+
+_HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+_SUPPORT_URL = re.compile(r"""(https?://|mailto:)[^\s"'<>\\`]+""")
 
 
 def asn_files(setting: str | None) -> list[str]:

@@ -76,6 +76,15 @@ def main() -> int:
                     page.goto(base + path.format(**data))
                     page.screenshot(path=str(HERE / f"{name}-{vname}.png"), full_page=True)
                 ctx.close()
+            # Dark mode (prefers-color-scheme: dark): the sign-in page and the security center, desktop only.
+            ctx = browser.new_context(viewport=VIEWPORTS["desktop"], device_scale_factor=1, color_scheme="dark")
+            page = ctx.new_page()
+            page.goto(base + "/login")
+            page.screenshot(path=str(HERE / "login-dark-desktop.png"), full_page=True)
+            _sign_in(page, base, "alice@example.com", PASSWORD)
+            page.goto(base + "/account")
+            page.screenshot(path=str(HERE / "security-center-dark-desktop.png"), full_page=True)
+            ctx.close()
             browser.close()
     finally:
         if server is not None:
