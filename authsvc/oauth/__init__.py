@@ -38,6 +38,7 @@ def init_app(app: Flask) -> None:
         provider.geo_of = svc.sessions.geo_of
         provider.alerts = svc.login.alerts
     svc.sessions.revocation_listeners.append(provider.on_sessions_revoked)
+    svc.sessions.suspension_listeners.append(provider.on_session_suspended)
     csrf.exempt(api)  # clients authenticate with their credentials or PKCE, never a cookie
     app.register_blueprint(api)
     app.register_blueprint(web)
