@@ -136,7 +136,7 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         if wants_json() or request.headers.get("Authorization", "").lower().startswith("bearer "):
             return step_up_json()
-        return redirect(url_for("mfa.resume", next=request.full_path if request.method == "GET" else None))
+        return redirect(url_for("mfa.resume", next=request.full_path.rstrip("?") if request.method == "GET" else None))
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):

@@ -107,7 +107,7 @@ def _hash(app, client):
 def test_suspended_session_sends_every_page_to_the_step_up_page_which_tells_nothing(sapp):
     owner = _login(sapp)
     thief = _suspend(sapp, owner)
-    assert thief.get("/account").location == "/mfa/resume?next=/account?"
+    assert thief.get("/account").location == "/mfa/resume?next=/account"
     page = thief.get("/mfa/resume").get_data(as_text=True)
     for secret in ("alice", "a***", "example.com", OFFICE, PROXY, "DigitalOcean", "Office ISP", "min after"):
         assert secret not in page
@@ -314,3 +314,26 @@ def test_suspended_session_can_still_sign_out(sapp):
     r = me.post("/logout", data={"csrf_token": csrf_token(page)})
     assert r.status_code == 302 and r.location.endswith("/login")
     assert owner.get("/account").location.startswith("/login")
+
+
+# --- a device-bound (DBSC) session ------------------------------------------------------------------------------------
+def test_suspended_bound_session_step_up_needs_the_device_key_too(app, client):
+    """A DBSC-bound session suspended for drift (set here directly; the suspension itself is tested above): the login
+    cookie alone reaches nothing, not even the step-up page; the owner's browser keeps refreshing its short cookie
+    with the key, steps up, and the binding stands."""
+    from tests.functional.test_dbsc import BOUND, _bound_login, _thief
+
+    agent = _bound_login(app, client)
+    with app.app_context():
+        app.extensions["authsvc"].sessions.redis.hset(f"sess:{{{_sid(client)}}}", "su", "new_network_soon")
+    thief = _thief(app, client)
+    assert thief.get("/account").location.startswith("/mfa/resume")
+    assert thief.get("/mfa/resume").location == "/login"  # no key, no short cookie: nothing to step up
+    assert thief.post("/dbsc/register").status_code in (400, 401)  # nor bind the thief's own key
+    assert client.get("/account").location.startswith("/mfa/resume")
+    _advance(app, app.config["AUTHSVC"].dbsc_cookie_ttl + 60)  # the short cookie expires while the page is open...
+    assert agent.refresh().status_code == 200  # ...and the device key renews it, suspended or not
+    r = _post_resume(client, {"method": "password", "password": "correct horse battery staple"})
+    assert r.status_code == 302 and r.location == "/account"
+    assert client.get("/account").status_code == 200
+    assert _hash(app, client).get("bc") and client.get_cookie(BOUND)  # still device-bound
