@@ -68,8 +68,22 @@ class Browser:
         if ua:
             self.client.environ_base["HTTP_USER_AGENT"] = ua
 
+    def use(self) -> str:
+        """One page: "ok", "stepup" (the session is suspended: sent to /mfa/resume) or "out" (sent to sign in)."""
+        r = self.client.get("/account")
+        if r.status_code == 200:
+            return "ok"
+        return "stepup" if r.status_code == 302 and r.location.startswith("/mfa/resume") else "out"
+
     def get(self) -> bool:
-        return self.client.get("/account").status_code == 200
+        return self.use() == "ok"
+
+    def step_up(self) -> bool:
+        """The owner re-proves on the step-up page (drill accounts have no second factor: the password)."""
+        from tests.functional.helpers import form_post
+
+        r = form_post(self.client, "/mfa/resume", {"method": "password", "password": PASSWORD})
+        return r.status_code == 302 and not r.location.startswith(("/mfa/resume", "/login"))
 
 
 def build_app(mode: str, folder: str, geoip: str, *, drift: bool | None = None, dbsc: bool | None = None):
@@ -144,20 +158,33 @@ THIEF_REQUESTS, THIEF_PACE = 30, 30  # the thief tries for 15 minutes, a request
 
 
 def owner_day(app, clock, rnd, email, kind, bind):
-    """Returns True when the owner's day went uninterrupted."""
+    """Returns "ok" (uninterrupted), "stepped_up" (asked to confirm it was them at least once, and carried on in
+    the same session) or "interrupted" (the session ended: sent back to sign in)."""
     phone = kind == "phone_wifi_and_cellular"
     tmpl, v = rnd.choice(PHONE if phone else DESKTOP)
     ua = tmpl.format(v=v)
     b = sign_in(app, email, ua, ip(HOME_A, rnd), bind)
     steps = day_steps(kind, rnd, tmpl, v)
-    ok = b.get()
+    outcome = "ok"
+
+    def visit():
+        nonlocal outcome
+        if outcome == "interrupted":
+            return
+        state = b.use()
+        if state == "stepup":
+            outcome = "stepped_up" if b.step_up() and b.get() else "interrupted"
+        elif state == "out":
+            outcome = "interrupted"
+
+    visit()
     for wait, addr, new_ua in steps:
         clock.advance(wait)
         if addr or new_ua:
             b.move(addr or b.client.environ_base["HTTP_X_FORWARDED_FOR"], new_ua)
         refresh_if_bound(b)
-        ok = ok and b.get()
-    return ok
+        visit()
+    return outcome
 
 
 def theft(app, clock, rnd, email, kind, bind):
@@ -377,14 +404,24 @@ def _table(title, kinds, modes, results):
         print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
 
 
+def _ok(row) -> bool:
+    return row is True or row == "ok"
+
+
 def _owner_table(title, modes, results):
+    """Owner rows are True/False (tokens) or "ok"/"stepped_up"/"interrupted" (sessions: interrupted + stepped up)."""
     print(title)
     print(f"{'owner day':30}" + "".join(f"{m:>22}" for m in modes))
     for kind in OWNER_DAYS:
         cells = []
         for m in modes:
             rows = results[m][0][kind]
-            cells.append(f"{(1 - sum(rows) / len(rows)) if rows else 0:6.1%} (n={len(rows)})")
+            if any(isinstance(r, str) for r in rows):
+                ended = sum(1 for r in rows if r == "interrupted") / len(rows)
+                stepped = sum(1 for r in rows if r == "stepped_up") / len(rows)
+                cells.append(f"{ended:4.0%} / {stepped:4.0%} (n={len(rows)})")
+            else:
+                cells.append(f"{(1 - sum(map(_ok, rows)) / len(rows)) if rows else 0:6.1%} (n={len(rows)})")
         print(f"{kind:30}" + "".join(f"{c:>22}" for c in cells))
 
 
@@ -392,8 +429,12 @@ def _summary(modes, results, label, interrupted, whom):
     for m in modes:
         rows = [ok for v in results[m][0].values() for ok in v]
         thefts = [c for v in results[m][1].values() for c, _, _ in v]
-        print(f"\n{label}{m}: contained {sum(thefts) / len(thefts):.0%} of thefts; "
-              f"{interrupted} {1 - sum(rows) / len(rows):.1%} of {whom}")
+        line = (f"\n{label}{m}: contained {sum(thefts) / len(thefts):.0%} of thefts; "
+                f"{interrupted} {1 - sum(map(_ok, rows)) / len(rows):.1%} of {whom}")
+        if any(isinstance(r, str) for r in rows):
+            ended = sum(1 for r in rows if r == "interrupted") / len(rows)
+            line += f" (signed out {ended:.1%}, stepped up in-session {1 - ended - sum(map(_ok, rows)) / len(rows):.1%})"
+        print(line)
 
 
 def _run_modes(modes, runner, args, prefix=""):
@@ -425,7 +466,8 @@ def sessions_part(args):
     _table(f"stolen sessions contained within {THIEF_REQUESTS * THIEF_PACE // 60} min (thief refused or session "
            "ended); median thief requests that got through first, median seconds until contained", THEFTS, modes,
            results)
-    _owner_table("\nowners whose own day was interrupted (session ended or sent back to sign-in)", modes, results)
+    _owner_table("\nowners whose own day was interrupted: signed out (session ended) / stepped up in-session (confirmed "
+                 "it was them on /mfa/resume and carried on)", modes, results)
     _summary(modes, results, "", "interrupted", "owners")
 
 

@@ -14,8 +14,9 @@ Decisions (most severe wins):
 | a new ASN within ``AITM_WINDOW`` seconds of the sign-in, to or from a hosting network | ``reauth`` | the phishing-proxy signature: the proxy (a cloud host) logs in, the attacker replays the cookie from elsewhere minutes later; a phone moving between Wi-Fi and its carrier is not it |
 | a country other than the session's birth country | ``reauth`` | a session stolen and used abroad; the owner travelling signs in again once |
 
-``reauth`` ends the session without calling it theft: the next sign-in goes through the whole pipeline (throttles,
-risk score, second factor when the score asks), which is the step-up. ``end`` is a takeover signal.
+``reauth`` is the step-up: a session is suspended in place until its owner re-proves the account's strongest factor
+(authsvc.sessions.StepUpRequired, the /mfa/resume page; RFC 9470's challenge for bearer uses). A refresh family has no
+step-up short of signing in again, so there ``reauth`` refuses. ``end`` is a takeover signal.
 """
 
 from __future__ import annotations
