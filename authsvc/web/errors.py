@@ -49,7 +49,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return resp
 
 
-STEP_UP_MESSAGE = N_("Confirm it's you to continue this session.")
+STEP_UP_MESSAGE = "Confirm it's you to continue this session."  # JSON only, like the lean path's messages
 # RFC 9470 §3: the resource server's challenge when the authentication behind a token no longer suffices.
 STEP_UP_CHALLENGE = ('Bearer error="insufficient_user_authentication", '
                      'error_description="A step-up authentication is required for this session"')
