@@ -145,7 +145,7 @@ def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: 
     """Continuous session risk (authsvc.risk.drift): each session remembers the context it was born in, each use is
     compared with it inside the session check, and a session that drifted is ended, audited and reported."""
     from authsvc.defense import prefix_of
-    from authsvc.risk.drift import END, browser_key, is_hosting
+    from authsvc.risk.drift import END, browser_key, is_hosting, network_of
 
     def birth(ip, ua):
         info = geo.lookup(ip) if (geo is not None and ip) else None
@@ -168,6 +168,12 @@ def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: 
             notice(user, RequestContext(ip, ua), texts)
 
     sessions.step_up_max_failures = max(1, settings.session_stepup_max_failures)
+    # Warm what the first scored check of a process would otherwise load in the middle of a request: the user-agent
+    # parser's import and regexes (~0.5 s of CPU on the shared box) and the prefix helper. Measured as the p99 of the
+    # session check with drift on (bench/p2_session.py): every worker's first checks queued behind this.
+    browser_key("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/141.0.0.0 Safari/537.36")
+    network_of("192.0.2.1")
     sessions.context_of = birth
     sessions.geo_of = (lambda ip: geo.lookup(ip)) if geo is not None else None
     sessions.drift_listener = drifted
