@@ -286,18 +286,42 @@ def resume():
     totp_form, recovery_form = TotpForm(), RecoveryForm()
     password_form = None if has else PasswordConfirmForm()
     status = 200
+    email_stage = password_form is not None and services().sessions.password_proven(session.id)
+    email_form = EmailCodeForm() if email_stage else None
     if request.method == "POST":
         ctx = _ctx()
         method = request.form.get("method")
         ok = None
-        if method == "password" and password_form is not None and password_form.validate_on_submit():
+        if method == "password" and password_form is not None and not email_stage \
+                and password_form.validate_on_submit():
             mfa().store.precheck(user.id)  # the re-authentication lockout (429 when locked)
             ok = services().hasher.verify(user.password_hash, password_form.password.data).ok
             if ok:
                 mfa().store.clear_failures(user.id)
+                if mfa().email_code is not None:
+                    # The existing policy for an account without a factor when risk asks for more than the
+                    # password (authsvc.mfa.email_code): the password, then a code mailed to the account's address.
+                    services().sessions.mark_password_proven(session.id)
+                    mfa().email_code.send("r" + session.id, user, ctx.ip)
+                    mfa()._audit("mfa:email:send", "success", user, ctx, details={"purpose": "session_resume"})
+                    return redirect(request.full_path.rstrip("?"))
             else:
                 mfa().store.record_failure(user.id)
                 password_form.password.errors = ["That password is not right."]
+        elif method == "resend" and email_stage:
+            mfa().email_code.send("r" + session.id, user, ctx.ip)  # bounded per user by the mail limiter
+            return redirect(request.full_path.rstrip("?"))
+        elif method == "email" and email_stage and email_form.validate_on_submit():
+            from authsvc.mfa import email_code as ec
+
+            mfa().store.precheck(user.id)
+            ok = mfa().email_code.check("r" + session.id, email_form.email_code.data) == ec.OK
+            if not ok:
+                mfa().store.record_failure(user.id)
+                email_form.email_code.errors = ["That code is not valid, expired or was replaced by a newer one."]
+            mfa()._audit("mfa:email:verify", "success" if ok else "failure", user, ctx,
+                         details={"purpose": "session_resume"})
+            method = "email"
         elif method in ("totp", "recovery") and has:
             form = recovery_form if method == "recovery" else totp_form
             if form.validate_on_submit():
@@ -314,6 +338,9 @@ def resume():
             if ended is not None:
                 return ended
         status = 401 if ok is False else 400
+    if email_stage:
+        return render_template("mfa/email_code.html", form=email_form, resend_form=ActionForm(), notice=None,
+                               address=_masked(user.email)), status
     return render_template("mfa/challenge.html", mode="resume", user=user, overview=overview,
                            totp_form=totp_form, recovery_form=recovery_form, password_form=password_form,
                            flow="resume", next_url=next_url, signout_form=ActionForm()), status

@@ -63,7 +63,7 @@ return h
 # that just proved the factor (returns 1), or finds nothing to resume (0: not suspended any more, or gone).
 _RESUME = """
 if redis.call('EXISTS', KEYS[1]) == 0 or not redis.call('HGET', KEYS[1], 'su') then return 0 end
-redis.call('HDEL', KEYS[1], 'su', 'suf')
+redis.call('HDEL', KEYS[1], 'su', 'suf', 'sup')
 for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
@@ -71,6 +71,12 @@ return 1
 _STEPUP_FAIL = """
 if not redis.call('HGET', KEYS[1], 'su') then return 0 end
 return redis.call('HINCRBY', KEYS[1], 'suf', 1)
+"""
+
+
+_STEPUP_PWD = """
+if redis.call('HGET', KEYS[1], 'su') then redis.call('HSET', KEYS[1], 'sup', '1') end
+return 1
 """
 
 
@@ -303,6 +309,14 @@ class SessionService:
         self.db.session.commit()
         self._backstop.pop(sid, None)
         return True
+
+    def mark_password_proven(self, sid: str) -> None:
+        """An account without a factor gave its password on the step-up page: the e-mailed code is the second half
+        (``sup``, cleared when the session resumes; set only while it is suspended)."""
+        self._scripts.get("stepup_pwd", _STEPUP_PWD)(keys=[_skey(sid)], args=[])
+
+    def password_proven(self, sid: str) -> bool:
+        return self.redis.hget(_skey(sid), "sup") == "1"
 
     def step_up_failed(self, user: User, sid: str) -> tuple[int, bool]:
         """Count one failed proof for a suspended session: (failures so far, ended). At ``step_up_max_failures`` the

@@ -90,6 +90,26 @@ def _post_resume(client, data, *, url="/mfa/resume"):
     return client.post(url, data={"csrf_token": csrf_token(page.get_data(as_text=True)), **data})
 
 
+def _mailed_code(app, to="alice@example.com"):
+    import re
+
+    with app.app_context():
+        codes = [m.group(1) for msg in app.extensions["authsvc"].outbox.messages(to=to)
+                 for m in [re.search(r"sign-in code is (\d{8})\b", msg.body)] if m]
+    assert codes, "no code mailed"
+    return codes[-1]
+
+
+def _password_and_mailed_code(app, client, url="/mfa/resume"):
+    """An account without a factor: the password, then the code mailed to its address (the existing policy)."""
+    r = _post_resume(client, {"method": "password", "password": "correct horse battery staple"}, url=url)
+    assert r.status_code == 302 and r.location.startswith("/mfa/resume"), (r.status_code, r.location)
+    page = client.get(r.location)
+    assert "Check your e-mail" in page.get_data(as_text=True)
+    return client.post(r.location, data={"csrf_token": csrf_token(page.get_data(as_text=True)), "method": "email",
+                                         "email_code": _mailed_code(app)})
+
+
 def _sid(client):
     from authsvc.sessions import token_hash
 
@@ -298,13 +318,22 @@ def test_owner_steps_up_with_the_factor_and_the_session_resumes_on_the_new_netwo
         assert "otp" in row.methods.split(",")
 
 
-def test_owner_without_a_factor_steps_up_with_the_password(sapp):
+def test_owner_without_a_factor_steps_up_with_the_password_and_a_mailed_code(sapp):
     owner = _login(sapp)
     me = _suspend(sapp, owner)
     r = _post_resume(me, {"method": "password", "password": "correct horse battery staple"})
+    assert r.status_code == 302 and r.location.startswith("/mfa/resume")
+    assert me.get("/account").location.startswith("/mfa/resume")  # the password alone resumes nothing
+    page = me.get(r.location).get_data(as_text=True)
+    wrong = me.post(r.location, data={"csrf_token": csrf_token(page), "method": "email", "email_code": "00000000"})
+    assert wrong.status_code == 401 and _hash(sapp, me)["suf"] == "1"
+    page = me.get(r.location).get_data(as_text=True)
+    r = me.post(r.location, data={"csrf_token": csrf_token(page), "method": "email", "email_code": _mailed_code(sapp)})
     assert r.status_code == 302 and r.location == "/account"
     assert me.get("/account").status_code == 200
-    assert _events(sapp, "session:drift:stepup:ok")
+    ok = _events(sapp, "session:drift:stepup:ok")
+    assert len(ok) == 1 and json.loads(ok[0].details)["method"] == "email"
+    assert "sup" not in _hash(sapp, me)
 
 
 def test_suspended_session_can_still_sign_out(sapp):
@@ -333,7 +362,7 @@ def test_suspended_bound_session_step_up_needs_the_device_key_too(app, client):
     assert client.get("/account").location.startswith("/mfa/resume")
     _advance(app, app.config["AUTHSVC"].dbsc_cookie_ttl + 60)  # the short cookie expires while the page is open...
     assert agent.refresh().status_code == 200  # ...and the device key renews it, suspended or not
-    r = _post_resume(client, {"method": "password", "password": "correct horse battery staple"})
+    r = _password_and_mailed_code(app, client)
     assert r.status_code == 302 and r.location == "/account"
     assert client.get("/account").status_code == 200
     assert _hash(app, client).get("bc") and client.get_cookie(BOUND)  # still device-bound
