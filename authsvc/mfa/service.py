@@ -429,6 +429,16 @@ class MfaService:
                      + self._unconfirmed_advice(aal))
         return row
 
+    def rename_webauthn(self, user: User, cred_id: int, name: str, ctx: RequestContext) -> bool:
+        done = self.webauthn.rename(user, cred_id, name)
+        if done is None:
+            return False
+        old, row = done
+        if old != row.name:
+            self._audit("mfa:webauthn:rename", "success", user, ctx,
+                        details={"credential": cred_id, "from": old, "to": row.name})
+        return True
+
     def remove_webauthn(self, user: User, cred_id: int, ctx: RequestContext) -> bool:
         row = self.webauthn.remove(user, cred_id)
         if row is None:
