@@ -93,12 +93,15 @@ def build_services(app: Flask, settings: Settings) -> Services:
                               absolute_timeout=settings.session_absolute_timeout)
     tokens = EmailTokenService(db, clock)
     outbox = None
+    from authsvc.notify.htmlmail import EmailRenderer
+
+    renderer = EmailRenderer(settings)  # every message: its text part plus the same as HTML
     if settings.smtp_host:
         mailer = SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_username,
                             password=settings.smtp_password, starttls=settings.smtp_starttls,
-                            sender=settings.mail_from)
+                            sender=settings.mail_from, renderer=renderer)
     else:
-        mailer = outbox = OutboxMailer(os.path.join(app.instance_path, "outbox"), settings.mail_from)
+        mailer = outbox = OutboxMailer(os.path.join(app.instance_path, "outbox"), settings.mail_from, renderer)
     if settings.throttle_enabled:
         # The service-wide budget for unfamiliar attempts: explicit, or a share of the warm hashing capacity summed
         # over live hosts, never below a floor; a token bucket (authsvc/defense/budget.py).
@@ -123,7 +126,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
         throttle.asn_lookup = lambda ip: (geo.lookup(ip).asn if ip else None)  # per-ASN limits need the file
     login = LoginService(db=db, hasher=hasher, throttle=throttle, breach=breach, risk=risk,
                          mfa=mfa, sessions=sessions, audit=audit, clock=clock,
-                         alerts=LoginAlerts(mailer=mailer, tokens=tokens, settings=settings),
+                         alerts=LoginAlerts(mailer=mailer, tokens=tokens, settings=settings, geo=geo, clock=clock),
                          require_verified_email=settings.require_verified_email)
     mfa.login = login  # an MFA-completed login finishes through the same last stage (session, receipts, alerts)
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.

@@ -252,7 +252,8 @@ class AccountService:
         else:
             from authsvc import notify
 
-            notify.render(getattr(self.mailer, "sender", ""), email, subject, body)  # rendered and dropped
+            notify.render(getattr(self.mailer, "sender", ""), email, subject, body,
+                          getattr(self.mailer, "renderer", None))  # rendered (text and HTML) and dropped
         self.audit.record("account:reset:request", "success" if real else "failure", subject_id=uid, ip=ctx.ip,
                           user_agent=ctx.user_agent, reason=None if real else "unknown or disabled account")
 
