@@ -55,6 +55,23 @@ def _redis():
     return services().sessions.redis
 
 
+def human_duration(seconds) -> str:
+    """2591996 → "29 days 23 h", 754 → "12 min 34 s": the two largest units, rounded down (never overstates)."""
+    try:
+        left = max(int(seconds), 0)
+    except (TypeError, ValueError):
+        return "—"
+    parts = []
+    for name, size in (("day", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        n, left = divmod(left, size)
+        if n:
+            parts.append(f"{n} {name}{'s' if name == 'day' and n != 1 else ''}")
+    return " ".join(parts[:2]) or "0 s"
+
+
+bp.add_app_template_filter(human_duration, "duration")
+
+
 @bp.app_context_processor
 def _nav():
     return {"admin_sections": (("admin.dashboard", "Dashboard"), ("admin.users", "Users"),
