@@ -11,7 +11,7 @@ from authsvc.accounts.activity import ActivityService
 from authsvc.accounts.login import LoginService, NullRiskScorer
 from authsvc.accounts.service import AccountService
 from authsvc.accounts.tokens import EmailTokenService
-from authsvc.audit import AuditLog, CheckpointStore
+from authsvc.audit import AnchorSigner, AuditLog, CheckpointStore
 from authsvc.clock import Clock
 from authsvc.config import Settings, asn_files
 from authsvc.defense import NullThrottle, RedisThrottle
@@ -88,6 +88,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     audit = AuditLog(db, clock)
     # A new worker resumes the dashboard's chain check from the signed checkpoint in Redis (issue 20).
     audit.checkpoint_store = CheckpointStore(lambda: RedisExtension.client_for(app), app.config["SECRET_KEY"].encode())
+    audit.anchor_signer = AnchorSigner(app.config["SECRET_KEY"].encode())  # retention's signed chain start
     sessions = SessionService(db=db, redis_getter=lambda: RedisExtension.client_for(app), clock=clock,
                               idle_timeout=settings.session_idle_timeout,
                               absolute_timeout=settings.session_absolute_timeout)
