@@ -131,6 +131,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
     if settings.session_drift_enabled:
         _wire_session_drift(sessions, geo, audit, login.alerts, db)
+    _wire_session_cap(sessions, audit, settings.session_max_per_user)
     accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
     # ... and every place the throttle counted as familiar (the attacker signed in from some of them).
     accounts.lockdown_listeners.append(lambda user: throttle.clear_account(user.email))
@@ -140,6 +141,17 @@ def build_services(app: Flask, settings: Settings) -> Services:
                           secret=app.config["SECRET_KEY"].encode(), clock=clock)
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
                     throttle, ActivityService(db), mfa, refusals)
+
+
+def _wire_session_cap(sessions: SessionService, audit: AuditLog, cap: int) -> None:
+    """Issue 20: at most ``cap`` live sessions per user; the oldest ones a sign-in pushes out are audited."""
+    sessions.max_per_user = cap
+
+    def capped(user_id, sids):
+        audit.record_many([{"tag": "session:cap:end", "outcome": "info", "subject_id": user_id,
+                            "reason": "session_cap", "details": {"session": sid[:12], "cap": cap}} for sid in sids])
+
+    sessions.cap_listener = capped
 
 
 def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: LoginAlerts, db) -> None:

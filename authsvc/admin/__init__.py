@@ -221,9 +221,12 @@ def user_detail(session, admin, user_id: int):
     mfa = getattr(services(), "mfa", None)
     overview = mfa.overview(user) if mfa is not None else None
     from authsvc.web.center import consents_for
+    from authsvc.web.paging import page_of
 
+    sessions_page = page_of(services().sessions.list_for(user), "sessions_page")  # paged (issue 20)
     return render_template("admin/user.html", user=user, receipts=services().activity.recent(user, limit=50),
-                           sessions=services().sessions.list_for(user), overview=overview, mfa_enabled=mfa is not None,
+                           sessions=sessions_page.items, sessions_page=sessions_page, overview=overview,
+                           mfa_enabled=mfa is not None,
                            consents=consents_for(user), form=ActionForm())
 
 
