@@ -139,6 +139,19 @@ class Settings:
     mail_limit_per_ip: int = 30
     mail_limit_window: int = 3600
 
+    # --- retention (authsvc/retention.py; GDPR reasoning and defaults in docs/ARCHITECTURE.md) ---------------------
+    # Days kept; 0 keeps forever. Receipts = login_events; sessions = user_sessions rows, counted from the session's
+    # latest possible end (creation + session_absolute_timeout); tokens = e-mail tokens (decoys too) and OAuth grant
+    # families, counted from their expiry; audit = security_events, the chain then starts at a signed anchor.
+    retention_receipts_days: int = 180
+    retention_sessions_days: int = 90
+    retention_tokens_days: int = 7
+    retention_audit_days: int = 400
+    retention_batch: int = 5000  # rows per DELETE transaction
+    retention_interval: int = 86400  # seconds between runs of `authsvc serve`'s retention process; 0 = off (cron)
+    # Live sessions per user; a new sign-in beyond it ends the user's oldest session (audited). 0 = no cap.
+    session_max_per_user: int = 50
+
     # --- mail -----------------------------------------------------------------------------------------------------
     smtp_host: str | None = None  # None → messages go to the outbox folder (visible to admins)
     smtp_port: int = 587
@@ -200,6 +213,16 @@ class Settings:
              "must be between 1 and 3600 seconds"),
             ("session_cookie_name", self.session_cookie_name.startswith("__Host-"), "must start with __Host-"),
             ("dbsc_cookie_ttl", 60 <= self.dbsc_cookie_ttl <= 3600, "must be between 60 and 3600 seconds"),
+            ("retention_receipts_days", self.retention_receipts_days >= 0, "must be ≥ 0 (0 = keep forever)"),
+            ("retention_sessions_days", self.retention_sessions_days >= 0, "must be ≥ 0 (0 = keep forever)"),
+            ("retention_tokens_days", self.retention_tokens_days >= 0, "must be ≥ 0 (0 = keep forever)"),
+            ("retention_audit_days", self.retention_audit_days == 0 or self.retention_audit_days >= 30,
+             "must be 0 (keep forever) or ≥ 30 days"),
+            ("retention_batch", 100 <= self.retention_batch <= 100_000, "must be between 100 and 100000"),
+            ("retention_interval", self.retention_interval == 0 or self.retention_interval >= 60,
+             "must be 0 (off) or ≥ 60 seconds"),
+            ("session_max_per_user", self.session_max_per_user == 0 or self.session_max_per_user >= 2,
+             "must be 0 (no cap) or ≥ 2"),
             ("base_url", self.base_url.startswith(("http://", "https://")), "must be an http(s) URL"),
         ]
         for name, ok, problem in problems:

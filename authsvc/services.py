@@ -11,7 +11,7 @@ from authsvc.accounts.activity import ActivityService
 from authsvc.accounts.login import LoginService, NullRiskScorer
 from authsvc.accounts.service import AccountService
 from authsvc.accounts.tokens import EmailTokenService
-from authsvc.audit import AuditLog, CheckpointStore
+from authsvc.audit import AnchorSigner, AuditLog, CheckpointStore
 from authsvc.clock import Clock
 from authsvc.config import Settings, asn_files
 from authsvc.defense import NullThrottle, RedisThrottle
@@ -88,6 +88,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     audit = AuditLog(db, clock)
     # A new worker resumes the dashboard's chain check from the signed checkpoint in Redis (issue 20).
     audit.checkpoint_store = CheckpointStore(lambda: RedisExtension.client_for(app), app.config["SECRET_KEY"].encode())
+    audit.anchor_signer = AnchorSigner(app.config["SECRET_KEY"].encode())  # retention's signed chain start
     sessions = SessionService(db=db, redis_getter=lambda: RedisExtension.client_for(app), clock=clock,
                               idle_timeout=settings.session_idle_timeout,
                               absolute_timeout=settings.session_absolute_timeout)
@@ -133,6 +134,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
     if settings.session_drift_enabled:
         _wire_session_drift(sessions, geo, audit, login.alerts, db)
+    _wire_session_cap(sessions, audit, settings.session_max_per_user)
     accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
     # ... and every place the throttle counted as familiar (the attacker signed in from some of them).
     accounts.lockdown_listeners.append(lambda user: throttle.clear_account(user.email))
@@ -142,6 +144,17 @@ def build_services(app: Flask, settings: Settings) -> Services:
                           secret=app.config["SECRET_KEY"].encode(), clock=clock)
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
                     throttle, ActivityService(db), mfa, refusals)
+
+
+def _wire_session_cap(sessions: SessionService, audit: AuditLog, cap: int) -> None:
+    """Issue 20: at most ``cap`` live sessions per user; the oldest ones a sign-in pushes out are audited."""
+    sessions.max_per_user = cap
+
+    def capped(user_id, sids):
+        audit.record_many([{"tag": "session:cap:end", "outcome": "info", "subject_id": user_id,
+                            "reason": "session_cap", "details": {"session": sid[:12], "cap": cap}} for sid in sids])
+
+    sessions.cap_listener = capped
 
 
 def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: LoginAlerts, db) -> None:

@@ -13,7 +13,7 @@ import json
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import false, func, select
+from sqlalchemy import false, func, select, true
 from wtforms import IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
@@ -238,9 +238,12 @@ def user_detail(session, admin, user_id: int):
     mfa = getattr(services(), "mfa", None)
     overview = mfa.overview(user) if mfa is not None else None
     from authsvc.web.center import consents_for
+    from authsvc.web.paging import page_of
 
+    sessions_page = page_of(services().sessions.list_for(user), "sessions_page")  # paged (issue 20)
     return render_template("admin/user.html", user=user, receipts=services().activity.recent(user, limit=50),
-                           sessions=services().sessions.list_for(user), overview=overview, mfa_enabled=mfa is not None,
+                           sessions=sessions_page.items, sessions_page=sessions_page, overview=overview,
+                           mfa_enabled=mfa is not None,
                            consents=consents_for(user), form=ActionForm())
 
 
@@ -512,6 +515,17 @@ def _parse_time(raw: str | None) -> dt.datetime | None:
     return None
 
 
+def _time_as_id(when: dt.datetime, op: str):
+    """A date bound of the audit filter as an id bound (issue 20): one probe of ix_security_events_occurred_at finds
+    the first event at or after ``when``; the page's query is then a range of the primary key it already walks
+    (``ORDER BY id DESC``), not a filter on a second column over the whole log. Ids follow time: both are taken
+    under the chain head's lock (authsvc.audit), so this is exact unless the wall clock stepped back."""
+    first = services().audit.first_id_since(when)
+    if op == "ge":
+        return SecurityEvent.id >= first if first is not None else false()
+    return SecurityEvent.id < first if first is not None else true()
+
+
 def _audit_filters() -> tuple[list, dict, list[str]]:
     args, cond, problems = request.args, [], []
     f = {k: (args.get(k) or "").strip()[:64] for k in ("tag", "actor", "subject", "since", "until", "outcome")}
@@ -545,7 +559,7 @@ def _audit_filters() -> tuple[list, dict, list[str]]:
             if when is None:
                 problems.append(f"{key}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)")
             else:
-                cond.append(SecurityEvent.occurred_at >= when if op == "ge" else SecurityEvent.occurred_at < when)
+                cond.append(_time_as_id(when, op))
     if f["outcome"] in ("success", "failure", "info"):
         cond.append(SecurityEvent.outcome == f["outcome"])
     return cond, f, problems

@@ -140,6 +140,11 @@ class SessionService:
         self.context_of = None
         self.geo_of = None
         self.drift_listener = None
+        # Live sessions per user (issue 20; 0 = no cap): a sign-in beyond it ends the user's oldest sessions, like any
+        # ended session (SQL first, then Redis, then the revocation listeners: tokens issued from them die too);
+        # ``cap_listener(user_id, [ended session ids])`` audits it.
+        self.max_per_user = 0
+        self.cap_listener = None
 
     def _revoked(self, user_id: int, sids: list[str]) -> None:
         for sid in sids:  # this process forgets its cached backstop answer at once; others within backstop_ttl
@@ -194,6 +199,8 @@ class SessionService:
         pipe.sadd(_ukey(user.id), sid)
         pipe.expire(_ukey(user.id), self.absolute)
         pipe.execute()
+        if self.max_per_user:
+            self._cap(user.id, now)
         info = SessionInfo(sid, user.id, now, now, ip, ua, aal, methods)
         return IssuedSession(token, info, now + dt.timedelta(seconds=min(self.idle, self.absolute)))
 
@@ -225,6 +232,23 @@ class SessionService:
         if self.drift_listener is not None:
             self.drift_listener(uid, sid, drift, ip, ua)
         return True
+
+    def _cap(self, uid: int, now: dt.datetime) -> None:
+        """End the user's sessions beyond the newest ``max_per_user`` that can still be live (not revoked, born
+        within the absolute timeout): one indexed SELECT per sign-in, at most 100 ended per sign-in. Two sign-ins at
+        the same instant may each end one (the cap holds, one session more may end)."""
+        excess = list(self.db.session.execute(
+            select(UserSession.id).where(UserSession.user_id == uid, UserSession.revoked_at.is_(None),
+                                         UserSession.created_at >= now - dt.timedelta(seconds=self.absolute))
+            .order_by(UserSession.created_at.desc(), UserSession.id.desc())
+            .offset(self.max_per_user).limit(100)).scalars())
+        self.db.session.rollback()
+        if not excess:
+            return
+        for old in excess:
+            self._end(uid, old, "session_cap")
+        if self.cap_listener is not None:
+            self.cap_listener(uid, excess)
 
     def _end(self, uid: int, sid: str, reason: str) -> None:
         self.db.session.execute(update(UserSession).where(
