@@ -148,7 +148,9 @@ class Client:
     def get_allowed_scope(self, scope):
         if not scope:
             return ""
-        requested = scope.split()
+        # Scopes this server does not know are ignored (RFC 6749 §3.3 lets the server ignore part of the request;
+        # OIDC Core §3.1.2.1: unknown scope values SHOULD be ignored). Known ones the client may not have still fail.
+        requested = [s for s in scope.split() if s in SCOPES]
         if any(s not in self.scopes for s in requested):
             return None  # → invalid_scope: say so rather than silently dropping what was asked for
         return " ".join(dict.fromkeys(requested))

@@ -55,6 +55,14 @@ from authsvc.risk.drift import ALLOW, END, assess_token_use, is_hosting, network
 log = logging.getLogger("authsvc.oauth")
 
 ACR_AAL1, ACR_AAL2 = "urn:authsvc:aal1", "urn:authsvc:aal2"
+PROFILE_CLAIMS = ("name", "preferred_username")  # the OIDC Core §5.4 profile claims the user model holds
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707 §2: the requested resource is invalid, unknown or not allowed for this client."""
+
+    error = "invalid_target"
+    status_code = 400
 
 
 def malformed_basic(authorization: str | None) -> bool:
@@ -225,6 +233,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                                      reason="code redeemed with another DPoP key than dpop_jkt",
                                      client_id=client.get_client_id())
                 raise InvalidGrantError("The DPoP proof key does not match the dpop_jkt of the authorization.")
+        asked = [r for r in self.request.payload.datalist.get("resource", []) if r]
+        if asked and any(r not in value["aud"] for r in asked):
+            # RFC 8707 §2.2: the token request may only name resources the authorization covered.
+            raise InvalidTargetError("'resource' names an audience this authorization does not cover.")
         if not self.provider.session_live(value["uid"], value.get("sid")):
             # Logged out, "sign out everywhere" or "this wasn't me" since the code was issued: it dies with it.
             self.provider.record("oauth:code:session-ended", "failure", user_id=int(value["uid"]),
@@ -371,7 +383,9 @@ class DeviceAuthorization(DeviceAuthorizationEndpoint):
         return self.server.provider.issuer + "/device"
 
     def save_device_credential(self, client_id, scope, data):
-        self.server.provider.device.save(client_id, scope or "", data)
+        client = self.server.provider.clients.get(client_id)
+        allowed = client.get_allowed_scope(scope) if client is not None else ""  # unknown scopes dropped
+        self.server.provider.device.save(client_id, allowed or "", data)
 
 
 class OIDCCode(OpenIDCode):
@@ -458,6 +472,11 @@ class Server(AuthorizationServer):
 
     def query_client(self, client_id):
         return self.provider.clients.get(client_id)
+
+    def validate_requested_scope(self, scope):
+        """Unknown scope values are ignored, not refused (OIDC Core §3.1.2.1, RFC 6749 §3.3): ``Client.
+        get_allowed_scope`` drops them; a known scope the client is not registered for is still invalid_scope."""
+        return None
 
     def save_token(self, token, request):
         return self.provider.save_token(token, request)
@@ -636,6 +655,11 @@ class OAuthProvider:
         if "email" in scopes:
             claims["email"] = user.email
             claims["email_verified"] = user.email_verified_at is not None
+        if "profile" in scopes:  # OIDC Core §5.4: only the profile claims the account has (absent ones are omitted)
+            for name in PROFILE_CLAIMS:
+                value = getattr(user, name, None)
+                if value:
+                    claims[name] = value
         return claims
 
     def requested_audiences(self, client: Client, resources) -> list[str]:
@@ -644,9 +668,7 @@ class OAuthProvider:
         if not resources:
             return allowed
         if any(r not in allowed for r in resources):
-            from authlib.oauth2.rfc6749 import InvalidRequestError as Bad
-
-            raise Bad("'resource' names an audience this client may not request (RFC 8707 invalid_target).")
+            raise InvalidTargetError("'resource' names an audience this client may not request.")
         return resources
 
     # --- token issue -----------------------------------------------------------------------------------------------
@@ -712,6 +734,11 @@ class OAuthProvider:
             raise InvalidGrantError("The login session that approved this grant has ended.")
         token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"],
                                                   jkt=jkt)
+        if grant_type == DEVICE_GRANT and "openid" in token["scope"].split():
+            d = request.device  # OIDC: an ID token for an OpenID grant, as the code grant's (OpenIDCode) gives
+            token["id_token"] = self.id_token(client, user, token["scope"], token["access_token"], sid=gid,
+                                              auth_time=int(d["at"]), acr=d["acr"],
+                                              amr=d["amr"].split(",") if d["amr"] else [])
         if jkt:
             token["token_type"] = "DPoP"
         metrics.TOKENS.labels(grant_type).inc()
@@ -743,6 +770,25 @@ class OAuthProvider:
         if not self.tokens.save_access(access, record, ttl):
             raise InvalidGrantError("The grant was revoked.")
         return access
+
+    def id_token(self, client: Client, user: User, scope: str, access_token: str, *, sid: str, auth_time: int,
+                 acr: str | None, amr: list[str]) -> str:
+        """An ID token (OIDC Core §2) for grants Authlib's OpenIDCode does not cover (the device grant): the same
+        claims, key and lifetime as the code grant's, with ``at_hash`` of the access token issued with it."""
+        from authlib.oidc.core.util import create_half_hash
+
+        key, kid, alg = self.keys.signing_key()
+        now = int(self.clock.timestamp())
+        claims = {**self.user_claims(user, scope), "iss": self.issuer, "aud": [client.client_id], "iat": now,
+                  "exp": now + self.settings.id_token_ttl, "auth_time": auth_time, "sid": sid}
+        if acr:
+            claims["acr"] = acr
+        if amr:
+            claims["amr"] = amr
+        at_hash = create_half_hash(access_token, alg)
+        if at_hash is not None:
+            claims["at_hash"] = at_hash.decode() if isinstance(at_hash, bytes) else at_hash
+        return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, claims, key, algorithms=[alg])
 
     def _jwt_access_token(self, record: dict, client: Client) -> str:
         """RFC 9068 JWT access token: typ at+jwt, signed with the current key, short-lived (≤ 15 min by policy)."""
@@ -782,10 +828,18 @@ class OAuthProvider:
         return self.tokens.lookup_access(token)
 
     def find_token(self, token: str, hint: str | None) -> TokenRef | None:
-        if hint != "refresh_token":
-            rec = self.resolve_access(token)
-            if rec:
-                return TokenRef("access", rec, token)
+        """The token, whatever ``hint`` says: the hint only orders the search. RFC 7009 §2.1 / RFC 7662 §2.1: a server
+        that cannot find the token under the hinted type MUST extend its search to the other types, so a wrong hint
+        never hides a token from revocation or introspection."""
+        first, second = ((self._find_refresh, self._find_access) if hint == "refresh_token"
+                         else (self._find_access, self._find_refresh))
+        return first(token) or second(token)
+
+    def _find_access(self, token: str) -> TokenRef | None:
+        rec = self.resolve_access(token)
+        return TokenRef("access", rec, token) if rec else None
+
+    def _find_refresh(self, token: str) -> TokenRef | None:
         gid = grant_id_of(token)
         if gid:
             rec = self.tokens.redis.hgetall(f"oauth:grant:{{{gid}}}")
@@ -836,7 +890,7 @@ class OAuthProvider:
                 return None
         if len(client_id) > 64:
             return None
-        look_access = hint != "refresh_token" and 0 < len(token) <= 4096
+        look_access = 0 < len(token) <= 4096  # whatever the hint (RFC 7662 §2.1): same round trip either way
         gid = grant_id_of(token)
         r = self.tokens.redis
         # One round trip: the client, the quota count (see quota_name) and the token's records.

@@ -22,7 +22,8 @@ from authsvc.models import OAuthConsent
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, is_clean_uri
 from authsvc.oauth.dpop import UseDPoPNonceError, www_authenticate
 from authsvc.oauth.keys import ALLOWED_ALGS
-from authsvc.oauth.provider import ACR_AAL1, ACR_AAL2, INVALID_BASIC, EndUser, OAuthProvider, malformed_basic
+from authsvc.oauth.provider import (ACR_AAL1, ACR_AAL2, INVALID_BASIC, PROFILE_CLAIMS, EndUser, OAuthProvider,
+                                    malformed_basic)
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required
 from authsvc.web.forms import ActionForm
@@ -108,7 +109,7 @@ def _metadata() -> dict:
         "device_authorization_endpoint": iss + "/oauth2/device_authorization",
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", DEVICE_GRANT],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
@@ -117,7 +118,7 @@ def _metadata() -> dict:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [provider().settings.signing_alg],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "email",
-                             "email_verified"],
+                             "email_verified", *PROFILE_CLAIMS],
         "acr_values_supported": [ACR_AAL1, ACR_AAL2],
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": True,
@@ -189,9 +190,18 @@ def device_authorization():
 @api.route("/oauth2/userinfo", methods=["GET", "POST"])
 def userinfo():
     p = provider()
-    scheme, _, tok = request.headers.get("Authorization", "").partition(" ")
+    header = request.headers.get("Authorization", "")
+    scheme, _, tok = header.partition(" ")
     tok = tok.strip()
     scheme = scheme.lower()
+    # RFC 6750 §2.2: the token may come in a form-encoded POST body instead (never in the query, §2.3 is not
+    # offered); §3.1: more than one method in one request is invalid_request.
+    body_token = (request.form.get("access_token") if request.method == "POST"
+                  and request.mimetype == "application/x-www-form-urlencoded" else None)
+    if body_token is not None:
+        if header:
+            return _bearer_error(400, "invalid_request", "Send the access token in one place only (header or body).")
+        scheme, tok = "bearer", body_token.strip()
     if scheme not in ("bearer", "dpop") or not tok:
         return _bearer_error(401, "invalid_request", "Send the access token as 'Authorization: Bearer' or 'DPoP'.",
                              dpop=True)
@@ -272,13 +282,50 @@ def _with_iss(resp):
     return resp
 
 
+def _respond(resp, redirect_uri: str | None):
+    """The authorization response (success or error) for a redirect URI Authlib has validated: RFC 9207 ``iss``
+    added, then sent as asked by ``response_mode`` — a 302 with the query (default), or with ``form_post`` (OAuth 2.0
+    Form Post Response Mode) an HTML page whose form posts the same parameters to that URI, submitted by script."""
+    resp = _with_iss(resp)
+    if request.values.get("response_mode") != "form_post" or not redirect_uri or resp.status_code not in (301, 302,
+                                                                                                           303):
+        return resp
+    from urllib.parse import parse_qsl
+
+    own = {k for k, _ in parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True)}
+    fields = [(k, v) for k, v in parse_qsl(urlsplit(resp.location).query, keep_blank_values=True) if k not in own]
+    page = make_response(render_template("oauth/form_post.html", action=redirect_uri, fields=fields))
+    page.headers["Content-Security-Policy"] = _csp_for(redirect_uri)
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
 def _error_page(error: OAuth2Error, status: int = 400):
     # The redirect URI could not be trusted (unknown client, unregistered URI): show the error, never redirect.
     return render_template("oauth/error.html", error=error.error, description=error.description), status
 
 
+_FORM_ONLY = ("csrf_token", "decision")  # the consent / logout confirmation forms' own fields, never request parameters
+
+
+def _request_params() -> dict:
+    """The authorization (or logout) request's parameters as a list-valued dict, whether it came by GET or by POST
+    (OIDC Core §3.1.2.1 / RP-Initiated Logout §2: both MUST be supported), without the forms' own fields."""
+    args = request.values.to_dict(flat=False)
+    for name in _FORM_ONLY:
+        args.pop(name, None)
+    return args
+
+
+def _is_form_post() -> bool:
+    """A POST from one of our own forms (consent, logout confirmation) rather than a client's request by POST: it
+    carries the form's CSRF token or decision. Such a POST must pass the CSRF check; a request by POST carries
+    neither and is treated exactly as the same request by GET (which no CSRF check guards either)."""
+    return request.method == "POST" and any(name in request.form for name in _FORM_ONLY)
+
+
 def _authorize_url(**changes) -> str:
-    args = request.args.to_dict(flat=False)
+    args = _request_params()
     for k, v in changes.items():
         if v is None:
             args.pop(k, None)
@@ -352,20 +399,26 @@ def _unsafe_parameter(values) -> str | None:
 @web.route("/oauth2/authorize", methods=["GET", "POST"])
 def authorize():
     p = provider()
-    if request.method == "POST" and not ActionForm().validate_on_submit():  # the consent form: CSRF first
+    consent_post = _is_form_post()
+    if consent_post and not ActionForm().validate_on_submit():  # the consent form: CSRF first
         return render_template("message.html", title="Nothing changed",
                                message="Your form expired. Go back to the application and try again."), 400
     bad = _unsafe_parameter(request.values)
     if bad:  # before Authlib: the redirect URI is not trusted yet, so an error page, never a redirect
         return _error_page(OAuth2Error(error="invalid_request",
                                        description=f"The '{bad}' parameter holds characters it may not contain."))
+    if "openid" in (request.values.get("scope") or "").split() and not request.values.get("redirect_uri"):
+        # OIDC Core §3.1.2.1: redirect_uri is REQUIRED in an OpenID request (RFC 6749 alone would let a client with
+        # one registered URI omit it). Nothing to redirect to: the error page.
+        return _error_page(OAuth2Error(error="invalid_request",
+                                       description="'redirect_uri' is required in an OpenID Connect request."))
     session, user = cookie_session()
     end_user = EndUser(user, session) if user is not None else None
     try:
         grant = p.server.get_consent_grant(end_user=end_user)
     except OAuth2Error as error:
         if error.redirect_uri:
-            return _with_iss(p.server.handle_error_response(None, error))
+            return _respond(p.server.handle_error_response(None, error), error.redirect_uri)
         return _error_page(error)
     except ValueError:  # e.g. Authlib refusing to echo a character in an error description: still the client's fault
         return _error_page(OAuth2Error(error="invalid_request", description="The request is malformed."))
@@ -376,8 +429,14 @@ def authorize():
     def fail(error_cls_name: str, description: str):
         err = OAuth2Error(error=error_cls_name, description=description, redirect_uri=redirect_uri,
                           state=args.get("state"))
-        return _with_iss(p.server.handle_error_response(None, err))
+        return _respond(p.server.handle_error_response(None, err), redirect_uri)
 
+    if args.get("response_mode") not in (None, "", "query", "form_post") or len(args.getlist("response_mode")) > 1:
+        return fail("invalid_request", "'response_mode' must be 'query' or 'form_post'.")
+    if "request" in args:  # OIDC Core §6.1: request objects (JAR) are not supported
+        return fail("request_not_supported", "Request objects ('request') are not supported; send plain parameters.")
+    if "request_uri" in args:  # OIDC Core §6.2
+        return fail("request_uri_not_supported", "'request_uri' is not supported; send plain parameters.")
     if "none" in prompts and len(prompts) > 1:
         return fail("invalid_request", "'prompt=none' cannot be combined with other values.")
     try:
@@ -426,24 +485,23 @@ def authorize():
     scopes = (grant.request.scope or "").split()
     consent = _consent_for(user.id, client.client_id)
     covered = consent is not None and set(scopes) <= set(consent.scopes.split())
-    if request.method == "POST":  # CSRF already checked above
+    if consent_post:  # CSRF already checked above
         if request.form.get("decision") != "allow":
             p.record("oauth:consent:deny", "info", user_id=user.id, client_id=client.client_id)
-            return _with_iss(p.server.create_authorization_response(grant_user=None, grant=grant))
+            return _respond(p.server.create_authorization_response(grant_user=None, grant=grant), redirect_uri)
         _remember_consent(user.id, client.client_id, scopes, consent)
         p.record("oauth:consent:grant", "success", user_id=user.id, client_id=client.client_id, scope=" ".join(scopes))
         covered = True
-    if "consent" in prompts and request.method != "POST":
+    if "consent" in prompts and not consent_post:
         covered = False
     if not covered:
         if "none" in prompts:
             return fail("consent_required", "The user has not consented to this client.")
         resp = make_response(render_template("oauth/consent.html", client=client, scopes=scopes, form=ActionForm(),
-                                             action=request.full_path if request.method == "GET" else
-                                             _authorize_url()))
+                                             action=_authorize_url()))
         resp.headers["Content-Security-Policy"] = _csp_for(redirect_uri)
         return resp
-    resp = p.server.create_authorization_response(grant_user=end_user, grant=grant)
+    resp = _respond(p.server.create_authorization_response(grant_user=end_user, grant=grant), redirect_uri)
     if marker:
         p.tokens.redis.delete(_reauth_key(marker))  # served its purpose: one authorization per login asked for
     p.record("oauth:code:issue", "success", user_id=user.id, client_id=client.client_id)
@@ -555,16 +613,17 @@ def logout():
     session, user = cookie_session()
     claims = req.id_token_claims or {}
     hint_matches = user is not None and claims.get("sub") == user.sub
-    if request.method == "POST":
+    if _is_form_post():  # our confirmation form (a logout request by POST carries no CSRF token: see below)
         form = ActionForm()
         if not form.validate_on_submit():
             return render_template("message.html", title="Not signed out",
                                    message="Your form expired. Reload the page and try again."), 400
         confirmed = True
-    else:
+    else:  # a logout request, by GET or POST (RP-Initiated Logout §2: both MUST be supported)
         confirmed = hint_matches  # a valid ID token of the signed-in user is proof enough (no confirmation)
     if user is not None and not confirmed:
-        resp = make_response(render_template("oauth/logout.html", form=ActionForm(), action=request.full_path,
+        action = "/oauth2/logout" + ("?" + urlencode(_request_params(), doseq=True) if _request_params() else "")
+        resp = make_response(render_template("oauth/logout.html", form=ActionForm(), action=action,
                                              client=req.client))
         if req.redirect_uri:
             resp.headers["Content-Security-Policy"] = _csp_for(req.redirect_uri)
