@@ -110,6 +110,25 @@ def validate_redirect_uri(uri: str) -> None:
                                       "or a reverse-DNS private-use scheme")
 
 
+def validate_origin(origin: str) -> None:
+    """A browser origin as the Origin header sends it: scheme://host[:port], https (or http on loopback), nothing
+    else — no path, no wildcard, no userinfo. CORS answers only exact matches of these strings."""
+    if not isinstance(origin, str) or not origin or len(origin) > 255 or not origin.isascii():
+        raise ClientError("allowed_origins", "each origin must be a non-empty ASCII string")
+    parts = urlsplit(origin)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ClientError("allowed_origins", f"{origin!r} has an invalid port") from None
+    rebuilt = f"{parts.scheme}://{parts.netloc}"
+    loopback = host in _LOOPBACK_HOSTS or host == "localhost"
+    if (origin != rebuilt or not host or "*" in origin or "@" in parts.netloc or port == 0
+            or not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
+            or origin != origin.lower()):
+        raise ClientError("allowed_origins", f"{origin!r} must be an exact lower-case origin: https://host[:port] "
+                                             "(http only for loopback), no path, no wildcard")
+
+
 @dataclass
 class Client:
     """What Authlib needs to know about a client (``ClientMixin`` duck type), built from the cached JSON."""
@@ -128,6 +147,8 @@ class Client:
     access_token_ttl: int
     quota_per_minute: int
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: token requests without a DPoP proof are refused
+    require_par: bool = False  # RFC 9126 §6: authorization requests only through a pushed request
+    allowed_origins: list[str] = field(default_factory=list)  # CORS for SPAs (token, userinfo, revoke)
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -194,7 +215,9 @@ def _to_dict(row: OAuthClient) -> dict:
             "grant_types": row.grant_types.split(), "scopes": row.scopes.split(),
             "audiences": json.loads(row.audiences), "resource": row.resource, "token_format": row.token_format,
             "access_token_ttl": row.access_token_ttl, "quota_per_minute": row.quota_per_minute,
-            "dpop_bound_access_tokens": bool(row.dpop_bound_access_tokens)}
+            "dpop_bound_access_tokens": bool(row.dpop_bound_access_tokens),
+            "require_par": bool(row.require_pushed_authorization_requests),
+            "allowed_origins": json.loads(row.allowed_origins or "[]")}
 
 
 class ClientService:
@@ -271,12 +294,15 @@ class ClientService:
                                                   "verify them offline: keep them ≤ 900 seconds")
         if row.quota_per_minute < 1:
             raise ClientError("quota_per_minute", "must be ≥ 1")
+        for origin in json.loads(row.allowed_origins or "[]"):
+            validate_origin(origin)
 
     def create(self, *, name: str, client_type: str = "confidential", redirect_uris=(), grant_types=("authorization_code", "refresh_token"),
                scopes=("openid", "profile", "email", "offline_access"), post_logout_redirect_uris=(),
                audiences=(), resource: str | None = None, token_format: str = "opaque",
                access_token_ttl: int | None = None, quota_per_minute: int = 600,
-               dpop_bound_access_tokens: bool = False, actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
+               dpop_bound_access_tokens: bool = False, require_par: bool = False, allowed_origins=(),
+               actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
         """Register a client; returns it and its secret (None for public clients). The secret is not kept."""
         secret = secrets.token_urlsafe(32) if client_type == "confidential" else None
         row = OAuthClient(
@@ -287,6 +313,7 @@ class ClientService:
             audiences=json.dumps(list(audiences)), resource=resource,
             token_format=token_format, access_token_ttl=access_token_ttl or self.default_ttl,
             quota_per_minute=quota_per_minute, dpop_bound_access_tokens=bool(dpop_bound_access_tokens),
+            require_pushed_authorization_requests=bool(require_par), allowed_origins=json.dumps(list(allowed_origins)),
             created_at=self.clock.now())
         self._validate(row)
         self.db.session.add(row)
@@ -298,7 +325,9 @@ class ClientService:
     def update(self, client_id: str, *, actor_id: int | None = None, **changes) -> OAuthClient:
         row = self._row(client_id)
         for key, value in changes.items():
-            if key in ("redirect_uris", "post_logout_redirect_uris", "audiences"):
+            if key == "require_par":
+                key, value = "require_pushed_authorization_requests", bool(value)
+            elif key in ("redirect_uris", "post_logout_redirect_uris", "audiences", "allowed_origins"):
                 value = json.dumps(list(value))
             elif key in ("grant_types", "scopes"):
                 value = " ".join(dict.fromkeys(value))

@@ -527,6 +527,9 @@ class OAuthProvider:
         self.token_drift = False
         self.geo_of = None
         self.alerts = None
+        from authsvc.oauth.par import PARStore
+
+        self.par = PARStore(lambda: self.tokens.redis, ttl=settings.par_ttl)  # RFC 9126 pushed requests
         self.issuer_ext = Issuer(self)
         self.server.register_extension(self.issuer_ext)
         # DPoP (RFC 9449): nonces are an HMAC of the time slot under a key derived from the app secret, so every
