@@ -38,6 +38,11 @@ class OAuthClient(Base):
     # JSON list of exact browser origins ("https://app.example") a single-page app calls the token, userinfo and
     # revocation endpoints from; CORS headers are sent for these origins only.
     allowed_origins: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # None = the type's default (client_secret_basic/post, or none for public clients); "private_key_jwt" = RFC 7523
+    # assertions signed with a key of ``jwks`` (JSON, public keys only) or of the set published at ``jwks_uri``.
+    token_endpoint_auth_method: Mapped[str | None] = mapped_column(String(32))
+    jwks: Mapped[str | None] = mapped_column(Text)
+    jwks_uri: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

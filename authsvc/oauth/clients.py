@@ -149,6 +149,9 @@ class Client:
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: token requests without a DPoP proof are refused
     require_par: bool = False  # RFC 9126 §6: authorization requests only through a pushed request
     allowed_origins: list[str] = field(default_factory=list)  # CORS for SPAs (token, userinfo, revoke)
+    token_endpoint_auth_method: str | None = None  # "private_key_jwt", else the type's default methods
+    jwks: dict | None = None
+    jwks_uri: str | None = None
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -193,6 +196,8 @@ class Client:
         return hmac.compare_digest(_hash_secret(client_secret), self.secret_hash)
 
     def check_endpoint_auth_method(self, method, endpoint):
+        if self.token_endpoint_auth_method == "private_key_jwt":
+            return method == "private_key_jwt"  # never a secret, never "none"
         if self.is_public:
             return method == "none"
         return method in ("client_secret_basic", "client_secret_post")
@@ -217,7 +222,9 @@ def _to_dict(row: OAuthClient) -> dict:
             "access_token_ttl": row.access_token_ttl, "quota_per_minute": row.quota_per_minute,
             "dpop_bound_access_tokens": bool(row.dpop_bound_access_tokens),
             "require_par": bool(row.require_pushed_authorization_requests),
-            "allowed_origins": json.loads(row.allowed_origins or "[]")}
+            "allowed_origins": json.loads(row.allowed_origins or "[]"),
+            "token_endpoint_auth_method": row.token_endpoint_auth_method,
+            "jwks": json.loads(row.jwks) if row.jwks else None, "jwks_uri": row.jwks_uri}
 
 
 class ClientService:
@@ -296,15 +303,32 @@ class ClientService:
             raise ClientError("quota_per_minute", "must be ≥ 1")
         for origin in json.loads(row.allowed_origins or "[]"):
             validate_origin(origin)
+        if row.token_endpoint_auth_method not in (None, "private_key_jwt"):
+            raise ClientError("token_endpoint_auth_method", "must be private_key_jwt or unset (the type's default)")
+        if row.token_endpoint_auth_method == "private_key_jwt":
+            from authsvc.oauth.client_auth import parse_public_jwks, validate_jwks_uri
+
+            if row.client_type != "confidential" or bool(row.jwks) == bool(row.jwks_uri):
+                raise ClientError("jwks", "private_key_jwt needs a confidential client and exactly one of jwks, "
+                                          "jwks_uri")
+            try:
+                parse_public_jwks(row.jwks) if row.jwks else validate_jwks_uri(row.jwks_uri)
+            except ValueError as exc:
+                raise ClientError("jwks", str(exc)) from None
+            except Exception:  # noqa: BLE001 - joserfc's own errors for keys it cannot import
+                raise ClientError("jwks", "the JWKS holds a key that cannot be imported") from None
 
     def create(self, *, name: str, client_type: str = "confidential", redirect_uris=(), grant_types=("authorization_code", "refresh_token"),
                scopes=("openid", "profile", "email", "offline_access"), post_logout_redirect_uris=(),
                audiences=(), resource: str | None = None, token_format: str = "opaque",
                access_token_ttl: int | None = None, quota_per_minute: int = 600,
                dpop_bound_access_tokens: bool = False, require_par: bool = False, allowed_origins=(),
+               token_endpoint_auth_method: str | None = None, jwks: dict | None = None, jwks_uri: str | None = None,
                actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
-        """Register a client; returns it and its secret (None for public clients). The secret is not kept."""
-        secret = secrets.token_urlsafe(32) if client_type == "confidential" else None
+        """Register a client; returns it and its secret (None for public and private_key_jwt clients). The secret is
+        not kept."""
+        secret = (secrets.token_urlsafe(32) if client_type == "confidential"
+                  and token_endpoint_auth_method != "private_key_jwt" else None)
         row = OAuthClient(
             id=secrets.token_urlsafe(18), name=name.strip()[:120] or "unnamed", client_type=client_type,
             secret_hash=_hash_secret(secret) if secret else None, redirect_uris=json.dumps(list(redirect_uris)),
@@ -314,7 +338,8 @@ class ClientService:
             token_format=token_format, access_token_ttl=access_token_ttl or self.default_ttl,
             quota_per_minute=quota_per_minute, dpop_bound_access_tokens=bool(dpop_bound_access_tokens),
             require_pushed_authorization_requests=bool(require_par), allowed_origins=json.dumps(list(allowed_origins)),
-            created_at=self.clock.now())
+            token_endpoint_auth_method=token_endpoint_auth_method, jwks=json.dumps(jwks) if jwks else None,
+            jwks_uri=jwks_uri, created_at=self.clock.now())
         self._validate(row)
         self.db.session.add(row)
         self.db.session.commit()
@@ -333,6 +358,11 @@ class ClientService:
                 value = " ".join(dict.fromkeys(value))
             elif key == "dpop_bound_access_tokens":
                 value = bool(value)
+            elif key == "jwks":
+                value = json.dumps(value) if value else None
+                self._redis().delete(f"oauth:jwks:{{{client_id}}}")
+            elif key == "jwks_uri":
+                self._redis().delete(f"oauth:jwks:{{{client_id}}}")
             elif key not in ("name", "resource", "token_format", "access_token_ttl", "quota_per_minute"):
                 raise ClientError(key, "cannot be changed")
             setattr(row, key, value)

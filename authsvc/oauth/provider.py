@@ -195,8 +195,12 @@ class S256CodeChallenge(CodeChallenge):
         return authorization_code.data.get("method")
 
 
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+SECRET_OR_KEY = ["client_secret_basic", "client_secret_post", "private_key_jwt"]  # confidential clients only
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
     @property
     def provider(self) -> "OAuthProvider":
@@ -271,7 +275,7 @@ class GrantUser:
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
@@ -304,7 +308,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = SECRET_OR_KEY
 
 
 @dataclass
@@ -326,7 +330,7 @@ class DeviceCredential:
 
 
 class DeviceGrant(DeviceCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
     def query_device_credential(self, device_code):
         return self.server.provider.device.get(device_code)
@@ -362,7 +366,7 @@ class DeviceGrant(DeviceCodeGrant):
 
 
 class DeviceAuthorization(DeviceAuthorizationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = AUTH_METHODS
     USER_CODE_TYPE = "string"  # 8 letters from a 20-letter alphabet, no vowels (RFC 8628 §6.1)
 
     def create_endpoint_response(self, request):
@@ -422,7 +426,7 @@ class OIDCCode(OpenIDCode):
 
 # --- endpoints ----------------------------------------------------------------------------------------------------------
 class Revocation(RevocationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
         return self.server.provider.find_token(token_string, token_type_hint)
@@ -432,7 +436,7 @@ class Revocation(RevocationEndpoint):
 
 
 class Introspection(IntrospectionEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = SECRET_OR_KEY
 
     def query_token(self, token_string, token_type_hint):
         return self.server.provider.find_token(token_string, token_type_hint)
@@ -522,6 +526,10 @@ class OAuthProvider:
         self.server.register_endpoint(Introspection)
         self.server.register_endpoint(DeviceAuthorization)
         self.server.register_endpoint(EndSession)
+        from authsvc.oauth.client_auth import METHOD as PKJWT, PrivateKeyJWT
+
+        self.private_key_jwt = PrivateKeyJWT(self)  # RFC 7523 / OIDC Core §9 (authsvc.oauth.client_auth)
+        self.server.register_client_auth_method(PKJWT, self.private_key_jwt)
         # Continuous risk for public clients' refresh families (authsvc.risk.drift), wired by authsvc.oauth.init_app
         # when session drift scoring is on: ``geo_of(ip)`` → GeoInfo or None, ``alerts`` = LoginAlerts.
         self.token_drift = False

@@ -23,6 +23,7 @@ from authsvc.models import OAuthConsent
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, is_clean_uri
 from authsvc.oauth.dpop import UseDPoPNonceError, www_authenticate
 from authsvc.oauth import par as par_mod
+from authsvc.oauth.client_auth import ALGS as PKJWT_ALGS
 from authsvc.oauth.keys import ALLOWED_ALGS
 from authsvc.oauth.provider import (ACR_AAL1, ACR_AAL2, INVALID_BASIC, PROFILE_CLAIMS, EndUser, OAuthProvider,
                                     malformed_basic)
@@ -116,9 +117,15 @@ def _metadata() -> dict:
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", DEVICE_GRANT],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt",
+                                                  "none"],
+        "token_endpoint_auth_signing_alg_values_supported": list(PKJWT_ALGS),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt",
+                                                       "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": list(PKJWT_ALGS),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post",
+                                                          "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": list(PKJWT_ALGS),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [provider().settings.signing_alg],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "email",
@@ -191,7 +198,7 @@ def device_authorization():
     return provider().server.create_endpoint_response("device_authorization")
 
 
-PAR_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+PAR_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
 @api.route("/oauth2/par", methods=["GET", "POST"])
