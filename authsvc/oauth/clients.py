@@ -343,6 +343,7 @@ class ClientService:
         self._validate(row)
         self.db.session.add(row)
         self.db.session.commit()
+        self._redis().delete("oauth:cors:origins")
         self.audit.record("oauth:client:create", "success", actor_id=actor_id,
                           details={"client_id": row.id, "type": client_type, "grants": row.grant_types})
         return row, secret
@@ -369,6 +370,7 @@ class ClientService:
         self._validate(row)
         self.db.session.commit()
         self._redis().delete(self._ckey(client_id))
+        self._redis().delete("oauth:cors:origins")
         self.audit.record("oauth:client:update", "success", actor_id=actor_id,
                           details={"client_id": client_id, "fields": sorted(changes)})
         return row
@@ -393,6 +395,7 @@ class ClientService:
         self.db.session.delete(row)
         self.db.session.commit()
         self._redis().delete(self._ckey(client_id))
+        self._redis().delete("oauth:cors:origins")
         self.audit.record("oauth:client:delete", "success", actor_id=actor_id, details={"client_id": client_id})
 
     def _row(self, client_id: str) -> OAuthClient:

@@ -93,6 +93,13 @@ def _refuse_malformed_basic():
     return None
 
 
+@api.after_request
+def _cors(resp):
+    from authsvc.oauth import cors
+
+    return cors.apply(provider(), resp)
+
+
 def _method_not_allowed(allowed: str):
     return _oauth_error(405, "invalid_request", f"Use {allowed}.", {"Allow": allowed})
 
@@ -295,6 +302,7 @@ def userinfo():
     if rec is None:
         return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.",
                              dpop=scheme == "dpop")
+    g.authsvc_cors_client = rec["cid"]  # CORS: the token's client decides which browser origin may read this
     refused = _dpop_refusal(p, scheme, tok, rec)  # RFC 9449 §7: before any quota is spent on the token
     if refused is not None:
         return refused
