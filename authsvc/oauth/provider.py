@@ -349,6 +349,7 @@ class DeviceGrant(DeviceCodeGrant):
                                             reason="the login session that approved the device has ended",
                                             client_id=credential.get_client_id())
                 raise AccessDeniedError("The sign-in that approved this device has ended.")
+            self.server.provider.score_device_redemption(user, data, credential.get_client_id())
             return user
         if status == "denied":
             raise AccessDeniedError()
@@ -389,7 +390,7 @@ class DeviceAuthorization(DeviceAuthorizationEndpoint):
     def save_device_credential(self, client_id, scope, data):
         client = self.server.provider.clients.get(client_id)
         allowed = client.get_allowed_scope(scope) if client is not None else ""  # unknown scopes dropped
-        self.server.provider.device.save(client_id, allowed or "", data)
+        self.server.provider.device.save(client_id, allowed or "", data, requester=self.server.provider._ctx())
 
 
 class OIDCCode(OpenIDCode):
@@ -635,6 +636,55 @@ class OAuthProvider:
             self.record("oauth:dpop:key-mismatch", "failure", reason="refresh with another DPoP key than the bound one",
                         grant=(grant_id_of(refresh_token) or "")[:8], audit_ctx=audit_ctx)
             raise InvalidGrantError("The DPoP proof key is not the key this refresh token is bound to.")
+
+    # --- device-code phishing ----------------------------------------------------------------------------------------
+    def place_of(self, ip: str | None) -> dict:
+        """Where an address is, as far as the offline data says: {"ip", "network", "country", "asn", "org",
+        "hosting"} (unknown parts None). Used for the device confirmation page and the redemption check."""
+        out = {"ip": ip, "network": network_of(ip) if ip else None, "country": None, "asn": None, "org": None,
+               "hosting": False}
+        geo = self.geo_of(ip) if ip and self.geo_of is not None else None
+        if geo is not None:
+            out.update(country=geo.country, asn=geo.asn, org=geo.org, hosting=is_hosting(geo.asn, geo.org))
+        return out
+
+    @staticmethod
+    def places_differ(a: dict, b: dict) -> bool:
+        """Another country (both known), or — countries unknown — another network."""
+        if a.get("country") and b.get("country"):
+            return a["country"] != b["country"]
+        return bool(a.get("network") and b.get("network") and a["network"] != b["network"])
+
+    def score_device_redemption(self, user: User, data: dict, client_id: str) -> None:
+        """Device-code phishing (Storm-2372): the device that redeems an approved code is scored like a login of
+        the user from that device's address (the login risk engine). ``deny`` refuses; ``step_up`` — which a device
+        cannot answer — refuses when the redeeming device is somewhere else than the person who approved it (another
+        country or network) or on a hosting network. Refusals are audited and the owner is told."""
+        from authsvc.accounts.login import RequestContext
+        from authsvc.services import services
+
+        ctx = self._ctx()
+        ip, ua = ctx.get("ip"), ctx.get("user_agent")
+        try:
+            decision = services().login.risk.score(user, RequestContext(ip, ua), breached=False)
+        except Exception:  # noqa: BLE001 - a risk store that cannot answer means "cannot check": refuse, not pass
+            log.exception("oauth: device redemption could not be scored")
+            raise AccessDeniedError("This sign-in cannot be checked right now; start again.") from None
+        here, approver = self.place_of(ip), self.place_of(data.get("aip") or None)
+        refuse = decision.action == "deny" or (decision.action == "step_up" and (
+            self.places_differ(here, approver) or here["hosting"]))
+        if not refuse:
+            return
+        texts = "; ".join(r.text for r in decision.reasons) or decision.action
+        self.record("oauth:device:risk-denied", "failure", user_id=user.id, client_id=client_id,
+                    reason=texts[:255], action=decision.action, score=decision.score,
+                    reasons=[r.code for r in decision.reasons], device_country=here["country"],
+                    approver_country=approver["country"])
+        if self.alerts is not None:
+            self.alerts.app_signed_out(user, RequestContext(ip, ua), f"device sign-in refused: {texts}",
+                                       (self.clients.get(client_id).name if self.clients.get(client_id) else None)
+                                       or "A device")
+        raise AccessDeniedError("This device sign-in looks risky and was refused.")
 
     # --- users -----------------------------------------------------------------------------------------------------
     def session_live(self, user_id, sid: str | None) -> bool:
@@ -1191,13 +1241,18 @@ return s
         code = "".join(ch for ch in (user_code or "").upper() if ch.isalpha())
         return f"{code[:4]}-{code[4:8]}" if len(code) == 8 else ""
 
-    def save(self, client_id: str, scope: str, data: dict) -> None:
+    def save(self, client_id: str, scope: str, data: dict, requester: dict | None = None) -> None:
+        """``requester``: {"ip", "user_agent"} of the device that asked — shown on the confirmation page (where the
+        request came from) and compared with where it is redeemed."""
         h = sha256(data["device_code"])
         ttl = int(data["expires_in"])
         r = self._redis()
         pipe = r.pipeline(transaction=False)
+        req = requester or {}
         pipe.hset(f"oauth:dev:{{{h}}}", mapping={"cid": client_id, "scope": scope, "user_code": data["user_code"],
-                                                 "exp": self.clock.timestamp() + ttl, "status": "pending"})
+                                                 "exp": self.clock.timestamp() + ttl, "status": "pending",
+                                                 "rip": (req.get("ip") or "")[:64],
+                                                 "rua": (req.get("user_agent") or "")[:256]})
         pipe.expire(f"oauth:dev:{{{h}}}", ttl)
         pipe.set(f"oauth:devuc:{{{data['user_code']}}}", h, ex=ttl)
         pipe.execute()
@@ -1222,7 +1277,7 @@ return s
             return None
         return DeviceCredential(f"oauth:dev:{{{h}}}", data)
 
-    def decide(self, cred: DeviceCredential, end_user: EndUser | None) -> None:
+    def decide(self, cred: DeviceCredential, end_user: EndUser | None, approver_ip: str | None = None) -> None:
         r = self._redis()
         if end_user is None:
             r.hset(cred.key, "status", "denied")
@@ -1230,7 +1285,7 @@ return s
             s = end_user.session
             r.hset(cred.key, mapping={"status": "approved", "uid": end_user.user.id, "sid": s.id,
                                       "at": int(s.created_at.timestamp()), "acr": acr_for(s.aal),
-                                      "amr": ",".join(amr_for(s.methods))})
+                                      "amr": ",".join(amr_for(s.methods)), "aip": (approver_ip or "")[:64]})
         r.delete(f"oauth:devuc:{{{cred.data['user_code']}}}")  # a user code works once
 
     def claim(self, cred: DeviceCredential) -> tuple[str, dict]:

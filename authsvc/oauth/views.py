@@ -745,10 +745,15 @@ def device():
     client = p.clients.get(cred.get_client_id())
     decision = request.form.get("decision")
     if decision is None or client is None:
+        # Device-code phishing: name the app and where the request came from, and warn when that is not where the
+        # person approving it is (the code was most likely sent to them by someone else).
+        origin = p.place_of(cred.data.get("rip") or None)
+        mine = p.place_of(request_context().ip)
         return render_template("oauth/device_confirm.html", form=form, user_code=cred.get_user_code(),
-                               client=client, scopes=cred.get_scope().split())
+                               client=client, scopes=cred.get_scope().split(), origin=origin, mine=mine,
+                               elsewhere=p.places_differ(origin, mine))
     if decision == "allow":
-        p.device.decide(cred, EndUser(user, session))
+        p.device.decide(cred, EndUser(user, session), approver_ip=request_context().ip)
         p.record("oauth:device:approve", "success", user_id=user.id, client_id=client.client_id,
                  scope=cred.get_scope())
         return render_template("message.html", title="Device connected",
