@@ -238,3 +238,29 @@ def test_discovery_advertises_par(app, client):
     m = client.get("/.well-known/openid-configuration").json
     assert m["pushed_authorization_request_endpoint"] == ISS + PAR
     assert m["require_pushed_authorization_requests"] is False
+
+
+def test_cli_registers_par_required_spa_and_private_key_jwt_clients(app, tmp_path):
+    import json
+
+    from joserfc.jwk import ECKey
+
+    from authsvc.extensions import db
+    from authsvc.models import OAuthClient
+
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["clients", "create", "--name", "SPA", "--type", "public", "--redirect-uri",
+                            "https://spa.example/cb", "--origin", "https://spa.example", "--require-par"])
+    assert r.exit_code == 0, r.output
+    cid = r.output.split("client_id:")[1].split()[0]
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [ECKey.generate_key("P-256", private=True).as_dict(private=False)]}))
+    r = runner.invoke(args=["clients", "create", "--name", "M2M", "--grant", "client_credentials",
+                            "--jwks-file", str(jwks)])
+    assert r.exit_code == 0 and "client_secret" not in r.output, r.output
+    r = runner.invoke(args=["clients", "create", "--name", "Bad", "--type", "public", "--redirect-uri",
+                            "https://spa.example/cb", "--origin", "https://*.example"])
+    assert r.exit_code != 0 and "allowed_origins" in r.output
+    with app.app_context():
+        row = db.session.get(OAuthClient, cid)
+        assert row.require_pushed_authorization_requests and json.loads(row.allowed_origins) == ["https://spa.example"]
