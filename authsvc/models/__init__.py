@@ -27,6 +27,9 @@ class User(Base):
     # never reassigned (OIDC Core §2) and not the row id, so it says nothing about how many accounts exist.
     sub: Mapped[str] = mapped_column(String(64), unique=True, default=new_subject)
     email: Mapped[str] = mapped_column(String(320), unique=True, index=True)  # stored normalised (lower-case)
+    # OIDC Core §5.1 profile claims, released only with the ``profile`` scope; None = not provided (claim omitted).
+    name: Mapped[str | None] = mapped_column(String(200))
+    preferred_username: Mapped[str | None] = mapped_column(String(64))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)

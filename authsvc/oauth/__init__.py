@@ -39,6 +39,12 @@ def init_app(app: Flask) -> None:
         provider.alerts = svc.login.alerts
     svc.sessions.revocation_listeners.append(provider.on_sessions_revoked)
     csrf.exempt(api)  # clients authenticate with their credentials or PKCE, never a cookie
+    # Authorization and logout requests may come by POST from the client's page (OIDC Core §3.1.2.1, RP-Initiated
+    # Logout §2); the views check the CSRF token themselves on POSTs of their own consent/confirmation forms.
+    from authsvc.oauth import views as _views
+
+    csrf.exempt(_views.authorize)
+    csrf.exempt(_views.logout)
     app.register_blueprint(api)
     app.register_blueprint(web)
 

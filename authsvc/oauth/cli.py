@@ -33,9 +33,15 @@ def clients_group():
 @click.option("--quota", "quota", type=int, default=600, show_default=True, help="requests per minute")
 @click.option("--dpop-required", is_flag=True, default=False,
               help="refuse token requests without a DPoP proof (RFC 9449 dpop_bound_access_tokens)")
+@click.option("--require-par", is_flag=True, default=False,
+              help="accept authorization requests only through PAR (RFC 9126 require_pushed_authorization_requests)")
+@click.option("--origin", "origins", multiple=True,
+              help="browser origin (https://app.example) an SPA calls token/userinfo/revoke from (CORS); repeatable")
+@click.option("--jwks-uri", default=None, help="private_key_jwt: URL of the client's public JWKS")
+@click.option("--jwks-file", type=click.File("r"), default=None, help="private_key_jwt: the client's public JWKS")
 @with_appcontext
 def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes, audiences, resource, token_format,
-                   access_token_ttl, quota, dpop_required):
+                   access_token_ttl, quota, dpop_required, require_par, origins, jwks_uri, jwks_file):
     from authsvc.oauth.clients import ClientError
 
     kwargs = {}
@@ -43,11 +49,20 @@ def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes
         kwargs["grant_types"] = grants
     if scopes:
         kwargs["scopes"] = scopes
+    if jwks_uri or jwks_file:  # RFC 7523 private_key_jwt: no secret is made
+        import json
+
+        try:
+            jwks = json.load(jwks_file) if jwks_file else None
+        except ValueError:
+            raise click.ClickException("--jwks-file is not JSON") from None
+        kwargs.update(token_endpoint_auth_method="private_key_jwt", jwks=jwks, jwks_uri=jwks_uri)
     try:
         row, secret = _provider().clients.create(
             name=name, client_type=client_type, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout,
             audiences=audiences, resource=resource, token_format=token_format, access_token_ttl=access_token_ttl,
-            quota_per_minute=quota, dpop_bound_access_tokens=dpop_required, **kwargs)
+            quota_per_minute=quota, dpop_bound_access_tokens=dpop_required, require_par=require_par,
+            allowed_origins=origins, **kwargs)
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"client_id:     {row.id}")

@@ -35,9 +35,16 @@ def test_every_form_rejects_a_missing_csrf_token(app):
     login(client)  # a signed-in victim, so protected forms get as far as the CSRF check
     with app.app_context():
         events_before = db.session.scalar(select(func.count()).select_from(SecurityEvent))
+    # /oauth2/authorize and /oauth2/logout also take the client's *request* by POST (OIDC Core §3.1.2.1,
+    # RP-Initiated Logout §2), which carries no CSRF token and changes nothing a GET would not; a POST of their own
+    # consent / confirmation form (it carries 'decision' or 'csrf_token') must pass the CSRF check like any form.
+    # tests/functional/test_oauth_conformance.py covers the request side.
+    request_by_post = {"/oauth2/authorize", "/oauth2/logout"}
+    assert request_by_post <= set(routes)
     for url in routes:
+        extra = {"decision": "allow"} if url in request_by_post else {}
         r = client.post(url, data={"email": "alice@example.com", "password": PASSWORD,
-                                   "current_password": PASSWORD, "new_password": "x" * 20})
+                                   "current_password": PASSWORD, "new_password": "x" * 20, **extra})
         assert r.status_code == 400, url
         assert b"form expired" in r.data, url
     with app.app_context():
