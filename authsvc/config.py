@@ -85,6 +85,10 @@ class Settings:
     spray_block: int = 1800
     password_spray_accounts: int = 5  # one wrong password failing on ≥ this many accounts → sprayed password
     password_spray_window: int = 600
+    # Accounts that failed from one IP in this fixed window (armed by the first failure) are passed to the risk engine
+    # as ``ip_accounts_day`` (issue 16: low-and-slow spraying). The offline replay uses the same window
+    # (authsvc.risk.evaluation.velocity.IP_ACCOUNTS_WINDOW); a test keeps the two equal.
+    risk_ip_accounts_window: int = 86400
     throttle_prefix32_limit: int = 3000  # failures per IPv6 /32 (one provider's allocation: many /48s)
     throttle_prefix32_window: int = 3600
     # The right password, then refused by the risk engine or stopped at the second factor: per account × network
@@ -203,6 +207,8 @@ class Settings:
             ("max_content_length", self.max_content_length >= 1024, "must be ≥ 1024 bytes"),
             ("account_failure_cap", 1 <= self.account_failure_cap <= 100, "must be between 1 and 100 (NIST)"),
             ("spray_unknown_share", 0 < self.spray_unknown_share <= 1, "must be in (0, 1]"),
+            ("risk_ip_accounts_window", 60 <= self.risk_ip_accounts_window <= 30 * 86400,
+             "must be between 60 seconds and 30 days"),
             ("throttle_proven_limit", self.throttle_proven_limit >= 1, "must be ≥ 1"),
             ("proven_notice_after", self.proven_notice_after >= 1, "must be ≥ 1"),
             ("throttle_prefix32_limit", self.throttle_prefix32_limit >= 1, "must be ≥ 1"),

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["VelocityTracker"]
+__all__ = ["VelocityTracker", "IP_ACCOUNTS_WINDOW"]
+
+# ``ip_accounts_day``: distinct accounts that *failed* from the IP in a fixed window armed by the first failure — the
+# live defense layer's set ``th:{ip:…}:ua`` (authsvc/defense/redis_throttle.py, Settings.risk_ip_accounts_window,
+# which a test keeps equal to this). Fixed, not sliding, so that replay and Redis count exactly the same thing.
+IP_ACCOUNTS_WINDOW = 86400.0
 
 
 class VelocityTracker:
-    def __init__(self, window_seconds: float = 3600.0, min_attempts_for_share: int = 10) -> None:
+    def __init__(self, window_seconds: float = 3600.0, min_attempts_for_share: int = 10,
+                 ip_accounts_window: float = IP_ACCOUNTS_WINDOW) -> None:
         self.window = window_seconds
         self.min_attempts_for_share = min_attempts_for_share
+        self.ip_accounts_window = ip_accounts_window
+        # ip → (window start, accounts that failed from it since then)
+        self._ip_failed_accounts: dict[str, tuple[float, set[str]]] = {}
         # failures per key kind; deque of timestamps
         self._fail: dict[str, dict[str, deque[float]]] = {k: {} for k in ("account", "ip", "prefix", "asn")}
         # attempts per IP: (timestamp, user, user_was_unknown)
@@ -41,6 +50,9 @@ class VelocityTracker:
                     q.popleft()
                 if q:
                     out[name] = float(len(q))
+        fa = self._ip_failed_accounts.get(ip)
+        if fa is not None and ts < fa[0] + self.ip_accounts_window:  # the Redis key has not expired yet
+            out["ip_accounts_day"] = float(len(fa[1]))
         attempts = self._ip_attempts.get(ip)
         if attempts:
             self._prune_ip(ip, attempts, ts)
@@ -59,6 +71,10 @@ class VelocityTracker:
                 if q is None:
                     q = d[key] = deque()
                 q.append(ts)
+            fa = self._ip_failed_accounts.get(ip)
+            if fa is None or ts >= fa[0] + self.ip_accounts_window:
+                fa = self._ip_failed_accounts[ip] = (ts, set())
+            fa[1].add(user)
         attempts = self._ip_attempts.get(ip)
         if attempts is None:
             attempts = self._ip_attempts[ip] = deque()
@@ -93,6 +109,9 @@ class VelocityTracker:
 
     def _sweep(self, now: float) -> None:
         """Drop keys whose windows emptied, so memory follows the window, not the whole file."""
+        fa = self._ip_failed_accounts
+        for ip in [ip for ip, (start, _) in fa.items() if now >= start + self.ip_accounts_window]:
+            del fa[ip]
         for d in self._fail.values():
             for key in list(d):
                 q = d[key]
