@@ -63,6 +63,10 @@ class UserSession(Base):
     methods: Mapped[str] = mapped_column(String(64), default="pwd")
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoke_reason: Mapped[str | None] = mapped_column(String(64))
+    # The login this session belongs to: random (128 bits), set at sign-in and carried over when the session's token
+    # is replaced (step-up, reauthentication). It is the OIDC ``sid`` apps see in ID tokens and logout tokens
+    # (Back-Channel Logout 1.0), so it stays the same for the whole login and says nothing about the cookie.
+    login_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class EmailToken(Base):

@@ -32,6 +32,11 @@ class OAuthClient(Base):
     quota_per_minute: Mapped[int] = mapped_column(Integer, default=600)
     # RFC 9449 §5.2 client metadata: every token request of this client must carry a DPoP proof.
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # OpenID Connect Back-Channel Logout 1.0 §2.2: where a logout token is POSTed when a login session this client
+    # got tokens from ends (None: the client is not told), and whether it needs the ``sid`` claim in it.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                                      server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

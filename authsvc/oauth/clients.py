@@ -110,6 +110,32 @@ def validate_redirect_uri(uri: str) -> None:
                                       "or a reverse-DNS private-use scheme")
 
 
+def validate_backchannel_logout_uri(uri, client_type: str) -> None:
+    """OpenID Connect Back-Channel Logout 1.0 §2.2: an absolute URI without a fragment (a query is kept as is);
+    https, or — as the spec lets an OP allow for confidential clients — http to a loopback IP literal only (an app
+    on the same host; nothing travels over a network in clear). No userinfo, nothing a parser could read two ways
+    (the same ``is_clean_uri`` as redirect URIs). The URI is set by an administrator, never by the client itself."""
+    if not isinstance(uri, str) or not uri:
+        raise ClientError("backchannel_logout_uri", "must be a non-empty string")
+    if "#" in uri:
+        raise ClientError("backchannel_logout_uri", "must not contain a fragment")
+    if not is_clean_uri(uri):
+        raise ClientError("backchannel_logout_uri", "must not contain user info ('@'), spaces, control characters, "
+                                                    "backslashes, quotes or non-ASCII characters")
+    parts = urlsplit(uri)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ClientError("backchannel_logout_uri", "has an invalid port") from None
+    if parts.scheme == "https" and uri.startswith("https://") and host and port != 0:
+        return
+    if parts.scheme == "http" and _loopback(uri) is not None:
+        if client_type != "confidential":
+            raise ClientError("backchannel_logout_uri", "http is allowed for confidential clients only (§2.2)")
+        return
+    raise ClientError("backchannel_logout_uri", "must be an absolute https URL (http only to 127.0.0.1 or [::1])")
+
+
 @dataclass
 class Client:
     """What Authlib needs to know about a client (``ClientMixin`` duck type), built from the cached JSON."""
@@ -128,6 +154,8 @@ class Client:
     access_token_ttl: int
     quota_per_minute: int
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: token requests without a DPoP proof are refused
+    backchannel_logout_uri: str | None = None  # Back-Channel Logout 1.0 §2.2
+    backchannel_logout_session_required: bool = False
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -192,7 +220,9 @@ def _to_dict(row: OAuthClient) -> dict:
             "grant_types": row.grant_types.split(), "scopes": row.scopes.split(),
             "audiences": json.loads(row.audiences), "resource": row.resource, "token_format": row.token_format,
             "access_token_ttl": row.access_token_ttl, "quota_per_minute": row.quota_per_minute,
-            "dpop_bound_access_tokens": bool(row.dpop_bound_access_tokens)}
+            "dpop_bound_access_tokens": bool(row.dpop_bound_access_tokens),
+            "backchannel_logout_uri": row.backchannel_logout_uri,
+            "backchannel_logout_session_required": bool(row.backchannel_logout_session_required)}
 
 
 class ClientService:
@@ -269,12 +299,16 @@ class ClientService:
                                                   "verify them offline: keep them ≤ 900 seconds")
         if row.quota_per_minute < 1:
             raise ClientError("quota_per_minute", "must be ≥ 1")
+        if row.backchannel_logout_uri is not None:
+            validate_backchannel_logout_uri(row.backchannel_logout_uri, row.client_type)
 
     def create(self, *, name: str, client_type: str = "confidential", redirect_uris=(), grant_types=("authorization_code", "refresh_token"),
                scopes=("openid", "profile", "email", "offline_access"), post_logout_redirect_uris=(),
                audiences=(), resource: str | None = None, token_format: str = "opaque",
                access_token_ttl: int | None = None, quota_per_minute: int = 600,
-               dpop_bound_access_tokens: bool = False, actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
+               dpop_bound_access_tokens: bool = False, backchannel_logout_uri: str | None = None,
+               backchannel_logout_session_required: bool = False,
+               actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
         """Register a client; returns it and its secret (None for public clients). The secret is not kept."""
         secret = secrets.token_urlsafe(32) if client_type == "confidential" else None
         row = OAuthClient(
@@ -285,6 +319,8 @@ class ClientService:
             audiences=json.dumps(list(audiences)), resource=resource,
             token_format=token_format, access_token_ttl=access_token_ttl or self.default_ttl,
             quota_per_minute=quota_per_minute, dpop_bound_access_tokens=bool(dpop_bound_access_tokens),
+            backchannel_logout_uri=backchannel_logout_uri or None,
+            backchannel_logout_session_required=bool(backchannel_logout_session_required),
             created_at=self.clock.now())
         self._validate(row)
         self.db.session.add(row)
@@ -300,8 +336,10 @@ class ClientService:
                 value = json.dumps(list(value))
             elif key in ("grant_types", "scopes"):
                 value = " ".join(dict.fromkeys(value))
-            elif key == "dpop_bound_access_tokens":
+            elif key in ("dpop_bound_access_tokens", "backchannel_logout_session_required"):
                 value = bool(value)
+            elif key == "backchannel_logout_uri":
+                value = value or None  # "" clears it
             elif key not in ("name", "resource", "token_format", "access_token_ttl", "quota_per_minute"):
                 raise ClientError(key, "cannot be changed")
             setattr(row, key, value)
