@@ -218,3 +218,22 @@ def test_signals_settings_are_validated(make_app):
 
 
 
+
+
+def test_admin_dashboard_shows_the_backlog(app):
+    from authsvc.extensions import db
+    from authsvc.services import services
+    from authsvc.signals import signals
+    from tests.functional.admin_helpers import admin_client
+
+    admin = admin_client(app)
+    with app.app_context():
+        sig = signals(app)
+        for i in range(2):
+            sig.enqueue(db.session, "ssf_push", f"s{i}", {"i": i})
+        sig.enqueue(db.session, "bcl", "c1", "token")
+        db.session.commit()
+        services()
+    html = admin.get("/admin/").get_data(as_text=True)
+    assert re.search(r'tile-n">3</span><span class="tile-l">signals waiting to be delivered; bcl 1, ssf_push 2; '
+                     r'0 given up', html), html
