@@ -73,6 +73,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         app.extensions["authsvc"] = build_services(app, settings)
 
+    from authsvc.signals import init_app as init_signals
+
+    init_signals(app)  # the SQL outbox + worker (Shared Signals, Back-Channel Logout): before anything registers kinds
+
     from authsvc.web import errors, http
 
     http.init_app(app)

@@ -155,8 +155,11 @@ def dashboard(session, admin):
         select(SecurityEvent).where(SecurityEvent.tag == "throttle:refused")
         .order_by(SecurityEvent.id.desc()).limit(10)).scalars())
     budget = getattr(svc.throttle, "budget", None)
+    from authsvc.signals.outbox import backlog, failed_count
+
     return render_template(
-        "admin/dashboard.html", refusals=refusals, refusals_total=sum(refusals.values()),
+        "admin/dashboard.html", outbox_backlog=backlog(db.session), outbox_failed=failed_count(db.session),
+        refusals=refusals, refusals_total=sum(refusals.values()),
         recent_refusals=recent_refusals, scope_text=th.SCOPE_TEXT,
         budget=budget.snapshot() if budget is not None else None, per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
         scores=scores, s_labels=s_labels, s_by=s_by, marks_total=len(marks), in_force=force[:10],

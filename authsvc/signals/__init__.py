@@ -1,0 +1,51 @@
+"""Shared Signals (SSF 1.0 / CAEP / RISC) and the durable delivery core they share with Back-Channel Logout.
+
+``init_app(app)`` builds ``app.extensions["authsvc.signals"]`` (a ``Signals``): its ``worker`` drains the SQL outbox
+(authsvc.signals.outbox), ``register_handler(kind, fn)`` adds a delivery kind, ``enqueue(session, ...)`` adds a row
+inside the caller's transaction. Audit listeners (``services().audit.on_record``) are where rows get written.
+See docs/ARCHITECTURE.md "Shared Signals: outbox and worker".
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from authsvc.signals import outbox as _outbox
+from authsvc.signals.config import SignalsSettings, load_signals_settings
+
+
+class Signals:
+    def __init__(self, app: Flask, settings: SignalsSettings):
+        from authsvc.extensions import db
+
+        self.app = app
+        self.settings = settings
+        self.clock = app.extensions["authsvc"].clock
+        self.worker = _outbox.OutboxWorker(
+            app, db, self.clock, batch=settings.signals_batch, lease_seconds=settings.signals_lease_seconds,
+            max_attempts=settings.signals_max_attempts, backoff_base=settings.signals_backoff_base,
+            backoff_max=settings.signals_backoff_max, concurrency=settings.signals_concurrency)
+
+    def register_handler(self, kind: str, fn) -> None:
+        self.worker.register_handler(kind, fn)
+
+    def enqueue(self, session, kind: str, target: str, payload, *, jti: str | None = None, delay: float = 0.0) -> str:
+        """Add a delivery to ``session``'s open transaction (no commit); returns its jti."""
+        return _outbox.enqueue(session, kind, target, payload, jti=jti, now=self.clock.now(), delay=delay)
+
+
+def init_app(app: Flask) -> Signals:
+    settings = load_signals_settings(app.config["AUTHSVC"].extra)
+    sig = Signals(app, settings)
+    app.extensions["authsvc.signals"] = sig
+    from authsvc.signals.cli import signals_group
+
+    app.cli.add_command(signals_group)
+    return sig
+
+
+def signals(app: Flask | None = None) -> Signals:
+    return (app or current_app).extensions["authsvc.signals"]
+
+
+__all__ = ["Signals", "init_app", "signals"]
