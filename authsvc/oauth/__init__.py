@@ -38,6 +38,16 @@ def init_app(app: Flask) -> None:
         provider.geo_of = svc.sessions.geo_of
         provider.alerts = svc.login.alerts
     svc.sessions.revocation_listeners.append(provider.on_sessions_revoked)
+    # OpenID Connect Back-Channel Logout 1.0: the apps of an ended login are queued in the revocation's own
+    # transaction and told by the shared outbox worker (kind "bcl"); see authsvc/oauth/backchannel.py.
+    from authsvc.oauth.backchannel import KIND, BackChannelLogout
+    from authsvc.signals import signals
+
+    provider.backchannel = BackChannelLogout(
+        provider, timeout=signals(app).settings.signals_push_timeout, enqueue=lambda session, kind, target, payload, *, jti, now:
+                                             signals(app).enqueue(session, kind, target, payload, jti=jti))
+    svc.sessions.ending_writers.append(provider.backchannel.on_sessions_ending)
+    signals(app).register_handler(KIND, provider.backchannel.deliver)
     csrf.exempt(api)  # clients authenticate with their credentials or PKCE, never a cookie
     app.register_blueprint(api)
     app.register_blueprint(web)

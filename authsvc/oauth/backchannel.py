@@ -63,8 +63,7 @@ class Notice:
 
 
 def _enqueue(session, kind, target, payload, *, jti, now):
-    """The shared durable outbox (authsvc.signals.outbox, the branch ``signals``): one row in ``session``'s
-    transaction, no commit."""
+    """The shared durable outbox (authsvc.signals.outbox): one row in ``session``'s transaction, no commit."""
     from authsvc.signals.outbox import enqueue
 
     return enqueue(session, kind, target, payload, jti=jti, now=now)
