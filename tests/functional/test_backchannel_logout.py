@@ -206,6 +206,39 @@ def test_cli_sets_and_clears_the_backchannel_logout_uri(app):
         assert c.backchannel_logout_uri is None and not c.backchannel_logout_session_required
 
 
+def test_admin_form_sets_the_uri_and_answers_bad_input_with_400(app):
+    from tests.functional.admin_helpers import admin_client
+
+    admin = admin_client(app)
+    page = admin.get("/admin/oauth/new")
+    data = {"csrf_token": csrf_token(page.get_data(as_text=True)), "name": "Photo app",
+            "client_type": "confidential", "redirect_uris": "https://photos.example/cb\n",
+            "grant_types": ["authorization_code", "refresh_token"], "scopes": ["openid", "email"],
+            "token_format": "opaque", "access_token_ttl": "", "quota_per_minute": "120"}
+    for bad in ("https://user@photos.example/bcl", "http://photos.example/bcl", "https://photos.example/b#x",
+                "x" * 2001, "https://photos.example/\u202ebcl"):
+        r = admin.post("/admin/oauth/new", data=dict(data, backchannel_logout_uri=bad))
+        assert r.status_code == 400, bad
+        assert 'has-error' in r.get_data(as_text=True)
+    r = admin.post("/admin/oauth/new", data=dict(data, backchannel_logout_uri="https://photos.example/bcl",
+                                                  backchannel_logout_session_required="y"))
+    assert r.status_code == 200
+    import re
+
+    cid = re.search(r'<dd class="mono">([^<]+)</dd>', r.get_data(as_text=True)).group(1)
+    with app.app_context():
+        c = provider(app).clients.get(cid)
+        assert c.backchannel_logout_uri == "https://photos.example/bcl" and c.backchannel_logout_session_required
+    edit = admin.get(f"/admin/oauth/{cid}/edit")
+    assert "https://photos.example/bcl" in edit.get_data(as_text=True)
+    r = admin.post(f"/admin/oauth/{cid}/edit", data=dict(data, csrf_token=csrf_token(edit.get_data(as_text=True)),
+                                                          backchannel_logout_uri=""))
+    assert r.status_code == 302
+    with app.app_context():
+        c = provider(app).clients.get(cid)
+        assert c.backchannel_logout_uri is None and not c.backchannel_logout_session_required
+
+
 def test_discovery_announces_backchannel_logout_with_sid(client):
     meta = client.get("/.well-known/openid-configuration").json
     assert meta["backchannel_logout_supported"] is True
