@@ -89,9 +89,6 @@ class BackChannelLogout:
             return []
         login_ids = sorted({lid for _, lid in ended if lid})
         legacy = [sid for sid, lid in ended if not lid]
-        sub = session.execute(select(User.sub).where(User.id == user_id)).scalar()
-        if sub is None:
-            return []
         base = (select(UserSession.login_id, OAuthGrant.client_id, OAuthClient.backchannel_logout_session_required)
                 .join(OAuthGrant, OAuthGrant.session_id == UserSession.id)
                 .join(OAuthClient, OAuthClient.id == OAuthGrant.client_id)
@@ -102,6 +99,11 @@ class BackChannelLogout:
             rows += session.execute(base.where(UserSession.login_id.in_(login_ids))).all()
         if legacy:
             rows += session.execute(base.where(UserSession.id.in_(legacy))).all()
+        if not rows:
+            return []  # the common case: no app with a logout URI signed in with these logins
+        sub = session.execute(select(User.sub).where(User.id == user_id)).scalar()
+        if sub is None:
+            return []
         out, seen = [], set()
         for login_id, client_id, need_sid in sorted(rows, key=lambda r: (r[1], r[0] or "")):
             if (client_id, login_id) in seen:
