@@ -14,7 +14,8 @@ import json
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import false, func, select
-from wtforms import BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
+                     TextAreaField, widgets)
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from authsvc.admin import charts, stats

@@ -43,9 +43,11 @@ def init_app(app: Flask) -> None:
     from authsvc.oauth.backchannel import KIND, BackChannelLogout
     from authsvc.signals import signals
 
-    provider.backchannel = BackChannelLogout(
-        provider, timeout=signals(app).settings.signals_push_timeout, enqueue=lambda session, kind, target, payload, *, jti, now:
-                                             signals(app).enqueue(session, kind, target, payload, jti=jti))
+    def enqueue(session, kind, target, payload, *, jti, now):
+        return signals(app).enqueue(session, kind, target, payload, jti=jti)
+
+    provider.backchannel = BackChannelLogout(provider, timeout=signals(app).settings.signals_push_timeout,
+                                             enqueue=enqueue)
     svc.sessions.ending_writers.append(provider.backchannel.on_sessions_ending)
     signals(app).register_handler(KIND, provider.backchannel.deliver)
     csrf.exempt(api)  # clients authenticate with their credentials or PKCE, never a cookie
