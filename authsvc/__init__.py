@@ -82,8 +82,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     http.init_app(app)
     errors.init_app(app)
 
+    from authsvc import i18n
     from authsvc.web import theme
 
+    i18n.init_app(app)  # Flask-Babel: catalogs compiled from authsvc/translations, locale per user/cookie/header
+    i18n.register_routes(app)
     theme.init_app(app)  # operator branding: template overrides, /brand.css, /theme/<file>
 
     from authsvc.admin import bp as admin_bp

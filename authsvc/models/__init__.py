@@ -35,6 +35,9 @@ class User(Base):
     # Why the change is forced (accounts.service.FORCED_CHANGE_REASONS: admin | breached | compromise), so the page
     # tells the true reason; None with the flag set = an older row (a neutral message).
     must_change_reason: Mapped[str | None] = mapped_column(String(16))
+    # Language and time zone of pages and e-mails (authsvc.i18n); NULL = follow the browser / UTC.
+    locale: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str | None] = mapped_column(String(64))
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Durable revocation cut-off: a session created before this instant is dead even if Redis still (or again)
     # holds it — e.g. after a failover or a restore that lost the deletion.

@@ -15,6 +15,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
 
 def normalize(password: str) -> str:
     """NFKC, as NIST asks, so the same password typed on two keyboards hashes the same."""
@@ -56,11 +59,12 @@ class PasswordPolicy:
         n = len(pw)
         if n < minimum:
             problems.append(
-                PolicyViolation("too_short", f"Use at least {minimum} characters (this one has {n}). "
-                                "A few unrelated words make a long password that is easy to remember.")
+                PolicyViolation("too_short", _("Use at least %(minimum)d characters (this one has %(n)d). A few "
+                                               "unrelated words make a long password that is easy to remember.",
+                                               minimum=minimum, n=n))
             )
         if n > self.max_length:
-            problems.append(PolicyViolation("too_long", f"Use at most {self.max_length} characters."))
+            problems.append(PolicyViolation("too_long", _("Use at most %(maximum)d characters.", maximum=self.max_length)))
         if problems:
             return problems  # no point checking the corpus for a password we refuse anyway
 
@@ -68,15 +72,16 @@ class PasswordPolicy:
         for word in self._context_words(email):
             if word in lowered:
                 problems.append(
-                    PolicyViolation("context_word", "Don't use your e-mail address or the service's name in your password.")
+                    PolicyViolation("context_word",
+                                    _("Don't use your e-mail address or the service's name in your password."))
                 )
                 break
         if self.breach_checker.is_breached(pw):
             problems.append(
                 PolicyViolation(
                     "breached",
-                    "This password appears in lists of passwords exposed in data breaches, so attackers try it "
-                    "first. Choose a different one — a password manager can generate one for you.",
+                    _("This password appears in lists of passwords exposed in data breaches, so attackers try it "
+                      "first. Choose a different one — a password manager can generate one for you."),
                 )
             )
         elif self.min_guesses_log10 > 0:
@@ -95,11 +100,13 @@ class PasswordPolicy:
         if result["guesses_log10"] >= self.min_guesses_log10:
             return None
         warning = (result.get("feedback") or {}).get("warning") or ""
+        if warning and str(get_locale() or "en") != "en":
+            warning = ""  # zxcvbn's hint exists only in English
         return PolicyViolation(
             "guessable",
-            "This password is easy to guess: it follows a pattern attackers try early (a repeated word, a keyboard "
-            "row, a sequence, a common word with digits)." + (f" {warning.rstrip('.')}." if warning else "")
-            + " Use a few unrelated words instead — a password manager can generate them for you.",
+            _("This password is easy to guess: it follows a pattern attackers try early (a repeated word, a keyboard "
+              "row, a sequence, a common word with digits).") + (f" {warning.rstrip('.')}." if warning else "")
+            + " " + _("Use a few unrelated words instead — a password manager can generate them for you."),
         )
 
     def _context_words(self, email: str | None) -> list[str]:

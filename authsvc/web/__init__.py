@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, url_for
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
+
 from authsvc.accounts import login as L
 from authsvc.accounts.mailguard import BROWSER_COOKIE, new_browser_id
 from authsvc.accounts.service import InvalidInput, PasswordNeeded, PolicyError
@@ -23,7 +26,7 @@ def _mfa(state):
     init_app(state.app)
 
 
-GENERIC_LOGIN_ERROR = "Incorrect e-mail or password."
+GENERIC_LOGIN_ERROR = "Incorrect e-mail or password."  # translated where shown (_(GENERIC_LOGIN_ERROR))
 
 
 @bp.app_context_processor
@@ -65,9 +68,9 @@ def register():
                 form.email.errors = [exc.message]
             return render_template("register.html", form=form), 400
         return _with_browser_cookie(render_template(
-            "message.html", title="Check your e-mail",
-            message="If this address can be registered, a confirmation link is on its way. Open it in this browser "
-                    "to finish creating your account."), browser)
+            "message.html", title=_("Check your e-mail"),
+            message=_("If this address can be registered, a confirmation link is on its way. Open it in this browser "
+                      "to finish creating your account.")), browser)
     return render_template("register.html", form=form), 400 if form.errors else 200
 
 
@@ -75,8 +78,8 @@ def register():
 def verify(token: str):
     # GET only shows a button: mail scanners that prefetch links must not use the token up.
     form = VerifyForm()
-    invalid = ("message.html", {"title": "Link not valid",
-                                "message": "This confirmation link is invalid, expired or already used."})
+    invalid = ("message.html", {"title": _("Link not valid"),
+                                "message": _("This confirmation link is invalid, expired or already used.")})
     browser = request.cookies.get(BROWSER_COOKIE)
     if request.method == "POST" and form.validate_on_submit():
         try:
@@ -87,7 +90,7 @@ def verify(token: str):
             return render_template("verify.html", form=form, needs_password=True), 400
         if user is None:
             return render_template(invalid[0], **invalid[1]), 400
-        flash("Your e-mail address is confirmed. You can sign in now.", "success")
+        flash(_("Your e-mail address is confirmed. You can sign in now."), "success")
         return redirect(url_for("web.login"))
     if services().tokens.peek("verify", token) is None:
         return render_template(invalid[0], **invalid[1]), 400
@@ -113,10 +116,10 @@ def login():
     if result.outcome == L.UNVERIFIED:
         browser = _browser_id()  # the password was right: a re-sent link confirms in this browser
         if services().accounts.send_verification(result.user, request_context(), browser=browser):
-            form.form_errors.append("Please confirm your e-mail address first. We sent you a new link.")
+            form.form_errors.append(_("Please confirm your e-mail address first. We sent you a new link."))
         else:  # mail limit: no new mail (and the links already sent keep working)
-            form.form_errors.append("Please confirm your e-mail address first, with the link we sent you recently "
-                                    "(look in your spam folder too).")
+            form.form_errors.append(_("Please confirm your e-mail address first, with the link we sent you recently "
+                                      "(look in your spam folder too)."))
         return _with_browser_cookie(render_template("login.html", form=form), browser), 403
     if result.outcome == L.DENIED:
         return render_template("login.html", form=form, denied=True), 403
@@ -125,7 +128,7 @@ def login():
 
         return begin_second_factor(result, request.args.get("next"))
     # invalid_credentials — one message for unknown user, wrong password and disabled account.
-    form.form_errors.append(GENERIC_LOGIN_ERROR)
+    form.form_errors.append(_("Incorrect e-mail or password."))
     return render_template("login.html", form=form), 401
 
 
@@ -134,8 +137,8 @@ def logout():
     session, user = cookie_session()
     form = ActionForm()
     if not form.validate_on_submit():
-        return render_template("message.html", title="Not signed out",
-                               message="Your form expired. Reload the page and try again."), 400
+        return render_template("message.html", title=_("Not signed out"),
+                               message=_("Your form expired. Reload the page and try again.")), 400
     if user is not None:
         services().sessions.revoke(user, session.id, "logout")
         ctx = request_context()
@@ -239,16 +242,16 @@ def reset_request():
     form = ResetRequestForm()
     if form.validate_on_submit():
         services().accounts.request_reset(form.email.data, request_context())
-        return render_template("message.html", title="Check your e-mail",
-                               message="If an account uses this address, we sent it a link to choose a new password. "
-                                       "The link works once, for 30 minutes.")
+        return render_template("message.html", title=_("Check your e-mail"),
+                               message=_("If an account uses this address, we sent it a link to choose a new "
+                                         "password. The link works once, for 30 minutes."))
     return render_template("reset_request.html", form=form), 400 if form.errors else 200
 
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])
 def reset_confirm(token: str):
-    invalid = ("message.html", {"title": "Link not valid",
-                                "message": "This reset link is invalid, expired or already used. Ask for a new one."})
+    invalid = ("message.html", {"title": _("Link not valid"),
+                                "message": _("This reset link is invalid, expired or already used. Ask for a new one.")})
     if services().tokens.peek("reset", token) is None:
         return render_template(invalid[0], **invalid[1]), 400
     form = NewPasswordForm()
@@ -260,7 +263,7 @@ def reset_confirm(token: str):
         else:
             if user is None:
                 return render_template(invalid[0], **invalid[1]), 400
-            flash("Your password was changed and every session was signed out. Sign in with the new one.", "success")
+            flash(_("Your password was changed and every session was signed out. Sign in with the new one."), "success")
             return redirect(url_for("web.login"))
     return render_template("reset_confirm.html", form=form), 400 if form.errors else 200
 
@@ -277,8 +280,9 @@ def activity():
 @bp.route("/not-me/<token>", methods=["GET", "POST"])
 def not_me(token: str):
     form = ActionForm()
-    invalid = {"title": "Link not valid", "message": "This link is invalid, expired or already used. If you think "
-               "someone else is using your account, reset your password now."}
+    invalid = {"title": _("Link not valid"), "message": _("This link is invalid, expired or already used. If you "
+                                                           "think someone else is using your account, reset your "
+                                                           "password now.")}
     if request.method == "POST" and form.validate_on_submit():
         user = services().accounts.report_not_me(token, request_context())
         if user is None:
@@ -293,10 +297,10 @@ def not_me(token: str):
 
 @bp.get("/not-me/done")
 def not_me_done():
-    return render_template("message.html", title="Your account is locked down",
-                           message="We signed you out everywhere, switched off your old password and removed the "
-                                   "sign-in methods added since that sign-in. We sent you an e-mail with what we did "
-                                   "and a link to choose a new password.")
+    return render_template("message.html", title=_("Your account is locked down"),
+                           message=_("We signed you out everywhere, switched off your old password and removed the "
+                                     "sign-in methods added since that sign-in. We sent you an e-mail with what we "
+                                     "did and a link to choose a new password."))
 
 
 # --- first administrator ------------------------------------------------------------------------------------------

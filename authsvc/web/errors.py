@@ -13,16 +13,20 @@ from authsvc.errors import DependencyUnavailable, ServiceError, Throttled
 
 log = logging.getLogger("authsvc")
 
+def N_(message: str) -> str:  # marks a string for the catalog; error.html translates it when it renders
+    return message
+
+
 MESSAGES = {
-    400: "The request could not be understood.",
-    401: "Please sign in.",
-    403: "You are not allowed to do that.",
-    404: "There is nothing here.",
-    405: "That method is not allowed here.",
-    413: "The request is too large.",
-    415: "Send JSON with Content-Type: application/json.",
-    429: "Too many attempts. Please wait before trying again.",
-    503: "The service is temporarily unavailable. Please try again shortly.",
+    400: N_("The request could not be understood."),
+    401: N_("Please sign in."),
+    403: N_("You are not allowed to do that."),
+    404: N_("There is nothing here."),
+    405: N_("That method is not allowed here."),
+    413: N_("The request is too large."),
+    415: N_("Send JSON with Content-Type: application/json."),
+    429: N_("Too many attempts. Please wait before trying again."),
+    503: N_("The service is temporarily unavailable. Please try again shortly."),
 }
 
 
@@ -46,16 +50,19 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 def human_wait(seconds: int) -> str:
     """The wait as a person says it: "about 10 minutes" for 600 (minutes rounded up, never promising too early)."""
+    from flask_babel import gettext, ngettext
+
     seconds = max(1, int(seconds))
     if seconds <= 10:
-        return "a few seconds"
+        return gettext("a few seconds")
     if seconds < 60:
-        return "less than a minute"
+        return gettext("less than a minute")
     if seconds < 3600:
         minutes = -(-seconds // 60)
-        return "about a minute" if minutes == 1 else f"about {minutes} minutes"
+        return gettext("about a minute") if minutes == 1 else ngettext("about %(num)d minute", "about %(num)d minutes",
+                                                                        minutes)
     hours = round(seconds / 3600)
-    return "about an hour" if hours <= 1 else f"about {hours} hours"
+    return gettext("about an hour") if hours <= 1 else ngettext("about %(num)d hour", "about %(num)d hours", hours)
 
 
 def _note_refusal(exc: Throttled) -> None:

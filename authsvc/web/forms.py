@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, Length, Optional
@@ -11,33 +12,33 @@ PASSWORD = [DataRequired(), Length(max=1024)]
 
 
 class RegisterForm(FlaskForm):
-    email = EmailField("E-mail", validators=EMAIL, render_kw={"autocomplete": "email"})
-    password = PasswordField("Password", validators=PASSWORD, render_kw={"autocomplete": "new-password"})
+    email = EmailField(_l("E-mail"), validators=EMAIL, render_kw={"autocomplete": "email"})
+    password = PasswordField(_l("Password"), validators=PASSWORD, render_kw={"autocomplete": "new-password"})
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("E-mail", validators=EMAIL, render_kw={"autocomplete": "username"})
-    password = PasswordField("Password", validators=PASSWORD, render_kw={"autocomplete": "current-password"})
+    email = EmailField(_l("E-mail"), validators=EMAIL, render_kw={"autocomplete": "username"})
+    password = PasswordField(_l("Password"), validators=PASSWORD, render_kw={"autocomplete": "current-password"})
 
 
 class ChangePasswordForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=PASSWORD,
+    current_password = PasswordField(_l("Current password"), validators=PASSWORD,
                                      render_kw={"autocomplete": "current-password"})
-    new_password = PasswordField("New password", validators=PASSWORD, render_kw={"autocomplete": "new-password"})
+    new_password = PasswordField(_l("New password"), validators=PASSWORD, render_kw={"autocomplete": "new-password"})
 
 
 class ResetRequestForm(FlaskForm):
-    email = EmailField("E-mail", validators=EMAIL, render_kw={"autocomplete": "email"})
+    email = EmailField(_l("E-mail"), validators=EMAIL, render_kw={"autocomplete": "email"})
 
 
 class NewPasswordForm(FlaskForm):
-    new_password = PasswordField("New password", validators=PASSWORD, render_kw={"autocomplete": "new-password"})
+    new_password = PasswordField(_l("New password"), validators=PASSWORD, render_kw={"autocomplete": "new-password"})
 
 
 class VerifyForm(FlaskForm):
     """Confirm an address; the password is asked for only outside the browser that registered (pre-hijack)."""
 
-    password = PasswordField("Password you chose when creating the account", validators=[Optional(), Length(max=1024)],
+    password = PasswordField(_l("Password you chose when creating the account"), validators=[Optional(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})
 
 
