@@ -46,6 +46,15 @@ class Drop(Exception):
     """Raised by a handler: this item can never be delivered (give up now, no retry)."""
 
 
+class Defer(Exception):
+    """Raised by a handler: not now, and not a failure (e.g. the SSF stream is paused): look again in ``seconds``
+    without counting an attempt."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"deferred {seconds:g} s")
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class Item:
     """What a handler gets: a detached copy of the row (no session needed to read it)."""
@@ -91,6 +100,7 @@ class PassResult:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+    deferred: int = 0
 
 
 class OutboxWorker:
@@ -211,6 +221,8 @@ class OutboxWorker:
             return "delivered", None
         except Drop as exc:
             return "failed", f"dropped: {exc}"[:255]
+        except Defer as exc:
+            return "deferred", str(exc.seconds)
         except Exception as exc:  # noqa: BLE001 - any failure is a retry, recorded on the row
             return "retried", f"{type(exc).__name__}: {exc}"[:255]
 
@@ -219,6 +231,12 @@ class OutboxWorker:
         now = self.clock.now()
         mine = and_(_T.c.id == item.id, _T.c.claimed_by == self.name)
         attempts = item.attempts + 1
+        if status == "deferred":
+            session.execute(update(_T).where(mine).values(
+                claimed_by=None, claimed_until=None,
+                next_attempt_at=now + dt.timedelta(seconds=float(error or 1))))
+            session.commit()
+            return status
         if status == "retried" and attempts >= self.max_attempts:
             status = "failed"
             error = f"gave up after {attempts} attempts: {error}"[:255]
