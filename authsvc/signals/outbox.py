@@ -30,7 +30,7 @@ import random
 import secrets
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,17 +144,24 @@ class OutboxWorker:
         result.claimed = len(items)
         if not items:
             return result
+        final = []
+
+        def record(it, outcome):
+            status = self._finish(it, *outcome)
+            setattr(result, status, getattr(result, status) + 1)
+            final.append((it.kind, status))
+
         if self.concurrency == 1 or len(items) == 1:
-            outcomes = [self._deliver(it) for it in items]
+            for it in items:
+                record(it, self._deliver(it))
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="outbox")
-            outcomes = list(self._pool.map(self._deliver, items))
-        final = []
-        for it, (status, error) in zip(items, outcomes, strict=True):
-            status = self._finish(it, status, error)
-            setattr(result, status, getattr(result, status) + 1)
-            final.append((it.kind, status))
+            # Each outcome is recorded as soon as it is known: a worker killed while one receiver hangs loses only
+            # the deliveries still in flight (sent again, same jti), not the ones already answered.
+            futures = {self._pool.submit(self._deliver, it): it for it in items}
+            for fut in as_completed(futures):
+                record(futures[fut], fut.result())
         _count(final)
         return result
 
