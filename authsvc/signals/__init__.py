@@ -60,6 +60,9 @@ def init_transmitter(app: Flask) -> None:
     sig.register_handler("ssf_push", t.push)
     csrf.exempt(bp)  # receivers authenticate with bearer tokens, never a cookie
     app.register_blueprint(bp)
+    from authsvc.signals import receiver
+
+    receiver.init_app(app)  # RISC receiver: SETs from the configured upstream transmitter
 
 
 def signals(app: Flask | None = None) -> Signals:

@@ -78,6 +78,11 @@ EVENT_MAP: dict[str, list[tuple[str, dict, str]]] = {
     "account:delete:success": [(RISC + "account-purged", {}, _u)],
     "account:password:breached": [(RISC + "credential-compromise", {"credential_type": "password"}, "policy")],
     "admin:user:password_change_required": [(RISC + "account-credential-change-required", {}, "admin")],
+    # A RISC signal from our upstream made us end sessions and switch off the password (authsvc.signals.receiver).
+    "ssf:receiver:credential_compromise": [(CAEP + "session-revoked", {}, "policy"),
+                                           (RISC + "account-credential-change-required", {}, "policy")],
+    "ssf:receiver:account_disabled": [(CAEP + "session-revoked", {}, "policy"),
+                                      (RISC + "account-credential-change-required", {}, "policy")],
     # No authsvc flow changes an e-mail address today; a future one records this tag with {"new_value": ...}.
     "account:email:change": [(RISC + "identifier-changed", {}, _u)],
 }
