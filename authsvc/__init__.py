@@ -102,6 +102,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_oauth(app)  # OAuth 2.0 / OIDC provider: its blueprints, CLI groups and the session-revocation listener
 
+    from authsvc.signals import init_transmitter
+
+    init_transmitter(app)  # SSF transmitter (streams, CAEP/RISC SETs) on the provider's clients and keys
+
     from authsvc.dbsc import init_app as init_dbsc
 
     init_dbsc(app)  # device-bound sessions: registration offer, register/refresh endpoints

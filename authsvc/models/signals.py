@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authsvc.models.base import Base, UTCDateTime, utcnow
@@ -36,3 +36,37 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(String(255))
     claimed_by: Mapped[str | None] = mapped_column(String(32))
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SsfStream(Base):
+    """An SSF event stream (SSF 1.0 §8.1), owned by the OAuth client (the Receiver) that created it."""
+
+    __tablename__ = "ssf_streams"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # stream_id: 128 random bits, URL-safe
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(32))  # urn:ietf:rfc:8935 (push) | urn:ietf:rfc:8936 (poll)
+    endpoint_url: Mapped[str | None] = mapped_column(String(2048))  # push: the Receiver's; poll: None (ours)
+    authorization_enc: Mapped[str | None] = mapped_column(Text)  # push: the Authorization header value, encrypted
+    events_requested: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    description: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(8), default="enabled")  # enabled | paused | disabled
+    status_reason: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # last verification request
+
+
+class SsfSubject(Base):
+    """A subject a Receiver added to a stream (SSF 1.0 §8.1.3). ``subject`` is the Subject Identifier as the
+    Receiver gave it (RFC 9493 JSON) and is what the SETs about this user carry. No foreign key to users: the row
+    must outlive the account until its account-purged event is queued (then the listener deletes it)."""
+
+    __tablename__ = "ssf_subjects"
+    __table_args__ = (UniqueConstraint("stream_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stream_id: Mapped[str] = mapped_column(ForeignKey("ssf_streams.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(Integer, index=True)
+    subject: Mapped[str] = mapped_column(Text)  # JSON
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

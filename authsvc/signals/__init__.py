@@ -44,6 +44,27 @@ def init_app(app: Flask) -> Signals:
     return sig
 
 
+def init_transmitter(app: Flask) -> None:
+    """The SSF transmitter (authsvc.signals.ssf) on top of the OAuth provider: its endpoints, its audit listener
+    and its push handler. Called after ``authsvc.oauth.init_app``."""
+    from authsvc.extensions import RedisExtension, csrf, db
+    from authsvc.signals.ssf import Transmitter
+    from authsvc.signals.views import bp
+
+    sig = signals(app)
+    svc = app.extensions["authsvc"]
+    t = Transmitter(app, db, svc.clock, svc.audit, app.extensions["authsvc.oauth"], sig.settings,
+                    app.config["SECRET_KEY"].encode(), lambda: RedisExtension.client_for(app))
+    app.extensions["authsvc.ssf"] = t
+    svc.audit.on_record(t.on_audit)
+    sig.register_handler("ssf_push", t.push)
+    csrf.exempt(bp)  # receivers authenticate with bearer tokens, never a cookie
+    app.register_blueprint(bp)
+    from authsvc.signals import receiver
+
+    receiver.init_app(app)  # RISC receiver: SETs from the configured upstream transmitter
+
+
 def signals(app: Flask | None = None) -> Signals:
     return (app or current_app).extensions["authsvc.signals"]
 

@@ -30,7 +30,7 @@ import random
 import secrets
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,15 @@ _T = OutboxItem.__table__
 
 class Drop(Exception):
     """Raised by a handler: this item can never be delivered (give up now, no retry)."""
+
+
+class Defer(Exception):
+    """Raised by a handler: not now, and not a failure (e.g. the SSF stream is paused): look again in ``seconds``
+    without counting an attempt."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"deferred {seconds:g} s")
+        self.seconds = seconds
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class PassResult:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+    deferred: int = 0
 
 
 class OutboxWorker:
@@ -134,17 +144,24 @@ class OutboxWorker:
         result.claimed = len(items)
         if not items:
             return result
+        final = []
+
+        def record(it, outcome):
+            status = self._finish(it, *outcome)
+            setattr(result, status, getattr(result, status) + 1)
+            final.append((it.kind, status))
+
         if self.concurrency == 1 or len(items) == 1:
-            outcomes = [self._deliver(it) for it in items]
+            for it in items:
+                record(it, self._deliver(it))
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="outbox")
-            outcomes = list(self._pool.map(self._deliver, items))
-        final = []
-        for it, (status, error) in zip(items, outcomes, strict=True):
-            status = self._finish(it, status, error)
-            setattr(result, status, getattr(result, status) + 1)
-            final.append((it.kind, status))
+            # Each outcome is recorded as soon as it is known: a worker killed while one receiver hangs loses only
+            # the deliveries still in flight (sent again, same jti), not the ones already answered.
+            futures = {self._pool.submit(self._deliver, it): it for it in items}
+            for fut in as_completed(futures):
+                record(futures[fut], fut.result())
         _count(final)
         return result
 
@@ -211,6 +228,8 @@ class OutboxWorker:
             return "delivered", None
         except Drop as exc:
             return "failed", f"dropped: {exc}"[:255]
+        except Defer as exc:
+            return "deferred", str(exc.seconds)
         except Exception as exc:  # noqa: BLE001 - any failure is a retry, recorded on the row
             return "retried", f"{type(exc).__name__}: {exc}"[:255]
 
@@ -219,6 +238,12 @@ class OutboxWorker:
         now = self.clock.now()
         mine = and_(_T.c.id == item.id, _T.c.claimed_by == self.name)
         attempts = item.attempts + 1
+        if status == "deferred":
+            session.execute(update(_T).where(mine).values(
+                claimed_by=None, claimed_until=None,
+                next_attempt_at=now + dt.timedelta(seconds=float(error or 1))))
+            session.commit()
+            return status
         if status == "retried" and attempts >= self.max_attempts:
             status = "failed"
             error = f"gave up after {attempts} attempts: {error}"[:255]
