@@ -77,7 +77,6 @@ class BackChannelLogout:
         self.timeout = timeout  # seconds for connect and for read: far under the outbox lease
         self.token_ttl = token_ttl  # §2.4 exp; ASVS 10.5.5 suggests about two minutes
         self._enqueue = enqueue
-        self.http = requests.Session()
 
     # --- 1-3: queue, inside the revocation's transaction -------------------------------------------------------------
     def notices_for(self, user_id: int, sids: list[str]) -> list[Notice]:
@@ -150,8 +149,9 @@ class BackChannelLogout:
         token = self.logout_token(client.client_id, p.get("sub"), p.get("sid"), item.jti)
         try:
             # stream=True: the body is never read (an RP cannot make us download anything), only the status line.
-            with self.http.post(client.backchannel_logout_uri, data={"logout_token": token}, timeout=self.timeout,
-                                allow_redirects=False, stream=True, headers={"Accept": "application/json"}) as r:
+            # One request per call, no shared Session: the worker delivers from several pool threads at once.
+            with requests.post(client.backchannel_logout_uri, data={"logout_token": token}, timeout=self.timeout,
+                               allow_redirects=False, stream=True, headers={"Accept": "application/json"}) as r:
                 status = r.status_code
         except requests.RequestException as exc:
             raise DeliveryFailed(f"{type(exc).__name__}") from None  # the message may hold the URI: keep it short
