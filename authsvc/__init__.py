@@ -73,6 +73,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         app.extensions["authsvc"] = build_services(app, settings)
 
+    from authsvc.signals import init_app as init_signals
+
+    init_signals(app)  # the SQL outbox + worker (Shared Signals, Back-Channel Logout): before anything registers kinds
+
     from authsvc.web import errors, http
 
     http.init_app(app)
@@ -97,6 +101,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from authsvc.oauth import init_app as init_oauth
 
     init_oauth(app)  # OAuth 2.0 / OIDC provider: its blueprints, CLI groups and the session-revocation listener
+
+    from authsvc.signals import init_transmitter
+
+    init_transmitter(app)  # SSF transmitter (streams, CAEP/RISC SETs) on the provider's clients and keys
 
     from authsvc.dbsc import init_app as init_dbsc
 

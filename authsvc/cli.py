@@ -280,6 +280,7 @@ def serve(host, port, workers, server_kind):
         link = env["AUTHSVC_BASE_URL"] + link[len(settings.base_url):]
     if link:
         click.secho(f"\nNo administrator yet. Create one (link works once):\n  {link}\n", fg="yellow")
+    _start_signals_worker(app, env)
     # More sync workers than cores: a worker hashing a password (100+ ms of CPU) must not hold up the cheap
     # requests — session checks, refusals of throttled attempts — that other workers can answer meanwhile.
     workers = workers or 2 * (os.cpu_count() or 1) + 1
@@ -316,6 +317,16 @@ def _start_retention(settings, env: dict) -> None:
     subprocess.Popen([sys.executable, "-c", "from authsvc.cli import main; main()", "retention", "--loop"],
                      env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent_hook())
     click.echo(f"retention: every {settings.retention_interval} s (a separate process; AUTHSVC_RETENTION_INTERVAL)")
+def _start_signals_worker(app, env: dict) -> None:
+    """The outbox worker (authsvc.signals) as a sibling process of the HTTP server, unless the operator runs it
+    elsewhere (signals_worker_in_serve = false). It gets SIGTERM when this process (or the server it becomes) ends."""
+    from authsvc.signals import signals
+
+    if not signals(app).settings.signals_worker_in_serve:
+        return
+    subprocess.Popen([sys.executable, "-c", "from authsvc.cli import main; main()", "signals", "worker"], env=env,
+                     preexec_fn=_die_with_parent_hook())
+    click.echo("signals worker started (outbox delivery)")
 
 
 GRANIAN_ACCESS_FMT = '[%(time)s] %(addr)s - "%(method)s %(scheme)s %(protocol)s" %(status)d %(dt_ms).3f'

@@ -20,7 +20,7 @@ from typing import Any
 
 ENV_PREFIX = "AUTHSVC_"
 # Settings owned and validated by a package of their own (authsvc/mfa/config.py reads them from ``extra``).
-EXTENSION_PREFIXES = ("mfa_", "webauthn_", "totp_", "trusted_device_", "admin_", "oauth_")
+EXTENSION_PREFIXES = ("mfa_", "webauthn_", "totp_", "trusted_device_", "admin_", "oauth_", "signals_")
 
 
 class ConfigError(ValueError):

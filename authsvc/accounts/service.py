@@ -41,6 +41,9 @@ FORCED_CHANGE_REASONS = {
     "breached": "Your password appears in a list of breached passwords, so attackers try it first. Please choose a "
                 "new one now.",
     "compromise": "You reported a sign-in that was not yours, so your old password no longer works. Choose a new one.",
+    # authsvc.signals.receiver: a RISC signal from a trusted upstream (credential-compromise, account-disabled)
+    "upstream": "A service we work with warned us your account may be at risk, so your old password no longer works. "
+                "Choose a new one.",
 }
 FORCED_CHANGE_DEFAULT = "Your current password must be replaced."
 

@@ -14,7 +14,8 @@ import json
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import false, func, select, true
-from wtforms import IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
+from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
+                     TextAreaField, widgets)
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from authsvc.admin import charts, stats
@@ -172,8 +173,11 @@ def dashboard(session, admin):
         select(SecurityEvent).where(SecurityEvent.tag == "throttle:refused")
         .order_by(SecurityEvent.id.desc()).limit(10)).scalars())
     budget = getattr(svc.throttle, "budget", None)
+    from authsvc.signals.outbox import backlog, failed_count
+
     return render_template(
-        "admin/dashboard.html", refusals=refusals, refusals_total=sum(refusals.values()),
+        "admin/dashboard.html", outbox_backlog=backlog(db.session), outbox_failed=failed_count(db.session),
+        refusals=refusals, refusals_total=sum(refusals.values()),
         recent_refusals=recent_refusals, scope_text=th.SCOPE_TEXT,
         budget=budget.snapshot() if budget is not None else None, per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
         scores=scores, s_labels=s_labels, s_by=s_by, marks_total=len(marks), in_force=force[:10],
@@ -393,6 +397,8 @@ class ClientForm(FlaskForm):
     access_token_ttl = IntegerField("Access-token lifetime (seconds)", validators=[Optional(), NumberRange(10, 86400)])
     quota_per_minute = IntegerField("Quota (token requests per minute)",
                                     validators=[DataRequired(), NumberRange(1, 1_000_000)])
+    backchannel_logout_uri = StringField("Back-channel logout URI", validators=[Length(max=2000)])
+    backchannel_logout_session_required = BooleanField("The app needs the session id (sid) in logout tokens")
 
 
 def _uris(text: str | None) -> list[str]:
@@ -429,6 +435,8 @@ def oauth_edit(session, admin, client_id: str | None = None):
             form.grant_types.data, form.scopes.data = row.grant_types.split(), row.scopes.split()
             form.token_format.data, form.access_token_ttl.data = row.token_format, row.access_token_ttl
             form.quota_per_minute.data = row.quota_per_minute
+            form.backchannel_logout_uri.data = row.backchannel_logout_uri or ""
+            form.backchannel_logout_session_required.data = bool(row.backchannel_logout_session_required)
         else:
             form.grant_types.data = ["authorization_code", "refresh_token"]
             form.scopes.data = ["openid", "profile", "email"]
@@ -441,7 +449,9 @@ def oauth_edit(session, admin, client_id: str | None = None):
 
             fields = {"name": form.name.data, "redirect_uris": _uris(form.redirect_uris.data),
                       "grant_types": form.grant_types.data, "scopes": form.scopes.data,
-                      "token_format": form.token_format.data, "quota_per_minute": form.quota_per_minute.data}
+                      "token_format": form.token_format.data, "quota_per_minute": form.quota_per_minute.data,
+                      "backchannel_logout_uri": (form.backchannel_logout_uri.data or "").strip() or None,
+                      "backchannel_logout_session_required": bool(form.backchannel_logout_session_required.data)}
             if form.access_token_ttl.data:
                 fields["access_token_ttl"] = form.access_token_ttl.data
             try:
@@ -457,7 +467,8 @@ def oauth_edit(session, admin, client_id: str | None = None):
                 target = {"redirect_uri": form.redirect_uris, "grant_types": form.grant_types,
                           "scopes": form.scopes, "access_token_ttl": form.access_token_ttl,
                           "quota_per_minute": form.quota_per_minute, "token_format": form.token_format,
-                          "client_type": form.client_type}.get(exc.field)
+                          "client_type": form.client_type,
+                          "backchannel_logout_uri": form.backchannel_logout_uri}.get(exc.field)
                 if target is not None:
                     target.errors = list(target.errors) + [exc.message]
                 else:

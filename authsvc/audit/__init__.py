@@ -237,6 +237,23 @@ class AuditLog:
         # Retention (issue 20): checks the signed anchor where the kept chain starts. None (no key): any pruned
         # prefix fails the checks, as any deleted row does.
         self.anchor_signer: AnchorSigner | None = None
+        # Called inside the audit transaction, before its commit (see ``on_record``).
+        self._listeners: list = []
+
+    def on_record(self, fn):
+        """Register ``fn(event, session)``, called for every appended event inside the same SQL transaction, before
+        the commit (``commit=False`` callers: before theirs). Whatever ``fn`` writes with ``session`` commits or rolls
+        back together with the event — the Shared Signals outbox (authsvc.signals.outbox) relies on it. ``fn`` must
+        be cheap for tags it ignores (it runs on every login) and must not commit; an exception it raises aborts the
+        append (the caller's transaction is rolled back by its error handling). Returns ``fn`` (usable as a
+        decorator)."""
+        self._listeners.append(fn)
+        return fn
+
+    def _notify(self, events, session) -> None:
+        for fn in self._listeners:
+            for ev in events:
+                fn(ev, session)
 
     def record(
         self,
@@ -278,6 +295,8 @@ class AuditLog:
                     prev = ev.hash
                 session.execute(insert(_EVENTS), [{c: getattr(ev, c) for c in _COLUMNS} for ev in out])
                 session.execute(_TIP, {"p_hash": prev})
+                if self._listeners:
+                    self._notify(out, session)
                 if commit:
                     session.commit()
                 return out
@@ -295,6 +314,8 @@ class AuditLog:
             head.last_id = ev.id
             head.last_hash = ev.hash
             out.append(ev)
+        if self._listeners:
+            self._notify(out, session)
         if commit:
             session.commit()
         return out

@@ -317,7 +317,8 @@ class MfaService:
     def step_up(self, session, user: User, method: str, ctx: RequestContext, *, user_verified: bool = False):
         """Re-issue the session at aal2 with a NEW token and revoke the old one (ASVS 7.2.4)."""
         methods = tuple(dict.fromkeys(tuple(m for m in session.methods if m) + (AMR[method],)))
-        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=2, methods=methods)
+        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=2, methods=methods,
+                                     login_id=getattr(session, "login_id", None))  # the same login: the same sid
         self.sessions.revoke(user, session.id, "step_up")
         self._audit("mfa:stepup:success", "success", user, ctx, details={"method": method, "aal": 2})
         return issued
@@ -333,7 +334,8 @@ class MfaService:
         self.store.clear_failures(user.id)
         try:
             issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=session.aal,
-                                         methods=tuple(session.methods) or ("pwd",), generation=generation)
+                                         methods=tuple(session.methods) or ("pwd",), generation=generation,
+                                         login_id=getattr(session, "login_id", None))
         except StaleCredentials:  # the password changed (or every session ended) while this one was checked
             self._audit("account:reauth:failure", "failure", user, ctx, reason="credentials changed meanwhile")
             return None

@@ -43,6 +43,11 @@ class OAuthClient(Base):
     token_endpoint_auth_method: Mapped[str | None] = mapped_column(String(32))
     jwks: Mapped[str | None] = mapped_column(Text)
     jwks_uri: Mapped[str | None] = mapped_column(String(512))
+    # OpenID Connect Back-Channel Logout 1.0 §2.2: where a logout token is POSTed when a login session this client
+    # got tokens from ends (None: the client is not told), and whether it needs the ``sid`` claim in it.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                                      server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

@@ -1,4 +1,4 @@
-"""``authsvc clients create|list|rotate-secret|delete`` and ``authsvc keys rotate|list``."""
+"""``authsvc clients create|list|update|rotate-secret|delete`` and ``authsvc keys rotate|list``."""
 
 from __future__ import annotations
 
@@ -39,9 +39,14 @@ def clients_group():
               help="browser origin (https://app.example) an SPA calls token/userinfo/revoke from (CORS); repeatable")
 @click.option("--jwks-uri", default=None, help="private_key_jwt: URL of the client's public JWKS")
 @click.option("--jwks-file", type=click.File("r"), default=None, help="private_key_jwt: the client's public JWKS")
+@click.option("--backchannel-logout-uri", "bcl_uri", default=None,
+              help="OpenID Back-Channel Logout: where logout tokens are POSTed when a sign-in ends (https; http only "
+                   "to 127.0.0.1 / [::1] for confidential clients)")
+@click.option("--backchannel-logout-session-required", "bcl_sid", is_flag=True, default=False,
+              help="the client needs the sid claim in its logout tokens")
 @with_appcontext
 def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes, audiences, resource, token_format,
-                   access_token_ttl, quota, dpop_required, require_par, origins, jwks_uri, jwks_file):
+                   access_token_ttl, quota, dpop_required, require_par, origins, jwks_uri, jwks_file, bcl_uri, bcl_sid):
     from authsvc.oauth.clients import ClientError
 
     kwargs = {}
@@ -62,7 +67,8 @@ def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes
             name=name, client_type=client_type, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout,
             audiences=audiences, resource=resource, token_format=token_format, access_token_ttl=access_token_ttl,
             quota_per_minute=quota, dpop_bound_access_tokens=dpop_required, require_par=require_par,
-            allowed_origins=origins, **kwargs)
+            allowed_origins=origins, backchannel_logout_uri=bcl_uri, backchannel_logout_session_required=bcl_sid,
+            **kwargs)
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"client_id:     {row.id}")
@@ -75,7 +81,30 @@ def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes
 @with_appcontext
 def clients_list():
     for c in _provider().clients.list():
-        click.echo(f"{c.id}\t{c.client_type}\t{c.name}\t{c.grant_types}\t{c.redirect_uris}")
+        click.echo(f"{c.id}\t{c.client_type}\t{c.name}\t{c.grant_types}\t{c.redirect_uris}"
+                   f"\t{c.backchannel_logout_uri or '-'}")
+
+
+@clients_group.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None)
+@click.option("--backchannel-logout-uri", "bcl_uri", default=None,
+              help="OpenID Back-Channel Logout URI; an empty string removes it")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required", "bcl_sid",
+              default=None, help="whether the client needs the sid claim in its logout tokens")
+@with_appcontext
+def clients_update(client_id, name, bcl_uri, bcl_sid):
+    from authsvc.oauth.clients import ClientError
+
+    changes = {k: v for k, v in (("name", name), ("backchannel_logout_uri", bcl_uri),
+                                 ("backchannel_logout_session_required", bcl_sid)) if v is not None}
+    if not changes:
+        raise click.UsageError("nothing to change")
+    try:
+        _provider().clients.update(client_id, **changes)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"updated {client_id}: {', '.join(sorted(changes))}")
 
 
 @clients_group.command("rotate-secret")

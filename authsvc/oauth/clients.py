@@ -129,6 +129,32 @@ def validate_origin(origin: str) -> None:
                                              "(http only for loopback), no path, no wildcard")
 
 
+def validate_backchannel_logout_uri(uri, client_type: str) -> None:
+    """OpenID Connect Back-Channel Logout 1.0 §2.2: an absolute URI without a fragment (a query is kept as is);
+    https, or — as the spec lets an OP allow for confidential clients — http to a loopback IP literal only (an app
+    on the same host; nothing travels over a network in clear). No userinfo, nothing a parser could read two ways
+    (the same ``is_clean_uri`` as redirect URIs). The URI is set by an administrator, never by the client itself."""
+    if not isinstance(uri, str) or not uri:
+        raise ClientError("backchannel_logout_uri", "must be a non-empty string")
+    if "#" in uri:
+        raise ClientError("backchannel_logout_uri", "must not contain a fragment")
+    if not is_clean_uri(uri):
+        raise ClientError("backchannel_logout_uri", "must not contain user info ('@'), spaces, control characters, "
+                                                    "backslashes, quotes or non-ASCII characters")
+    parts = urlsplit(uri)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ClientError("backchannel_logout_uri", "has an invalid port") from None
+    if parts.scheme == "https" and uri.startswith("https://") and host and port != 0:
+        return
+    if parts.scheme == "http" and _loopback(uri) is not None:
+        if client_type != "confidential":
+            raise ClientError("backchannel_logout_uri", "http is allowed for confidential clients only (§2.2)")
+        return
+    raise ClientError("backchannel_logout_uri", "must be an absolute https URL (http only to 127.0.0.1 or [::1])")
+
+
 @dataclass
 class Client:
     """What Authlib needs to know about a client (``ClientMixin`` duck type), built from the cached JSON."""
@@ -152,6 +178,8 @@ class Client:
     token_endpoint_auth_method: str | None = None  # "private_key_jwt", else the type's default methods
     jwks: dict | None = None
     jwks_uri: str | None = None
+    backchannel_logout_uri: str | None = None  # Back-Channel Logout 1.0 §2.2
+    backchannel_logout_session_required: bool = False
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -224,7 +252,9 @@ def _to_dict(row: OAuthClient) -> dict:
             "require_par": bool(row.require_pushed_authorization_requests),
             "allowed_origins": json.loads(row.allowed_origins or "[]"),
             "token_endpoint_auth_method": row.token_endpoint_auth_method,
-            "jwks": json.loads(row.jwks) if row.jwks else None, "jwks_uri": row.jwks_uri}
+            "jwks": json.loads(row.jwks) if row.jwks else None, "jwks_uri": row.jwks_uri,
+            "backchannel_logout_uri": row.backchannel_logout_uri,
+            "backchannel_logout_session_required": bool(row.backchannel_logout_session_required)}
 
 
 class ClientService:
@@ -317,6 +347,8 @@ class ClientService:
                 raise ClientError("jwks", str(exc)) from None
             except Exception:  # noqa: BLE001 - joserfc's own errors for keys it cannot import
                 raise ClientError("jwks", "the JWKS holds a key that cannot be imported") from None
+        if row.backchannel_logout_uri is not None:
+            validate_backchannel_logout_uri(row.backchannel_logout_uri, row.client_type)
 
     def create(self, *, name: str, client_type: str = "confidential", redirect_uris=(), grant_types=("authorization_code", "refresh_token"),
                scopes=("openid", "profile", "email", "offline_access"), post_logout_redirect_uris=(),
@@ -324,6 +356,7 @@ class ClientService:
                access_token_ttl: int | None = None, quota_per_minute: int = 600,
                dpop_bound_access_tokens: bool = False, require_par: bool = False, allowed_origins=(),
                token_endpoint_auth_method: str | None = None, jwks: dict | None = None, jwks_uri: str | None = None,
+               backchannel_logout_uri: str | None = None, backchannel_logout_session_required: bool = False,
                actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
         """Register a client; returns it and its secret (None for public and private_key_jwt clients). The secret is
         not kept."""
@@ -339,7 +372,9 @@ class ClientService:
             quota_per_minute=quota_per_minute, dpop_bound_access_tokens=bool(dpop_bound_access_tokens),
             require_pushed_authorization_requests=bool(require_par), allowed_origins=json.dumps(list(allowed_origins)),
             token_endpoint_auth_method=token_endpoint_auth_method, jwks=json.dumps(jwks) if jwks else None,
-            jwks_uri=jwks_uri, created_at=self.clock.now())
+            jwks_uri=jwks_uri, backchannel_logout_uri=backchannel_logout_uri or None,
+            backchannel_logout_session_required=bool(backchannel_logout_session_required),
+            created_at=self.clock.now())
         self._validate(row)
         self.db.session.add(row)
         self.db.session.commit()
@@ -357,13 +392,15 @@ class ClientService:
                 value = json.dumps(list(value))
             elif key in ("grant_types", "scopes"):
                 value = " ".join(dict.fromkeys(value))
-            elif key == "dpop_bound_access_tokens":
+            elif key in ("dpop_bound_access_tokens", "backchannel_logout_session_required"):
                 value = bool(value)
             elif key == "jwks":
                 value = json.dumps(value) if value else None
                 self._redis().delete(f"oauth:jwks:{{{client_id}}}")
             elif key == "jwks_uri":
                 self._redis().delete(f"oauth:jwks:{{{client_id}}}")
+            elif key == "backchannel_logout_uri":
+                value = value or None  # "" clears it
             elif key not in ("name", "resource", "token_format", "access_token_ttl", "quota_per_minute"):
                 raise ClientError(key, "cannot be changed")
             setattr(row, key, value)

@@ -217,6 +217,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             "challenge": data.get("code_challenge"), "method": data.get("code_challenge_method"),
             "aud": self.provider.requested_audiences(request.client, data.getlist("resource")),
             "jkt": data.get("dpop_jkt") or None,  # RFC 9449 §10 (format checked by the authorize view)
+            "osid": getattr(end_user.session, "login_id", None),  # the login's OIDC sid (Back-Channel Logout)
         })
 
     def query_authorization_code(self, code, client):
@@ -421,7 +422,11 @@ class OIDCCode(OpenIDCode):
 
     def get_authorization_code_claims(self, authorization_code):
         claims = super().get_authorization_code_claims(authorization_code)
-        claims["sid"] = authorization_code.gid  # the grant, never the login-session hash
+        # The login's sid (user_sessions.login_id): the same in every ID token of this sign-in and in the logout
+        # tokens that end it (Back-Channel Logout 1.0 §2.1); random, never the session's cookie hash.
+        osid = authorization_code.data.get("osid")
+        if osid:
+            claims["sid"] = osid
         return claims
 
 

@@ -143,6 +143,9 @@ def _metadata() -> dict:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "dpop_signing_alg_values_supported": list(provider().dpop.algorithms),  # RFC 9449 §5.1
+        # OpenID Connect Back-Channel Logout 1.0 §2.1: logout tokens carry sid, and ID tokens carry the same sid.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }
 
 

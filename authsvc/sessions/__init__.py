@@ -81,6 +81,7 @@ class SessionInfo:
     methods: tuple[str, ...]
     binding: str | None = None  # DBSC short-cookie state ("bc"); set when the session is bound to a device key
     must_change_password: bool = False  # set by check_light (the API refuses everything but the change)
+    login_id: str | None = None  # the login this session belongs to: the OIDC ``sid`` (set by issue and check)
 
 
 class StaleCredentials(Exception):
@@ -116,7 +117,7 @@ _GUARD_VA = (update(User.__table__)
              .where(User.id == bindparam("p_uid"), User.sessions_valid_after == bindparam("p_va"))
              .values(sessions_valid_after=User.sessions_valid_after))
 _GUARD_VA_PW = _GUARD_VA.where(User.password_hash == bindparam("p_pw"))
-_CHECK_SQL = (select(User, UserSession.revoked_at, UserSession.created_at)
+_CHECK_SQL = (select(User, UserSession.revoked_at, UserSession.created_at, UserSession.login_id)
               .join(UserSession, UserSession.user_id == User.id)
               .where(UserSession.id == bindparam("p_sid")))
 
@@ -132,6 +133,10 @@ class SessionService:
         # Called with (user_id, [session ids]) after sessions are revoked, so that what was issued *from* a session
         # (OAuth tokens, trusted-device marks) dies with it. Listeners must not raise for "nothing to do".
         self.revocation_listeners: list = []
+        # Called with (user_id, [session ids], reason) *before* the commit that ends them, to add rows to the same SQL
+        # transaction (authsvc.oauth.backchannel queues the apps' logout tokens there): either the sessions end and
+        # the apps will be told, or neither happens. They must not commit.
+        self.ending_writers: list = []
         self.backstop_ttl = 5.0
         self._backstop: dict[str, tuple] = {}
         # Continuous session risk (authsvc.risk.drift), wired by authsvc.services: ``context_of(ip, ua)`` gives the
@@ -145,6 +150,11 @@ class SessionService:
         # ``cap_listener(user_id, [ended session ids])`` audits it.
         self.max_per_user = 0
         self.cap_listener = None
+
+    def _ending(self, user_id: int, sids: list[str], reason: str) -> None:
+        if sids:
+            for writer in self.ending_writers:
+                writer(user_id, sids, reason)
 
     def _revoked(self, user_id: int, sids: list[str]) -> None:
         for sid in sids:  # this process forgets its cached backstop answer at once; others within backstop_ttl
@@ -162,13 +172,17 @@ class SessionService:
     # --- issue -------------------------------------------------------------------------------------------------------
     def issue(self, user: User, *, ip: str | None, user_agent: str | None, aal: int = 1,
               methods: tuple[str, ...] = ("pwd",), before_commit=None,
-              generation: Generation | None = None) -> IssuedSession:
+              generation: Generation | None = None, login_id: str | None = None) -> IssuedSession:
         """``before_commit(session_id)`` may add rows (receipt, audit event) to the same SQL transaction.
+
+        ``login_id``: the login a replacement session continues (step-up, reauthentication), so apps keep seeing the
+        same OIDC ``sid``; None for a new sign-in (a fresh random one).
 
         ``generation``: what the login saw at its proof; raises :class:`StaleCredentials` (nothing written) if the
         account's credentials or cut-off changed since."""
         token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
         sid = token_hash(token)
+        login_id = login_id or secrets.token_urlsafe(16)  # 128 bits; unrelated to the token
         ua = (user_agent or "")[:512]
         if generation is not None:
             params = {"p_uid": user.id, "p_va": generation.valid_after}
@@ -183,7 +197,8 @@ class SessionService:
         # A Core INSERT (built once), not an ORM object: nothing reads the row back in this request, and the unit of
         # work's flush machinery costs more CPU than the statement (measured on the login path).
         self.db.session.execute(_INSERT_SESSION, {"id": sid, "user_id": user.id, "created_at": now, "ip": ip,
-                                                  "user_agent": ua, "aal": aal, "methods": ",".join(methods)})
+                                                  "user_agent": ua, "aal": aal, "methods": ",".join(methods),
+                                                  "login_id": login_id})
         if before_commit is not None:
             before_commit(sid)
         self.db.session.commit()
@@ -201,7 +216,7 @@ class SessionService:
         pipe.execute()
         if self.max_per_user:
             self._cap(user.id, now)
-        info = SessionInfo(sid, user.id, now, now, ip, ua, aal, methods)
+        info = SessionInfo(sid, user.id, now, now, ip, ua, aal, methods, login_id=login_id)
         return IssuedSession(token, info, now + dt.timedelta(seconds=min(self.idle, self.absolute)))
 
     # --- check (hot path) --------------------------------------------------------------------------------------------
@@ -251,9 +266,11 @@ class SessionService:
             self.cap_listener(uid, excess)
 
     def _end(self, uid: int, sid: str, reason: str) -> None:
-        self.db.session.execute(update(UserSession).where(
+        res = self.db.session.execute(update(UserSession).where(
             UserSession.id == sid, UserSession.user_id == uid, UserSession.revoked_at.is_(None))
             .values(revoked_at=self.clock.now(), revoke_reason=reason[:64]))
+        if res.rowcount:
+            self._ending(uid, [sid], reason)
         self.db.session.commit()
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(_skey(sid))
@@ -278,7 +295,7 @@ class SessionService:
         row = self.db.session.execute(_CHECK_SQL, {"p_sid": sid}).first()
         if row is None:
             return None
-        user, revoked_at, created_at = row
+        user, revoked_at, created_at, login_id = row
         if revoked_at is not None or not user.is_active or created_at < user.sessions_valid_after \
                 or user.id != int(uid):
             # Redis still had it (lost deletion, restored snapshot): finish the job now.
@@ -287,7 +304,8 @@ class SessionService:
         if self._drifted(user.id, sid, raw, prefix, ctx, now):
             return None
         info = SessionInfo(sid, user.id, created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
-                           None, None, int(aal), tuple(methods.split(",")) if methods else (), binding or None)
+                           None, None, int(aal), tuple(methods.split(",")) if methods else (), binding or None,
+                           login_id=login_id)
         return info, user
 
     def check_light(self, token: str | None, ctx: tuple[str | None, str | None] | None = None
@@ -380,6 +398,8 @@ class SessionService:
             .where(UserSession.id == sid, UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
             .values(revoked_at=self.clock.now(), revoke_reason=reason)
         )
+        if res.rowcount:
+            self._ending(user.id, [sid], reason)
         self.db.session.commit()
         if res.rowcount == 0:
             # Not this user's session (or already revoked): touch nothing in Redis, or one user could end
@@ -403,6 +423,7 @@ class SessionService:
             user.sessions_valid_after = now
         ended = list(self.db.session.execute(select(UserSession.id).where(*cond)).scalars())
         n = self.db.session.execute(update(UserSession).where(*cond).values(revoked_at=now, revoke_reason=reason)).rowcount
+        self._ending(user.id, ended, reason)
         self.db.session.commit()
         r = self.redis
         sids = [s for s in r.smembers(_ukey(user.id)) if s != except_sid]
