@@ -111,3 +111,4 @@ from authsvc.models.activity import LoginEvent  # noqa: E402,F401  (registers th
 from authsvc.models.mfa import RecoveryCode, TotpCredential, TrustedDevice, WebAuthnCredential  # noqa: E402,F401
 from authsvc.models.oauth import OAuthClient, OAuthConsent, OAuthGrant, OAuthSigningKey  # noqa: E402,F401
 from authsvc.models import admin as _admin  # noqa: E402,F401  (users.notify_new_sign_in, migration 0005_admin)
+from authsvc.models.federation import FederatedIdentity, UpstreamProvider  # noqa: E402,F401  (migration 0010)
