@@ -19,7 +19,7 @@ def init_app(app: Flask) -> None:
     app.extensions["authsvc_federation"] = FederationService(
         db=db, redis_getter=lambda: RedisExtension.client_for(app), login=svc.login, mfa=svc.mfa,
         sessions=svc.sessions, audit=svc.audit, clock=svc.clock, settings=svc.settings, mailer=svc.mailer,
-        box=svc.mfa.totp.box)
+        box=svc.mfa.totp.box, app=app)
     csrf.exempt(callback)  # state (bound to this browser) is the callback's CSRF defence; Apple POSTs cross-site
     app.register_blueprint(bp)
     app.jinja_env.globals["federation_providers"] = providers_for_page

@@ -76,8 +76,8 @@ def issuer_matches(template: str, iss: str | None, tid: str | None) -> bool:
 class ClientCache:
     """Authlib Flask clients, one per provider row version."""
 
-    def __init__(self, timeout: float = 5.0):
-        self.oauth = OAuth()
+    def __init__(self, app, timeout: float = 5.0):
+        self.oauth = OAuth(app)
         self.timeout = timeout
         self._names: dict[int, str] = {}
 

@@ -81,11 +81,11 @@ class Outcome:
 
 
 class FederationService:
-    def __init__(self, *, db, redis_getter, login, mfa, sessions, audit, clock, settings, mailer, box):
+    def __init__(self, *, db, redis_getter, login, mfa, sessions, audit, clock, settings, mailer, box, app):
         self.db, self._redis, self.login, self.mfa = db, redis_getter, login, mfa
         self.sessions, self.audit, self.clock, self.settings = sessions, audit, clock, settings
         self.mailer, self.box = mailer, box
-        self.clients = P.ClientCache()
+        self.clients = P.ClientCache(app)
 
     # --- providers ------------------------------------------------------------------------------------------------
     def providers(self, *, enabled_only: bool = True) -> list[UpstreamProvider]:
