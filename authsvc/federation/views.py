@@ -162,3 +162,42 @@ def providers_for_page():
 
         db.session.rollback()
         return []
+
+
+# --- e-mail change, confirmed at the new address (accounts/emailchange.py) ---------------------------------------------
+@bp.route("/account/email", methods=["GET", "POST"])
+@login_required
+def email_change_request():
+    from authsvc.accounts.emailchange import EmailChangeRefused
+
+    session, user = cookie_session()
+    if not services().mfa.may_change_factors(session, user):
+        flash("For your security, confirm it's you before changing your e-mail address.", "warning")
+        return redirect(services().mfa.step_up_url(url_for("federation.email_change_request")))
+    form = ActionForm()
+    error = None
+    if request.method == "POST":
+        _form_ok()
+        try:
+            services().accounts.email_changes.request(user, request.form.get("email", "")[:320], request_context())
+        except EmailChangeRefused as exc:
+            error = exc.message
+        else:
+            return render_template("message.html", title="Check your new mailbox",
+                                   message="We sent a link to the new address. Your address changes only when "
+                                           "you open it; it expires, and a new request replaces it.")
+    return render_template("federation/email_change.html", form=form, error=error, user=user), 400 if error else 200
+
+
+@bp.route("/email-change/<token>", methods=["GET", "POST"])
+def email_change_confirm(token: str):
+    if request.method == "GET":  # a button, not a GET side effect: mail scanners prefetch links
+        return render_template("federation/email_change_confirm.html", form=ActionForm())
+    _form_ok()
+    user = services().accounts.email_changes.confirm(token, request_context())
+    if user is None:
+        return render_template("message.html", title="Link not valid",
+                               message="This link is invalid, expired, replaced by a newer request, or the "
+                                       "address is no longer available."), 400
+    flash("Your e-mail address was changed.", "success")
+    return redirect(url_for("web.index"))

@@ -104,7 +104,12 @@ def upstream_idp(migrated, tmp_path_factory):
 def upstream(upstream_idp, monkeypatch):
     """The upstream, emptied for this test; the RP's HTTP client trusts its CA."""
     _reset(upstream_idp.app)
+    from authsvc.accounts.login import NullRiskScorer
+
     upstream_idp.app.extensions["authsvc"].login.require_verified_email = True
+    # The upstream's own risk engine would ask its users for an e-mailed code on a first sign-in: that is the
+    # upstream's business, not what these tests are about.
+    monkeypatch.setattr(upstream_idp.app.extensions["authsvc"].login, "risk", NullRiskScorer())
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", upstream_idp.server.ca_path)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
