@@ -293,3 +293,282 @@ def test_email_change_happy_path_confirms_at_the_new_address_only(rp):
     assert r.status_code == 302 and _user(rp, "erin.new@example.com") is not None
     r = client.post(path, data={"csrf_token": csrf_token(client.get(path).get_data(as_text=True))})
     assert r.status_code == 400  # single use
+
+
+# --- the protocol: state, code, iss, nonce, browser binding, CSRF ------------------------------------------------
+def _callback_query(url):
+    from urllib.parse import parse_qs, urlsplit
+
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def test_callback_replay_is_refused(rp, upstream):
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    client = rp.test_client()
+    callback = upstream.authorize(upstream.browser(), start(client), "carol@example.com")
+    assert client.get(callback[len(RP):]).status_code == 302
+    again = client.get(callback[len(RP):])
+    assert again.status_code == 400  # the state was used up: nothing is exchanged twice
+    from authsvc.extensions import db
+    from authsvc.models import UserSession
+
+    with rp.app_context():
+        assert db.session.execute(select(func.count()).select_from(UserSession)).scalar() == 1
+
+
+def test_code_replay_under_a_fresh_state_is_refused(rp, upstream):
+    """A code that was already redeemed, pasted into a new flow: the upstream refuses it (single use, and the PKCE
+    verifier of the new flow does not match the code's challenge)."""
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    client = rp.test_client()
+    first = upstream.authorize(upstream.browser(), start(client), "carol@example.com")
+    assert client.get(first[len(RP):]).status_code == 302
+    fresh = _callback_query(start(client))  # a new state in the same browser, never finished at the upstream
+    r = client.get("/federation/up/callback", query_string={"state": fresh["state"],
+                                                            "code": _callback_query(first)["code"],
+                                                            "iss": upstream.url})
+    assert r.status_code == 400
+    assert any(t == "federation:callback:refused" for t in _audit_tags(rp))
+
+
+def test_code_injection_into_the_attackers_browser_is_refused(rp, upstream):
+    """Login CSRF / code injection: the victim's callback URL (code + state) opened in another browser. The state is
+    bound to the browser that started the flow."""
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    victim = rp.test_client()
+    callback = upstream.authorize(upstream.browser(), start(victim), "carol@example.com")
+    attacker = rp.test_client()
+    start(attacker)  # the attacker has a binding cookie of their own
+    assert attacker.get(callback[len(RP):]).status_code == 400
+    assert _signed_in_as(attacker) is None
+    # ... and it was used up: the victim's own browser cannot finish it either (start again).
+    assert victim.get(callback[len(RP):]).status_code == 400
+
+
+def test_mixup_state_of_one_provider_at_another_providers_callback(rp, upstream):
+    add_provider(rp, upstream)
+    with rp.app_context():
+        rp.extensions["authsvc_federation"].add_provider(slug="other", kind="oidc", issuer="https://other.example",
+                                                         client_id="x", client_secret="y")
+    upstream.user("carol@example.com")
+    client = rp.test_client()
+    callback = upstream.authorize(upstream.browser(), start(client), "carol@example.com")
+    q = _callback_query(callback)
+    assert q["iss"] == upstream.url  # RFC 9207: the upstream names itself in the response
+    r = client.get("/federation/other/callback", query_string=q)
+    assert r.status_code == 400 and _signed_in_as(client) is None
+
+
+@pytest.mark.parametrize("iss", ["https://evil.example", None, ""])
+def test_rfc9207_iss_missing_or_wrong_is_refused(rp, upstream, iss):
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    client = rp.test_client()
+    q = _callback_query(upstream.authorize(upstream.browser(), start(client), "carol@example.com"))
+    if iss is None:
+        q.pop("iss")
+    else:
+        q["iss"] = iss
+    r = client.get("/federation/up/callback", query_string=q)
+    assert r.status_code == 400 and _signed_in_as(client) is None
+    expected = "mix-up" if iss else "without iss"
+    assert any(expected in (reason or "") for reason in _reasons(rp))
+
+
+def test_id_token_for_another_audience_or_nonce_is_refused(rp, upstream):
+    """The ID token is checked by Authlib against our client id and the nonce we kept: a second RP client at the
+    same upstream (another audience) cannot have its code redeemed here, and our own nonce must match."""
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    client = rp.test_client()
+    q = _callback_query(upstream.authorize(upstream.browser(), start(client), "carol@example.com"))
+    # Tamper with the nonce we kept for this state: the ID token's nonce no longer matches.
+    import hashlib
+    import json as _json
+
+    from authsvc.extensions import RedisExtension
+
+    r = RedisExtension.client_for(rp)
+    key = f"fed:state:{{{hashlib.sha256(q['state'].encode()).hexdigest()}}}"
+    rec = _json.loads(r.get(key))
+    rec["nonce"] = "not-the-nonce-that-was-sent"
+    r.set(key, _json.dumps(rec), ex=60)
+    resp = client.get("/federation/up/callback", query_string=q)
+    assert resp.status_code == 400 and _signed_in_as(client) is None
+    assert any("ID token rejected" in (e or "") for e in _reasons(rp))
+
+
+def _reasons(app):
+    from authsvc.extensions import db
+    from authsvc.models import SecurityEvent
+
+    with app.app_context():
+        return [e.reason for e in db.session.execute(select(SecurityEvent)).scalars()]
+
+
+@pytest.mark.parametrize("query", [
+    {},
+    {"state": "x" * 5000, "code": "c"},
+    {"state": "short"},
+    {"state": "ａｂｃｄｅｆｇｈｉｊ", "code": "c"},  # full-width: never matches a stored state
+    {"state": ["a" * 20, "b" * 20], "code": ["c", "d"]},
+    {"error": "access_denied"},
+])
+def test_hostile_callback_input_is_a_clear_4xx(rp, upstream, query):
+    add_provider(rp, upstream)
+    client = rp.test_client()
+    start(client)
+    r = client.get("/federation/up/callback", query_string=query)
+    assert r.status_code == 400, r.status_code
+    r = client.post("/federation/up/callback", data=query)
+    assert r.status_code == 400
+    assert client.get("/federation/nope/callback").status_code == 404
+    assert client.get("/federation/" + "a" * 300 + "/callback").status_code == 404
+
+
+def test_start_needs_the_csrf_token_and_a_known_provider(rp, upstream):
+    add_provider(rp, upstream)
+    client = rp.test_client()
+    assert client.post("/federation/up/start").status_code == 400
+    page = client.get("/login").get_data(as_text=True)
+    assert "Continue with Upstream" in page
+    assert client.post("/federation/nope/start", data={"csrf_token": csrf_token(page)}).status_code == 404
+    assert client.post("/federation/UP%00/start", data={"csrf_token": csrf_token(page)}).status_code == 404
+
+
+# --- linking, unlinking, and a federated login being a login ------------------------------------------------------
+def _link_page(rp, upstream, email="alice@example.com"):
+    create_user(rp, email=email)
+    upstream.user(email)
+    client = rp.test_client()
+    r = federated_sign_in(client, upstream, upstream.browser(), email)
+    assert r.status_code == 302 and "/federation/link/" in r.location
+    return client, r.location
+
+
+def test_link_after_proving_the_existing_account(rp, upstream):
+    add_provider(rp, upstream)
+    client, link = _link_page(rp, upstream)
+    page = client.get(link).get_data(as_text=True)
+    assert "Sign in to link" in page
+    r = form_post(client, "/login?next=" + link, {"email": "alice@example.com", "password": PASSWORD})
+    assert r.status_code == 302 and r.location.endswith(link)
+    page = client.get(link).get_data(as_text=True)
+    assert "Link Upstream" in page
+    r = client.post(link, data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302
+    alice = _user(rp, "alice@example.com")
+    assert [i.email for i in _identities(rp, alice.id)] == ["alice@example.com"]
+    assert client.post(link, data={"csrf_token": csrf_token(page)}).status_code == 400  # single use
+    # From now on the provider signs in to alice's account directly.
+    other = rp.test_client()
+    federated_sign_in(other, upstream, upstream.browser(), "alice@example.com")
+    assert _signed_in_as(other) == "alice@example.com"
+    assert "federation:link:success" in _audit_tags(rp)
+    # The owner is told by e-mail.
+    with rp.app_context():
+        from authsvc.services import services
+
+        assert any("linked" in m.subject for m in services().outbox.messages(to="alice@example.com"))
+
+
+def test_link_confirmation_of_another_user_is_refused(rp, upstream):
+    add_provider(rp, upstream)
+    client, link = _link_page(rp, upstream)
+    create_user(rp, email="mallory@example.com")
+    # Same browser (it holds the binding cookie) but signed in to another account: refused, nothing linked.
+    assert login(client, "mallory@example.com").status_code == 302
+    page = client.get(link).get_data(as_text=True)
+    assert "signed in to a different account" in page
+    r = client.post(link, data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 403 and _identities(rp) == []
+    # Another browser cannot even see it (the pending link is bound to the browser that started the flow).
+    stranger = rp.test_client()
+    assert login(stranger, "alice@example.com").status_code == 302
+    assert stranger.get(link).status_code == 400
+    r = stranger.post(link, data={"csrf_token": csrf_token(stranger.get("/account").get_data(as_text=True))})
+    assert r.status_code == 400 and _identities(rp) == []
+
+
+def test_link_needs_the_second_factor_when_the_account_has_one(rp, upstream):
+    from tests.functional.mfa_helpers import enrol_totp
+
+    add_provider(rp, upstream)
+    client, link = _link_page(rp, upstream)
+    enrol_totp(rp, _user(rp, "alice@example.com").id)
+    r = form_post(client, "/login?next=" + link, {"email": "alice@example.com", "password": PASSWORD})
+    assert "/mfa/challenge" in r.location  # the password alone is not the proof
+    page = client.get(link).get_data(as_text=True)
+    assert "Sign in to link" in page
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    assert client.post(link, data={"csrf_token": token}).status_code in (302, 400)  # to the login page, or refused
+    assert _identities(rp) == []
+
+
+def test_federated_login_asks_for_the_accounts_second_factor(rp, upstream):
+    from tests.functional.mfa_helpers import enrol_totp
+
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    client = rp.test_client()
+    federated_sign_in(client, upstream, upstream.browser(), "carol@example.com")
+    carol = _user(rp, "carol@example.com")
+    enrol_totp(rp, carol.id)
+    client2 = rp.test_client()
+    r = federated_sign_in(client2, upstream, upstream.browser(), "carol@example.com")
+    assert r.status_code == 302 and r.location.endswith("/mfa/challenge")
+    assert _signed_in_as(client2) is None
+    assert "account:login:mfa_required" in _audit_tags(rp)
+
+
+def test_unlinking_the_last_way_in_is_refused(rp, upstream):
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    client = rp.test_client()
+    federated_sign_in(client, upstream, upstream.browser(), "carol@example.com")
+    carol = _user(rp, "carol@example.com")
+    [ident] = _identities(rp, carol.id)
+    page = client.get("/account").get_data(as_text=True)
+    assert "Linked sign-in methods" in page and "Unlink" in page
+    r = client.post(f"/account/federation/unlink/{ident.id}", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 409 and len(_identities(rp, carol.id)) == 1
+    # Another user's identity id, junk ids: 404, nothing removed.
+    create_user(rp, email="mallory@example.com")
+    mallory = rp.test_client()
+    login(mallory, "mallory@example.com")
+    mpage = mallory.get("/account").get_data(as_text=True)
+    assert mallory.post(f"/account/federation/unlink/{ident.id}", data={"csrf_token": csrf_token(mpage)}
+                        ).status_code == 404
+    for junk in ("0", "-1", "99999999999", "１"):
+        assert mallory.post(f"/account/federation/unlink/{junk}", data={"csrf_token": csrf_token(mpage)}
+                            ).status_code == 404
+    assert client.post(f"/account/federation/unlink/{ident.id}").status_code == 400  # no CSRF token
+    assert len(_identities(rp, carol.id)) == 1
+
+
+def test_unlink_with_a_password_left(rp, upstream):
+    add_provider(rp, upstream)
+    client, link = _link_page(rp, upstream)
+    form_post(client, "/login?next=" + link, {"email": "alice@example.com", "password": PASSWORD})
+    client.post(link, data={"csrf_token": csrf_token(client.get(link).get_data(as_text=True))})
+    alice = _user(rp, "alice@example.com")
+    [ident] = _identities(rp, alice.id)
+    page = client.get("/account").get_data(as_text=True)
+    r = client.post(f"/account/federation/unlink/{ident.id}", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and _identities(rp, alice.id) == []
+
+
+def test_stale_session_cannot_link_or_unlink(rp, upstream):
+    add_provider(rp, upstream)
+    create_user(rp, email="alice@example.com")
+    client = rp.test_client()
+    login(client, "alice@example.com")
+    page = client.get("/account").get_data(as_text=True)
+    rp.extensions["authsvc"].clock.advance(1200)  # beyond fresh_auth_seconds (600), within the idle timeout
+    r = client.post("/account/federation/up/link", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and "/mfa/step-up" in r.location
+    r = client.post("/account/federation/unlink/1", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and "/mfa/step-up" in r.location
