@@ -59,6 +59,7 @@ def _redis():
 def _nav():
     return {"admin_sections": (("admin.dashboard", "Dashboard"), ("admin.users", "Users"),
                                ("admin.attacks", "Attacks"), ("admin.oauth_clients", "OAuth clients"),
+                               ("federation_admin.providers", "Sign-in providers"),
                                ("admin.audit", "Audit log"), ("admin.outbox", "Outbox"))}
 
 

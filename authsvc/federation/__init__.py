@@ -22,6 +22,9 @@ def init_app(app: Flask) -> None:
         box=svc.mfa.totp.box, app=app)
     csrf.exempt(callback)  # state (bound to this browser) is the callback's CSRF defence; Apple POSTs cross-site
     app.register_blueprint(bp)
+    from authsvc.federation.admin import bp as admin_bp
+
+    app.register_blueprint(admin_bp)
     app.jinja_env.globals["federation_providers"] = providers_for_page
     app.jinja_env.globals["federation_identities"] = app.extensions["authsvc_federation"].identities
     app.cli.add_command(idp_group)

@@ -94,3 +94,43 @@ def test_idp_cli_add_list_remove(app):
 
     with app.app_context():
         assert db.session.execute(select(UpstreamProvider)).first() is None
+
+
+def test_admin_panel_adds_lists_and_removes_providers_and_shows_user_identities(app):
+    from tests.conftest import csrf_token
+    from tests.functional.admin_helpers import admin_client
+
+    admin = admin_client(app)
+    page = admin.get("/admin/idp/")
+    assert page.status_code == 200 and "No provider yet" in page.get_data(as_text=True)
+    token = csrf_token(page.get_data(as_text=True))
+    r = admin.post("/admin/idp/", data={"csrf_token": token, "kind": "oidc", "slug": "corp", "client_id": "c",
+                                        "issuer": "http://evil.example"})
+    assert r.status_code == 400 and "https" in r.get_data(as_text=True)
+    r = admin.post("/admin/idp/", data={"csrf_token": token, "kind": "microsoft", "slug": "ms", "client_id": "c",
+                                        "client_secret": "s", "trust_mfa": "yes"})
+    assert r.status_code == 302
+    page = admin.get("/admin/idp/").get_data(as_text=True)
+    assert "{tenantid}" in page and "/federation/ms/callback" in page
+    # Per-user identities on the user page.
+    from authsvc.extensions import db
+    from authsvc.models import FederatedIdentity, UpstreamProvider
+
+    uid = create_user(app, email="bob@example.com")
+    with app.app_context():
+        pid = db.session.execute(select(UpstreamProvider.id)).scalar_one()
+        db.session.add(FederatedIdentity(user_id=uid, provider_id=pid, issuer="https://login.microsoftonline.com/t/v2.0",
+                                         subject="sub-123", email="bob@example.com", email_verified=True))
+        db.session.commit()
+    user_page = admin.get(f"/admin/users/{uid}").get_data(as_text=True)
+    assert "Linked sign-in methods (1)" in user_page and "sub-123" in user_page
+    assert admin.post("/admin/idp/ms/remove").status_code == 400  # CSRF
+    assert admin.post("/admin/idp/ms/remove", data={"csrf_token": token}).status_code == 302
+    assert admin.post("/admin/idp/ms/remove", data={"csrf_token": token}).status_code == 404
+    # Not an admin: refused.
+    from tests.functional.helpers import login
+
+    plain = app.test_client()
+    create_user(app, email="carl@example.com")
+    login(plain, "carl@example.com")
+    assert plain.get("/admin/idp/").status_code == 403
