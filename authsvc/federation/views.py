@@ -46,9 +46,10 @@ def _form_ok() -> None:
         raise BadRequest("form expired")
 
 
-@bp.post("/federation/<slug>/start")
+@bp.get("/federation/<slug>/start")
 def start(slug: str):
-    _form_ok()
+    """A link, not a form: a form's redirect to the provider would be checked against our CSP form-action. Starting
+    changes nothing but a state record bound to this browser, so a forged start gains an attacker nothing."""
     provider = _provider_or_404(slug)
     browser = _browser() or secrets.token_urlsafe(32)
     nxt = request.args.get("next")
@@ -117,10 +118,10 @@ def link(token: str):
                            login_url=url_for("web.login", next=request.path))
 
 
-@bp.post("/account/federation/<slug>/link")
+@bp.get("/account/federation/<slug>/link")
 @login_required
 def link_start(slug: str):
-    _form_ok()
+    """A link (see ``start``); the callback links only into the account that started it, with a fresh proof."""
     provider = _provider_or_404(slug)
     session, user = cookie_session()
     if user.email_verified_at is None:

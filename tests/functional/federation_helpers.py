@@ -126,8 +126,7 @@ def add_provider(app, upstream: Upstream, slug: str = "up", **kw) -> None:
 
 
 def start(client, slug: str = "up") -> str:
-    page = client.get("/login")
-    r = client.post(f"/federation/{slug}/start", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    r = client.get(f"/federation/{slug}/start")
     assert r.status_code == 302, r.get_data(as_text=True)[:300]
     return r.location
 

@@ -149,8 +149,7 @@ def test_attack_trojan_identifier(make_app, upstream):
     attacker = rp.test_client()
     form_post(attacker, "/register", {"email": "victim@example.com", "password": PASSWORD})
     assert login(attacker, "victim@example.com").status_code == 302
-    page = attacker.get("/account").get_data(as_text=True)
-    r = attacker.post("/account/federation/up/link", data={"csrf_token": csrf_token(page)})
+    r = attacker.get("/account/federation/up/link")
     assert r.status_code == 403 and _identities(rp) == []
     # And a federated sign-in with the attacker's own upstream account lands in the attacker's own new account.
     upstream.user("mallory@example.com")
@@ -429,14 +428,25 @@ def test_hostile_callback_input_is_a_clear_4xx(rp, upstream, query):
     assert client.get("/federation/" + "a" * 300 + "/callback").status_code == 404
 
 
-def test_start_needs_the_csrf_token_and_a_known_provider(rp, upstream):
+def test_start_is_a_known_providers_link_that_grants_nothing(rp, upstream):
     add_provider(rp, upstream)
     client = rp.test_client()
-    assert client.post("/federation/up/start").status_code == 400
     page = client.get("/login").get_data(as_text=True)
-    assert "Continue with Upstream" in page
-    assert client.post("/federation/nope/start", data={"csrf_token": csrf_token(page)}).status_code == 404
-    assert client.post("/federation/UP%00/start", data={"csrf_token": csrf_token(page)}).status_code == 404
+    assert "Continue with Upstream" in page and 'href="/federation/up/start"' in page
+    assert client.post("/federation/up/start").status_code == 405
+    for bad in ("nope", "UP%00", "%E2%80%AEup", "up%20", "a" * 200):
+        assert client.get(f"/federation/{bad}/start").status_code == 404
+    # A forged start (login CSRF attempt) makes a state bound to this browser and nothing else: no session.
+    assert client.get("/federation/up/start").status_code == 302 and _signed_in_as(client) is None
+    # The sign-in page links to it only for enabled providers.
+    from authsvc.extensions import db
+    from authsvc.models import UpstreamProvider
+
+    with rp.app_context():
+        db.session.execute(UpstreamProvider.__table__.update().values(enabled=False))
+        db.session.commit()
+    assert "Continue with Upstream" not in client.get("/login").get_data(as_text=True)
+    assert client.get("/federation/up/start").status_code == 404
 
 
 # --- linking, unlinking, and a federated login being a login ------------------------------------------------------
@@ -568,7 +578,7 @@ def test_stale_session_cannot_link_or_unlink(rp, upstream):
     login(client, "alice@example.com")
     page = client.get("/account").get_data(as_text=True)
     rp.extensions["authsvc"].clock.advance(1200)  # beyond fresh_auth_seconds (600), within the idle timeout
-    r = client.post("/account/federation/up/link", data={"csrf_token": csrf_token(page)})
+    r = client.get("/account/federation/up/link")
     assert r.status_code == 302 and "/mfa/step-up" in r.location
     r = client.post("/account/federation/unlink/1", data={"csrf_token": csrf_token(page)})
     assert r.status_code == 302 and "/mfa/step-up" in r.location
