@@ -567,3 +567,37 @@ def test_stale_session_cannot_link_or_unlink(rp, upstream):
     assert r.status_code == 302 and "/mfa/step-up" in r.location
     r = client.post("/account/federation/unlink/1", data={"csrf_token": csrf_token(page)})
     assert r.status_code == 302 and "/mfa/step-up" in r.location
+
+
+def test_form_post_callback_as_apple_sends_it(rp, upstream):
+    """response_mode=form_post (Apple): the same callback answers a POST with the parameters in the body; no CSRF
+    token is needed there (the browser-bound single-use state is the defence), and a replay is refused just the same."""
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    client = rp.test_client()
+    q = _callback_query(upstream.authorize(upstream.browser(), start(client), "carol@example.com"))
+    q["user"] = '{"name": {"firstName": "Carol", "lastName": "<script>"}}'  # Apple: first sign-in only, unsigned
+    r = client.post("/federation/up/callback", data=q)
+    assert r.status_code == 302 and _signed_in_as(client) == "carol@example.com"
+    assert client.post("/federation/up/callback", data=q).status_code == 400
+
+
+def test_two_racing_callbacks_with_one_state_make_one_session(rp, upstream):
+    from concurrent.futures import ThreadPoolExecutor
+
+    add_provider(rp, upstream)
+    upstream.user("carol@example.com")
+    first = rp.test_client()
+    callback = upstream.authorize(upstream.browser(), start(first), "carol@example.com")[len(RP):]
+    second = rp.test_client()
+    cookie = first.get_cookie("__Host-authsvc-fed")
+    second.set_cookie("__Host-authsvc-fed", cookie.value, domain=cookie.domain)
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(lambda c: c.get(callback).status_code, (first, second)))
+    assert codes == [302, 400]
+    from authsvc.extensions import db
+    from authsvc.models import UserSession
+
+    with rp.app_context():
+        assert db.session.execute(select(func.count()).select_from(UserSession)).scalar() == 1
