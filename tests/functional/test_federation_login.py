@@ -134,3 +134,19 @@ def test_admin_panel_adds_lists_and_removes_providers_and_shows_user_identities(
     create_user(app, email="carl@example.com")
     login(plain, "carl@example.com")
     assert plain.get("/admin/idp/").status_code == 403
+
+
+def test_provider_down_is_a_503_not_a_500(app):
+    """Discovery unreachable (nothing listens on the port): the start answers 503 and no state is kept."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with app.app_context():
+        app.extensions["authsvc_federation"].add_provider(slug="down", kind="oidc",
+                                                          issuer=f"https://127.0.0.1:{port}", client_id="c")
+    r = app.test_client().get("/federation/down/start")
+    assert r.status_code == 503
+    r = app.test_client().get("/federation/down/start", headers={"Accept": "application/json"})
+    assert r.status_code == 503 and r.is_json
