@@ -110,6 +110,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_dbsc(app)  # device-bound sessions: registration offer, register/refresh endpoints
 
+    from authsvc.federation import init_app as init_federation
+
+    init_federation(app)  # "Continue with Google": upstream providers, linked identities, `authsvc idp`
+
     from authsvc.api.fastpath import SessionCheckFastPath
 
     app.wsgi_app = SessionCheckFastPath(app, app.wsgi_app)  # GET /api/v1/session without Flask (measured, P2)

@@ -135,6 +135,11 @@ def build_services(app: Flask, settings: Settings) -> Services:
     if settings.session_drift_enabled:
         _wire_session_drift(sessions, geo, audit, login.alerts, db)
     _wire_session_cap(sessions, audit, settings.session_max_per_user)
+    from authsvc.accounts.emailchange import EmailChangeService
+
+    accounts.email_changes = EmailChangeService(db=db, redis_getter=lambda: RedisExtension.client_for(app),
+                                                mailer=mailer, audit=audit, settings=settings, clock=clock,
+                                                sessions=sessions)
     accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
     # ... and every place the throttle counted as familiar (the attacker signed in from some of them).
     accounts.lockdown_listeners.append(lambda user: throttle.clear_account(user.email))

@@ -77,6 +77,7 @@ bp.add_app_template_filter(human_duration, "duration")
 def _nav():
     return {"admin_sections": (("admin.dashboard", "Dashboard"), ("admin.users", "Users"),
                                ("admin.attacks", "Attacks"), ("admin.oauth_clients", "OAuth clients"),
+                               ("federation_admin.providers", "Sign-in providers"),
                                ("admin.audit", "Audit log"), ("admin.outbox", "Outbox"))}
 
 

@@ -120,7 +120,7 @@ class MfaService:
         return True
 
     def begin_login(self, user: User, ctx: RequestContext, decision: Decision | None, next_url: str | None,
-                    generation: Generation | None = None) -> str:
+                    generation: Generation | None = None, methods: tuple[str, ...] = ("pwd",)) -> str:
         """The pending login between password and second factor: a Redis record behind a random cookie token.
 
         ``generation`` (what the password proved) travels with it: the second step finishes only if no password
@@ -129,7 +129,7 @@ class MfaService:
         gen = generation or Generation.of(user, user.password_hash)
         by_email = self.email_code is not None and not self.has_factors(user)
         token = self.store.create_pending({
-            "uid": user.id, "methods": ["pwd"], "next": next_url, "created": self.clock.timestamp(),
+            "uid": user.id, "methods": list(methods), "next": next_url, "created": self.clock.timestamp(),
             "email": by_email,  # no factor of its own: the second step is a code mailed to the verified address
             "gen": {"va": gen.valid_after.isoformat() if gen.valid_after else None,
                     "pw": _fingerprint(gen.password_hash)},

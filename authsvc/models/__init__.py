@@ -123,3 +123,4 @@ from authsvc.models.oauth import OAuthClient, OAuthConsent, OAuthGrant, OAuthSig
 from authsvc.models import admin as _admin  # noqa: E402,F401  (users.notify_new_sign_in, migration 0005_admin)
 from authsvc.models import retention as _retention  # noqa: E402,F401  (audit_anchor, migration 0010_scale_retention)
 from authsvc.models.signals import OutboxItem, SsfStream, SsfSubject  # noqa: E402,F401  (migration 0010_signals_outbox)
+from authsvc.models.federation import FederatedIdentity, UpstreamProvider  # noqa: E402,F401  (migration 0010)

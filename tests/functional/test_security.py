@@ -17,8 +17,10 @@ def web_post_routes(app):
         # /api/ and the OAuth machine endpoints (blueprint oauth_api) authenticate clients, never a cookie: no CSRF.
         # The DBSC endpoints are posted by the browser itself with a signed proof over a server challenge
         # (tests/functional/test_dbsc.py refuses every forged or replayed proof), never by a form.
+        # The federated sign-in callback (Apple's form_post) is posted cross-site by the provider: its defence is the
+        # single-use state bound to the browser that started the flow (tests/functional/test_federation.py).
         if "POST" in rule.methods and not rule.rule.startswith("/api/") and not rule.endpoint.startswith(
-                ("oauth_api.", "dbsc.")):
+                ("oauth_api.", "dbsc.")) and rule.endpoint != "federation.callback":
             # Fill every variable part, whatever its converter (<token>, <int:user_id>...), with a plausible value.
             url = re.sub(r"<int:[^>]+>", "1", rule.rule)
             url = re.sub(r"<(?:[a-z]+:)?[^>]+>", "x" * 43, url)
