@@ -129,6 +129,8 @@ class Settings:
     # ... including bearer checks (/api/v1/*). Switch off if an app's BACKEND validates users' tokens on their behalf
     # (its own address and User-Agent would look like a stolen session); browser pages stay scored.
     session_drift_bearer: bool = True
+    # failed step-up proofs (authsvc.mfa.views.resume) after which a suspended session ends and is contained
+    session_stepup_max_failures: int = 5
     dbsc_enabled: bool = True  # offer Device Bound Session Credentials to browsers that support them
     dbsc_cookie_ttl: int = 600  # seconds a bound session's short cookie lives before the browser must re-prove
     require_verified_email: bool = True

@@ -133,7 +133,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
     if settings.session_drift_enabled:
-        _wire_session_drift(sessions, geo, audit, login.alerts, db)
+        _wire_session_drift(sessions, geo, audit, login.alerts, db, settings)
     _wire_session_cap(sessions, audit, settings.session_max_per_user)
     from authsvc.accounts.emailchange import EmailChangeService
 
@@ -162,7 +162,7 @@ def _wire_session_cap(sessions: SessionService, audit: AuditLog, cap: int) -> No
     sessions.cap_listener = capped
 
 
-def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: LoginAlerts, db) -> None:
+def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: LoginAlerts, db, settings) -> None:
     """Continuous session risk (authsvc.risk.drift): each session remembers the context it was born in, each use is
     compared with it inside the session check, and a session that drifted is ended, audited and reported."""
     from authsvc.defense import prefix_of
@@ -179,7 +179,8 @@ def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: 
         from authsvc.models import User
 
         texts = "; ".join(r.text for r in drift.reasons)
-        audit.record(f"session:drift:{drift.action}", "failure", subject_id=user_id, ip=ip, user_agent=ua,
+        tag = "session:drift:end" if drift.action == END else "session:drift:stepup"  # stepup: suspended
+        audit.record(tag, "failure", subject_id=user_id, ip=ip, user_agent=ua,
                      reason=texts[:255], details={"session": sid[:12], "reasons": [r.code for r in drift.reasons],
                                                   "takeover_signal": drift.action == END})
         user = db.session.get(User, user_id)
@@ -187,6 +188,7 @@ def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: 
             notice = alerts.session_theft if drift.action == END else alerts.session_moved
             notice(user, RequestContext(ip, ua), texts)
 
+    sessions.step_up_max_failures = max(1, settings.session_stepup_max_failures)
     sessions.context_of = birth
     sessions.geo_of = (lambda ip: geo.lookup(ip)) if geo is not None else None
     sessions.drift_listener = drifted

@@ -14,12 +14,15 @@ import logging
 
 from authsvc import metrics
 from authsvc.errors import STORE_ERRORS
+from authsvc.sessions import StepUpRequired
+from authsvc.web.errors import STEP_UP_CHALLENGE, STEP_UP_MESSAGE
 from authsvc.web.http import HSTS, SECURITY_HEADERS
 
 log = logging.getLogger("authsvc")
 PATH = "/api/v1/session"
 _UNAUTHORIZED = json.dumps({"error": "unauthorized",
                             "message": "Send a valid session token as 'Authorization: Bearer <token>'."}).encode()
+_STEP_UP = json.dumps({"error": "insufficient_user_authentication", "message": STEP_UP_MESSAGE}).encode()
 _UNAVAILABLE = json.dumps({"error": "unavailable",
                            "message": "The service is temporarily unavailable. Please try again shortly."}).encode()
 _HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), *SECURITY_HEADERS]
@@ -61,6 +64,7 @@ class SessionCheckFastPath:
             return self.wsgi_app(environ, start_response)
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         extra = []
+        step_up = False
         try:
             with self.app.app_context():
                 from authsvc.extensions import db
@@ -69,6 +73,8 @@ class SessionCheckFastPath:
                     sessions = self.app.extensions["authsvc"].sessions
                     found = (sessions.check_light(token.strip(), self._use(environ))
                              if scheme.lower() == "bearer" else None)
+                except StepUpRequired:
+                    found, step_up = None, True  # suspended for drift: RFC 9470's challenge, as the route answers
                 finally:
                     db.session.remove()
         except STORE_ERRORS as exc:
@@ -77,7 +83,9 @@ class SessionCheckFastPath:
             metrics.UNAVAILABLE.labels(metrics.dependency_of(exc)).inc()
             status, body, extra = 503, _UNAVAILABLE, [("Retry-After", "5")]
         else:
-            if found is None:
+            if step_up:
+                status, body, extra = 401, _STEP_UP, [("WWW-Authenticate", STEP_UP_CHALLENGE)]
+            elif found is None:
                 status, body = 401, _UNAUTHORIZED
             elif found[0].must_change_password:
                 from authsvc.api import PASSWORD_CHANGE_MESSAGE

@@ -169,7 +169,7 @@ def register():
 
     svc = service()
     found = cookie_session_unbound()
-    if found is None:
+    if found is None or found[0].suspended:  # a session waiting for a step-up binds no key (it may be the thief's)
         return _no_store(_error(DbscError(401, "no_session", "sign in first")))
     info, user = found
     proof = parse_sf_string(request.headers.get("Secure-Session-Response"))

@@ -323,6 +323,40 @@ class MfaService:
         self._audit("mfa:stepup:success", "success", user, ctx, details={"method": method, "aal": 2})
         return issued
 
+    # --- in-session step-up of a session suspended for drift (authsvc.risk.drift "reauth") -----------------------
+    def resume_session(self, session, user: User, method: str, ctx: RequestContext, *,
+                       user_verified: bool = False) -> bool:
+        """The owner of a suspended session re-proved ``method``: the session resumes in place (same token, so what
+        it minted and its DBSC binding stay), re-based on this network and browser, with aal/amr/auth_time
+        refreshed. False when there was nothing to resume (a racing step-up won, or the session ended meanwhile)."""
+        methods = tuple(dict.fromkeys(tuple(m for m in session.methods if m)
+                                      + ((AMR[method],) if method in AMR else ("pwd",))
+                                      + (("uv",) if user_verified else ())))
+        aal = 2 if (AAL2_METHODS.intersection(methods) or user_verified) else session.aal
+        resumed = self.sessions.resume(user, session.id, ip=ctx.ip, user_agent=ctx.user_agent, aal=aal,
+                                       methods=methods)
+        self._audit("session:drift:stepup:ok" if resumed else "session:drift:stepup:fail",
+                    "success" if resumed else "failure", user, ctx,
+                    reason=None if resumed else "nothing to resume (already resumed or ended)",
+                    details={"method": method, "aal": aal, "session": session.id[:12]})
+        return resumed
+
+    def resume_failed(self, session, user: User, method: str, ctx: RequestContext) -> bool:
+        """A wrong proof for a suspended session: audited, counted; True when that was the last allowed and the
+        session was ended and contained (what it minted, remembered devices; the owner is told)."""
+        n, ended = self.sessions.step_up_failed(user, session.id)
+        self._audit("session:drift:stepup:fail", "failure", user, ctx, reason="wrong proof",
+                    details={"method": method, "failures": n, "session": session.id[:12]})
+        if ended:
+            from authsvc.risk.drift import END, Drift, DriftReason
+
+            self.devices.revoke_all(user)  # a thief who copied the cookie jar holds the device cookie too
+            drift = Drift(END, (DriftReason("stepup_failed", f"the session moved and then {n} wrong answers were "
+                                                             "given when we asked to confirm it was you"),))
+            if self.sessions.drift_listener is not None:
+                self.sessions.drift_listener(user.id, session.id, drift, ctx.ip, ctx.user_agent)
+        return ended
+
     def reauthenticate_password(self, session, user: User, password: str, ctx: RequestContext, hasher):
         """Fresh proof for an account without factors: the password again, then a new token at the same level."""
         self.store.precheck(user.id)

@@ -20,7 +20,7 @@ from authsvc.mfa.forms import ConfirmTotpForm, EmailCodeForm, PasskeyNameForm, P
 from authsvc.mfa.service import device_cookie_max_age
 from authsvc.mfa.totp import provisioning_uri, qr_data_uri
 from authsvc.services import services
-from authsvc.web.auth import cookie_session, login_required, safe_next
+from authsvc.web.auth import cookie_session, login_required, safe_next, suspended_cookie_session
 from authsvc.web.forms import ActionForm
 from authsvc.web.http import request_context, set_session_cookie
 
@@ -245,6 +245,80 @@ def step_up():
                            flow="step-up", next_url=next_url), status
 
 
+# --- in-session step-up: a session suspended for drift re-proves a factor and resumes ---------------------------
+def _suspended_or_redirect(next_url: str):
+    """(session, user) of a suspended session, or a redirect: to sign-in without a usable session (a stolen
+    cookie of a device-bound session without its short cookie lands here too), back to ``next`` when the session
+    is not (or no longer) suspended — a replayed or racing step-up changes nothing."""
+    session, user = suspended_cookie_session()
+    if user is None:
+        return None, redirect(url_for("web.login"))
+    if not session.suspended:
+        return None, redirect(next_url)
+    return (session, user), None
+
+
+def _resume_failure(session, user, method: str):
+    """Count a wrong proof; when it was the last one the session is over: cookie cleared, back to sign-in."""
+    if mfa().resume_failed(session, user, method, _ctx()):
+        from authsvc.web.http import clear_session_cookie
+
+        resp = redirect(url_for("web.login"))
+        clear_session_cookie(resp)
+        return resp
+    return None
+
+
+@bp.route("/resume", methods=["GET", "POST"])
+def resume():
+    """The step-up page of a session suspended for drift (authsvc.sessions.StepUpRequired). It re-proves the
+    strongest thing the account has — passkey / authenticator app / recovery code, else the password — and says
+    nothing else: no address, no factor names, no place or reason (whoever holds a stolen cookie reads it too)."""
+    next_url = safe_next(request.args.get("next"))
+    if request.method == "POST" and not ActionForm().validate_on_submit():
+        raise BadRequest("form expired")  # CSRF first, before the session is even looked at
+    found, away = _suspended_or_redirect(next_url)
+    if away is not None:
+        return away
+    session, user = found
+    overview = mfa().overview(user)
+    has = mfa().has_factors(user)
+    totp_form, recovery_form = TotpForm(), RecoveryForm()
+    password_form = None if has else PasswordConfirmForm()
+    status = 200
+    if request.method == "POST":
+        ctx = _ctx()
+        method = request.form.get("method")
+        ok = None
+        if method == "password" and password_form is not None and password_form.validate_on_submit():
+            mfa().store.precheck(user.id)  # the re-authentication lockout (429 when locked)
+            ok = services().hasher.verify(user.password_hash, password_form.password.data).ok
+            if ok:
+                mfa().store.clear_failures(user.id)
+            else:
+                mfa().store.record_failure(user.id)
+                password_form.password.errors = ["That password is not right."]
+        elif method in ("totp", "recovery") and has:
+            form = recovery_form if method == "recovery" else totp_form
+            if form.validate_on_submit():
+                code_field = form.recovery_code if method == "recovery" else form.code
+                ok = mfa().check_recovery(user, code_field.data, ctx, "session_resume") if method == "recovery" \
+                    else mfa().check_totp(user, code_field.data, ctx, "session_resume")
+                if not ok:
+                    code_field.errors = [WRONG_CODE]
+        if ok:
+            mfa().resume_session(session, user, method, ctx)
+            return redirect(next_url)  # resumed, or a racing step-up resumed it first: either way it stands
+        if ok is False:
+            ended = _resume_failure(session, user, method)
+            if ended is not None:
+                return ended
+        status = 401 if ok is False else 400
+    return render_template("mfa/challenge.html", mode="resume", user=user, overview=overview,
+                           totp_form=totp_form, recovery_form=recovery_form, password_form=password_form,
+                           flow="resume", next_url=next_url, signout_form=ActionForm()), status
+
+
 # --- passkey login (no username) -----------------------------------------------------------------------------------
 @bp.get("/passkey")
 def passkey_login():
@@ -281,13 +355,18 @@ def webauthn_auth_options():
         if user is None:
             raise JsonError(401, "unauthorized", "Please sign in.")
         return _options_response(mfa().webauthn.authentication_options("s" + session.id, user, require_uv=False))
+    if flow == "resume":
+        session, user = suspended_cookie_session()
+        if user is None or not session.suspended:
+            raise JsonError(401, "unauthorized", "Please sign in.")
+        return _options_response(mfa().webauthn.authentication_options("r" + session.id, user, require_uv=False))
     if flow == "passkey":
         token = mfa().begin_passkey()
         resp = _options_response(mfa().webauthn.authentication_options(
             mfa().store.binding(token), None, require_uv=True))  # passwordless → user verification required
         _set_cookie(resp, PENDING_COOKIE, token, mfa().settings.pending_ttl)
         return resp
-    raise BadRequest("flow must be login, step-up or passkey")
+    raise BadRequest("flow must be login, step-up, resume or passkey")
 
 
 def _page_next(raw) -> str | None:
@@ -344,7 +423,18 @@ def webauthn_auth_verify():
         resp = jsonify({"redirect": safe_next(body.get("next"))})
         set_session_cookie(resp, issued.token, services().settings.session_absolute_timeout)
         return resp
-    raise BadRequest("flow must be login, step-up or passkey")
+    if flow == "resume":
+        session, user = suspended_cookie_session()
+        if user is None or not session.suspended:
+            raise JsonError(401, "unauthorized", "Please sign in.")
+        checked = mfa().check_webauthn(user, "r" + session.id, credential, ctx, "session_resume")
+        if checked is None:
+            if _resume_failure(session, user, "webauthn") is not None:
+                raise JsonError(401, "session_ended", "This session was ended. Please sign in again.")
+            raise JsonError(401, "webauthn_failed", "The security key or passkey could not be verified.")
+        mfa().resume_session(session, user, "webauthn", ctx, user_verified=checked[1])
+        return jsonify({"redirect": safe_next(body.get("next"))})
+    raise BadRequest("flow must be login, step-up, resume or passkey")
 
 
 def _fresh_json_session():

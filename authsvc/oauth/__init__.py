@@ -50,6 +50,7 @@ def init_app(app: Flask) -> None:
                                              enqueue=enqueue)
     svc.sessions.ending_writers.append(provider.backchannel.on_sessions_ending)
     signals(app).register_handler(KIND, provider.backchannel.deliver)
+    svc.sessions.suspension_listeners.append(provider.on_session_suspended)
     csrf.exempt(api)  # clients authenticate with their credentials or PKCE, never a cookie
     # Authorization and logout requests may come by POST from the client's page (OIDC Core §3.1.2.1, RP-Initiated
     # Logout §2); the views check the CSRF token themselves on POSTs of their own consent/confirmation forms.

@@ -1221,6 +1221,15 @@ class OAuthProvider:
             self.record("oauth:token:revoke", "success", user_id=user_id, reason="session ended",
                         grants=len(rows))
 
+    def on_session_suspended(self, user_id: int, sid: str) -> None:
+        """Session listener: a login session suspended for drift (in-session step-up) loses what it minted — its
+        refresh tokens must not work while it waits, and a suspension is not undone by tokens that outlive it.
+        After the step-up the app gets new ones through the authorization endpoint (the session stands again)."""
+        rows = self.tokens.revoke_grants_where(OAuthGrant.session_id == sid, reason="session_suspended")
+        if rows:
+            self.record("oauth:token:revoke", "success", user_id=user_id, reason="session suspended for step-up",
+                        grants=len(rows))
+
     def revoke_for_user_client(self, user_id: int, client_id: str, reason: str) -> int:
         return len(self.tokens.revoke_grants_where(OAuthGrant.user_id == user_id, OAuthGrant.client_id == client_id,
                                                    reason=reason))

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from authsvc.models import User, UserSession
 from authsvc.redis_scripts import ScriptCache
-from authsvc.risk.drift import (ALLOW, PARALLEL_SWITCHES, PARALLEL_WINDOW, Birth, Use, assess, browser_key, is_hosting,
+from authsvc.risk.drift import (ALLOW, END, PARALLEL_SWITCHES, PARALLEL_WINDOW, Birth, Use, assess, browser_key, is_hosting,
                                 network_of)
 
 # One round trip: read the session, enforce idle/absolute expiry against the caller's clock, touch last_seen and
@@ -30,7 +30,7 @@ from authsvc.risk.drift import (ALLOW, PARALLEL_SWITCHES, PARALLEL_WINDOW, Birth
 # network changes within the parallel-use window (ARGV[4] = this use's network prefix, ARGV[5] = the window).
 _TOUCH = """
 local h = redis.call('HMGET', KEYS[1], 'uid', 'created', 'last_seen', 'aal', 'methods', 'bc',
-                     'b_pfx', 'b_uaf', 'b_asn', 'b_cc', 'np', 'nsw', 'nsw_t', 'b_hst')
+                     'b_pfx', 'b_uaf', 'b_asn', 'b_cc', 'np', 'nsw', 'nsw_t', 'b_hst', 'su')
 if not h[1] then return nil end
 local now = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
@@ -55,6 +55,33 @@ local ttl = math.min(idle, absolute - (now - created))
 redis.call('PEXPIRE', KEYS[1], math.max(1, math.floor(ttl * 1000)))
 return h
 """
+
+
+# In-session step-up (authsvc.risk.drift "reauth"): the suspended session's hash carries ``su`` (the drift reason
+# codes) and ``suf`` (failed step-up proofs). Suspending is one HSET in _drifted; these scripts are the rest.
+# _RESUME: the one winner of racing step-ups clears ``su`` and re-bases the birth context on the network and browser
+# that just proved the factor (returns 1), or finds nothing to resume (0: not suspended any more, or gone).
+_RESUME = """
+if redis.call('EXISTS', KEYS[1]) == 0 or not redis.call('HGET', KEYS[1], 'su') then return 0 end
+redis.call('HDEL', KEYS[1], 'su', 'suf')
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+# _STEPUP_FAIL: count one failed proof of a suspended session; returns the new count (0: not suspended).
+_STEPUP_FAIL = """
+if not redis.call('HGET', KEYS[1], 'su') then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'suf', 1)
+"""
+
+
+class StepUpRequired(Exception):
+    """The session is suspended for drift: every use answers "step-up required" (pages: the step-up page; bearer
+    uses: 401 ``WWW-Authenticate: Bearer error="insufficient_user_authentication"``, RFC 9470 §3) until its owner
+    re-proves the strongest factor (authsvc.mfa.views.resume)."""
+
+    def __init__(self, sid: str, reasons: str = ""):
+        super().__init__("step-up required")
+        self.sid, self.reasons = sid, reasons
 
 
 def token_hash(token: str) -> str:
@@ -82,6 +109,7 @@ class SessionInfo:
     binding: str | None = None  # DBSC short-cookie state ("bc"); set when the session is bound to a device key
     must_change_password: bool = False  # set by check_light (the API refuses everything but the change)
     login_id: str | None = None  # the login this session belongs to: the OIDC ``sid`` (set by issue and check)
+    suspended: str | None = None  # drift reason codes while the session waits for a step-up (check(allow_suspended))
 
 
 class StaleCredentials(Exception):
@@ -150,6 +178,10 @@ class SessionService:
         # ``cap_listener(user_id, [ended session ids])`` audits it.
         self.max_per_user = 0
         self.cap_listener = None
+        # In-session step-up: ``suspension_listeners`` are called with (user_id, sid) when a session is suspended
+        # (OAuth revokes what the session minted: a suspended session's refresh tokens must not work).
+        self.suspension_listeners: list = []
+        self.step_up_max_failures = 5
 
     def _ending(self, user_id: int, sids: list[str], reason: str) -> None:
         if sids:
@@ -226,12 +258,18 @@ class SessionService:
                                                               PARALLEL_WINDOW]), prefix
 
     def _drifted(self, uid: int, sid: str, raw, prefix: str, ctx, now: float) -> bool:
-        """Continuous session risk for one use: True when the session was ended for drift (authsvc.risk.drift)."""
+        """Continuous session risk for one use: True when the session was ended for drift (authsvc.risk.drift).
+        Raises :class:`StepUpRequired` when the session is (or is now) suspended for a step-up."""
         b_pfx, b_uaf, b_asn, b_cc, _np, nsw = raw[6:12]
+        suspended = raw[14] if len(raw) > 14 else None
         if ctx is None or not b_pfx:
+            if suspended:
+                raise StepUpRequired(sid, suspended)
             return False  # born before drift scoring, or a caller with no request context
         ip, ua = ctx
         if prefix == b_pfx and (not b_uaf or browser_key(ua) == b_uaf) and int(nsw or 0) < PARALLEL_SWITCHES:
+            if suspended:
+                raise StepUpRequired(sid, suspended)
             return False  # the common case: the birth network and browser, no flapping — nothing to assess
         asn = country = ""
         hosting = False
@@ -242,10 +280,50 @@ class SessionService:
         drift = assess(Birth(b_pfx, b_uaf or "", b_asn or "", b_cc or "", float(raw[1]), raw[13] == "1"),
                        Use(prefix, browser_key(ua), asn, country, now, int(nsw or 0), hosting))
         if drift.action == ALLOW:
+            if suspended:
+                raise StepUpRequired(sid, suspended)
             return False
-        self._end(uid, sid, f"drift_{drift.action}:" + ",".join(r.code for r in drift.reasons))
-        if self.drift_listener is not None:
-            self.drift_listener(uid, sid, drift, ip, ua)
+        if drift.action == END:
+            self._end(uid, sid, f"drift_{drift.action}:" + ",".join(r.code for r in drift.reasons))
+            if self.drift_listener is not None:
+                self.drift_listener(uid, sid, drift, ip, ua)
+            return True
+        # REAUTH: not clearly stolen. Suspend (one HSET) until the owner re-proves a factor in this session.
+        codes = ",".join(r.code for r in drift.reasons)
+        if not suspended:
+            self.redis.hset(_skey(sid), mapping={"su": codes or "drift", "suf": 0})
+            self._backstop.pop(sid, None)
+            for listener in self.suspension_listeners:
+                listener(uid, sid)
+            if self.drift_listener is not None:
+                self.drift_listener(uid, sid, drift, ip, ua)
+        raise StepUpRequired(sid, suspended or codes)
+
+    # --- in-session step-up ------------------------------------------------------------------------------------------
+    def suspended(self, sid: str) -> str | None:
+        """The drift reasons a session is suspended for, or None (not suspended, or gone). One HGET."""
+        return self.redis.hget(_skey(sid), "su") or None
+
+    def resume(self, user: User, sid: str, *, ip: str | None, user_agent: str | None, aal: int,
+               methods: tuple[str, ...]) -> bool:
+        """A suspended session whose owner just re-proved a factor resumes: ``su`` cleared, birth context re-based on
+        this network and browser (the owner is not asked again on every page), ``aal``/``methods`` raised and the
+        time of the last proof (SQL ``created_at``: auth_time, freshness) set to now. Atomic in Redis: of two racing
+        step-ups one resumes (True), the other finds nothing to do (False). The absolute lifetime (Redis
+        ``created``) is not extended."""
+        ua = (user_agent or "")[:512]
+        fields = {"aal": aal, "methods": ",".join(methods), "ip": ip or "", "ua": ua}
+        if self.context_of is not None:
+            birth = self.context_of(ip, ua)
+            fields.update(birth, np=birth.get("b_pfx", ""), nsw=0, nsw_t=0)
+        args = [str(x) for kv in fields.items() for x in kv]
+        if not self._scripts.get("resume", _RESUME)(keys=[_skey(sid)], args=args):
+            return False
+        self.db.session.execute(update(UserSession).where(
+            UserSession.id == sid, UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+            .values(created_at=self.clock.now(), aal=aal, methods=",".join(methods)))
+        self.db.session.commit()
+        self._backstop.pop(sid, None)
         return True
 
     def _cap(self, uid: int, now: dt.datetime) -> None:
@@ -265,6 +343,15 @@ class SessionService:
         if self.cap_listener is not None:
             self.cap_listener(uid, excess)
 
+    def step_up_failed(self, user: User, sid: str) -> tuple[int, bool]:
+        """Count one failed proof for a suspended session: (failures so far, ended). At ``step_up_max_failures`` the
+        session ends and is contained like a drift "end" (what it minted ends; the caller audits and tells)."""
+        n = int(self._scripts.get("stepup_fail", _STEPUP_FAIL)(keys=[_skey(sid)], args=[]) or 0)
+        if n >= self.step_up_max_failures:
+            self._end(user.id, sid, "drift_stepup_failed")
+            return n, True
+        return n, False
+
     def _end(self, uid: int, sid: str, reason: str) -> None:
         res = self.db.session.execute(update(UserSession).where(
             UserSession.id == sid, UserSession.user_id == uid, UserSession.revoked_at.is_(None))
@@ -278,12 +365,14 @@ class SessionService:
         pipe.execute()
         self._revoked(uid, [sid])
 
-    def check(self, token: str | None, ctx: tuple[str | None, str | None] | None = None
-              ) -> tuple[SessionInfo, User] | None:
+    def check(self, token: str | None, ctx: tuple[str | None, str | None] | None = None, *,
+              allow_suspended: bool = False) -> tuple[SessionInfo, User] | None:
         """Return the live session and its user, or None. Raises if a store is unreachable (→ 503).
 
         ``ctx`` = (client IP, user agent) of this use: with it the use is scored for drift from the session's birth
-        context, and a session that drifted is ended (None)."""
+        context, and a session that drifted is ended (None). A session suspended for a step-up raises
+        :class:`StepUpRequired`, or with ``allow_suspended`` (the step-up page, DBSC refresh, sign-out) is returned
+        with ``SessionInfo.suspended`` set."""
         if not token or len(token) > 128:
             return None
         sid = token_hash(token)
@@ -301,11 +390,17 @@ class SessionService:
             # Redis still had it (lost deletion, restored snapshot): finish the job now.
             self.redis.delete(_skey(sid))
             return None
-        if self._drifted(user.id, sid, raw, prefix, ctx, now):
-            return None
+        suspended = None
+        try:
+            if self._drifted(user.id, sid, raw, prefix, ctx, now):
+                return None
+        except StepUpRequired as exc:
+            if not allow_suspended:
+                raise
+            suspended = exc.reasons
         info = SessionInfo(sid, user.id, created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
                            None, None, int(aal), tuple(methods.split(",")) if methods else (), binding or None,
-                           login_id=login_id)
+                           login_id=login_id, suspended=suspended)
         return info, user
 
     def check_light(self, token: str | None, ctx: tuple[str | None, str | None] | None = None

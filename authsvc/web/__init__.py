@@ -11,7 +11,7 @@ from authsvc.accounts import login as L
 from authsvc.accounts.mailguard import BROWSER_COOKIE, new_browser_id
 from authsvc.accounts.service import InvalidInput, PasswordNeeded, PolicyError
 from authsvc.services import services
-from authsvc.web.auth import cookie_session, login_required, safe_next
+from authsvc.web.auth import cookie_session, login_required, safe_next, suspended_cookie_session
 from authsvc.web.forms import (ActionForm, ChangePasswordForm, LoginForm, NewPasswordForm, RegisterForm,
                                ResetRequestForm, SetupForm, VerifyForm)
 from authsvc.web.http import clear_session_cookie, request_context, set_session_cookie
@@ -134,7 +134,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    session, user = cookie_session()
+    session, user = suspended_cookie_session()  # a session waiting for a step-up can always be signed out
     form = ActionForm()
     if not form.validate_on_submit():
         return render_template("message.html", title=_("Not signed out"),

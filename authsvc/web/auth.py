@@ -38,9 +38,23 @@ def cookie_session():
 
 def cookie_session_unbound():
     """The login cookie's session without the DBSC short-cookie rule: only for the DBSC endpoints, which prove
-    possession of the key themselves. (SessionInfo, User) or None."""
+    possession of the key themselves. (SessionInfo, User) or None. A session suspended for a step-up is returned
+    (``SessionInfo.suspended``): its owner's browser must keep its short cookie fresh to reach the step-up page."""
     token = request.cookies.get(current_app.config["AUTHSVC"].session_cookie_name)
-    return services().sessions.check(token, _use_context()) if token else None
+    return services().sessions.check(token, _use_context(), allow_suspended=True) if token else None
+
+
+def suspended_cookie_session():
+    """The cookie's session even while it is suspended for a step-up (the step-up page, signing out): the DBSC
+    rule still applies — a stolen login cookie of a device-bound session without the key's short cookie is nothing.
+    (SessionInfo, User) or (None, None). Not cached in ``g``."""
+    token = request.cookies.get(current_app.config["AUTHSVC"].session_cookie_name)
+    found = services().sessions.check(token, _use_context(), allow_suspended=True) if token else None
+    if found is not None and found[0].binding:
+        from authsvc import dbsc
+
+        found = dbsc.enforce(found)
+    return found if found else (None, None)
 
 
 def bearer_session():

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from authsvc.errors import DependencyUnavailable, ServiceError, Throttled
+from authsvc.sessions import StepUpRequired
 
 log = logging.getLogger("authsvc")
 
@@ -46,6 +47,17 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
         resp = render_template("error.html", status=status, message=message, **data)
     resp = (resp, status, headers or {})
     return resp
+
+
+STEP_UP_MESSAGE = N_("Confirm it's you to continue this session.")
+# RFC 9470 §3: the resource server's challenge when the authentication behind a token no longer suffices.
+STEP_UP_CHALLENGE = ('Bearer error="insufficient_user_authentication", '
+                     'error_description="A step-up authentication is required for this session"')
+
+
+def step_up_json():
+    body = jsonify({"error": "insufficient_user_authentication", "message": STEP_UP_MESSAGE})
+    return body, 401, {"WWW-Authenticate": STEP_UP_CHALLENGE, "Cache-Control": "no-store"}
 
 
 def human_wait(seconds: int) -> str:
@@ -112,6 +124,19 @@ def init_app(app: Flask) -> None:
         return render_template("error.html", status=429, message=exc.message, retry_after=exc.retry_after,
                                wait=human_wait(exc.retry_after), passkey_url=passkey,
                                reset_url=url_for("web.reset_request")), 429, headers
+
+    @app.errorhandler(StepUpRequired)
+    def step_up_required(exc: StepUpRequired):
+        # A session suspended for drift (authsvc.sessions). Pages go to the step-up page; bearer and JSON uses get
+        # RFC 9470's challenge. Neither answer says why, where from, or which factor the account has.
+        from flask import redirect
+
+        from authsvc.extensions import db
+
+        db.session.rollback()
+        if wants_json() or request.headers.get("Authorization", "").lower().startswith("bearer "):
+            return step_up_json()
+        return redirect(url_for("mfa.resume", next=request.full_path.rstrip("?") if request.method == "GET" else None))
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):

@@ -92,12 +92,13 @@ def test_same_session_used_from_two_networks_at_once_ends(drift_app):
     assert json.loads(_events(drift_app, "session:drift:end")[0].details)["reasons"] == ["two_networks"]
 
 
-def test_phishing_proxy_timing_new_provider_minutes_after_sign_in_must_sign_in_again(drift_app):
+def test_phishing_proxy_timing_new_provider_minutes_after_sign_in_must_step_up(drift_app):
     victim = _login(drift_app, PROXY)  # the proxy relays the real login from its hosting network...
     attacker = _copy(drift_app, victim, OFFICE)  # ...and the attacker replays the cookie from home minutes later
     _advance(drift_app, 240)
-    assert attacker.get("/account").status_code == 302
-    ev = _events(drift_app, "session:drift:reauth")
+    resp = attacker.get("/account")
+    assert resp.status_code == 302 and resp.location.startswith("/mfa/resume")  # suspended (test_session_stepup)
+    ev = _events(drift_app, "session:drift:stepup")
     assert len(ev) == 1 and json.loads(ev[0].details)["reasons"] == ["new_network_soon"]
     assert "4 min after sign-in" in ev[0].reason
     with drift_app.app_context():  # the owner hears of it too (found by an outside attack: it was silent)
@@ -111,7 +112,7 @@ def test_phone_moving_between_wifi_and_its_carrier_right_after_sign_in_is_not_ch
     _advance(drift_app, 120)
     _as(owner, OFFICE)  # another residential/carrier provider, not a cloud host
     assert owner.get("/account").status_code == 200
-    assert not _events(drift_app, "session:drift:reauth")
+    assert not _events(drift_app, "session:drift:stepup")
 
 
 def test_bearer_use_of_a_copied_session_on_the_api_fast_path_is_scored_too(drift_app):
@@ -134,7 +135,7 @@ def test_owners_ordinary_moves_are_not_challenged(drift_app):
     assert owner.get("/account").status_code == 200
     _as(owner, OFFICE, CHROME.replace("141.0.0.0", "142.0.0.0"))  # the browser updated itself
     assert owner.get("/account").status_code == 200
-    assert not _events(drift_app, "session:drift:end") and not _events(drift_app, "session:drift:reauth")
+    assert not _events(drift_app, "session:drift:end") and not _events(drift_app, "session:drift:stepup")
 
 
 def test_bearer_scoring_can_be_switched_off_for_apps_that_validate_tokens_from_their_backend(make_app, asn_file):
