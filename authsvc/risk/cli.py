@@ -240,6 +240,31 @@ def fit_cmd(logins: str, output: str, label_kinds: tuple[str, ...], warmup: floa
     click.echo(f"wrote {output} ({kinds[0]}); evaluate with: risk report {logins} <scores> --warmup {split}", err=True)
 
 
+@risk.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True)
+@click.option("--stepup-window", type=click.IntRange(min=60, max=86400), default=900, show_default=True,
+              help="Seconds within which a success finishes a step-up; without one it counts as failed.")
+@click.option("--confirmed", type=click.IntRange(min=1), multiple=True, metavar="RECEIPT_ID",
+              help="A login receipt (login_events.id) an administrator confirmed as a takeover (repeatable).")
+def export_cmd(output: str, stepup_window: int, confirmed: tuple[int, ...]) -> None:
+    """Write the service's login history with its outcome labels (step-ups passed/failed, "this wasn't me",
+    confirmed takeovers) in the RBA schema + an Outcome column: the input of `risk fit`. Reads the database named
+    by the service's settings (AUTHSVC_DATABASE_URL or the config file)."""
+    from authsvc import create_app
+    from authsvc.extensions import db
+
+    from .export import export_labels
+
+    app = create_app()
+    with app.app_context():
+        try:
+            counts = export_labels(db.session, output, stepup_window=stepup_window, confirmed=confirmed)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--confirmed") from None
+    click.echo(f"wrote {sum(counts.values())} rows to {output}: "
+               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), err=True)
+
+
 def _git_commit() -> str | None:
     import subprocess
 
