@@ -230,7 +230,9 @@ def fit_cmd(logins: str, output: str, label_kinds: tuple[str, ...], warmup: floa
             if model == "lr":
                 click.echo("  weights: " + ", ".join(f"{k} {v:+.3f}" for k, v in res.terms.items())
                            + f"; offset {res.offset:+.3f}; intercept {res.intercept:+.3f}"
-                           + (f"; set to 0 (came out negative): {', '.join(res.zeroed)}" if res.zeroed else ""),
+                           + (f"; set to 0 (came out negative): {', '.join(res.zeroed)}" if res.zeroed else "")
+                           + (f"; kept at v2 (too few labelled rows): {', '.join(res.unfitted)}" if res.unfitted
+                              else ""),
                            err=True)
                 if i == 0:
                     save(res, data, output, source=logins, warmup=warmup, split=split, engine_commit=commit)

@@ -248,6 +248,7 @@ class FitResult:
     logloss_eval_platt: float = float("nan")  # a·v2 + b
     n_eval: int = 0
     zeroed: list[str] = field(default_factory=list)  # terms whose fitted weight came out negative: set to 0
+    unfitted: list[str] = field(default_factory=list)  # terms the labels do not speak to: kept at their v2 value
 
 
 def windows(ts: np.ndarray, warmup: float, split: float) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +280,7 @@ def _intercept_only(y: np.ndarray, s: np.ndarray) -> float:
 
 
 def fit(data: Collected, label_kind: str, *, warmup: float = 0.25, split: float = 0.6, model: str = "lr",
-        C: float = 1.0, seed: int = 0) -> FitResult:
+        C: float = 1.0, seed: int = 0, min_support: int = 20) -> FitResult:
     """Fit on the training window's labelled rows with history; score every row; measure log-loss on the later
     window against an unweighted (v2 + intercept) and a Platt-scaled v2 baseline."""
     from sklearn.linear_model import LogisticRegression
@@ -295,11 +296,19 @@ def fit(data: Collected, label_kind: str, *, warmup: float = 0.25, split: float 
         raise FitInputError(f"labels {label_kind!r}: the training window needs both owners' logins (0) and "
                             f"bad ones (1) on accounts with history; got {int(tr.sum())} labelled rows, "
                             f"{int(np.nansum(y_tr))} bad")
-    # Columns that vary in the training rows; the others (no_history here, and terms a replay cannot see:
-    # trusted_device, breached_password) get no fitted weight and keep their v2 value.
+    # A term is fitted only if the labels speak to it: non-zero on at least `min_support` bad and as many owners'
+    # training rows. The others keep their v2 value (no entry in the weights file): no_history here, terms a replay
+    # cannot see (trusted_device, breached_password), and e.g. the velocity terms under owner-only labels, where a
+    # failed step-up almost never comes with velocity evidence: the fit could only learn "no evidence", not "weight 0".
     Xtr = data.X[tr]
-    use = [j for j, c in enumerate(data.columns) if c != "no_history" and np.ptp(Xtr[:, j]) > 0]
+    bad, good = y_tr == 1.0, y_tr == 0.0
+    use = [j for j, c in enumerate(data.columns) if c != "no_history"
+           and int((Xtr[bad, j] != 0).sum()) >= min_support and int((Xtr[good, j] != 0).sum()) >= min_support]
+    if not use:
+        raise FitInputError(f"labels {label_kind!r}: no term is non-zero on {min_support} bad and {min_support} "
+                            f"owners' training rows; nothing to fit")
     names = [data.columns[j] for j in use]
+    res_unfitted = [c for c in data.columns if c not in names and c != "no_history"]
     res = FitResult(name=f"{model}_{label_kind}", kind=model, label_kind=label_kind, n_train=int(tr.sum()),
                     n_pos=int(y_tr.sum()), n_eval=int(ev.sum()))
     if model == "lr":
@@ -323,26 +332,29 @@ def fit(data: Collected, label_kind: str, *, warmup: float = 0.25, split: float 
         # Round as the weights file will, so that the scores written here are the ones the engine computes.
         res.terms = {n: round(float(w.get(n, 0.0)), 6) for n in names}
         wv = np.array([res.terms[n] for n in names])
-        z_hist = data.X[:, use] @ wv  # without offset
+        z_hist = data.X[:, use] @ wv  # the fitted terms alone: the regression's log-odds minus its intercept
         legit_tr = tr & (y_all == 0.0)
-        # Same owners' friction as v2 at the step-up threshold on the training window.
+        # Same owners' friction as v2 at the step-up threshold on the training window (the whole score: fitted
+        # terms plus the ones kept at their v2 value).
         t = data.config.step_up_threshold
         f = float(np.mean(data.v2[legit_tr] >= t))
-        zq = np.quantile(z_hist[legit_tr], 1.0 - f) if 0.0 < f < 1.0 else 0.0
+        z0 = _fitted_all(data, names, wv, 0.0)
+        zq = np.quantile(z0[legit_tr], 1.0 - f) if 0.0 < f < 1.0 else 0.0
         res.offset = round(float(t - zq), 6)
-        z = _fitted_all(data, names, wv, res.offset)
+        z = np.where(data.history, z0 + res.offset, data.v2)  # first logins keep v2 (z0 has them as v2 already)
         res.logloss_eval = _logloss(y_ev, z_hist[ev] + res.intercept)
     elif model == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         hgb = HistGradientBoostingClassifier(random_state=seed, max_iter=200, learning_rate=0.1)
         hgb.fit(Xtr[:, use], y_tr)
-        dz = hgb.decision_function(data.X[:, use])
+        dz = hgb.decision_function(data.X[:, use])  # HGB sees the fitted terms only, like the regression
         z = np.where(data.history, dz, data.v2)
         res.logloss_eval = _logloss(y_ev, dz[ev])
     else:
         raise ValueError("model must be lr or hgb")
     res.scores = z
+    res.unfitted = res_unfitted
     b = _intercept_only(y_tr, data.v2[tr])
     res.logloss_eval_unweighted = _logloss(y_ev, data.v2[ev] + b)
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(data.v2[tr].reshape(-1, 1), y_tr)
