@@ -120,6 +120,9 @@ class Settings:
     risk_country_file: str | None = None  # IP→country MaxMind-DB; without files the engine falls back to prefixes
     risk_step_up_threshold: float = -1.0  # score (natural-log units) at which a second factor is asked for
     risk_deny_threshold: float = 7.0  # score at which the login is refused even with the right password
+    # A weights file from `authsvc risk fit` (docs/RISK.md, "Learning from outcomes"): accounts with history are scored
+    # with the fitted term weights, and the file's thresholds replace the two above. None = the v2 sum.
+    risk_weights_file: str | None = None
 
     # --- sessions -------------------------------------------------------------------------------------------------
     session_idle_timeout: int = 3600  # seconds (ASVS 7.3.1 at AAL2: ≤ 1 h)
@@ -249,6 +252,13 @@ class Settings:
                 raise ConfigError(env_name("risk_asn_file"), f"{path!r} is not a readable file")
         if sum(p.endswith(".mmdb") for p in asn_files(self.risk_asn_file)) > 1:
             raise ConfigError(env_name("risk_asn_file"), "list at most one .mmdb file (CSV range files: any number)")
+        if self.risk_weights_file:
+            from authsvc.risk.weights import WeightsError, load_weights
+
+            try:
+                load_weights(self.risk_weights_file)
+            except WeightsError as exc:
+                raise ConfigError(env_name("risk_weights_file"), str(exc)) from None
         if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError(env_name("database_url"), "only sqlite:// and postgresql:// URLs are supported")
         if self.redis_mode not in ("standalone", "cluster", "sentinel"):

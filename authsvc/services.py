@@ -70,6 +70,10 @@ def _risk_scorer(app: Flask, settings: Settings, mfa):
                           asn_mmdb=mmdb[0] if mmdb else None, country_mmdb=settings.risk_country_file)
     config = RiskConfig(step_up_threshold=settings.risk_step_up_threshold,
                         deny_threshold=settings.risk_deny_threshold)
+    if settings.risk_weights_file:  # checked at start-up (Settings.validate); its thresholds replace the two above
+        from authsvc.risk.weights import load_weights
+
+        config = load_weights(settings.risk_weights_file, config)
     store = RedisRiskStore(lambda: RedisExtension.client_for(app), max_entries=config.history_max_entries,
                            max_age_days=config.history_max_age_days)
     trusted = (lambda user, device_id: mfa.devices.is_trusted_id(user, device_id)) if mfa is not None else None

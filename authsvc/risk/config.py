@@ -96,6 +96,13 @@ class RiskConfig:
     # 2 = log((N+1) / (U·(n_u+1))): form 1 without its growth with log N.
     prior_form: int = 2  # v1: 0
 
+    # -- fitted weights (`authsvc risk fit`; docs/RISK.md, "Learning from outcomes") -------------------------------
+    # None = the v2 sum. Else ((term, weight), ...): an account with history scores term_offset + Σ w·term over
+    # RiskEngine.terms() (flag terms count 1 when present; terms without a weight keep weight 1); first logins keep
+    # the v2 score. Loaded from a weights file by authsvc.risk.weights.load_weights.
+    term_weights: tuple[tuple[str, float], ...] | None = None
+    term_offset: float = 0.0
+
     def __post_init__(self) -> None:
         for name in ("mu_ip", "mu_ua"):
             total = sum(getattr(self, name))
