@@ -147,7 +147,12 @@ class FederationService:
     def _client(self, provider: UpstreamProvider):
         secret = None
         if provider.client_secret:
-            secret = self.box.decrypt(provider.client_secret, context=f"idp:{provider.slug}")[0].decode()
+            from authsvc.mfa.crypto import UnknownKeyVersion
+
+            try:
+                secret = self.box.decrypt(provider.client_secret, context=f"idp:{provider.slug}")[0].decode()
+            except UnknownKeyVersion as exc:  # the operator removed the key that sealed it: refuse, loudly
+                raise DependencyUnavailable("identity provider secret") from exc
         return self.clients.client(provider, secret)
 
     def redirect_uri(self, provider: UpstreamProvider) -> str:

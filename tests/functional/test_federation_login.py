@@ -150,3 +150,16 @@ def test_provider_down_is_a_503_not_a_500(app):
     assert r.status_code == 503
     r = app.test_client().get("/federation/down/start", headers={"Accept": "application/json"})
     assert r.status_code == 503 and r.is_json
+
+
+def test_client_secret_sealed_with_a_removed_key_is_a_503(app):
+    from authsvc.extensions import db
+    from authsvc.models import UpstreamProvider
+
+    with app.app_context():
+        app.extensions["authsvc_federation"].add_provider(slug="corp", kind="oidc", issuer="https://idp.corp.example",
+                                                          client_id="c", client_secret="s")
+        row = db.session.execute(select(UpstreamProvider)).scalar_one()
+        row.client_secret = "gone:" + row.client_secret.split(":", 1)[1]  # a key version no longer configured
+        db.session.commit()
+    assert app.test_client().get("/federation/corp/start").status_code == 503
