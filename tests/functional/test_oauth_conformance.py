@@ -85,6 +85,9 @@ def test_post_authorization_request_signed_out_goes_to_login_with_the_request(ap
     cid, _ = register(app)
     _, challenge = pkce()
     r = client.post("/oauth2/authorize", data=_params(cid, challenge))
+    # no session cookie (as for a cross-site POST under SameSite=Lax): continue as a top-level GET…
+    assert r.status_code == 303 and r.location.startswith("/oauth2/authorize?") and "client_id=" + cid in r.location
+    r = client.get(r.location)  # …which, still signed out, goes to the login page with the request
     assert r.status_code == 302 and "/login" in r.location and "client_id" in r.location
 
 
