@@ -412,3 +412,16 @@ def test_device_grant_without_openid_has_no_id_token(app, client):
 # --- helpers -------------------------------------------------------------------------------------------------------------
 def _keys(client):
     return KeySet.import_key_set(client.get("/oauth2/jwks").json)
+
+
+def test_refresh_resource_outside_grant_is_invalid_target_and_keeps_the_token(app, client):
+    cid, secret = register(app, audiences=["https://api.example"])
+    signed_in(app, client)
+    code, verifier = get_code(client, cid, scope="openid offline_access")
+    body = redeem(client, cid, secret, code, verifier).json
+    t = token(client, {"grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+                       "resource": "https://evil.example"}, auth=(cid, secret))
+    assert t.status_code == 400 and t.json["error"] == "invalid_target"
+    t = token(client, {"grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+                       "resource": "https://api.example"}, auth=(cid, secret))
+    assert t.status_code == 200, t.json  # refused before the rotation: the token still works
