@@ -57,7 +57,11 @@ def apply(provider, resp):
         return resp
     resp.vary.add("Origin")
     if request.method == "OPTIONS":
-        if origin in registered_origins(provider):
+        try:
+            known = origin in registered_origins(provider)
+        except Exception:  # noqa: BLE001 - store down: no CORS headers (closed), never a 500 on a preflight
+            known = False
+        if known:
             resp.headers["Access-Control-Allow-Origin"] = origin
             resp.headers["Access-Control-Allow-Methods"] = allowed_methods
             resp.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS

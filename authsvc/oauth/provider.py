@@ -281,7 +281,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         provider = self.server.provider
-        provider.check_refresh_scope(refresh_token, self.request.client.get_client_id(), self.request.payload.scope)
+        provider.check_refresh_scope(refresh_token, self.request.client.get_client_id(), self.request.payload.scope,
+                                     [r for r in self.request.payload.datalist.get("resource", []) if r])
         new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
         proof = token_proof()
         result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new,
@@ -1148,24 +1149,30 @@ class OAuthProvider:
         return self.token_drifted(ref.rec, None, tag="oauth:introspect:drift", ip=ip[:64],
                                   user_agent=(ua or "")[:512] or None)
 
-    def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None) -> None:
+    def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None, resources=()) -> None:
         """Refuse a refresh that asks for more than its grant holds *before* the rotation (RFC 6749 §6: invalid_scope):
         Authlib checks the scope only after ``authenticate_refresh_token``, which has rotated by then, so the client's
         token was burnt and its retry revoked the family as "theft". Only the family's live token gets this answer;
         anything else goes on to the rotation, which calls a replay a replay."""
-        if not scope:
+        if not scope and not resources:
             return
         gid = grant_id_of(refresh_token)
         if gid is None:
             return
-        rec = self.tokens.redis.hmget(f"oauth:grant:{{{gid}}}", "cur", "rev", "cid", "scope")
-        cur, rev, cid, granted = rec
+        rec = self.tokens.redis.hmget(f"oauth:grant:{{{gid}}}", "cur", "rev", "cid", "scope", "aud")
+        cur, rev, cid, granted, aud = rec
         if cur is None:  # Redis lost the twin: SQL is the durable truth
             row = self.db.session.get(OAuthGrant, gid)
             if row is None:
                 return
-            cur, rev, cid, granted = row.current_hash, "1" if row.revoked_at else "0", row.client_id, row.scope
+            cur, rev, cid, granted, aud = (row.current_hash, "1" if row.revoked_at else "0", row.client_id, row.scope,
+                                           row.audiences)
         if cid != client_id or rev == "1" or cur != sha256(refresh_token):
+            return
+        if resources and any(r not in json.loads(aud or "[]") for r in resources):
+            # RFC 8707 §2.2: a refresh may name only resources the grant covers (checked before the rotation).
+            raise InvalidTargetError("'resource' names an audience this grant does not cover.")
+        if not scope:
             return
         if not set(scope.split()) <= set((granted or "").split()):
             from authlib.oauth2.rfc6749 import InvalidScopeError

@@ -522,6 +522,10 @@ def authorize():
         return _error_page(OAuth2Error(error="invalid_request",
                                        description="'redirect_uri' is required in an OpenID Connect request."))
     session, user = cookie_session()
+    if user is None and request.method == "POST" and not consent_post:
+        # The session cookie is SameSite=Lax: a request POSTed from the client's site arrives without it. Carry on
+        # as a top-level GET (which does send it), so a signed-in user is not asked to sign in again.
+        return redirect(_authorize_url(), code=303)
     end_user = EndUser(user, session) if user is not None else None
     try:
         grant = p.server.get_consent_grant(end_user=end_user)
@@ -775,6 +779,9 @@ def logout():
     except InvalidRequestError as error:
         return _error_page(error)  # never redirect on a bad logout request (RP-Initiated Logout §4)
     session, user = cookie_session()
+    if user is None and request.method == "POST" and not _is_form_post():
+        # As at /oauth2/authorize: a cross-site POST carries no SameSite=Lax cookie; a top-level GET does.
+        return redirect("/oauth2/logout?" + urlencode(_request_params(), doseq=True), code=303)
     claims = req.id_token_claims or {}
     hint_matches = user is not None and claims.get("sub") == user.sub
     if _is_form_post():  # our confirmation form (a logout request by POST carries no CSRF token: see below)

@@ -133,3 +133,51 @@ def test_spa_on_another_origin_does_code_pkce_dpop_in_chromium(app, live_server,
     finally:
         spa.close()
         evil.close()
+
+
+def test_cross_site_post_authorization_and_logout_requests_keep_the_session_in_chromium(app, live_server,
+                                                                                       browser_context):
+    """OIDC Core §3.1.2.1 / RP-Initiated Logout §2 by POST from the RP's own site: the session cookie is
+    SameSite=Lax, so the POST arrives without it; the server continues as a top-level GET, which carries it — the
+    signed-in user gets a code without signing in again, and is really signed out by the logout POST."""
+    base = live_server.url
+    app.config["OAUTH_ISSUER"] = base
+    rp = _Site()
+    try:
+        create_user(app)
+        cid, secret = register(app, name="Post RP", redirect_uris=[rp.origin + "/cb"],
+                               post_logout_redirect_uris=[rp.origin + "/bye"])
+        w = browser_context()
+        page = w.page
+        page.goto(base + "/login")
+        page.get_by_label("E-mail").fill("alice@example.com")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Your security").wait_for()
+
+        def post_page(action, fields):
+            inputs = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in fields.items())
+            return (f'<!doctype html><title>rp</title><form method="post" action="{action}">{inputs}'
+                    f'<button type="submit">Go</button></form>').encode()
+
+        from tests.functional.oauth_helpers import pkce
+
+        verifier, challenge = pkce()
+        rp.html = post_page(base + "/oauth2/authorize", {
+            "response_type": "code", "client_id": cid, "redirect_uri": rp.origin + "/cb", "scope": "openid email",
+            "state": "xs", "code_challenge": challenge, "code_challenge_method": "S256"})
+        page.goto(rp.origin + "/start")
+        page.get_by_role("button", name="Go").click()
+        page.get_by_role("button", name="Allow").click()  # consent, not a login page: the session came along
+        page.wait_for_url(rp.origin + "/cb**")
+        assert "code=" in page.url and "state=xs" in page.url
+
+        rp.html = post_page(base + "/oauth2/logout", {"client_id": cid,
+                                                       "post_logout_redirect_uri": rp.origin + "/bye"})
+        page.goto(rp.origin + "/logout")
+        page.get_by_role("button", name="Go").click()
+        page.locator("#main").get_by_role("button", name="Sign out").click()  # no valid hint: the user confirms
+        page.goto(base + "/account")
+        assert page.url.startswith(base + "/login")  # really signed out
+    finally:
+        rp.close()

@@ -85,6 +85,9 @@ def test_post_authorization_request_signed_out_goes_to_login_with_the_request(ap
     cid, _ = register(app)
     _, challenge = pkce()
     r = client.post("/oauth2/authorize", data=_params(cid, challenge))
+    # no session cookie (as for a cross-site POST under SameSite=Lax): continue as a top-level GET…
+    assert r.status_code == 303 and r.location.startswith("/oauth2/authorize?") and "client_id=" + cid in r.location
+    r = client.get(r.location)  # …which, still signed out, goes to the login page with the request
     assert r.status_code == 302 and "/login" in r.location and "client_id" in r.location
 
 
@@ -409,3 +412,16 @@ def test_device_grant_without_openid_has_no_id_token(app, client):
 # --- helpers -------------------------------------------------------------------------------------------------------------
 def _keys(client):
     return KeySet.import_key_set(client.get("/oauth2/jwks").json)
+
+
+def test_refresh_resource_outside_grant_is_invalid_target_and_keeps_the_token(app, client):
+    cid, secret = register(app, audiences=["https://api.example"])
+    signed_in(app, client)
+    code, verifier = get_code(client, cid, scope="openid offline_access")
+    body = redeem(client, cid, secret, code, verifier).json
+    t = token(client, {"grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+                       "resource": "https://evil.example"}, auth=(cid, secret))
+    assert t.status_code == 400 and t.json["error"] == "invalid_target"
+    t = token(client, {"grant_type": "refresh_token", "refresh_token": body["refresh_token"],
+                       "resource": "https://api.example"}, auth=(cid, secret))
+    assert t.status_code == 200, t.json  # refused before the rotation: the token still works

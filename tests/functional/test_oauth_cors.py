@@ -104,3 +104,17 @@ def test_origin_list_changes_take_effect(app, client):
     with app.app_context():
         app.extensions["authsvc.oauth"].clients.update(cid, allowed_origins=[])
     assert "Access-Control-Allow-Origin" not in _preflight(client, "/oauth2/token", SPA).headers
+
+
+def test_preflight_and_token_with_redis_down_fail_closed(make_app, private_redis):
+    """A real Redis stopped: the preflight is not a 500 and allows nothing; the token request is a 503 (JSON)."""
+    app = make_app(redis_url=private_redis.url)
+    client = app.test_client()
+    cid, _ = _spa(app)
+    assert _preflight(client, "/oauth2/token", SPA).headers.get("Access-Control-Allow-Origin") == SPA
+    private_redis.stop()
+    r = _preflight(client, "/oauth2/token", SPA)
+    assert r.status_code < 500 and "Access-Control-Allow-Origin" not in r.headers
+    r = client.post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": cid},
+                    headers={"Origin": SPA})
+    assert r.status_code == 503 and r.json["error"] == "temporarily_unavailable"
