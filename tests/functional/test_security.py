@@ -19,8 +19,10 @@ def web_post_routes(app):
         # (tests/functional/test_dbsc.py refuses every forged or replayed proof), never by a form.
         # The federated sign-in callback (Apple's form_post) is posted cross-site by the provider: its defence is the
         # single-use state bound to the browser that started the flow (tests/functional/test_federation.py).
+        # The SSF endpoints (blueprints ssf, risc_receiver) authenticate receivers by a client-credentials bearer token
+        # or a signed SET and never read a cookie (tests/functional/test_signals_ssf.py, test_signals_receiver.py).
         if "POST" in rule.methods and not rule.rule.startswith("/api/") and not rule.endpoint.startswith(
-                ("oauth_api.", "dbsc.")) and rule.endpoint != "federation.callback":
+                ("oauth_api.", "dbsc.", "ssf.", "risc_receiver.")) and rule.endpoint != "federation.callback":
             # Fill every variable part, whatever its converter (<token>, <int:user_id>...), with a plausible value.
             url = re.sub(r"<int:[^>]+>", "1", rule.rule)
             url = re.sub(r"<(?:[a-z]+:)?[^>]+>", "x" * 43, url)

@@ -61,6 +61,15 @@ def test_worker_killed_mid_delivery_delivers_exactly_once_by_jti_after_restart(m
         procs.append(_worker(app, database_url, redis_url))
         assert _until(lambda: len(rx.arrivals) >= 1), procs[0].stderr.read1().decode() if procs[0].poll() else ""
         assert _until(lambda: len(rx.events) >= 4, 15)  # the other four answered, the first one still held
+
+        def delivered():
+            with app.app_context():
+                db.session.expire_all()
+                n = len(db.session.execute(select(OutboxItem.id).where(OutboxItem.delivered_at.is_not(None))).all())
+                db.session.rollback()
+                return n
+
+        assert _until(lambda: delivered() == 4, 15)  # ... and their outcomes are committed
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)
         in_flight = rx.arrivals[0]
@@ -79,6 +88,8 @@ def test_worker_killed_mid_delivery_delivers_exactly_once_by_jti_after_restart(m
         wire = collections.Counter(rx.arrivals)
         assert wire[in_flight] == 2 and all(wire[j] == 1 for j in jtis - {in_flight})
         assert rx.errors == []
+        procs[1].send_signal(signal.SIGTERM)  # a graceful stop: the loop ends, the process exits 0
+        assert procs[1].wait(30) == 0
     finally:
         for p in procs:
             if p.poll() is None:
