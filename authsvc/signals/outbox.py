@@ -83,6 +83,18 @@ def enqueue(session, kind: str, target: str, payload: Any, *, jti: str | None = 
     return jti
 
 
+def enqueue_many(session, rows: list[tuple[str, str, Any, str]], *, now: dt.datetime) -> None:
+    """Several deliveries ``(kind, target, payload, jti)`` in one INSERT (executemany): a fan-out to many streams
+    inside the audit transaction costs one statement, not one per stream."""
+    if not rows:
+        return
+    session.execute(_T.insert(), [
+        {"kind": kind, "target": target[:128], "jti": jti, "created_at": now, "attempts": 0, "next_attempt_at": now,
+         "payload": payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"),
+                                                                         sort_keys=True)}
+        for kind, target, payload, jti in rows])
+
+
 def backlog(session) -> dict[str, int]:
     """Pending rows per kind (delivered and given-up rows excluded)."""
     rows = session.execute(select(_T.c.kind, func.count()).where(_T.c.next_attempt_at.is_not(None))

@@ -455,8 +455,11 @@ class Transmitter:
             except ValueError:
                 details = {}
         ts = int(ev.occurred_at.timestamp())
+        iat = int(self.clock.timestamp())
+        batch = []
         for subj, stream in rows:
             delivered = set(self.events_delivered(stream))
+            sub_id = json.loads(subj.subject)
             for event_type, claims, initiator in mapped:
                 if event_type not in delivered:
                     continue
@@ -465,7 +468,13 @@ class Transmitter:
                     event["new-value"] = details["new_value"]
                 if ev.reason:
                     event["reason_admin"] = {"en": ev.reason}
-                self._enqueue_in(session, stream, json.loads(subj.subject), event_type, event)
+                jti = new_jti()
+                batch.append(("ssf_push" if stream.method == PUSH else "ssf_poll", stream.id,
+                              {"jti": jti, "iat": iat, "aud": stream.client_id, "sub_id": sub_id,
+                               "events": {event_type: event}}, jti))
+        from authsvc.signals import outbox
+
+        outbox.enqueue_many(session, batch, now=self.clock.now())
         if ev.tag == "account:delete:success":
             # Account purged: its subject rows (which hold its e-mail address) go in the same transaction.
             session.execute(delete(SsfSubject).where(SsfSubject.user_id == ev.subject_id))

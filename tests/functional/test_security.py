@@ -17,8 +17,10 @@ def web_post_routes(app):
         # /api/ and the OAuth machine endpoints (blueprint oauth_api) authenticate clients, never a cookie: no CSRF.
         # The DBSC endpoints are posted by the browser itself with a signed proof over a server challenge
         # (tests/functional/test_dbsc.py refuses every forged or replayed proof), never by a form.
+        # The SSF endpoints (blueprints ssf, risc_receiver) authenticate receivers by a client-credentials bearer token
+        # or a signed SET and never read a cookie (tests/functional/test_signals_ssf.py, test_signals_receiver.py).
         if "POST" in rule.methods and not rule.rule.startswith("/api/") and not rule.endpoint.startswith(
-                ("oauth_api.", "dbsc.")):
+                ("oauth_api.", "dbsc.", "ssf.", "risc_receiver.")):
             # Fill every variable part, whatever its converter (<token>, <int:user_id>...), with a plausible value.
             url = re.sub(r"<int:[^>]+>", "1", rule.rule)
             url = re.sub(r"<(?:[a-z]+:)?[^>]+>", "x" * 43, url)

@@ -79,6 +79,8 @@ def test_worker_killed_mid_delivery_delivers_exactly_once_by_jti_after_restart(m
         wire = collections.Counter(rx.arrivals)
         assert wire[in_flight] == 2 and all(wire[j] == 1 for j in jtis - {in_flight})
         assert rx.errors == []
+        procs[1].send_signal(signal.SIGTERM)  # a graceful stop: the loop ends, the process exits 0
+        assert procs[1].wait(30) == 0
     finally:
         for p in procs:
             if p.poll() is None:
