@@ -39,7 +39,7 @@ DEFAULT_VELOCITY_RULES: tuple[VelocityRule, ...] = (
     # Issue 16: accounts that failed from this IP in a day-long fixed window (the defense layer's Redis set; the
     # replay derives the same count). Low-and-slow spraying reuses a few IPs for weeks at < 1 attempt per IP per hour,
     # under every 1-hour counter (docs/RISK.md §6, "spraying").
-    VelocityRule("ip_accounts_day", 10, 1.5, "ip_many_accounts_day", "{value:.0f} accounts failed from this IP today"),
+    VelocityRule("ip_accounts_day", 5, 1.5, "ip_many_accounts_day", "{value:.0f} accounts failed from this IP today"),
     VelocityRule("ip_unknown_user_share", 0.5, 1.5, "ip_unknown_users", "{value:.0%} of recent attempts from this IP were for unknown accounts", cap=1.0),
     VelocityRule("password_spray_accounts", 5, 2.0, "password_spray", "this password failed on {value:.0f} other accounts"),
 )

@@ -23,8 +23,9 @@ class VelocityTracker:
         self.window = window_seconds
         self.min_attempts_for_share = min_attempts_for_share
         self.ip_accounts_window = ip_accounts_window
-        # ip → (window start, accounts that failed from it since then)
-        self._ip_failed_accounts: dict[str, tuple[float, set[str]]] = {}
+        # ip → [window end, the one account that failed from it since the start, or a set once there are several]
+        # (most IPs fail for one account only: no set for them — this runs for every failure)
+        self._ip_failed_accounts: dict[str, list] = {}
         # failures per key kind; deque of timestamps
         self._fail: dict[str, dict[str, deque[float]]] = {k: {} for k in ("account", "ip", "prefix", "asn")}
         # attempts per IP: (timestamp, user, user_was_unknown)
@@ -51,8 +52,9 @@ class VelocityTracker:
                 if q:
                     out[name] = float(len(q))
         fa = self._ip_failed_accounts.get(ip)
-        if fa is not None and ts < fa[0] + self.ip_accounts_window:  # the Redis key has not expired yet
-            out["ip_accounts_day"] = float(len(fa[1]))
+        if fa is not None and ts < fa[0]:  # the Redis key has not expired yet
+            accounts = fa[1]
+            out["ip_accounts_day"] = 1.0 if accounts.__class__ is str else float(len(accounts))
         attempts = self._ip_attempts.get(ip)
         if attempts:
             self._prune_ip(ip, attempts, ts)
@@ -72,9 +74,15 @@ class VelocityTracker:
                     q = d[key] = deque()
                 q.append(ts)
             fa = self._ip_failed_accounts.get(ip)
-            if fa is None or ts >= fa[0] + self.ip_accounts_window:
-                fa = self._ip_failed_accounts[ip] = (ts, set())
-            fa[1].add(user)
+            if fa is None or ts >= fa[0]:
+                self._ip_failed_accounts[ip] = [ts + self.ip_accounts_window, user]
+            else:
+                accounts = fa[1]
+                if accounts.__class__ is str:
+                    if accounts != user:
+                        fa[1] = {accounts, user}
+                else:
+                    accounts.add(user)
         attempts = self._ip_attempts.get(ip)
         if attempts is None:
             attempts = self._ip_attempts[ip] = deque()
@@ -110,7 +118,7 @@ class VelocityTracker:
     def _sweep(self, now: float) -> None:
         """Drop keys whose windows emptied, so memory follows the window, not the whole file."""
         fa = self._ip_failed_accounts
-        for ip in [ip for ip, (start, _) in fa.items() if now >= start + self.ip_accounts_window]:
+        for ip in [ip for ip, (end, _) in fa.items() if now >= end]:
             del fa[ip]
         for d in self._fail.values():
             for key in list(d):

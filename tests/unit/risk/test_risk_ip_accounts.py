@@ -91,7 +91,7 @@ def test_the_window_is_fixed_from_the_first_failure_like_redis_expire() -> None:
 def test_engine_scores_the_counter_as_a_named_velocity_term() -> None:
     engine = RiskEngine()
     base = dict(user="1", ip="192.0.2.77", user_agent="Mozilla/5.0", timestamp=1_700_000_000.0)
-    quiet = engine.score(LoginContext(**base, velocity={"ip_accounts_day": 2}))
+    quiet = engine.score(LoginContext(**base, velocity={"ip_accounts_day": 4}))
     spray = engine.score(LoginContext(**base, velocity={"ip_accounts_day": 40}))
     assert "ip_many_accounts_day" not in [r.code for r in quiet.reasons]
     assert "ip_many_accounts_day" in [r.code for r in spray.reasons]
