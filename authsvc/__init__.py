@@ -73,6 +73,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         app.extensions["authsvc"] = build_services(app, settings)
 
+    from authsvc.signals import init_app as init_signals
+
+    init_signals(app)  # the SQL outbox + worker (Shared Signals, Back-Channel Logout): before anything registers kinds
+
     from authsvc.web import errors, http
 
     http.init_app(app)
@@ -98,9 +102,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_oauth(app)  # OAuth 2.0 / OIDC provider: its blueprints, CLI groups and the session-revocation listener
 
+    from authsvc.signals import init_transmitter
+
+    init_transmitter(app)  # SSF transmitter (streams, CAEP/RISC SETs) on the provider's clients and keys
+
     from authsvc.dbsc import init_app as init_dbsc
 
     init_dbsc(app)  # device-bound sessions: registration offer, register/refresh endpoints
+
+    from authsvc.federation import init_app as init_federation
+
+    init_federation(app)  # "Continue with Google": upstream providers, linked identities, `authsvc idp`
 
     from authsvc.api.fastpath import SessionCheckFastPath
 

@@ -186,6 +186,57 @@ def audit_verify():
     sys.exit(1)
 
 
+# --- retention ------------------------------------------------------------------------------------------------------
+@click.command("retention", help="Prune receipts, ended sessions, expired tokens and old audit events under the "
+                                 "retention_* settings, in bounded batches (docs/ARCHITECTURE.md, Retention).")
+@click.option("--dry-run", is_flag=True, help="Only count what a run would delete.")
+@click.option("--loop", is_flag=True, help="Run every AUTHSVC_RETENTION_INTERVAL seconds until stopped "
+                                           "(what `authsvc serve` starts).")
+@click.option("--first-delay", default=60.0, show_default=True, type=float, help="With --loop: seconds before "
+                                                                                 "the first run.")
+@with_appcontext
+def retention(dry_run, loop, first_delay):
+    import time
+
+    from authsvc.audit import ChainBroken
+    from authsvc.extensions import db
+    from authsvc.retention import for_app
+
+    app = current_app._get_current_object()
+    service = for_app(app)
+    if dry_run:
+        for name, n in service.pending().items():
+            click.echo(f"{name}: {n} to prune")
+        return
+    interval = app.config["AUTHSVC"].retention_interval
+    if loop and interval <= 0:
+        raise click.UsageError("AUTHSVC_RETENTION_INTERVAL is 0 (off)")
+    if loop:
+        time.sleep(first_delay)
+    while True:
+        try:
+            report = service.run()
+        except ChainBroken as exc:
+            click.echo(f"retention: NOT pruning the audit log, its chain does not verify: {exc}", err=True)
+            if not loop:
+                sys.exit(1)
+        except Exception as exc:  # noqa: BLE001 - a store down: say so, retry at the next interval (never fail open)
+            db.session.rollback()
+            click.echo(f"retention: failed ({type(exc).__name__}: {exc})", err=True)
+            if not loop:
+                sys.exit(1)
+        else:
+            if report.skipped:
+                click.echo("retention: another run holds the lock; skipped")
+            else:
+                counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+                click.echo(f"retention: pruned {counts}; audit chain starts at event {report.audit_first_id}")
+        db.session.remove()
+        if not loop:
+            return
+        time.sleep(interval)
+
+
 # --- serve ----------------------------------------------------------------------------------------------------------
 @click.command("serve", help="Migrate, start the embedded Redis if needed, print the setup link, run the HTTP server.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -229,9 +280,11 @@ def serve(host, port, workers, server_kind):
         link = env["AUTHSVC_BASE_URL"] + link[len(settings.base_url):]
     if link:
         click.secho(f"\nNo administrator yet. Create one (link works once):\n  {link}\n", fg="yellow")
+    _start_signals_worker(app, env)
     # More sync workers than cores: a worker hashing a password (100+ ms of CPU) must not hold up the cheap
     # requests — session checks, refusals of throttled attempts — that other workers can answer meanwhile.
     workers = workers or 2 * (os.cpu_count() or 1) + 1
+    _start_retention(settings, env)
     click.echo(f"serving on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}")
     run = _run_server if holds_embedded_redis else os.execvpe  # nothing to clean up: become the server
     if server_kind == "granian":
@@ -251,6 +304,29 @@ def serve(host, port, workers, server_kind):
                          str(workers), "--access-logfile", "-",
                          # no single-use tokens (reset/verify/... links) or credentials in the access log
                          "--logger-class", "authsvc.web.accesslog.RedactingLogger", "authsvc.wsgi:app"], env)
+
+
+def _start_retention(settings, env: dict) -> None:
+    """The retention schedule: one `authsvc retention --loop` process beside the server (first run after a minute,
+    then every ``retention_interval`` seconds). It dies with the server (PR_SET_PDEATHSIG, also across the exec into
+    gunicorn, which keeps this pid); several servers on several hosts share the database safely: a run takes the
+    Redis lock ``retention:lock`` and the others skip. ``retention_interval = 0``: no process (run the command from
+    cron instead)."""
+    if settings.retention_interval <= 0:
+        return
+    subprocess.Popen([sys.executable, "-c", "from authsvc.cli import main; main()", "retention", "--loop"],
+                     env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent_hook())
+    click.echo(f"retention: every {settings.retention_interval} s (a separate process; AUTHSVC_RETENTION_INTERVAL)")
+def _start_signals_worker(app, env: dict) -> None:
+    """The outbox worker (authsvc.signals) as a sibling process of the HTTP server, unless the operator runs it
+    elsewhere (signals_worker_in_serve = false). It gets SIGTERM when this process (or the server it becomes) ends."""
+    from authsvc.signals import signals
+
+    if not signals(app).settings.signals_worker_in_serve:
+        return
+    subprocess.Popen([sys.executable, "-c", "from authsvc.cli import main; main()", "signals", "worker"], env=env,
+                     preexec_fn=_die_with_parent_hook())
+    click.echo("signals worker started (outbox delivery)")
 
 
 GRANIAN_ACCESS_FMT = '[%(time)s] %(addr)s - "%(method)s %(scheme)s %(protocol)s" %(status)d %(dt_ms).3f'
@@ -331,7 +407,7 @@ def _die_with_parent_hook():
 
 
 def init_app(app: Flask) -> None:
-    for group in (db_group, admin_group, audit_group, serve):
+    for group in (db_group, admin_group, audit_group, serve, retention):
         app.cli.add_command(group)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 ENV_PREFIX = "AUTHSVC_"
 # Settings owned and validated by a package of their own (authsvc/mfa/config.py reads them from ``extra``).
-EXTENSION_PREFIXES = ("mfa_", "webauthn_", "totp_", "trusted_device_", "admin_", "oauth_")
+EXTENSION_PREFIXES = ("mfa_", "webauthn_", "totp_", "trusted_device_", "admin_", "oauth_", "signals_")
 
 
 class ConfigError(ValueError):
@@ -85,6 +85,10 @@ class Settings:
     spray_block: int = 1800
     password_spray_accounts: int = 5  # one wrong password failing on ≥ this many accounts → sprayed password
     password_spray_window: int = 600
+    # Accounts that failed from one IP in this fixed window (armed by the first failure) are passed to the risk engine
+    # as ``ip_accounts_day`` (issue 16: low-and-slow spraying). The offline replay uses the same window
+    # (authsvc.risk.evaluation.velocity.IP_ACCOUNTS_WINDOW); a test keeps the two equal.
+    risk_ip_accounts_window: int = 86400
     throttle_prefix32_limit: int = 3000  # failures per IPv6 /32 (one provider's allocation: many /48s)
     throttle_prefix32_window: int = 3600
     # The right password, then refused by the risk engine or stopped at the second factor: per account × network
@@ -116,6 +120,9 @@ class Settings:
     risk_country_file: str | None = None  # IP→country MaxMind-DB; without files the engine falls back to prefixes
     risk_step_up_threshold: float = -1.0  # score (natural-log units) at which a second factor is asked for
     risk_deny_threshold: float = 7.0  # score at which the login is refused even with the right password
+    # A weights file from `authsvc risk fit` (docs/RISK.md, "Learning from outcomes"): accounts with history are scored
+    # with the fitted term weights, and the file's thresholds replace the two above. None = the v2 sum.
+    risk_weights_file: str | None = None
 
     # --- sessions -------------------------------------------------------------------------------------------------
     session_idle_timeout: int = 3600  # seconds (ASVS 7.3.1 at AAL2: ≤ 1 h)
@@ -140,6 +147,19 @@ class Settings:
     mail_limit_per_address: int = 3
     mail_limit_per_ip: int = 30
     mail_limit_window: int = 3600
+
+    # --- retention (authsvc/retention.py; GDPR reasoning and defaults in docs/ARCHITECTURE.md) ---------------------
+    # Days kept; 0 keeps forever. Receipts = login_events; sessions = user_sessions rows, counted from the session's
+    # latest possible end (creation + session_absolute_timeout); tokens = e-mail tokens (decoys too) and OAuth grant
+    # families, counted from their expiry; audit = security_events, the chain then starts at a signed anchor.
+    retention_receipts_days: int = 180
+    retention_sessions_days: int = 90
+    retention_tokens_days: int = 7
+    retention_audit_days: int = 400
+    retention_batch: int = 5000  # rows per DELETE transaction
+    retention_interval: int = 86400  # seconds between runs of `authsvc serve`'s retention process; 0 = off (cron)
+    # Live sessions per user; a new sign-in beyond it ends the user's oldest session (audited). 0 = no cap.
+    session_max_per_user: int = 50
 
     # --- mail -----------------------------------------------------------------------------------------------------
     smtp_host: str | None = None  # None → messages go to the outbox folder (visible to admins)
@@ -192,6 +212,8 @@ class Settings:
             ("max_content_length", self.max_content_length >= 1024, "must be ≥ 1024 bytes"),
             ("account_failure_cap", 1 <= self.account_failure_cap <= 100, "must be between 1 and 100 (NIST)"),
             ("spray_unknown_share", 0 < self.spray_unknown_share <= 1, "must be in (0, 1]"),
+            ("risk_ip_accounts_window", 60 <= self.risk_ip_accounts_window <= 30 * 86400,
+             "must be between 60 seconds and 30 days"),
             ("throttle_proven_limit", self.throttle_proven_limit >= 1, "must be ≥ 1"),
             ("proven_notice_after", self.proven_notice_after >= 1, "must be ≥ 1"),
             ("throttle_prefix32_limit", self.throttle_prefix32_limit >= 1, "must be ≥ 1"),
@@ -202,6 +224,16 @@ class Settings:
              "must be between 1 and 3600 seconds"),
             ("session_cookie_name", self.session_cookie_name.startswith("__Host-"), "must start with __Host-"),
             ("dbsc_cookie_ttl", 60 <= self.dbsc_cookie_ttl <= 3600, "must be between 60 and 3600 seconds"),
+            ("retention_receipts_days", self.retention_receipts_days >= 0, "must be ≥ 0 (0 = keep forever)"),
+            ("retention_sessions_days", self.retention_sessions_days >= 0, "must be ≥ 0 (0 = keep forever)"),
+            ("retention_tokens_days", self.retention_tokens_days >= 0, "must be ≥ 0 (0 = keep forever)"),
+            ("retention_audit_days", self.retention_audit_days == 0 or self.retention_audit_days >= 30,
+             "must be 0 (keep forever) or ≥ 30 days"),
+            ("retention_batch", 100 <= self.retention_batch <= 100_000, "must be between 100 and 100000"),
+            ("retention_interval", self.retention_interval == 0 or self.retention_interval >= 60,
+             "must be 0 (off) or ≥ 60 seconds"),
+            ("session_max_per_user", self.session_max_per_user == 0 or self.session_max_per_user >= 2,
+             "must be 0 (no cap) or ≥ 2"),
             ("base_url", self.base_url.startswith(("http://", "https://")), "must be an http(s) URL"),
         ]
         for name, ok, problem in problems:
@@ -220,6 +252,13 @@ class Settings:
                 raise ConfigError(env_name("risk_asn_file"), f"{path!r} is not a readable file")
         if sum(p.endswith(".mmdb") for p in asn_files(self.risk_asn_file)) > 1:
             raise ConfigError(env_name("risk_asn_file"), "list at most one .mmdb file (CSV range files: any number)")
+        if self.risk_weights_file:
+            from authsvc.risk.weights import WeightsError, load_weights
+
+            try:
+                load_weights(self.risk_weights_file)
+            except WeightsError as exc:
+                raise ConfigError(env_name("risk_weights_file"), str(exc)) from None
         if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql")):
             raise ConfigError(env_name("database_url"), "only sqlite:// and postgresql:// URLs are supported")
         if self.redis_mode not in ("standalone", "cluster", "sentinel"):

@@ -52,6 +52,29 @@ BUDGET_CAPACITY = Gauge("authsvc_hashing_capacity_per_second", "Sum of live host
 BUDGET_REFUSALS = Counter("authsvc_unfamiliar_budget_refusals_total",
                           "Unfamiliar login attempts refused (429) because the service-wide budget was spent")
 
+# Shared Signals / Back-Channel Logout delivery (authsvc/signals/outbox.py). The backlog is read from SQL at scrape
+# time (any process can answer it); the outcomes are counted by the worker process.
+OUTBOX_BACKLOG = Gauge("authsvc_signals_outbox_backlog", "Deliveries waiting in the SQL outbox, by kind "
+                       "(ssf_push, ssf_poll, bcl...)", ["kind"], multiprocess_mode="mostrecent")
+OUTBOX_FAILED = Gauge("authsvc_signals_outbox_failed", "Deliveries given up (refused, or out of attempts)",
+                      multiprocess_mode="mostrecent")
+OUTBOX_OUTCOMES = Counter("authsvc_signals_deliveries_total", "Delivery attempts by kind and outcome "
+                          "(delivered, retried, failed)", ["kind", "outcome"])
+
+
+def refresh_outbox() -> None:
+    """Bring the outbox gauges up to date at scrape time. Best effort, like refresh_budget."""
+    try:
+        from authsvc.extensions import db
+        from authsvc.signals.outbox import backlog, failed_count
+
+        counts = backlog(db.session)
+        for kind in set(counts) | {"ssf_push", "ssf_poll", "bcl"}:
+            OUTBOX_BACKLOG.labels(kind=kind).set(counts.get(kind, 0))
+        OUTBOX_FAILED.set(failed_count(db.session))
+    except Exception:  # noqa: BLE001 - the database away: the other metrics still get scraped
+        pass
+
 
 def dependency_of(exc: BaseException) -> str:
     """The label for a store error: "redis" or "database"."""

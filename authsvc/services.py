@@ -11,7 +11,7 @@ from authsvc.accounts.activity import ActivityService
 from authsvc.accounts.login import LoginService, NullRiskScorer
 from authsvc.accounts.service import AccountService
 from authsvc.accounts.tokens import EmailTokenService
-from authsvc.audit import AuditLog, CheckpointStore
+from authsvc.audit import AnchorSigner, AuditLog, CheckpointStore
 from authsvc.clock import Clock
 from authsvc.config import Settings, asn_files
 from authsvc.defense import NullThrottle, RedisThrottle
@@ -70,6 +70,10 @@ def _risk_scorer(app: Flask, settings: Settings, mfa):
                           asn_mmdb=mmdb[0] if mmdb else None, country_mmdb=settings.risk_country_file)
     config = RiskConfig(step_up_threshold=settings.risk_step_up_threshold,
                         deny_threshold=settings.risk_deny_threshold)
+    if settings.risk_weights_file:  # checked at start-up (Settings.validate); its thresholds replace the two above
+        from authsvc.risk.weights import load_weights
+
+        config = load_weights(settings.risk_weights_file, config)
     store = RedisRiskStore(lambda: RedisExtension.client_for(app), max_entries=config.history_max_entries,
                            max_age_days=config.history_max_age_days)
     trusted = (lambda user, device_id: mfa.devices.is_trusted_id(user, device_id)) if mfa is not None else None
@@ -88,17 +92,21 @@ def build_services(app: Flask, settings: Settings) -> Services:
     audit = AuditLog(db, clock)
     # A new worker resumes the dashboard's chain check from the signed checkpoint in Redis (issue 20).
     audit.checkpoint_store = CheckpointStore(lambda: RedisExtension.client_for(app), app.config["SECRET_KEY"].encode())
+    audit.anchor_signer = AnchorSigner(app.config["SECRET_KEY"].encode())  # retention's signed chain start
     sessions = SessionService(db=db, redis_getter=lambda: RedisExtension.client_for(app), clock=clock,
                               idle_timeout=settings.session_idle_timeout,
                               absolute_timeout=settings.session_absolute_timeout)
     tokens = EmailTokenService(db, clock)
     outbox = None
+    from authsvc.notify.htmlmail import EmailRenderer
+
+    renderer = EmailRenderer(settings)  # every message: its text part plus the same as HTML
     if settings.smtp_host:
         mailer = SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_username,
                             password=settings.smtp_password, starttls=settings.smtp_starttls,
-                            sender=settings.mail_from)
+                            sender=settings.mail_from, renderer=renderer)
     else:
-        mailer = outbox = OutboxMailer(os.path.join(app.instance_path, "outbox"), settings.mail_from)
+        mailer = outbox = OutboxMailer(os.path.join(app.instance_path, "outbox"), settings.mail_from, renderer)
     if settings.throttle_enabled:
         # The service-wide budget for unfamiliar attempts: explicit, or a share of the warm hashing capacity summed
         # over live hosts, never below a floor; a token bucket (authsvc/defense/budget.py).
@@ -123,13 +131,19 @@ def build_services(app: Flask, settings: Settings) -> Services:
         throttle.asn_lookup = lambda ip: (geo.lookup(ip).asn if ip else None)  # per-ASN limits need the file
     login = LoginService(db=db, hasher=hasher, throttle=throttle, breach=breach, risk=risk,
                          mfa=mfa, sessions=sessions, audit=audit, clock=clock,
-                         alerts=LoginAlerts(mailer=mailer, tokens=tokens, settings=settings),
+                         alerts=LoginAlerts(mailer=mailer, tokens=tokens, settings=settings, geo=geo, clock=clock),
                          require_verified_email=settings.require_verified_email)
     mfa.login = login  # an MFA-completed login finishes through the same last stage (session, receipts, alerts)
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
     if settings.session_drift_enabled:
         _wire_session_drift(sessions, geo, audit, login.alerts, db, settings)
+    _wire_session_cap(sessions, audit, settings.session_max_per_user)
+    from authsvc.accounts.emailchange import EmailChangeService
+
+    accounts.email_changes = EmailChangeService(db=db, redis_getter=lambda: RedisExtension.client_for(app),
+                                                mailer=mailer, audit=audit, settings=settings, clock=clock,
+                                                sessions=sessions)
     accounts.factors = mfa  # lockdown and reset remove factors an attacker with the password may have planted
     # ... and every place the throttle counted as familiar (the attacker signed in from some of them).
     accounts.lockdown_listeners.append(lambda user: throttle.clear_account(user.email))
@@ -139,6 +153,17 @@ def build_services(app: Flask, settings: Settings) -> Services:
                           secret=app.config["SECRET_KEY"].encode(), clock=clock)
     return Services(settings, clock, hasher, policy, audit, sessions, tokens, mailer, outbox, breach, accounts, login,
                     throttle, ActivityService(db), mfa, refusals)
+
+
+def _wire_session_cap(sessions: SessionService, audit: AuditLog, cap: int) -> None:
+    """Issue 20: at most ``cap`` live sessions per user; the oldest ones a sign-in pushes out are audited."""
+    sessions.max_per_user = cap
+
+    def capped(user_id, sids):
+        audit.record_many([{"tag": "session:cap:end", "outcome": "info", "subject_id": user_id,
+                            "reason": "session_cap", "details": {"session": sid[:12], "cap": cap}} for sid in sids])
+
+    sessions.cap_listener = capped
 
 
 def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: LoginAlerts, db, settings) -> None:

@@ -1,6 +1,10 @@
 """P2 — token introspection against the certified Node peer (panva oidc-provider 9.x) and a hello-world route.
 
-    .venv/bin/python bench/p2_peer.py [--duration 15] [--workers N] [--peer-token access|client_credentials]
+    .venv/bin/python bench/p2_peer.py [--duration 15] [--workers N] [--peer-token access|client_credentials] [--dpop]
+
+``--dpop`` (issue 14): both sides introspect a DPoP-bound access token (RFC 9449) — authsvc's minted through the code
+flow with a DPoP proof at the token endpoint, the peer's minted bound to the same key thumbprint (features.dPoP) —
+and both answers must carry ``token_type: DPoP`` and ``cnf.jkt``.
 
 One run, one box, three loads with wrk -t2 -c16 (PERFORMANCE.md, P2):
 1. the peer: oidc-provider 9.x in ONE Node process (bench/peer/server.mjs: default in-memory adapter, one
@@ -107,14 +111,17 @@ def is_jwt(token: str) -> bool:
 class Peer:
     """oidc-provider in one Node process; started and stopped (SIGTERM, then SIGKILL) by this object."""
 
-    def __init__(self, work: str):
+    def __init__(self, work: str, dpop_jkt: str | None = None):
         self.port = free_port()
         self.out_path = os.path.join(work, "peer.out")
         self.err_path = os.path.join(work, "peer.err")
         self.proc: subprocess.Popen | None = None
+        self.dpop_jkt = dpop_jkt
 
     def __enter__(self) -> dict:
         env = dict(os.environ, NODE_ENV="production")
+        if self.dpop_jkt:
+            env["PEER_DPOP_JKT"] = self.dpop_jkt
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen([NODE, os.path.join(PEER_DIR, "server.mjs"), str(self.port)], cwd=PEER_DIR,
                                          env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
@@ -152,10 +159,39 @@ class Peer:
         self.stop()
 
 
-def measure_peer(work: str, duration: int, token_kind: str) -> dict:
+def check_dpop(probe: dict, jkt: str | None, who: str) -> None:
+    if jkt:
+        assert probe.get("token_type") == "DPoP" and probe.get("cnf", {}).get("jkt") == jkt, f"{who}: {probe}"
+
+
+def obtain_dpop_token(env: dict) -> tuple[str, str, str, str]:
+    """(client_id, secret, access token, jkt): the code flow with a DPoP proof at the token endpoint."""
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AUTHSVC_")})
+    from authsvc import create_app
+    from tests.dpop_client import DPoPKey
+    from tests.functional import oauth_helpers as oh
+    from tests.functional.helpers import login
+
+    key = DPoPKey.generate("ES256")
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        row, secret = app.extensions["authsvc.oauth"].clients.create(
+            name="bench", redirect_uris=[oh.REDIRECT], quota_per_minute=10**9)
+        client_id, issuer = row.id, app.extensions["authsvc.oauth"].issuer
+    c = app.test_client()
+    assert login(c, email="user0@bench.test", password=PASSWORD).status_code == 302
+    code, verifier = oh.get_code(c, client_id, scope="openid email offline_access")
+    r = c.post("/oauth2/token", data={"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                                      "redirect_uri": oh.REDIRECT},
+               headers={**oh.basic(client_id, secret), "DPoP": key.proof("POST", issuer + "/oauth2/token")})
+    assert r.status_code == 200 and r.json["token_type"] == "DPoP", r.get_data(as_text=True)
+    return client_id, secret, r.json["access_token"], key.jkt
+
+
+def measure_peer(work: str, duration: int, token_kind: str, dpop_jkt: str | None = None) -> dict:
     import requests
 
-    with Peer(work) as info:
+    with Peer(work, dpop_jkt) as info:
         url, basic = info["url"], base64.b64encode(f"{info['client_id']}:{info['client_secret']}".encode()).decode()
         if token_kind == "client_credentials":
             r = requests.post(url + "/token", data={"grant_type": "client_credentials", "scope": "api:read"},
@@ -168,6 +204,7 @@ def measure_peer(work: str, duration: int, token_kind: str) -> dict:
         endpoint = url + "/token/introspection"
         probe = introspect(endpoint, token, basic)
         assert probe.get("active") is True, probe
+        check_dpop(probe, dpop_jkt, "peer")
         assert introspect(endpoint, "not-a-token", basic).get("active") is False
         script = lua_script(work, "peer.lua", token, basic)
         wrk(endpoint, duration=3, threads=THREADS, connections=CONNECTIONS, script=script)  # warm-up (V8 JIT)
@@ -181,11 +218,13 @@ def measure_peer(work: str, duration: int, token_kind: str) -> dict:
     return res
 
 
-def measure_authsvc(work: str, env: dict, workers: int, duration: int, token: str, basic: str) -> tuple[dict, dict]:
+def measure_authsvc(work: str, env: dict, workers: int, duration: int, token: str, basic: str,
+                    dpop_jkt: str | None = None) -> tuple[dict, dict]:
     with server(env, workers) as (url, proc):
         endpoint = url + "/oauth2/introspect"
         probe = introspect(endpoint, token, basic)
         assert probe.get("active") is True, probe
+        check_dpop(probe, dpop_jkt, "authsvc")
         assert introspect(endpoint, "not-a-token", basic).get("active") is False
         script = lua_script(work, "authsvc.lua", token, basic)
         wrk(url + "/healthz", duration=3, threads=THREADS, connections=CONNECTIONS)  # warm-up
@@ -223,6 +262,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="authsvc gunicorn workers")
     ap.add_argument("--peer-token", choices=("access", "client_credentials"), default="access",
                     help="which opaque token the peer introspects (default: account- and grant-bound access token)")
+    ap.add_argument("--dpop", action="store_true", help="introspect DPoP-bound access tokens on both sides")
     a = ap.parse_args()
     # A plain SIGTERM would skip the finally/with blocks that stop the servers: turn it into SystemExit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -239,16 +279,20 @@ def main() -> None:
                    throttle_unfamiliar_per_second=100000)
     reset_state(env)
     make_users(env, 1, PASSWORD)
-    client_id, secret, toks = obtain_tokens(env, 1)
-    token = toks[0]["access_token"]
+    jkt = None
+    if a.dpop:
+        client_id, secret, token, jkt = obtain_dpop_token(env)
+    else:
+        client_id, secret, toks = obtain_tokens(env, 1)
+        token = toks[0]["access_token"]
     assert not is_jwt(token), "authsvc access token is not opaque"
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     env["AUTHSVC_OAUTH_ISSUER"] = env.get("AUTHSVC_BASE_URL", "http://localhost:5000")
 
-    peer = measure_peer(work, a.duration, a.peer_token)
-    hello, intr = measure_authsvc(work, env, a.workers, a.duration, token, basic)
+    peer = measure_peer(work, a.duration, a.peer_token, jkt)
+    hello, intr = measure_authsvc(work, env, a.workers, a.duration, token, basic, jkt)
 
-    results = {"loadavg_1m_at_start": load_at_start, "duration_s": a.duration, "wrk": f"-t{THREADS} -c{CONNECTIONS}",
+    results = {"loadavg_1m_at_start": load_at_start, "duration_s": a.duration, "dpop": a.dpop, "wrk": f"-t{THREADS} -c{CONNECTIONS}",
                "workers": a.workers,
                "peer_software": f"oidc-provider {version}", "node": node_version, "peer_processes": 1,
                "peer_introspect": peer, "hello": hello, "introspect": intr}
@@ -269,7 +313,8 @@ def main() -> None:
     print(f"\nwrk -t{THREADS} -c{CONNECTIONS}, {a.duration} s per load, one run; "
           f"authsvc: {os.environ.get('BENCH_SERVER') or 'gunicorn'} {a.workers} workers; "
           f"peer: oidc-provider {version} on Node {node_version}, "
-          f"1 process, {a.peer_token} token; 1-min load average at start {load_at_start:.2f}")
+          f"1 process, {a.peer_token} token{' (DPoP-bound)' if a.dpop else ''}; "
+          f"1-min load average at start {load_at_start:.2f}")
     print(line("peer  POST /token/introspection (oidc-provider)", peer))
     print(line("authsvc GET /healthz (hello-world)", hello))
     print(line("authsvc POST /oauth2/introspect", intr))
@@ -279,7 +324,7 @@ def main() -> None:
         print(f"CPU per introspection authsvc workers / peer process = "
               f"{results['cpu_per_request_authsvc_over_peer']:.2f}  (Redis's share not included)")
     print(f"authsvc introspection p99 {intr['p99_ms']:.2f} ms  (bar ≤ 5 ms)")
-    dump("p2_peer", results)
+    dump("p2_peer_dpop" if a.dpop else "p2_peer", results)
     shutil.rmtree(work, ignore_errors=True)
     if problems:
         raise SystemExit("INVALID RUN: " + "; ".join(problems))

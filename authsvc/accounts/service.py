@@ -41,6 +41,9 @@ FORCED_CHANGE_REASONS = {
     "breached": "Your password appears in a list of breached passwords, so attackers try it first. Please choose a "
                 "new one now.",
     "compromise": "You reported a sign-in that was not yours, so your old password no longer works. Choose a new one.",
+    # authsvc.signals.receiver: a RISC signal from a trusted upstream (credential-compromise, account-disabled)
+    "upstream": "A service we work with warned us your account may be at risk, so your old password no longer works. "
+                "Choose a new one.",
 }
 FORCED_CHANGE_DEFAULT = "Your current password must be replaced."
 
@@ -87,6 +90,8 @@ class AccountService:
         self.lockdown_listeners: list = []
         # The MfaService (set in services.py): lockdown and reset remove factors an attacker may have planted.
         self.factors = None
+        # EmailChangeService (accounts/emailchange.py, set in services.py): reset and lockdown void a pending change.
+        self.email_changes = None
 
     def _link(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + path
@@ -252,7 +257,8 @@ class AccountService:
         else:
             from authsvc import notify
 
-            notify.render(getattr(self.mailer, "sender", ""), email, subject, body)  # rendered and dropped
+            notify.render(getattr(self.mailer, "sender", ""), email, subject, body,
+                          getattr(self.mailer, "renderer", None))  # rendered (text and HTML) and dropped
         self.audit.record("account:reset:request", "success" if real else "failure", subject_id=uid, ip=ctx.ip,
                           user_agent=ctx.user_agent, reason=None if real else "unknown or disabled account")
 
@@ -267,6 +273,8 @@ class AccountService:
         if self.tokens.consume("reset", token) is None:
             return None
         self._set_password(user, new)
+        if self.email_changes is not None:
+            self.email_changes.cancel(user.id)  # a change requested before the owner took the account back is void
         if not user.email_verified_at:
             user.email_verified_at = self.clock.now()  # the link proved control of the mailbox
             self.db.session.commit()
@@ -314,6 +322,8 @@ class AccountService:
         require_password_change(user, "compromise")
         self.db.session.commit()
         ended = self.sessions.revoke_all(user, "reported_compromise")
+        if self.email_changes is not None:
+            self.email_changes.cancel(user.id)
         for listener in self.lockdown_listeners:
             listener(user)
         # Factors added since the reported sign-in (the link was minted with it) go: a passkey signs in by itself.

@@ -13,8 +13,9 @@ import json
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import false, func, select
-from wtforms import IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
+from sqlalchemy import false, func, select, true
+from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
+                     TextAreaField, widgets)
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from authsvc.admin import charts, stats
@@ -55,10 +56,28 @@ def _redis():
     return services().sessions.redis
 
 
+def human_duration(seconds) -> str:
+    """2591996 → "29 days 23 h", 754 → "12 min 34 s": the two largest units, rounded down (never overstates)."""
+    try:
+        left = max(int(seconds), 0)
+    except (TypeError, ValueError):
+        return "—"
+    parts = []
+    for name, size in (("day", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        n, left = divmod(left, size)
+        if n:
+            parts.append(f"{n} {name}{'s' if name == 'day' and n != 1 else ''}")
+    return " ".join(parts[:2]) or "0 s"
+
+
+bp.add_app_template_filter(human_duration, "duration")
+
+
 @bp.app_context_processor
 def _nav():
     return {"admin_sections": (("admin.dashboard", "Dashboard"), ("admin.users", "Users"),
                                ("admin.attacks", "Attacks"), ("admin.oauth_clients", "OAuth clients"),
+                               ("federation_admin.providers", "Sign-in providers"),
                                ("admin.audit", "Audit log"), ("admin.outbox", "Outbox"))}
 
 
@@ -155,8 +174,11 @@ def dashboard(session, admin):
         select(SecurityEvent).where(SecurityEvent.tag == "throttle:refused")
         .order_by(SecurityEvent.id.desc()).limit(10)).scalars())
     budget = getattr(svc.throttle, "budget", None)
+    from authsvc.signals.outbox import backlog, failed_count
+
     return render_template(
-        "admin/dashboard.html", refusals=refusals, refusals_total=sum(refusals.values()),
+        "admin/dashboard.html", outbox_backlog=backlog(db.session), outbox_failed=failed_count(db.session),
+        refusals=refusals, refusals_total=sum(refusals.values()),
         recent_refusals=recent_refusals, scope_text=th.SCOPE_TEXT,
         budget=budget.snapshot() if budget is not None else None, per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
         scores=scores, s_labels=s_labels, s_by=s_by, marks_total=len(marks), in_force=force[:10],
@@ -221,9 +243,12 @@ def user_detail(session, admin, user_id: int):
     mfa = getattr(services(), "mfa", None)
     overview = mfa.overview(user) if mfa is not None else None
     from authsvc.web.center import consents_for
+    from authsvc.web.paging import page_of
 
+    sessions_page = page_of(services().sessions.list_for(user), "sessions_page")  # paged (issue 20)
     return render_template("admin/user.html", user=user, receipts=services().activity.recent(user, limit=50),
-                           sessions=services().sessions.list_for(user), overview=overview, mfa_enabled=mfa is not None,
+                           sessions=sessions_page.items, sessions_page=sessions_page, overview=overview,
+                           mfa_enabled=mfa is not None,
                            consents=consents_for(user), form=ActionForm())
 
 
@@ -373,6 +398,8 @@ class ClientForm(FlaskForm):
     access_token_ttl = IntegerField("Access-token lifetime (seconds)", validators=[Optional(), NumberRange(10, 86400)])
     quota_per_minute = IntegerField("Quota (token requests per minute)",
                                     validators=[DataRequired(), NumberRange(1, 1_000_000)])
+    backchannel_logout_uri = StringField("Back-channel logout URI", validators=[Length(max=2000)])
+    backchannel_logout_session_required = BooleanField("The app needs the session id (sid) in logout tokens")
 
 
 def _uris(text: str | None) -> list[str]:
@@ -409,6 +436,8 @@ def oauth_edit(session, admin, client_id: str | None = None):
             form.grant_types.data, form.scopes.data = row.grant_types.split(), row.scopes.split()
             form.token_format.data, form.access_token_ttl.data = row.token_format, row.access_token_ttl
             form.quota_per_minute.data = row.quota_per_minute
+            form.backchannel_logout_uri.data = row.backchannel_logout_uri or ""
+            form.backchannel_logout_session_required.data = bool(row.backchannel_logout_session_required)
         else:
             form.grant_types.data = ["authorization_code", "refresh_token"]
             form.scopes.data = ["openid", "profile", "email"]
@@ -421,7 +450,9 @@ def oauth_edit(session, admin, client_id: str | None = None):
 
             fields = {"name": form.name.data, "redirect_uris": _uris(form.redirect_uris.data),
                       "grant_types": form.grant_types.data, "scopes": form.scopes.data,
-                      "token_format": form.token_format.data, "quota_per_minute": form.quota_per_minute.data}
+                      "token_format": form.token_format.data, "quota_per_minute": form.quota_per_minute.data,
+                      "backchannel_logout_uri": (form.backchannel_logout_uri.data or "").strip() or None,
+                      "backchannel_logout_session_required": bool(form.backchannel_logout_session_required.data)}
             if form.access_token_ttl.data:
                 fields["access_token_ttl"] = form.access_token_ttl.data
             try:
@@ -437,7 +468,8 @@ def oauth_edit(session, admin, client_id: str | None = None):
                 target = {"redirect_uri": form.redirect_uris, "grant_types": form.grant_types,
                           "scopes": form.scopes, "access_token_ttl": form.access_token_ttl,
                           "quota_per_minute": form.quota_per_minute, "token_format": form.token_format,
-                          "client_type": form.client_type}.get(exc.field)
+                          "client_type": form.client_type,
+                          "backchannel_logout_uri": form.backchannel_logout_uri}.get(exc.field)
                 if target is not None:
                     target.errors = list(target.errors) + [exc.message]
                 else:
@@ -495,6 +527,17 @@ def _parse_time(raw: str | None) -> dt.datetime | None:
     return None
 
 
+def _time_as_id(when: dt.datetime, op: str):
+    """A date bound of the audit filter as an id bound (issue 20): one probe of ix_security_events_occurred_at finds
+    the first event at or after ``when``; the page's query is then a range of the primary key it already walks
+    (``ORDER BY id DESC``), not a filter on a second column over the whole log. Ids follow time: both are taken
+    under the chain head's lock (authsvc.audit), so this is exact unless the wall clock stepped back."""
+    first = services().audit.first_id_since(when)
+    if op == "ge":
+        return SecurityEvent.id >= first if first is not None else false()
+    return SecurityEvent.id < first if first is not None else true()
+
+
 def _audit_filters() -> tuple[list, dict, list[str]]:
     args, cond, problems = request.args, [], []
     f = {k: (args.get(k) or "").strip()[:64] for k in ("tag", "actor", "subject", "since", "until", "outcome")}
@@ -528,7 +571,7 @@ def _audit_filters() -> tuple[list, dict, list[str]]:
             if when is None:
                 problems.append(f"{key}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)")
             else:
-                cond.append(SecurityEvent.occurred_at >= when if op == "ge" else SecurityEvent.occurred_at < when)
+                cond.append(_time_as_id(when, op))
     if f["outcome"] in ("success", "failure", "info"):
         cond.append(SecurityEvent.outcome == f["outcome"])
     return cond, f, problems

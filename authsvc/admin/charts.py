@@ -17,7 +17,7 @@ def stacked_bars(chart_id: str, title: str, desc: str, labels: list[str], series
     pad_l, pad_b, pad_t, pad_r = 36, 24, 10, 8
     inner_w, inner_h = width - pad_l - pad_r, height - pad_t - pad_b
     totals = [sum(s[2][i] for s in series) for i in range(len(labels))]
-    top = max(totals + [1])
+    top = nice_top(max(totals + [0]))
     step = inner_w / max(len(labels), 1)
     bar_w = max(step * 0.72, 1)
     out = _frame(chart_id, title, desc, width, height, pad_l, pad_r, pad_t, inner_h, top)
@@ -48,7 +48,7 @@ def histogram(chart_id: str, title: str, desc: str, buckets: list[tuple[str, int
 def _coloured(chart_id, title, desc, buckets, width, height) -> Markup:
     pad_l, pad_b, pad_t, pad_r = 36, 24, 10, 8
     inner_w, inner_h = width - pad_l - pad_r, height - pad_t - pad_b
-    top = max([b[1] for b in buckets] + [1])
+    top = nice_top(max([b[1] for b in buckets] + [0]))
     step = inner_w / max(len(buckets), 1)
     bar_w = step * 0.8
     out = _frame(chart_id, title, desc, width, height, pad_l, pad_r, pad_t, inner_h, top)
@@ -72,6 +72,15 @@ def meter(chart_id: str, title: str, share: float, *, width: int = 240, height: 
         f'aria-labelledby="{chart_id}-t"><title id="{chart_id}-t">{escape(title)}: {round(share * 100)} %</title>'
         f'<rect class="meter-bg" x="0" y="4" width="{width}" height="{height - 8}" rx="6"/>'
         f'<rect class="meter-fg" x="0" y="4" width="{_fmt(width * share)}" height="{height - 8}" rx="6"/></svg>')
+
+
+def nice_top(value: float) -> int:
+    """The axis maximum: the smallest 2, 4, 10, 20, 40, 100, 200… at or above ``value``, so that the ½ grid line
+    is a whole number too (with one login the axis reads 2 / 1 / 0, never 1 / 0 / 0)."""
+    top = 2
+    while top < value:
+        top = top * 2 if str(top)[0] == "2" else top * 5 // 2 if str(top)[0] == "4" else top * 2
+    return top
 
 
 def _frame(chart_id, title, desc, width, height, pad_l, pad_r, pad_t, inner_h, top) -> list[str]:

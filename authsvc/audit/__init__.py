@@ -18,12 +18,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from authsvc.models import AuditHead, SecurityEvent
+from authsvc.models.retention import AuditAnchor
 
 GENESIS = "0" * 64
-_HEAD, _EVENTS = AuditHead.__table__, SecurityEvent.__table__
+_HEAD, _EVENTS, _ANCHOR = AuditHead.__table__, SecurityEvent.__table__, AuditAnchor.__table__
 _BUMP = update(_HEAD).where(_HEAD.c.id == 1).values(last_id=_HEAD.c.last_id + bindparam("p_n")) \
     .returning(_HEAD.c.last_id, _HEAD.c.last_hash)
 _TIP = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("p_hash"))
@@ -161,6 +162,39 @@ class CheckpointStore:
             log.warning("audit checkpoint: could not store it", exc_info=True)
 
 
+class AnchorSigner:
+    """Signs and checks the retention anchor (``audit_anchor``: the oldest kept event's id and the hash it links to).
+
+    Same scheme as the incremental check's ``CheckpointStore``: HMAC-SHA-256 under a key derived from ``SECRET_KEY``
+    (another label, so a checkpoint MAC is never a valid anchor MAC). The key is not in the database, so whoever can
+    delete audit rows cannot make the deletion look like retention: a gap at the start of the chain passes only
+    under an anchor this key signed."""
+
+    def __init__(self, secret: bytes):
+        self._key = hmac.new(secret, b"authsvc audit retention anchor v1", hashlib.sha256).digest()
+
+    def mac(self, first_id: int, prev_hash: str) -> str:
+        body = json.dumps({"first_id": int(first_id), "prev_hash": prev_hash}, sort_keys=True, separators=(",", ":"))
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
+
+    def valid(self, first_id: int, prev_hash: str, mac: str | None) -> bool:
+        return bool(mac) and hmac.compare_digest(str(mac), self.mac(first_id, prev_hash))
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where the kept chain starts: row ``first_id`` must link to ``prev_hash`` (row 1 to GENESIS without retention).
+    ``problem`` is set when an anchor exists but its signature does not hold."""
+
+    first_id: int = 1
+    prev_hash: str = GENESIS
+    problem: str | None = None
+
+
+class ChainBroken(Exception):
+    """Retention refuses to prune over a chain that does not verify (it would hide the tampering)."""
+
+
 _ROW = select(*(_EVENTS.c[c] for c in _COLUMNS))
 _HEAD_ROW = select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1)
 
@@ -200,6 +234,26 @@ class AuditLog:
         # Since issue 20 a worker without a checkpoint of its own starts from the signed one in Redis (see
         # CheckpointStore); None (unit tests, no Redis): from row 1, as before.
         self.checkpoint_store: CheckpointStore | None = None
+        # Retention (issue 20): checks the signed anchor where the kept chain starts. None (no key): any pruned
+        # prefix fails the checks, as any deleted row does.
+        self.anchor_signer: AnchorSigner | None = None
+        # Called inside the audit transaction, before its commit (see ``on_record``).
+        self._listeners: list = []
+
+    def on_record(self, fn):
+        """Register ``fn(event, session)``, called for every appended event inside the same SQL transaction, before
+        the commit (``commit=False`` callers: before theirs). Whatever ``fn`` writes with ``session`` commits or rolls
+        back together with the event — the Shared Signals outbox (authsvc.signals.outbox) relies on it. ``fn`` must
+        be cheap for tags it ignores (it runs on every login) and must not commit; an exception it raises aborts the
+        append (the caller's transaction is rolled back by its error handling). Returns ``fn`` (usable as a
+        decorator)."""
+        self._listeners.append(fn)
+        return fn
+
+    def _notify(self, events, session) -> None:
+        for fn in self._listeners:
+            for ev in events:
+                fn(ev, session)
 
     def record(
         self,
@@ -241,6 +295,8 @@ class AuditLog:
                     prev = ev.hash
                 session.execute(insert(_EVENTS), [{c: getattr(ev, c) for c in _COLUMNS} for ev in out])
                 session.execute(_TIP, {"p_hash": prev})
+                if self._listeners:
+                    self._notify(out, session)
                 if commit:
                     session.commit()
                 return out
@@ -258,6 +314,8 @@ class AuditLog:
             head.last_id = ev.id
             head.last_hash = ev.hash
             out.append(ev)
+        if self._listeners:
+            self._notify(out, session)
         if commit:
             session.commit()
         return out
@@ -283,20 +341,50 @@ class AuditLog:
         ev.hash = _digest(prev_hash, ev)
         return ev
 
+    def start(self) -> _Start:
+        """Where the kept chain starts: the signed retention anchor, or row 1 and GENESIS."""
+        row = self.db.session.execute(select(_ANCHOR.c.first_id, _ANCHOR.c.prev_hash, _ANCHOR.c.mac)
+                                      .where(_ANCHOR.c.id == 1)).first()
+        if row is None:
+            return _Start()
+        if self.anchor_signer is None or not self.anchor_signer.valid(row.first_id, row.prev_hash, row.mac):
+            return _Start(row.first_id, row.prev_hash,
+                          "the retention checkpoint's signature does not hold (rows before it are not accounted for)")
+        return _Start(row.first_id, row.prev_hash)
+
+    @staticmethod
+    def _missing(expected_id: int, first_id: int) -> str:
+        if expected_id == first_id and first_id == 1:
+            return "row 1 is missing (rows deleted and no signed retention checkpoint covers them)"
+        if expected_id == first_id:
+            return f"row {first_id}, the oldest kept after retention, is missing"
+        return f"row {expected_id} is missing"
+
     def verify(self) -> VerifyReport:
+        """The full check, from the oldest kept row: row 1 (linking to GENESIS), or the row the signed retention
+        anchor names (linking to the anchor's hash). Rows older than the anchor are ignored: retention deletes
+        them in batches after it signs the anchor. ``checked`` is the number of kept events verified."""
         session = self.db.session
-        rows = session.execute(_ROW.order_by(_EVENTS.c.id).execution_options(yield_per=1000))
+        start = self.start()
+        if start.problem:
+            return VerifyReport(False, 0, start.first_id, start.problem)
+        rows = session.execute(_ROW.where(_EVENTS.c.id >= start.first_id).order_by(_EVENTS.c.id)
+                               .execution_options(yield_per=1000))
         try:
-            expected_id, prev, _, bad = _walk(rows, 1, GENESIS)
+            expected_id, prev, _, bad = _walk(rows, start.first_id, start.prev_hash)
         finally:
             rows.close()
-        count = expected_id - 1
-        if bad:
-            return VerifyReport(False, count, *bad)
+        count = expected_id - start.first_id
         head = session.execute(_HEAD_ROW).first()
         last_id = head.last_id if head else 0
-        if last_id != count or (head and head.last_hash != prev and count):
-            return VerifyReport(False, count, count + 1, "rows after the last one were deleted (head mismatch)")
+        if bad:
+            if bad[1].endswith("is missing"):
+                bad = (bad[0], self._missing(expected_id, start.first_id))
+            return VerifyReport(False, count, *bad)
+        if count == 0 and last_id >= start.first_id:
+            return VerifyReport(False, 0, start.first_id, self._missing(start.first_id, start.first_id))
+        if last_id != expected_id - 1 or (count and head.last_hash != prev):
+            return VerifyReport(False, count, expected_id, "rows after the last one were deleted (head mismatch)")
         return VerifyReport(True, count)
 
     def verify_incremental(self, max_rows: int | None = None) -> IncrementalReport:
@@ -326,17 +414,26 @@ class AuditLog:
         from_genesis = cp.from_genesis if cp else True
         if not since_id:
             from_genesis = True
+        # Retention: the kept chain may start after row 1, at the signed anchor. A checkpoint older than the anchor
+        # (its row pruned, or about to be) restarts the pass there, as a pass "from genesis" of the kept chain.
+        start = self.start()
+        virtual = since_id < start.first_id
+        if virtual:
+            since_id, prev, from_genesis = start.first_id - 1, start.prev_hash, True
 
         def report(ok, checked, hashed, bad=None, problem=None, pending=0):
             return IncrementalReport(ok, checked, bad, problem, hashed=hashed, since_id=since_id,
                                      full_verified_at=full_at, pending=pending)
+
+        if start.problem:
+            return report(False, 0, 0, start.first_id, start.problem)
 
         # The head first, then the rows up to it: a writer commits its rows and the head bump together, so rows
         # appended while this runs are left for the next call instead of looking like a head mismatch.
         head = session.execute(_HEAD_ROW).first()
         last_id, last_hash = (head.last_id, head.last_hash) if head else (0, GENESIS)
         hashed = 0
-        if since_id:
+        if not virtual:
             row = session.execute(_ROW.where(_EVENTS.c.id == since_id)).first()
             if row is None:
                 return report(False, since_id - 1, 0, since_id, "the last verified row was deleted")
@@ -385,3 +482,58 @@ class AuditLog:
             self._checkpoint = new
         if self.checkpoint_store is not None:
             self.checkpoint_store.save(new)
+
+    # --- retention (issue 20) ----------------------------------------------------------------------------------------
+    def first_id_since(self, cutoff: dt.datetime) -> int | None:
+        """The id of the oldest event at or after ``cutoff`` (one probe of the ``occurred_at`` index), or None."""
+        return self.db.session.execute(select(_EVENTS.c.id).where(_EVENTS.c.occurred_at >= cutoff)
+                                       .order_by(_EVENTS.c.occurred_at, _EVENTS.c.id).limit(1)).scalar()
+
+    def prune_before(self, keep_from: int, *, batch: int = 5000) -> int:
+        """Retention: keep the events from ``keep_from`` on (never the chain head's row), drop the older ones.
+
+        1. The part to drop is verified first, from the current start to row ``keep_from`` included (its link to
+           the row before it): pruning over a broken chain would hide the tampering, so it raises ``ChainBroken``.
+        2. The anchor (``keep_from``, the hash of the row before it) is signed and stored — only moved forward —
+           and committed before any row goes: ``verify`` then starts there and ignores older rows.
+        3. The older rows are deleted in batches of ``batch`` ids, one short transaction each (no table-wide
+           transaction). A run cut off half-way leaves rows below the anchor, which the next run deletes.
+
+        Returns the number of rows deleted."""
+        if self.anchor_signer is None:
+            raise ChainBroken("no signing key for the retention checkpoint")
+        session = self.db.session
+        start = self.start()
+        if start.problem:
+            raise ChainBroken(start.problem)
+        head = session.execute(_HEAD_ROW).first()
+        last_id = head.last_id if head else 0
+        keep_from = min(int(keep_from), last_id)
+        if keep_from > start.first_id:
+            rows = session.execute(_ROW.where(_EVENTS.c.id >= start.first_id, _EVENTS.c.id <= keep_from)
+                                   .order_by(_EVENTS.c.id).execution_options(yield_per=1000))
+            try:
+                expected_id, prev, _, bad = _walk(rows, start.first_id, start.prev_hash)
+            finally:
+                rows.close()
+            if bad or expected_id != keep_from + 1:
+                bad_id, problem = bad or (expected_id, f"row {expected_id} is missing")
+                raise ChainBroken(f"event {bad_id}: {problem}")
+            kept = session.execute(_ROW.where(_EVENTS.c.id == keep_from)).first()
+            values = {"first_id": keep_from, "prev_hash": kept.prev_hash, "pruned_at": self.clock.now(),
+                      "mac": self.anchor_signer.mac(keep_from, kept.prev_hash)}
+            moved = session.execute(update(_ANCHOR).where(_ANCHOR.c.id == 1, _ANCHOR.c.first_id < keep_from)
+                                    .values(**values)).rowcount
+            if not moved and session.execute(select(_ANCHOR.c.id).where(_ANCHOR.c.id == 1)).first() is None:
+                session.execute(insert(_ANCHOR).values(id=1, **values))
+            session.commit()
+        floor = self.start().first_id  # the stored anchor (another run may have moved it further)
+        deleted = 0
+        lo = session.execute(select(func.min(_EVENTS.c.id))).scalar()
+        while lo is not None and lo < floor:
+            hi = min(lo + batch, floor)
+            deleted += session.execute(delete(_EVENTS).where(_EVENTS.c.id >= lo, _EVENTS.c.id < hi)).rowcount
+            session.commit()
+            lo = hi
+        session.commit()
+        return deleted

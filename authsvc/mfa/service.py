@@ -120,7 +120,7 @@ class MfaService:
         return True
 
     def begin_login(self, user: User, ctx: RequestContext, decision: Decision | None, next_url: str | None,
-                    generation: Generation | None = None) -> str:
+                    generation: Generation | None = None, methods: tuple[str, ...] = ("pwd",)) -> str:
         """The pending login between password and second factor: a Redis record behind a random cookie token.
 
         ``generation`` (what the password proved) travels with it: the second step finishes only if no password
@@ -129,7 +129,7 @@ class MfaService:
         gen = generation or Generation.of(user, user.password_hash)
         by_email = self.email_code is not None and not self.has_factors(user)
         token = self.store.create_pending({
-            "uid": user.id, "methods": ["pwd"], "next": next_url, "created": self.clock.timestamp(),
+            "uid": user.id, "methods": list(methods), "next": next_url, "created": self.clock.timestamp(),
             "email": by_email,  # no factor of its own: the second step is a code mailed to the verified address
             "gen": {"va": gen.valid_after.isoformat() if gen.valid_after else None,
                     "pw": _fingerprint(gen.password_hash)},
@@ -317,7 +317,8 @@ class MfaService:
     def step_up(self, session, user: User, method: str, ctx: RequestContext, *, user_verified: bool = False):
         """Re-issue the session at aal2 with a NEW token and revoke the old one (ASVS 7.2.4)."""
         methods = tuple(dict.fromkeys(tuple(m for m in session.methods if m) + (AMR[method],)))
-        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=2, methods=methods)
+        issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=2, methods=methods,
+                                     login_id=getattr(session, "login_id", None))  # the same login: the same sid
         self.sessions.revoke(user, session.id, "step_up")
         self._audit("mfa:stepup:success", "success", user, ctx, details={"method": method, "aal": 2})
         return issued
@@ -367,7 +368,8 @@ class MfaService:
         self.store.clear_failures(user.id)
         try:
             issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=session.aal,
-                                         methods=tuple(session.methods) or ("pwd",), generation=generation)
+                                         methods=tuple(session.methods) or ("pwd",), generation=generation,
+                                         login_id=getattr(session, "login_id", None))
         except StaleCredentials:  # the password changed (or every session ended) while this one was checked
             self._audit("account:reauth:failure", "failure", user, ctx, reason="credentials changed meanwhile")
             return None
@@ -462,6 +464,16 @@ class MfaService:
                      f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now."
                      + self._unconfirmed_advice(aal))
         return row
+
+    def rename_webauthn(self, user: User, cred_id: int, name: str, ctx: RequestContext) -> bool:
+        done = self.webauthn.rename(user, cred_id, name)
+        if done is None:
+            return False
+        old, row = done
+        if old != row.name:
+            self._audit("mfa:webauthn:rename", "success", user, ctx,
+                        details={"credential": cred_id, "from": old, "to": row.name})
+        return True
 
     def remove_webauthn(self, user: User, cred_id: int, ctx: RequestContext) -> bool:
         row = self.webauthn.remove(user, cred_id)

@@ -489,6 +489,10 @@ def webauthn_register_verify():
     credential, name = body.get("credential"), body.get("name")
     if not isinstance(credential, dict) or not isinstance(name, (str, type(None))):
         raise BadRequest("credential must be an object and name a string")
+    if not (name or "").strip():  # the offer after sign-in asks no name: say where the passkey was made
+        from authsvc.web.center import describe_ua
+
+        name = "Passkey · " + describe_ua(request.headers.get("User-Agent", ""))["text"]
     row = mfa().register_webauthn(user, "s" + session.id, credential, name or "", _ctx(), aal=session.aal)
     if row is None:
         raise JsonError(400, "webauthn_failed", "The security key or passkey could not be registered.")
@@ -606,6 +610,35 @@ def webauthn_remove(session, user, cred_id: int):
     return _to_account("The security key or passkey was removed." if removed else None)
 
 
+@bp.route("/webauthn/<cred_id>/rename", methods=["GET", "POST"])
+@login_required
+def webauthn_rename(cred_id: str):
+    """Rename a passkey (only the user's own; another's id is a 404, like an unknown one). No fresh proof: a name
+    changes nothing about what signs in, and the change is audited."""
+    session, user = cookie_session()
+    cid = _int_id(cred_id)
+    row = next((c for c in mfa().webauthn.credentials(user) if c.id == cid), None)
+    if row is None:
+        abort(404)
+    form = PasskeyNameForm()
+    if request.method == "GET":
+        form.name.data = row.name
+    elif form.validate_on_submit():
+        mfa().rename_webauthn(user, cid, form.name.data or "", _ctx())
+        return _to_account("The passkey was renamed.")
+    return render_template("mfa/passkey_rename.html", form=form, credential=row), 400 if form.errors else 200
+
+
+@bp.post("/passkey-offer/dismiss")
+@login_required
+def passkey_offer_dismiss():
+    """"Not now" on the passkey offer: not asked again in this browser for 90 days."""
+    resp = redirect(url_for("web.account"))
+    resp.set_cookie(PASSKEY_OFFER_COOKIE, "no", max_age=90 * 86400, path="/", secure=True, httponly=True,
+                    samesite="Lax")
+    return resp
+
+
 @bp.post("/devices/<device_id>/revoke")
 @login_required
 @_account_action(fresh=False, ids=("device_id",))  # as before, no fresh proof is asked to revoke a device
@@ -637,8 +670,26 @@ def _device_context():
         g.authsvc_ctx = dataclasses.replace(request_context(), device_id=str(row.id))
 
 
+PASSKEY_OFFER_COOKIE = "passkey_offer"
+
+
+def _passkey_offer(session, overview) -> bool:
+    """Offer a passkey right after a password sign-in to an account that has none, in a browser that has not said
+    "not now" (the page's script also hides the offer where the browser cannot make one)."""
+    return (session is not None and "pwd" in (session.methods or ()) and not overview["webauthn"]
+            and request.cookies.get(PASSKEY_OFFER_COOKIE) != "no")
+
+
+def _signal_data(user, overview) -> dict:
+    """What the WebAuthn Signal API needs to tell the user's passkey provider which passkeys still work here."""
+    handle = mfa().webauthn.user_handle_of(user)
+    return {"rp_id": mfa().webauthn.rp_id, "user_id": handle or "",
+            "ids": " ".join(c.credential_id for c in overview["webauthn"])}
+
+
 def _template_helpers():
-    return {"mfa_overview": lambda user: mfa().overview(user)}
+    return {"mfa_overview": lambda user: mfa().overview(user), "passkey_offer": _passkey_offer,
+            "passkey_signal": _signal_data}
 
 
 def init_app(app) -> None:

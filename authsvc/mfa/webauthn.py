@@ -27,6 +27,16 @@ from authsvc.models import User, WebAuthnCredential
 CHALLENGE_BYTES = 32
 
 
+def clean_name(name: str | None) -> str:
+    """A passkey's display name as people will read it in lists and e-mails: no control or format characters
+    (a right-to-left override would make "yek ytiruces" look like another key), whitespace folded, 64 at most."""
+    import unicodedata
+
+    text = "".join(" " if ch.isspace() else ch for ch in (name or "")
+                   if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
+    return " ".join(text.split())[:64].strip() or "Security key"
+
+
 class WebAuthnError(Exception):
     """The ceremony failed; ``reason`` is safe to log (never key material)."""
 
@@ -58,6 +68,11 @@ class WebAuthnService:
     def credentials(self, user: User) -> list[WebAuthnCredential]:
         return list(self.db.session.execute(select(WebAuthnCredential).where(WebAuthnCredential.user_id == user.id)
                                             .order_by(WebAuthnCredential.created_at)).scalars())
+
+    def user_handle_of(self, user: User) -> str | None:
+        """The handle stored on the user's authenticators (None before the first passkey)."""
+        return self.db.session.execute(select(WebAuthnCredential.user_handle)
+                                       .where(WebAuthnCredential.user_id == user.id).limit(1)).scalar()
 
     def _user_handle(self, user: User) -> str:
         existing = self.db.session.execute(select(WebAuthnCredential.user_handle)
@@ -98,13 +113,23 @@ class WebAuthnService:
         row = WebAuthnCredential(
             user_id=user.id, credential_id=cred_id, user_handle=issued["h"],
             public_key=verified.credential_public_key, sign_count=verified.sign_count,
-            name=(name or "Security key").strip()[:64] or "Security key",
+            name=clean_name(name),
             transports=",".join(str(t) for t in transports if isinstance(t, str))[:128] or None,
             aaguid=str(verified.aaguid)[:36] if verified.aaguid else None, created_at=self.clock.now(),
             enrolled_aal=aal)
         self.db.session.add(row)
         self.db.session.commit()
         return row
+
+    def rename(self, user: User, cred_id: int, name: str) -> tuple[str, WebAuthnCredential] | None:
+        """(old name, row) after renaming one of *this user's* credentials; None for anyone else's id."""
+        row = self.db.session.execute(select(WebAuthnCredential).where(
+            WebAuthnCredential.id == cred_id, WebAuthnCredential.user_id == user.id)).scalar_one_or_none()
+        if row is None:
+            return None
+        old, row.name = row.name, clean_name(name)
+        self.db.session.commit()
+        return old, row
 
     # --- authentication -------------------------------------------------------------------------------------------
     def authentication_options(self, binding: str, user: User | None, *, require_uv: bool) -> str:

@@ -27,6 +27,9 @@ class User(Base):
     # never reassigned (OIDC Core §2) and not the row id, so it says nothing about how many accounts exist.
     sub: Mapped[str] = mapped_column(String(64), unique=True, default=new_subject)
     email: Mapped[str] = mapped_column(String(320), unique=True, index=True)  # stored normalised (lower-case)
+    # OIDC Core §5.1 profile claims, released only with the ``profile`` scope; None = not provided (claim omitted).
+    name: Mapped[str | None] = mapped_column(String(200))
+    preferred_username: Mapped[str | None] = mapped_column(String(64))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -66,6 +69,10 @@ class UserSession(Base):
     methods: Mapped[str] = mapped_column(String(64), default="pwd")
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoke_reason: Mapped[str | None] = mapped_column(String(64))
+    # The login this session belongs to: random (128 bits), set at sign-in and carried over when the session's token
+    # is replaced (step-up, reauthentication). It is the OIDC ``sid`` apps see in ID tokens and logout tokens
+    # (Back-Channel Logout 1.0), so it stays the same for the whole login and says nothing about the cookie.
+    login_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class EmailToken(Base):
@@ -114,3 +121,6 @@ from authsvc.models.activity import LoginEvent  # noqa: E402,F401  (registers th
 from authsvc.models.mfa import RecoveryCode, TotpCredential, TrustedDevice, WebAuthnCredential  # noqa: E402,F401
 from authsvc.models.oauth import OAuthClient, OAuthConsent, OAuthGrant, OAuthSigningKey  # noqa: E402,F401
 from authsvc.models import admin as _admin  # noqa: E402,F401  (users.notify_new_sign_in, migration 0005_admin)
+from authsvc.models import retention as _retention  # noqa: E402,F401  (audit_anchor, migration 0010_scale_retention)
+from authsvc.models.signals import OutboxItem, SsfStream, SsfSubject  # noqa: E402,F401  (migration 0010_signals_outbox)
+from authsvc.models.federation import FederatedIdentity, UpstreamProvider  # noqa: E402,F401  (migration 0010)

@@ -32,6 +32,22 @@ class OAuthClient(Base):
     quota_per_minute: Mapped[int] = mapped_column(Integer, default=600)
     # RFC 9449 §5.2 client metadata: every token request of this client must carry a DPoP proof.
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # RFC 9126 §6: authorization requests of this client are accepted only through a pushed request (request_uri).
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                                        server_default=false())
+    # JSON list of exact browser origins ("https://app.example") a single-page app calls the token, userinfo and
+    # revocation endpoints from; CORS headers are sent for these origins only.
+    allowed_origins: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    # None = the type's default (client_secret_basic/post, or none for public clients); "private_key_jwt" = RFC 7523
+    # assertions signed with a key of ``jwks`` (JSON, public keys only) or of the set published at ``jwks_uri``.
+    token_endpoint_auth_method: Mapped[str | None] = mapped_column(String(32))
+    jwks: Mapped[str | None] = mapped_column(Text)
+    jwks_uri: Mapped[str | None] = mapped_column(String(512))
+    # OpenID Connect Back-Channel Logout 1.0 §2.2: where a logout token is POSTed when a login session this client
+    # got tokens from ends (None: the client is not told), and whether it needs the ``sid`` claim in it.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                                      server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

@@ -13,6 +13,7 @@ import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import formatdate
 from typing import Protocol
 
 
@@ -20,27 +21,31 @@ class Mailer(Protocol):
     def send(self, to: str, subject: str, body: str) -> None: ...
 
 
-def _message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
+def _message(sender: str, to: str, subject: str, body: str, renderer=None) -> EmailMessage:
+    """multipart/alternative: the text the caller wrote, then (with a renderer) the same as HTML."""
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = f"<{secrets.token_hex(12)}@authsvc>"
     msg.set_content(body)
+    if renderer is not None:
+        msg.add_alternative(renderer.html(subject, body), subtype="html")
     return msg
 
 
-def render(sender: str, to: str, subject: str, body: str) -> bytes:
+def render(sender: str, to: str, subject: str, body: str, renderer=None) -> bytes:
     """The message as it would go on the wire. Paths that must cost the same whether or not a mail is sent (a reset
     for an unknown address) render it and drop it."""
-    return _message(sender, to, subject, body).as_bytes()
+    return _message(sender, to, subject, body, renderer).as_bytes()
 
 
 class SmtpMailer:
     def __init__(self, *, host: str, port: int, username: str | None, password: str | None, starttls: bool,
-                 sender: str, timeout: float = 10.0):
+                 sender: str, timeout: float = 10.0, renderer=None):
         self.host, self.port, self.username, self.password = host, port, username, password
-        self.starttls, self.sender, self.timeout = starttls, sender, timeout
+        self.starttls, self.sender, self.timeout, self.renderer = starttls, sender, timeout, renderer
 
     def send(self, to: str, subject: str, body: str) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
@@ -48,7 +53,7 @@ class SmtpMailer:
                 smtp.starttls()
             if self.username:
                 smtp.login(self.username, self.password or "")
-            smtp.send_message(_message(self.sender, to, subject, body))
+            smtp.send_message(_message(self.sender, to, subject, body, self.renderer))
 
 
 @dataclass(frozen=True)
@@ -57,17 +62,19 @@ class OutboxMessage:
     to: str
     subject: str
     date: float
-    body: str
+    body: str  # the text part
+    html: str | None = None
 
 
 class OutboxMailer:
-    def __init__(self, folder: str, sender: str):
+    def __init__(self, folder: str, sender: str, renderer=None):
         self.folder = folder
         self.sender = sender
+        self.renderer = renderer
         os.makedirs(folder, exist_ok=True)
 
     def send(self, to: str, subject: str, body: str) -> None:
-        msg = _message(self.sender, to, subject, body)
+        msg = _message(self.sender, to, subject, body, self.renderer)
         name = f"{os.times().elapsed:015.3f}-{secrets.token_hex(4)}.eml"
         tmp = os.path.join(self.folder, "." + name)
         with open(tmp, "wb") as fh:
@@ -84,7 +91,10 @@ class OutboxMailer:
                 msg = BytesParser(policy=email.policy.default).parse(fh)
             if to and msg["To"] != to:
                 continue
+            text = msg.get_body(preferencelist=("plain",))
+            html = msg.get_body(preferencelist=("html",))
             out.append(OutboxMessage(name, msg["To"], msg["Subject"], os.path.getmtime(path),
-                                     msg.get_content()))
+                                     text.get_content() if text is not None else "",
+                                     html.get_content() if html is not None else None))
         out.sort(key=lambda m: (m.date, m.name), reverse=True)
         return out

@@ -4,8 +4,34 @@ from __future__ import annotations
 
 
 class LoginAlerts:
-    def __init__(self, *, mailer, tokens, settings):
-        self.mailer, self.tokens, self.settings = mailer, tokens, settings
+    def __init__(self, *, mailer, tokens, settings, geo=None, clock=None):
+        self.mailer, self.tokens, self.settings, self.geo, self.clock = mailer, tokens, settings, geo, clock
+
+    def _facts(self, ctx, what: str | None = None) -> str:
+        """When, where and on what device, as every notice states it (the HTML part shows these as a table)."""
+        import datetime as dt
+
+        from authsvc.web.center import describe_ua
+
+        now = self.clock.now() if self.clock is not None else dt.datetime.now(dt.timezone.utc)
+        place = None
+        if self.geo is not None and ctx.ip:
+            try:
+                code = self.geo.lookup(ctx.ip).country
+            except Exception:  # noqa: BLE001 - a notice is never lost for want of a place name
+                code = None
+            if code:
+                from babel import Locale
+
+                place = Locale("en").territories.get(code, code)
+        device = describe_ua(ctx.user_agent)["text"] if ctx.user_agent else "unknown browser"
+        if ctx.user_agent and device.startswith("Unknown"):
+            device = f'unrecognised browser "{ctx.user_agent[:120]}"'  # the raw string is all there is
+        lines = [f"  What happened: {what}"] if what else []
+        lines += [f"  When: {now.strftime('%Y-%m-%d %H:%M')} UTC",
+                  f"  Where: {place + ', ' if place else ''}IP address {ctx.ip or 'unknown'}",
+                  f"  Device: {device}"]
+        return "\n".join(lines) + "\n\n"
 
     def _not_me_link(self, user) -> str:
         """The one-click "this wasn't me" link every notice carries (single use, a week)."""
@@ -21,7 +47,7 @@ class LoginAlerts:
             user.email,
             f"New sign-in to your {self.settings.service_name} account",
             "Your account was just signed in to from a new place.\n\n"
-            f"  Browser: {ctx.user_agent or 'unknown'}\n  IP address: {ctx.ip or 'unknown'}\n\n"
+            + self._facts(ctx) +
             f"Why we are telling you:\n{why}\n\n"
             "If this was you, there is nothing to do.\n\n"
             f"If it was NOT you, open this link: {link}\n"
@@ -39,7 +65,7 @@ class LoginAlerts:
             user.email,
             f"Your {self.settings.service_name} password was used by someone who did not finish signing in",
             "Someone entered the correct password for your account, and " + what + ".\n\n"
-            f"  IP address: {ctx.ip or 'unknown'}\n  Browser: {ctx.user_agent or 'unknown'}\n\n"
+            + self._facts(ctx) +
             "If this was not you, someone knows your password. Change it now, and do not use it anywhere else:\n"
             f"  {link}\n"
             "That link signs you out everywhere, forgets trusted devices and asks you to choose a new password.\n\n"
@@ -56,7 +82,7 @@ class LoginAlerts:
             f"We signed {app} out of your {self.settings.service_name} account",
             f"{app} stayed signed in to your account with a token, and that token was used from a place it was "
             "not given to, so we ended that sign-in.\n\n"
-            f"  What happened: {what}\n  Seen from: IP address {ctx.ip or 'unknown'}\n\n"
+            + self._facts(ctx, what) +
             "If this was you (for example you are travelling), sign in to the app again; nothing else is needed.\n\n"
             "If it was not you, someone may have copied the app's sign-in from your device (malware, or a fake "
             "sign-in page). The copy no longer works. Sign in again on your own device, check your devices and "
@@ -74,8 +100,7 @@ class LoginAlerts:
             user.email,
             f"Please sign in to your {self.settings.service_name} account again",
             "One of your sessions was used from a place it did not start in, so we asked for a new sign-in.\n\n"
-            f"  What happened: {what}\n  Seen from: {ctx.user_agent or 'unknown browser'}, "
-            f"IP address {ctx.ip or 'unknown'}\n\n"
+            + self._facts(ctx, what) +
             "If this was you (for example you are travelling), just sign in again.\n\n"
             "If it was not you, someone may have copied your sign-in from your device (malware, or a fake sign-in "
             "page). The copy no longer works. Check your devices and recent activity in the security center.\n\n"
@@ -92,8 +117,7 @@ class LoginAlerts:
             user.email,
             f"We ended a sign-in to your {self.settings.service_name} account",
             "One of your sessions was used in a way only a copy of it could be, so we ended it.\n\n"
-            f"  What happened: {what}\n  Seen from: {ctx.user_agent or 'unknown browser'}, "
-            f"IP address {ctx.ip or 'unknown'}\n\n"
+            + self._facts(ctx, what) +
             "This usually means a copy of your sign-in cookie was taken from your computer (for example by malware "
             "or a fake sign-in page) and someone tried to use it. The copy no longer works, and apps that signed in "
             "through that session were signed out too.\n\n"

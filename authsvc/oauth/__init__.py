@@ -38,8 +38,26 @@ def init_app(app: Flask) -> None:
         provider.geo_of = svc.sessions.geo_of
         provider.alerts = svc.login.alerts
     svc.sessions.revocation_listeners.append(provider.on_sessions_revoked)
+    # OpenID Connect Back-Channel Logout 1.0: the apps of an ended login are queued in the revocation's own
+    # transaction and told by the shared outbox worker (kind "bcl"); see authsvc/oauth/backchannel.py.
+    from authsvc.oauth.backchannel import KIND, BackChannelLogout
+    from authsvc.signals import signals
+
+    def enqueue(session, kind, target, payload, *, jti, now):
+        return signals(app).enqueue(session, kind, target, payload, jti=jti)
+
+    provider.backchannel = BackChannelLogout(provider, timeout=signals(app).settings.signals_push_timeout,
+                                             enqueue=enqueue)
+    svc.sessions.ending_writers.append(provider.backchannel.on_sessions_ending)
+    signals(app).register_handler(KIND, provider.backchannel.deliver)
     svc.sessions.suspension_listeners.append(provider.on_session_suspended)
     csrf.exempt(api)  # clients authenticate with their credentials or PKCE, never a cookie
+    # Authorization and logout requests may come by POST from the client's page (OIDC Core §3.1.2.1, RP-Initiated
+    # Logout §2); the views check the CSRF token themselves on POSTs of their own consent/confirmation forms.
+    from authsvc.oauth import views as _views
+
+    csrf.exempt(_views.authorize)
+    csrf.exempt(_views.logout)
     app.register_blueprint(api)
     app.register_blueprint(web)
 

@@ -1,4 +1,4 @@
-"""``authsvc clients create|list|rotate-secret|delete`` and ``authsvc keys rotate|list``."""
+"""``authsvc clients create|list|update|rotate-secret|delete`` and ``authsvc keys rotate|list``."""
 
 from __future__ import annotations
 
@@ -33,9 +33,20 @@ def clients_group():
 @click.option("--quota", "quota", type=int, default=600, show_default=True, help="requests per minute")
 @click.option("--dpop-required", is_flag=True, default=False,
               help="refuse token requests without a DPoP proof (RFC 9449 dpop_bound_access_tokens)")
+@click.option("--require-par", is_flag=True, default=False,
+              help="accept authorization requests only through PAR (RFC 9126 require_pushed_authorization_requests)")
+@click.option("--origin", "origins", multiple=True,
+              help="browser origin (https://app.example) an SPA calls token/userinfo/revoke from (CORS); repeatable")
+@click.option("--jwks-uri", default=None, help="private_key_jwt: URL of the client's public JWKS")
+@click.option("--jwks-file", type=click.File("r"), default=None, help="private_key_jwt: the client's public JWKS")
+@click.option("--backchannel-logout-uri", "bcl_uri", default=None,
+              help="OpenID Back-Channel Logout: where logout tokens are POSTed when a sign-in ends (https; http only "
+                   "to 127.0.0.1 / [::1] for confidential clients)")
+@click.option("--backchannel-logout-session-required", "bcl_sid", is_flag=True, default=False,
+              help="the client needs the sid claim in its logout tokens")
 @with_appcontext
 def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes, audiences, resource, token_format,
-                   access_token_ttl, quota, dpop_required):
+                   access_token_ttl, quota, dpop_required, require_par, origins, jwks_uri, jwks_file, bcl_uri, bcl_sid):
     from authsvc.oauth.clients import ClientError
 
     kwargs = {}
@@ -43,11 +54,21 @@ def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes
         kwargs["grant_types"] = grants
     if scopes:
         kwargs["scopes"] = scopes
+    if jwks_uri or jwks_file:  # RFC 7523 private_key_jwt: no secret is made
+        import json
+
+        try:
+            jwks = json.load(jwks_file) if jwks_file else None
+        except ValueError:
+            raise click.ClickException("--jwks-file is not JSON") from None
+        kwargs.update(token_endpoint_auth_method="private_key_jwt", jwks=jwks, jwks_uri=jwks_uri)
     try:
         row, secret = _provider().clients.create(
             name=name, client_type=client_type, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout,
             audiences=audiences, resource=resource, token_format=token_format, access_token_ttl=access_token_ttl,
-            quota_per_minute=quota, dpop_bound_access_tokens=dpop_required, **kwargs)
+            quota_per_minute=quota, dpop_bound_access_tokens=dpop_required, require_par=require_par,
+            allowed_origins=origins, backchannel_logout_uri=bcl_uri, backchannel_logout_session_required=bcl_sid,
+            **kwargs)
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"client_id:     {row.id}")
@@ -60,7 +81,30 @@ def clients_create(name, client_type, redirect_uris, post_logout, grants, scopes
 @with_appcontext
 def clients_list():
     for c in _provider().clients.list():
-        click.echo(f"{c.id}\t{c.client_type}\t{c.name}\t{c.grant_types}\t{c.redirect_uris}")
+        click.echo(f"{c.id}\t{c.client_type}\t{c.name}\t{c.grant_types}\t{c.redirect_uris}"
+                   f"\t{c.backchannel_logout_uri or '-'}")
+
+
+@clients_group.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None)
+@click.option("--backchannel-logout-uri", "bcl_uri", default=None,
+              help="OpenID Back-Channel Logout URI; an empty string removes it")
+@click.option("--backchannel-logout-session-required/--no-backchannel-logout-session-required", "bcl_sid",
+              default=None, help="whether the client needs the sid claim in its logout tokens")
+@with_appcontext
+def clients_update(client_id, name, bcl_uri, bcl_sid):
+    from authsvc.oauth.clients import ClientError
+
+    changes = {k: v for k, v in (("name", name), ("backchannel_logout_uri", bcl_uri),
+                                 ("backchannel_logout_session_required", bcl_sid)) if v is not None}
+    if not changes:
+        raise click.UsageError("nothing to change")
+    try:
+        _provider().clients.update(client_id, **changes)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"updated {client_id}: {', '.join(sorted(changes))}")
 
 
 @clients_group.command("rotate-secret")

@@ -110,6 +110,51 @@ def validate_redirect_uri(uri: str) -> None:
                                       "or a reverse-DNS private-use scheme")
 
 
+def validate_origin(origin: str) -> None:
+    """A browser origin as the Origin header sends it: scheme://host[:port], https (or http on loopback), nothing
+    else — no path, no wildcard, no userinfo. CORS answers only exact matches of these strings."""
+    if not isinstance(origin, str) or not origin or len(origin) > 255 or not origin.isascii():
+        raise ClientError("allowed_origins", "each origin must be a non-empty ASCII string")
+    parts = urlsplit(origin)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ClientError("allowed_origins", f"{origin!r} has an invalid port") from None
+    rebuilt = f"{parts.scheme}://{parts.netloc}"
+    loopback = host in _LOOPBACK_HOSTS or host == "localhost"
+    if (origin != rebuilt or not host or "*" in origin or "@" in parts.netloc or port == 0
+            or not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
+            or origin != origin.lower()):
+        raise ClientError("allowed_origins", f"{origin!r} must be an exact lower-case origin: https://host[:port] "
+                                             "(http only for loopback), no path, no wildcard")
+
+
+def validate_backchannel_logout_uri(uri, client_type: str) -> None:
+    """OpenID Connect Back-Channel Logout 1.0 §2.2: an absolute URI without a fragment (a query is kept as is);
+    https, or — as the spec lets an OP allow for confidential clients — http to a loopback IP literal only (an app
+    on the same host; nothing travels over a network in clear). No userinfo, nothing a parser could read two ways
+    (the same ``is_clean_uri`` as redirect URIs). The URI is set by an administrator, never by the client itself."""
+    if not isinstance(uri, str) or not uri:
+        raise ClientError("backchannel_logout_uri", "must be a non-empty string")
+    if "#" in uri:
+        raise ClientError("backchannel_logout_uri", "must not contain a fragment")
+    if not is_clean_uri(uri):
+        raise ClientError("backchannel_logout_uri", "must not contain user info ('@'), spaces, control characters, "
+                                                    "backslashes, quotes or non-ASCII characters")
+    parts = urlsplit(uri)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ClientError("backchannel_logout_uri", "has an invalid port") from None
+    if parts.scheme == "https" and uri.startswith("https://") and host and port != 0:
+        return
+    if parts.scheme == "http" and _loopback(uri) is not None:
+        if client_type != "confidential":
+            raise ClientError("backchannel_logout_uri", "http is allowed for confidential clients only (§2.2)")
+        return
+    raise ClientError("backchannel_logout_uri", "must be an absolute https URL (http only to 127.0.0.1 or [::1])")
+
+
 @dataclass
 class Client:
     """What Authlib needs to know about a client (``ClientMixin`` duck type), built from the cached JSON."""
@@ -128,6 +173,13 @@ class Client:
     access_token_ttl: int
     quota_per_minute: int
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: token requests without a DPoP proof are refused
+    require_par: bool = False  # RFC 9126 §6: authorization requests only through a pushed request
+    allowed_origins: list[str] = field(default_factory=list)  # CORS for SPAs (token, userinfo, revoke)
+    token_endpoint_auth_method: str | None = None  # "private_key_jwt", else the type's default methods
+    jwks: dict | None = None
+    jwks_uri: str | None = None
+    backchannel_logout_uri: str | None = None  # Back-Channel Logout 1.0 §2.2
+    backchannel_logout_session_required: bool = False
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -148,7 +200,9 @@ class Client:
     def get_allowed_scope(self, scope):
         if not scope:
             return ""
-        requested = scope.split()
+        # Scopes this server does not know are ignored (RFC 6749 §3.3 lets the server ignore part of the request;
+        # OIDC Core §3.1.2.1: unknown scope values SHOULD be ignored). Known ones the client may not have still fail.
+        requested = [s for s in scope.split() if s in SCOPES]
         if any(s not in self.scopes for s in requested):
             return None  # → invalid_scope: say so rather than silently dropping what was asked for
         return " ".join(dict.fromkeys(requested))
@@ -170,6 +224,8 @@ class Client:
         return hmac.compare_digest(_hash_secret(client_secret), self.secret_hash)
 
     def check_endpoint_auth_method(self, method, endpoint):
+        if self.token_endpoint_auth_method == "private_key_jwt":
+            return method == "private_key_jwt"  # never a secret, never "none"
         if self.is_public:
             return method == "none"
         return method in ("client_secret_basic", "client_secret_post")
@@ -192,7 +248,13 @@ def _to_dict(row: OAuthClient) -> dict:
             "grant_types": row.grant_types.split(), "scopes": row.scopes.split(),
             "audiences": json.loads(row.audiences), "resource": row.resource, "token_format": row.token_format,
             "access_token_ttl": row.access_token_ttl, "quota_per_minute": row.quota_per_minute,
-            "dpop_bound_access_tokens": bool(row.dpop_bound_access_tokens)}
+            "dpop_bound_access_tokens": bool(row.dpop_bound_access_tokens),
+            "require_par": bool(row.require_pushed_authorization_requests),
+            "allowed_origins": json.loads(row.allowed_origins or "[]"),
+            "token_endpoint_auth_method": row.token_endpoint_auth_method,
+            "jwks": json.loads(row.jwks) if row.jwks else None, "jwks_uri": row.jwks_uri,
+            "backchannel_logout_uri": row.backchannel_logout_uri,
+            "backchannel_logout_session_required": bool(row.backchannel_logout_session_required)}
 
 
 class ClientService:
@@ -269,14 +331,37 @@ class ClientService:
                                                   "verify them offline: keep them ≤ 900 seconds")
         if row.quota_per_minute < 1:
             raise ClientError("quota_per_minute", "must be ≥ 1")
+        for origin in json.loads(row.allowed_origins or "[]"):
+            validate_origin(origin)
+        if row.token_endpoint_auth_method not in (None, "private_key_jwt"):
+            raise ClientError("token_endpoint_auth_method", "must be private_key_jwt or unset (the type's default)")
+        if row.token_endpoint_auth_method == "private_key_jwt":
+            from authsvc.oauth.client_auth import parse_public_jwks, validate_jwks_uri
+
+            if row.client_type != "confidential" or bool(row.jwks) == bool(row.jwks_uri):
+                raise ClientError("jwks", "private_key_jwt needs a confidential client and exactly one of jwks, "
+                                          "jwks_uri")
+            try:
+                parse_public_jwks(row.jwks) if row.jwks else validate_jwks_uri(row.jwks_uri)
+            except ValueError as exc:
+                raise ClientError("jwks", str(exc)) from None
+            except Exception:  # noqa: BLE001 - joserfc's own errors for keys it cannot import
+                raise ClientError("jwks", "the JWKS holds a key that cannot be imported") from None
+        if row.backchannel_logout_uri is not None:
+            validate_backchannel_logout_uri(row.backchannel_logout_uri, row.client_type)
 
     def create(self, *, name: str, client_type: str = "confidential", redirect_uris=(), grant_types=("authorization_code", "refresh_token"),
                scopes=("openid", "profile", "email", "offline_access"), post_logout_redirect_uris=(),
                audiences=(), resource: str | None = None, token_format: str = "opaque",
                access_token_ttl: int | None = None, quota_per_minute: int = 600,
-               dpop_bound_access_tokens: bool = False, actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
-        """Register a client; returns it and its secret (None for public clients). The secret is not kept."""
-        secret = secrets.token_urlsafe(32) if client_type == "confidential" else None
+               dpop_bound_access_tokens: bool = False, require_par: bool = False, allowed_origins=(),
+               token_endpoint_auth_method: str | None = None, jwks: dict | None = None, jwks_uri: str | None = None,
+               backchannel_logout_uri: str | None = None, backchannel_logout_session_required: bool = False,
+               actor_id: int | None = None) -> tuple[OAuthClient, str | None]:
+        """Register a client; returns it and its secret (None for public and private_key_jwt clients). The secret is
+        not kept."""
+        secret = (secrets.token_urlsafe(32) if client_type == "confidential"
+                  and token_endpoint_auth_method != "private_key_jwt" else None)
         row = OAuthClient(
             id=secrets.token_urlsafe(18), name=name.strip()[:120] or "unnamed", client_type=client_type,
             secret_hash=_hash_secret(secret) if secret else None, redirect_uris=json.dumps(list(redirect_uris)),
@@ -285,10 +370,15 @@ class ClientService:
             audiences=json.dumps(list(audiences)), resource=resource,
             token_format=token_format, access_token_ttl=access_token_ttl or self.default_ttl,
             quota_per_minute=quota_per_minute, dpop_bound_access_tokens=bool(dpop_bound_access_tokens),
+            require_pushed_authorization_requests=bool(require_par), allowed_origins=json.dumps(list(allowed_origins)),
+            token_endpoint_auth_method=token_endpoint_auth_method, jwks=json.dumps(jwks) if jwks else None,
+            jwks_uri=jwks_uri, backchannel_logout_uri=backchannel_logout_uri or None,
+            backchannel_logout_session_required=bool(backchannel_logout_session_required),
             created_at=self.clock.now())
         self._validate(row)
         self.db.session.add(row)
         self.db.session.commit()
+        self._redis().delete("oauth:cors:origins")
         self.audit.record("oauth:client:create", "success", actor_id=actor_id,
                           details={"client_id": row.id, "type": client_type, "grants": row.grant_types})
         return row, secret
@@ -296,18 +386,28 @@ class ClientService:
     def update(self, client_id: str, *, actor_id: int | None = None, **changes) -> OAuthClient:
         row = self._row(client_id)
         for key, value in changes.items():
-            if key in ("redirect_uris", "post_logout_redirect_uris", "audiences"):
+            if key == "require_par":
+                key, value = "require_pushed_authorization_requests", bool(value)
+            elif key in ("redirect_uris", "post_logout_redirect_uris", "audiences", "allowed_origins"):
                 value = json.dumps(list(value))
             elif key in ("grant_types", "scopes"):
                 value = " ".join(dict.fromkeys(value))
-            elif key == "dpop_bound_access_tokens":
+            elif key in ("dpop_bound_access_tokens", "backchannel_logout_session_required"):
                 value = bool(value)
+            elif key == "jwks":
+                value = json.dumps(value) if value else None
+                self._redis().delete(f"oauth:jwks:{{{client_id}}}")
+            elif key == "jwks_uri":
+                self._redis().delete(f"oauth:jwks:{{{client_id}}}")
+            elif key == "backchannel_logout_uri":
+                value = value or None  # "" clears it
             elif key not in ("name", "resource", "token_format", "access_token_ttl", "quota_per_minute"):
                 raise ClientError(key, "cannot be changed")
             setattr(row, key, value)
         self._validate(row)
         self.db.session.commit()
         self._redis().delete(self._ckey(client_id))
+        self._redis().delete("oauth:cors:origins")
         self.audit.record("oauth:client:update", "success", actor_id=actor_id,
                           details={"client_id": client_id, "fields": sorted(changes)})
         return row
@@ -332,6 +432,7 @@ class ClientService:
         self.db.session.delete(row)
         self.db.session.commit()
         self._redis().delete(self._ckey(client_id))
+        self._redis().delete("oauth:cors:origins")
         self.audit.record("oauth:client:delete", "success", actor_id=actor_id, details={"client_id": client_id})
 
     def _row(self, client_id: str) -> OAuthClient:

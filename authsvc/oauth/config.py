@@ -25,6 +25,7 @@ class OAuthSettings:
     dpop_require_nonce: int = 0
     dpop_proof_max_age: int = 120  # seconds a proof's iat may lie in the past (its jti is remembered that long)
     dpop_nonce_period: int = 300  # a nonce is accepted for one to two periods
+    par_ttl: int = 60  # RFC 9126 §2.2: lifetime of a pushed request's request_uri until its first use
 
     def validate(self) -> "OAuthSettings":
         checks = [
@@ -38,6 +39,7 @@ class OAuthSettings:
             ("dpop_require_nonce", self.dpop_require_nonce in (0, 1), "must be 0 or 1"),
             ("dpop_proof_max_age", 10 <= self.dpop_proof_max_age <= 600, "must be between 10 and 600 seconds"),
             ("dpop_nonce_period", 10 <= self.dpop_nonce_period <= 3600, "must be between 10 and 3600 seconds"),
+            ("par_ttl", 10 <= self.par_ttl <= 600, "must be between 10 and 600 seconds"),
         ]
         for name, ok, problem in checks:
             if not ok:

@@ -86,7 +86,8 @@ class OAuthFastPath:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO")
-        if (path != INTROSPECT and path != TOKEN) or environ.get("REQUEST_METHOD") != "POST":
+        if (path != INTROSPECT and path != TOKEN) or environ.get("REQUEST_METHOD") != "POST" \
+                or environ.get("HTTP_ORIGIN"):  # a browser (SPA): Flask answers, with its per-client CORS headers
             return self.wsgi_app(environ, start_response)
         scheme = environ.get("wsgi.url_scheme", "http")
         if malformed_basic(environ.get("HTTP_AUTHORIZATION")):

@@ -55,6 +55,14 @@ from authsvc.risk.drift import ALLOW, END, assess_token_use, is_hosting, network
 log = logging.getLogger("authsvc.oauth")
 
 ACR_AAL1, ACR_AAL2 = "urn:authsvc:aal1", "urn:authsvc:aal2"
+PROFILE_CLAIMS = ("name", "preferred_username")  # the OIDC Core §5.4 profile claims the user model holds
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707 §2: the requested resource is invalid, unknown or not allowed for this client."""
+
+    error = "invalid_target"
+    status_code = 400
 
 
 def malformed_basic(authorization: str | None) -> bool:
@@ -187,8 +195,12 @@ class S256CodeChallenge(CodeChallenge):
         return authorization_code.data.get("method")
 
 
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+SECRET_OR_KEY = ["client_secret_basic", "client_secret_post", "private_key_jwt"]  # confidential clients only
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
     @property
     def provider(self) -> "OAuthProvider":
@@ -205,6 +217,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             "challenge": data.get("code_challenge"), "method": data.get("code_challenge_method"),
             "aud": self.provider.requested_audiences(request.client, data.getlist("resource")),
             "jkt": data.get("dpop_jkt") or None,  # RFC 9449 §10 (format checked by the authorize view)
+            "osid": getattr(end_user.session, "login_id", None),  # the login's OIDC sid (Back-Channel Logout)
         })
 
     def query_authorization_code(self, code, client):
@@ -225,6 +238,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                                      reason="code redeemed with another DPoP key than dpop_jkt",
                                      client_id=client.get_client_id())
                 raise InvalidGrantError("The DPoP proof key does not match the dpop_jkt of the authorization.")
+        asked = [r for r in self.request.payload.datalist.get("resource", []) if r]
+        if asked and any(r not in value["aud"] for r in asked):
+            # RFC 8707 §2.2: the token request may only name resources the authorization covered.
+            raise InvalidTargetError("'resource' names an audience this authorization does not cover.")
         if not self.provider.session_live(value["uid"], value.get("sid")):
             # Logged out, "sign out everywhere" or "this wasn't me" since the code was issued: it dies with it.
             self.provider.record("oauth:code:session-ended", "failure", user_id=int(value["uid"]),
@@ -259,12 +276,13 @@ class GrantUser:
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
         provider = self.server.provider
-        provider.check_refresh_scope(refresh_token, self.request.client.get_client_id(), self.request.payload.scope)
+        provider.check_refresh_scope(refresh_token, self.request.client.get_client_id(), self.request.payload.scope,
+                                     [r for r in self.request.payload.datalist.get("resource", []) if r])
         new = f"{grant_id_of(refresh_token) or ''}.{secrets.token_urlsafe(32)}"
         proof = token_proof()
         result = provider.tokens.rotate_refresh(refresh_token, self.request.client.get_client_id(), new,
@@ -292,7 +310,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = SECRET_OR_KEY
 
 
 @dataclass
@@ -314,7 +332,7 @@ class DeviceCredential:
 
 
 class DeviceGrant(DeviceCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
     def query_device_credential(self, device_code):
         return self.server.provider.device.get(device_code)
@@ -333,6 +351,7 @@ class DeviceGrant(DeviceCodeGrant):
                                             reason="the login session that approved the device has ended",
                                             client_id=credential.get_client_id())
                 raise AccessDeniedError("The sign-in that approved this device has ended.")
+            self.server.provider.score_device_redemption(user, data, credential.get_client_id())
             return user
         if status == "denied":
             raise AccessDeniedError()
@@ -350,7 +369,7 @@ class DeviceGrant(DeviceCodeGrant):
 
 
 class DeviceAuthorization(DeviceAuthorizationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = AUTH_METHODS
     USER_CODE_TYPE = "string"  # 8 letters from a 20-letter alphabet, no vowels (RFC 8628 §6.1)
 
     def create_endpoint_response(self, request):
@@ -371,7 +390,9 @@ class DeviceAuthorization(DeviceAuthorizationEndpoint):
         return self.server.provider.issuer + "/device"
 
     def save_device_credential(self, client_id, scope, data):
-        self.server.provider.device.save(client_id, scope or "", data)
+        client = self.server.provider.clients.get(client_id)
+        allowed = client.get_allowed_scope(scope) if client is not None else ""  # unknown scopes dropped
+        self.server.provider.device.save(client_id, allowed or "", data, requester=self.server.provider._ctx())
 
 
 class OIDCCode(OpenIDCode):
@@ -402,13 +423,17 @@ class OIDCCode(OpenIDCode):
 
     def get_authorization_code_claims(self, authorization_code):
         claims = super().get_authorization_code_claims(authorization_code)
-        claims["sid"] = authorization_code.gid  # the grant, never the login-session hash
+        # The login's sid (user_sessions.login_id): the same in every ID token of this sign-in and in the logout
+        # tokens that end it (Back-Channel Logout 1.0 §2.1); random, never the session's cookie hash.
+        osid = authorization_code.data.get("osid")
+        if osid:
+            claims["sid"] = osid
         return claims
 
 
 # --- endpoints ----------------------------------------------------------------------------------------------------------
 class Revocation(RevocationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
         return self.server.provider.find_token(token_string, token_type_hint)
@@ -418,7 +443,7 @@ class Revocation(RevocationEndpoint):
 
 
 class Introspection(IntrospectionEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = SECRET_OR_KEY
 
     def query_token(self, token_string, token_type_hint):
         return self.server.provider.find_token(token_string, token_type_hint)
@@ -458,6 +483,11 @@ class Server(AuthorizationServer):
 
     def query_client(self, client_id):
         return self.provider.clients.get(client_id)
+
+    def validate_requested_scope(self, scope):
+        """Unknown scope values are ignored, not refused (OIDC Core §3.1.2.1, RFC 6749 §3.3): ``Client.
+        get_allowed_scope`` drops them; a known scope the client is not registered for is still invalid_scope."""
+        return None
 
     def save_token(self, token, request):
         return self.provider.save_token(token, request)
@@ -503,11 +533,18 @@ class OAuthProvider:
         self.server.register_endpoint(Introspection)
         self.server.register_endpoint(DeviceAuthorization)
         self.server.register_endpoint(EndSession)
+        from authsvc.oauth.client_auth import METHOD as PKJWT, PrivateKeyJWT
+
+        self.private_key_jwt = PrivateKeyJWT(self)  # RFC 7523 / OIDC Core §9 (authsvc.oauth.client_auth)
+        self.server.register_client_auth_method(PKJWT, self.private_key_jwt)
         # Continuous risk for public clients' refresh families (authsvc.risk.drift), wired by authsvc.oauth.init_app
         # when session drift scoring is on: ``geo_of(ip)`` → GeoInfo or None, ``alerts`` = LoginAlerts.
         self.token_drift = False
         self.geo_of = None
         self.alerts = None
+        from authsvc.oauth.par import PARStore
+
+        self.par = PARStore(lambda: self.tokens.redis, ttl=settings.par_ttl)  # RFC 9126 pushed requests
         self.issuer_ext = Issuer(self)
         self.server.register_extension(self.issuer_ext)
         # DPoP (RFC 9449): nonces are an HMAC of the time slot under a key derived from the app secret, so every
@@ -606,6 +643,55 @@ class OAuthProvider:
                         grant=(grant_id_of(refresh_token) or "")[:8], audit_ctx=audit_ctx)
             raise InvalidGrantError("The DPoP proof key is not the key this refresh token is bound to.")
 
+    # --- device-code phishing ----------------------------------------------------------------------------------------
+    def place_of(self, ip: str | None) -> dict:
+        """Where an address is, as far as the offline data says: {"ip", "network", "country", "asn", "org",
+        "hosting"} (unknown parts None). Used for the device confirmation page and the redemption check."""
+        out = {"ip": ip, "network": network_of(ip) if ip else None, "country": None, "asn": None, "org": None,
+               "hosting": False}
+        geo = self.geo_of(ip) if ip and self.geo_of is not None else None
+        if geo is not None:
+            out.update(country=geo.country, asn=geo.asn, org=geo.org, hosting=is_hosting(geo.asn, geo.org))
+        return out
+
+    @staticmethod
+    def places_differ(a: dict, b: dict) -> bool:
+        """Another country (both known), or — countries unknown — another network."""
+        if a.get("country") and b.get("country"):
+            return a["country"] != b["country"]
+        return bool(a.get("network") and b.get("network") and a["network"] != b["network"])
+
+    def score_device_redemption(self, user: User, data: dict, client_id: str) -> None:
+        """Device-code phishing (Storm-2372): the device that redeems an approved code is scored like a login of
+        the user from that device's address (the login risk engine). ``deny`` refuses; ``step_up`` — which a device
+        cannot answer — refuses when the redeeming device is somewhere else than the person who approved it (another
+        country or network) or on a hosting network. Refusals are audited and the owner is told."""
+        from authsvc.accounts.login import RequestContext
+        from authsvc.services import services
+
+        ctx = self._ctx()
+        ip, ua = ctx.get("ip"), ctx.get("user_agent")
+        try:
+            decision = services().login.risk.score(user, RequestContext(ip, ua), breached=False)
+        except Exception:  # noqa: BLE001 - a risk store that cannot answer means "cannot check": refuse, not pass
+            log.exception("oauth: device redemption could not be scored")
+            raise AccessDeniedError("This sign-in cannot be checked right now; start again.") from None
+        here, approver = self.place_of(ip), self.place_of(data.get("aip") or None)
+        refuse = decision.action == "deny" or (decision.action == "step_up" and (
+            self.places_differ(here, approver) or here["hosting"]))
+        if not refuse:
+            return
+        texts = "; ".join(r.text for r in decision.reasons) or decision.action
+        self.record("oauth:device:risk-denied", "failure", user_id=user.id, client_id=client_id,
+                    reason=texts[:255], action=decision.action, score=decision.score,
+                    reasons=[r.code for r in decision.reasons], device_country=here["country"],
+                    approver_country=approver["country"])
+        if self.alerts is not None:
+            self.alerts.app_signed_out(user, RequestContext(ip, ua), f"device sign-in refused: {texts}",
+                                       (self.clients.get(client_id).name if self.clients.get(client_id) else None)
+                                       or "A device")
+        raise AccessDeniedError("This device sign-in looks risky and was refused.")
+
     # --- users -----------------------------------------------------------------------------------------------------
     def session_live(self, user_id, sid: str | None) -> bool:
         """Whether login session ``sid`` of ``user_id`` still stands in SQL (the durable truth): not revoked, not
@@ -636,6 +722,11 @@ class OAuthProvider:
         if "email" in scopes:
             claims["email"] = user.email
             claims["email_verified"] = user.email_verified_at is not None
+        if "profile" in scopes:  # OIDC Core §5.4: only the profile claims the account has (absent ones are omitted)
+            for name in PROFILE_CLAIMS:
+                value = getattr(user, name, None)
+                if value:
+                    claims[name] = value
         return claims
 
     def requested_audiences(self, client: Client, resources) -> list[str]:
@@ -644,9 +735,7 @@ class OAuthProvider:
         if not resources:
             return allowed
         if any(r not in allowed for r in resources):
-            from authlib.oauth2.rfc6749 import InvalidRequestError as Bad
-
-            raise Bad("'resource' names an audience this client may not request (RFC 8707 invalid_target).")
+            raise InvalidTargetError("'resource' names an audience this client may not request.")
         return resources
 
     # --- token issue -----------------------------------------------------------------------------------------------
@@ -712,6 +801,11 @@ class OAuthProvider:
             raise InvalidGrantError("The login session that approved this grant has ended.")
         token["access_token"] = self.issue_access(client, gid, uid, token["scope"], ctx, token["access_token"],
                                                   jkt=jkt)
+        if grant_type == DEVICE_GRANT and "openid" in token["scope"].split():
+            d = request.device  # OIDC: an ID token for an OpenID grant, as the code grant's (OpenIDCode) gives
+            token["id_token"] = self.id_token(client, user, token["scope"], token["access_token"], sid=gid,
+                                              auth_time=int(d["at"]), acr=d["acr"],
+                                              amr=d["amr"].split(",") if d["amr"] else [])
         if jkt:
             token["token_type"] = "DPoP"
         metrics.TOKENS.labels(grant_type).inc()
@@ -743,6 +837,25 @@ class OAuthProvider:
         if not self.tokens.save_access(access, record, ttl):
             raise InvalidGrantError("The grant was revoked.")
         return access
+
+    def id_token(self, client: Client, user: User, scope: str, access_token: str, *, sid: str, auth_time: int,
+                 acr: str | None, amr: list[str]) -> str:
+        """An ID token (OIDC Core §2) for grants Authlib's OpenIDCode does not cover (the device grant): the same
+        claims, key and lifetime as the code grant's, with ``at_hash`` of the access token issued with it."""
+        from authlib.oidc.core.util import create_half_hash
+
+        key, kid, alg = self.keys.signing_key()
+        now = int(self.clock.timestamp())
+        claims = {**self.user_claims(user, scope), "iss": self.issuer, "aud": [client.client_id], "iat": now,
+                  "exp": now + self.settings.id_token_ttl, "auth_time": auth_time, "sid": sid}
+        if acr:
+            claims["acr"] = acr
+        if amr:
+            claims["amr"] = amr
+        at_hash = create_half_hash(access_token, alg)
+        if at_hash is not None:
+            claims["at_hash"] = at_hash.decode() if isinstance(at_hash, bytes) else at_hash
+        return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, claims, key, algorithms=[alg])
 
     def _jwt_access_token(self, record: dict, client: Client) -> str:
         """RFC 9068 JWT access token: typ at+jwt, signed with the current key, short-lived (≤ 15 min by policy)."""
@@ -782,10 +895,18 @@ class OAuthProvider:
         return self.tokens.lookup_access(token)
 
     def find_token(self, token: str, hint: str | None) -> TokenRef | None:
-        if hint != "refresh_token":
-            rec = self.resolve_access(token)
-            if rec:
-                return TokenRef("access", rec, token)
+        """The token, whatever ``hint`` says: the hint only orders the search. RFC 7009 §2.1 / RFC 7662 §2.1: a server
+        that cannot find the token under the hinted type MUST extend its search to the other types, so a wrong hint
+        never hides a token from revocation or introspection."""
+        first, second = ((self._find_refresh, self._find_access) if hint == "refresh_token"
+                         else (self._find_access, self._find_refresh))
+        return first(token) or second(token)
+
+    def _find_access(self, token: str) -> TokenRef | None:
+        rec = self.resolve_access(token)
+        return TokenRef("access", rec, token) if rec else None
+
+    def _find_refresh(self, token: str) -> TokenRef | None:
         gid = grant_id_of(token)
         if gid:
             rec = self.tokens.redis.hgetall(f"oauth:grant:{{{gid}}}")
@@ -836,7 +957,7 @@ class OAuthProvider:
                 return None
         if len(client_id) > 64:
             return None
-        look_access = hint != "refresh_token" and 0 < len(token) <= 4096
+        look_access = 0 < len(token) <= 4096  # whatever the hint (RFC 7662 §2.1): same round trip either way
         gid = grant_id_of(token)
         r = self.tokens.redis
         # One round trip: the client, the quota count (see quota_name) and the token's records.
@@ -1028,24 +1149,30 @@ class OAuthProvider:
         return self.token_drifted(ref.rec, None, tag="oauth:introspect:drift", ip=ip[:64],
                                   user_agent=(ua or "")[:512] or None)
 
-    def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None) -> None:
+    def check_refresh_scope(self, refresh_token: str, client_id: str, scope: str | None, resources=()) -> None:
         """Refuse a refresh that asks for more than its grant holds *before* the rotation (RFC 6749 §6: invalid_scope):
         Authlib checks the scope only after ``authenticate_refresh_token``, which has rotated by then, so the client's
         token was burnt and its retry revoked the family as "theft". Only the family's live token gets this answer;
         anything else goes on to the rotation, which calls a replay a replay."""
-        if not scope:
+        if not scope and not resources:
             return
         gid = grant_id_of(refresh_token)
         if gid is None:
             return
-        rec = self.tokens.redis.hmget(f"oauth:grant:{{{gid}}}", "cur", "rev", "cid", "scope")
-        cur, rev, cid, granted = rec
+        rec = self.tokens.redis.hmget(f"oauth:grant:{{{gid}}}", "cur", "rev", "cid", "scope", "aud")
+        cur, rev, cid, granted, aud = rec
         if cur is None:  # Redis lost the twin: SQL is the durable truth
             row = self.db.session.get(OAuthGrant, gid)
             if row is None:
                 return
-            cur, rev, cid, granted = row.current_hash, "1" if row.revoked_at else "0", row.client_id, row.scope
+            cur, rev, cid, granted, aud = (row.current_hash, "1" if row.revoked_at else "0", row.client_id, row.scope,
+                                           row.audiences)
         if cid != client_id or rev == "1" or cur != sha256(refresh_token):
+            return
+        if resources and any(r not in json.loads(aud or "[]") for r in resources):
+            # RFC 8707 §2.2: a refresh may name only resources the grant covers (checked before the rotation).
+            raise InvalidTargetError("'resource' names an audience this grant does not cover.")
+        if not scope:
             return
         if not set(scope.split()) <= set((granted or "").split()):
             from authlib.oauth2.rfc6749 import InvalidScopeError
@@ -1135,13 +1262,18 @@ return s
         code = "".join(ch for ch in (user_code or "").upper() if ch.isalpha())
         return f"{code[:4]}-{code[4:8]}" if len(code) == 8 else ""
 
-    def save(self, client_id: str, scope: str, data: dict) -> None:
+    def save(self, client_id: str, scope: str, data: dict, requester: dict | None = None) -> None:
+        """``requester``: {"ip", "user_agent"} of the device that asked — shown on the confirmation page (where the
+        request came from) and compared with where it is redeemed."""
         h = sha256(data["device_code"])
         ttl = int(data["expires_in"])
         r = self._redis()
         pipe = r.pipeline(transaction=False)
+        req = requester or {}
         pipe.hset(f"oauth:dev:{{{h}}}", mapping={"cid": client_id, "scope": scope, "user_code": data["user_code"],
-                                                 "exp": self.clock.timestamp() + ttl, "status": "pending"})
+                                                 "exp": self.clock.timestamp() + ttl, "status": "pending",
+                                                 "rip": (req.get("ip") or "")[:64],
+                                                 "rua": (req.get("user_agent") or "")[:256]})
         pipe.expire(f"oauth:dev:{{{h}}}", ttl)
         pipe.set(f"oauth:devuc:{{{data['user_code']}}}", h, ex=ttl)
         pipe.execute()
@@ -1166,7 +1298,7 @@ return s
             return None
         return DeviceCredential(f"oauth:dev:{{{h}}}", data)
 
-    def decide(self, cred: DeviceCredential, end_user: EndUser | None) -> None:
+    def decide(self, cred: DeviceCredential, end_user: EndUser | None, approver_ip: str | None = None) -> None:
         r = self._redis()
         if end_user is None:
             r.hset(cred.key, "status", "denied")
@@ -1174,7 +1306,7 @@ return s
             s = end_user.session
             r.hset(cred.key, mapping={"status": "approved", "uid": end_user.user.id, "sid": s.id,
                                       "at": int(s.created_at.timestamp()), "acr": acr_for(s.aal),
-                                      "amr": ",".join(amr_for(s.methods))})
+                                      "amr": ",".join(amr_for(s.methods)), "aip": (approver_ip or "")[:64]})
         r.delete(f"oauth:devuc:{{{cred.data['user_code']}}}")  # a user code works once
 
     def claim(self, cred: DeviceCredential) -> tuple[str, dict]:

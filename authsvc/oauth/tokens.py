@@ -57,7 +57,10 @@ _ROTATE_SQL = (
     .returning(_G.c.user_id, _G.c.session_id, _G.c.scope, _G.c.audiences, _G.c.auth_time, _G.c.acr, _G.c.amr,
                _G.c.expires_at, _G.c.dpop_jkt, _G.c.birth,
                select(_U.c.status).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_status"),
-               select(_U.c.sub).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_sub"))
+               select(_U.c.sub).where(_U.c.id == _G.c.user_id).scalar_subquery().label("user_sub"),
+               # a must-reset account (breached, reported compromised, admin) gets no tokens through any grant
+               select(_U.c.must_change_password).where(_U.c.id == _G.c.user_id).scalar_subquery()
+               .label("user_must_reset"))
 )
 
 _CONSUME_CODE = """
@@ -274,7 +277,7 @@ class TokenStore:
                 "ok", {"gid": gid, "cid": client_id, "uid": row.user_id, "sid": row.session_id, "scope": row.scope,
                        "aud": row.audiences, "at": row.auth_time, "acr": row.acr, "amr": row.amr,
                        "sub": row.user_sub, "bx": row.birth or ""},
-                user_active=row.user_status == "active")
+                user_active=row.user_status == "active" and not row.user_must_reset)
         grant = self.db.session.get(OAuthGrant, gid)
         if grant is None or grant.client_id != client_id:
             return RotateResult("invalid")

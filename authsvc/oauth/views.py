@@ -14,6 +14,7 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import (Blueprint, current_app, flash, g, jsonify, make_response, redirect, render_template, request,
                    url_for)
+from werkzeug.datastructures import MultiDict
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -21,8 +22,11 @@ from authsvc.errors import Throttled
 from authsvc.models import OAuthConsent
 from authsvc.oauth.clients import DEVICE_GRANT, SCOPES, is_clean_uri
 from authsvc.oauth.dpop import UseDPoPNonceError, www_authenticate
+from authsvc.oauth import par as par_mod
+from authsvc.oauth.client_auth import ALGS as PKJWT_ALGS
 from authsvc.oauth.keys import ALLOWED_ALGS
-from authsvc.oauth.provider import ACR_AAL1, ACR_AAL2, INVALID_BASIC, EndUser, OAuthProvider, malformed_basic
+from authsvc.oauth.provider import (ACR_AAL1, ACR_AAL2, INVALID_BASIC, PROFILE_CLAIMS, EndUser, OAuthProvider,
+                                    malformed_basic)
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required
 from authsvc.web.forms import ActionForm
@@ -77,7 +81,7 @@ def _store_down(exc):
 
 
 _CLIENT_AUTH_ENDPOINTS = {"oauth_api.token", "oauth_api.revoke", "oauth_api.introspect",
-                          "oauth_api.device_authorization"}
+                          "oauth_api.device_authorization", "oauth_api.par"}
 
 
 @api.before_request
@@ -87,6 +91,13 @@ def _refuse_malformed_basic():
         return _oauth_error(401, INVALID_BASIC["error"], INVALID_BASIC["error_description"],
                             {"WWW-Authenticate": 'Basic realm="authsvc"'})
     return None
+
+
+@api.after_request
+def _cors(resp):
+    from authsvc.oauth import cors
+
+    return cors.apply(provider(), resp)
 
 
 def _method_not_allowed(allowed: str):
@@ -106,24 +117,35 @@ def _metadata() -> dict:
         "introspection_endpoint": iss + "/oauth2/introspect",
         "end_session_endpoint": iss + "/oauth2/logout",
         "device_authorization_endpoint": iss + "/oauth2/device_authorization",
+        "pushed_authorization_request_endpoint": iss + "/oauth2/par",  # RFC 9126 §5
+        "require_pushed_authorization_requests": False,  # per client instead (require_pushed_authorization_requests)
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", DEVICE_GRANT],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt",
+                                                  "none"],
+        "token_endpoint_auth_signing_alg_values_supported": list(PKJWT_ALGS),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt",
+                                                       "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": list(PKJWT_ALGS),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post",
+                                                          "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": list(PKJWT_ALGS),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [provider().settings.signing_alg],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "email",
-                             "email_verified"],
+                             "email_verified", *PROFILE_CLAIMS],
         "acr_values_supported": [ACR_AAL1, ACR_AAL2],
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "dpop_signing_alg_values_supported": list(provider().dpop.algorithms),  # RFC 9449 §5.1
+        # OpenID Connect Back-Channel Logout 1.0 §2.1: logout tokens carry sid, and ID tokens carry the same sid.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }
 
 
@@ -186,12 +208,96 @@ def device_authorization():
     return provider().server.create_endpoint_response("device_authorization")
 
 
+PAR_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+
+@api.route("/oauth2/par", methods=["GET", "POST"])
+def par():
+    """RFC 9126 pushed authorization request: the client authenticates as at the token endpoint (§2), the request is
+    validated as the authorization endpoint would (§2.1), and the answer is 201 with a one-time request_uri (§2.2).
+    Errors are JSON (§2.3), never a redirect. A DPoP proof here binds the code to its key (RFC 9449 §10.1)."""
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    p = provider()
+    try:
+        proof = p.dpop_proof("/oauth2/par")
+        client = p.server.authenticate_client(p.server.create_oauth2_request(None), PAR_AUTH_METHODS, endpoint="par")
+    except OAuth2Error as error:
+        return p.server.handle_error_response(None, error)
+    form = request.form
+
+    def bad(error: str, description: str):
+        return _oauth_error(400, error, description)
+
+    if "request_uri" in form:  # §2.1: a pushed request must not itself reference one
+        return bad("invalid_request", "'request_uri' must not be sent to the pushed authorization request endpoint.")
+    if "request" in form:
+        return bad("request_not_supported", "Request objects ('request') are not supported; push plain parameters.")
+    if form.get("client_id") not in (None, client.client_id) or len(form.getlist("client_id")) > 1:
+        return bad("invalid_request", "'client_id' is not the client that authenticated.")
+    params = par_mod.clean_params(form)
+    if params is None:
+        return bad("invalid_request", "Too many parameters for an authorization request.")
+    params["client_id"] = [client.client_id]
+    if proof is not None:
+        if params.get("dpop_jkt") not in (None, [proof.jkt]):  # RFC 9449 §10.1: both given → they must match
+            return bad("invalid_request", "'dpop_jkt' does not match the key of the DPoP proof.")
+        params["dpop_jkt"] = [proof.jkt]
+    request.values = MultiDict([(k, v) for k, vs in params.items() for v in vs])
+    refused = _validate_pushed(p, client)
+    if refused is not None:
+        return refused
+    request_uri, expires_in = p.par.push(client.client_id, params)
+    p.record("oauth:par:push", "success", client_id=client.client_id, dpop=bool(proof) or None)
+    resp = jsonify({"request_uri": request_uri, "expires_in": expires_in})
+    resp.status_code = 201
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _validate_pushed(p: OAuthProvider, client):
+    """The authorization endpoint's checks on the pushed parameters (request.values), as JSON errors; None if valid."""
+    values = request.values
+    name = _unsafe_parameter(values)
+    if name:
+        return _oauth_error(400, "invalid_request", f"The '{name}' parameter holds characters it may not contain.")
+    if "openid" in (values.get("scope") or "").split() and not values.get("redirect_uri"):
+        return _oauth_error(400, "invalid_request", "'redirect_uri' is required in an OpenID Connect request.")
+    try:
+        grant = p.server.get_consent_grant(end_user=None)
+    except OAuth2Error as error:
+        if error.error != "login_required":  # prompt=none: judged when the user arrives, not now
+            return _oauth_error(400, error.error, error.description or error.error)
+        grant = None
+    except ValueError:
+        return _oauth_error(400, "invalid_request", "The request is malformed.")
+    if values.get("response_mode") not in (None, "", "query", "form_post") or len(values.getlist("response_mode")) > 1:
+        return _oauth_error(400, "invalid_request", "'response_mode' must be 'query' or 'form_post'.")
+    try:
+        p.requested_audiences(client, values.getlist("resource"))
+    except OAuth2Error as error:
+        return _oauth_error(400, "invalid_target", error.description)
+    if len(values.getlist("dpop_jkt")) > 1 or ("dpop_jkt" in values and not _JKT.fullmatch(values.get("dpop_jkt"))):
+        return _oauth_error(400, "invalid_request", "'dpop_jkt' must be one RFC 7638 SHA-256 JWK thumbprint.")
+    del grant
+    return None
+
+
 @api.route("/oauth2/userinfo", methods=["GET", "POST"])
 def userinfo():
     p = provider()
-    scheme, _, tok = request.headers.get("Authorization", "").partition(" ")
+    header = request.headers.get("Authorization", "")
+    scheme, _, tok = header.partition(" ")
     tok = tok.strip()
     scheme = scheme.lower()
+    # RFC 6750 §2.2: the token may come in a form-encoded POST body instead (never in the query, §2.3 is not
+    # offered); §3.1: more than one method in one request is invalid_request.
+    body_token = (request.form.get("access_token") if request.method == "POST"
+                  and request.mimetype == "application/x-www-form-urlencoded" else None)
+    if body_token is not None:
+        if header:
+            return _bearer_error(400, "invalid_request", "Send the access token in one place only (header or body).")
+        scheme, tok = "bearer", body_token.strip()
     if scheme not in ("bearer", "dpop") or not tok:
         return _bearer_error(401, "invalid_request", "Send the access token as 'Authorization: Bearer' or 'DPoP'.",
                              dpop=True)
@@ -199,6 +305,7 @@ def userinfo():
     if rec is None:
         return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.",
                              dpop=scheme == "dpop")
+    g.authsvc_cors_client = rec["cid"]  # CORS: the token's client decides which browser origin may read this
     refused = _dpop_refusal(p, scheme, tok, rec)  # RFC 9449 §7: before any quota is spent on the token
     if refused is not None:
         return refused
@@ -272,13 +379,57 @@ def _with_iss(resp):
     return resp
 
 
+def _respond(resp, redirect_uri: str | None):
+    """The authorization response (success or error) for a redirect URI Authlib has validated: RFC 9207 ``iss``
+    added, then sent as asked by ``response_mode`` — a 302 with the query (default), or with ``form_post`` (OAuth 2.0
+    Form Post Response Mode) an HTML page whose form posts the same parameters to that URI, submitted by script."""
+    resp = _with_iss(resp)
+    if request.values.get("response_mode") != "form_post" or not redirect_uri or resp.status_code not in (301, 302,
+                                                                                                           303):
+        return resp
+    from urllib.parse import parse_qsl
+
+    own = {k for k, _ in parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True)}
+    fields = [(k, v) for k, v in parse_qsl(urlsplit(resp.location).query, keep_blank_values=True) if k not in own]
+    page = make_response(render_template("oauth/form_post.html", action=redirect_uri, fields=fields))
+    page.headers["Content-Security-Policy"] = _csp_for(redirect_uri)
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
 def _error_page(error: OAuth2Error, status: int = 400):
     # The redirect URI could not be trusted (unknown client, unregistered URI): show the error, never redirect.
     return render_template("oauth/error.html", error=error.error, description=error.description), status
 
 
+_FORM_ONLY = ("csrf_token", "decision")  # the consent / logout confirmation forms' own fields, never request parameters
+
+
+def _request_params() -> dict:
+    """The authorization (or logout) request's parameters as a list-valued dict, whether it came by GET or by POST
+    (OIDC Core §3.1.2.1 / RP-Initiated Logout §2: both MUST be supported), without the forms' own fields. For a
+    pushed request only its reference travels on (client_id, request_uri): the parameters stay on the server."""
+    pushed = g.get("authsvc_par")
+    if pushed is not None:
+        out = {"client_id": [pushed["client_id"]], "request_uri": [pushed["request_uri"]]}
+        if request.values.get(REAUTH_PARAM):
+            out[REAUTH_PARAM] = request.values.getlist(REAUTH_PARAM)
+        return out
+    args = request.values.to_dict(flat=False)
+    for name in _FORM_ONLY:
+        args.pop(name, None)
+    return args
+
+
+def _is_form_post() -> bool:
+    """A POST from one of our own forms (consent, logout confirmation) rather than a client's request by POST: it
+    carries the form's CSRF token or decision. Such a POST must pass the CSRF check; a request by POST carries
+    neither and is treated exactly as the same request by GET (which no CSRF check guards either)."""
+    return request.method == "POST" and any(name in request.form for name in _FORM_ONLY)
+
+
 def _authorize_url(**changes) -> str:
-    args = request.args.to_dict(flat=False)
+    args = _request_params()
     for k, v in changes.items():
         if v is None:
             args.pop(k, None)
@@ -352,20 +503,36 @@ def _unsafe_parameter(values) -> str | None:
 @web.route("/oauth2/authorize", methods=["GET", "POST"])
 def authorize():
     p = provider()
-    if request.method == "POST" and not ActionForm().validate_on_submit():  # the consent form: CSRF first
+    consent_post = _is_form_post()
+    if consent_post and not ActionForm().validate_on_submit():  # the consent form: CSRF first
         return render_template("message.html", title="Nothing changed",
                                message="Your form expired. Go back to the application and try again."), 400
+    g.authsvc_par = None
+    if (request.values.get("request_uri") or "").startswith(par_mod.PREFIX):  # ours (any other: not supported)
+        refused = _open_pushed_request(p)
+        if refused is not None:
+            return refused
     bad = _unsafe_parameter(request.values)
     if bad:  # before Authlib: the redirect URI is not trusted yet, so an error page, never a redirect
         return _error_page(OAuth2Error(error="invalid_request",
                                        description=f"The '{bad}' parameter holds characters it may not contain."))
+    if "openid" in (request.values.get("scope") or "").split() and not request.values.get("redirect_uri"):
+        # OIDC Core §3.1.2.1: redirect_uri is REQUIRED in an OpenID request (RFC 6749 alone would let a client with
+        # one registered URI omit it). Nothing to redirect to: the error page.
+        return _error_page(OAuth2Error(error="invalid_request",
+                                       description="'redirect_uri' is required in an OpenID Connect request."))
     session, user = cookie_session()
+    if user is None and request.method == "POST" and not consent_post:
+        # The session cookie is SameSite=Lax: a request POSTed from the client's site arrives without it. Carry on
+        # as a top-level GET (which does send it), so a signed-in user is not asked to sign in again.
+        return redirect(_authorize_url(), code=303)
     end_user = EndUser(user, session) if user is not None else None
     try:
         grant = p.server.get_consent_grant(end_user=end_user)
     except OAuth2Error as error:
         if error.redirect_uri:
-            return _with_iss(p.server.handle_error_response(None, error))
+            _use_up_pushed_request(p)
+            return _respond(p.server.handle_error_response(None, error), error.redirect_uri)
         return _error_page(error)
     except ValueError:  # e.g. Authlib refusing to echo a character in an error description: still the client's fault
         return _error_page(OAuth2Error(error="invalid_request", description="The request is malformed."))
@@ -374,10 +541,23 @@ def authorize():
     prompts = (args.get("prompt") or "").split()
 
     def fail(error_cls_name: str, description: str):
+        _use_up_pushed_request(p)
         err = OAuth2Error(error=error_cls_name, description=description, redirect_uri=redirect_uri,
                           state=args.get("state"))
-        return _with_iss(p.server.handle_error_response(None, err))
+        return _respond(p.server.handle_error_response(None, err), redirect_uri)
 
+    if grant.client.require_par and g.authsvc_par is None:  # RFC 9126 §6
+        return fail("invalid_request", "This client must push its authorization requests (RFC 9126 PAR) and send "
+                                       "the request_uri it got.")
+    if args.get("response_mode") not in (None, "", "query", "form_post") or len(args.getlist("response_mode")) > 1:
+        return fail("invalid_request", "'response_mode' must be 'query' or 'form_post'.")
+    if args.get("response_mode") == "form_post" and not redirect_uri.startswith(("https://", "http://")):
+        request.values = MultiDict({k: v for k, v in args.items(multi=True) if k != "response_mode"})
+        return fail("invalid_request", "'form_post' needs an http(s) redirect URI.")
+    if "request" in args:  # OIDC Core §6.1: request objects (JAR) are not supported
+        return fail("request_not_supported", "Request objects ('request') are not supported; send plain parameters.")
+    if "request_uri" in args:  # OIDC Core §6.2
+        return fail("request_uri_not_supported", "'request_uri' is not supported; send plain parameters.")
     if "none" in prompts and len(prompts) > 1:
         return fail("invalid_request", "'prompt=none' cannot be combined with other values.")
     try:
@@ -426,28 +606,69 @@ def authorize():
     scopes = (grant.request.scope or "").split()
     consent = _consent_for(user.id, client.client_id)
     covered = consent is not None and set(scopes) <= set(consent.scopes.split())
-    if request.method == "POST":  # CSRF already checked above
+    if consent_post:  # CSRF already checked above
         if request.form.get("decision") != "allow":
             p.record("oauth:consent:deny", "info", user_id=user.id, client_id=client.client_id)
-            return _with_iss(p.server.create_authorization_response(grant_user=None, grant=grant))
+            if not _use_up_pushed_request(p):
+                return _pushed_request_gone()
+            return _respond(p.server.create_authorization_response(grant_user=None, grant=grant), redirect_uri)
         _remember_consent(user.id, client.client_id, scopes, consent)
         p.record("oauth:consent:grant", "success", user_id=user.id, client_id=client.client_id, scope=" ".join(scopes))
         covered = True
-    if "consent" in prompts and request.method != "POST":
+    if "consent" in prompts and not consent_post:
         covered = False
     if not covered:
         if "none" in prompts:
             return fail("consent_required", "The user has not consented to this client.")
         resp = make_response(render_template("oauth/consent.html", client=client, scopes=scopes, form=ActionForm(),
-                                             action=request.full_path if request.method == "GET" else
-                                             _authorize_url()))
+                                             action=_authorize_url()))
         resp.headers["Content-Security-Policy"] = _csp_for(redirect_uri)
         return resp
-    resp = p.server.create_authorization_response(grant_user=end_user, grant=grant)
+    if not _use_up_pushed_request(p):
+        return _pushed_request_gone()  # a racing approval of the same request_uri got the code
+    resp = _respond(p.server.create_authorization_response(grant_user=end_user, grant=grant), redirect_uri)
     if marker:
         p.tokens.redis.delete(_reauth_key(marker))  # served its purpose: one authorization per login asked for
     p.record("oauth:code:issue", "success", user_id=user.id, client_id=client.client_id)
     return resp
+
+
+def _pushed_request_gone():
+    return _error_page(OAuth2Error(error="invalid_request_uri",
+                                   description="This request_uri is unknown, has expired or was already used."))
+
+
+def _open_pushed_request(p: OAuthProvider):
+    """RFC 9126 §4: replace the request's parameters by the pushed ones (the only ones that count, as with a request
+    object, RFC 9101 §5), after checking the request_uri is live and was pushed by the client named in client_id.
+    Returns an error page, or None when the request may go on."""
+    request_uri = request.values.get("request_uri")
+    pushed = p.par.open(request_uri)
+    if pushed is None:
+        return _pushed_request_gone()
+    if request.values.get("client_id") != pushed["cid"]:  # bound to the client that pushed it (§2.2)
+        return _error_page(OAuth2Error(error="invalid_request_uri",
+                                       description="This request_uri was not pushed by this client."))
+    merged = MultiDict()
+    for name, values in pushed["params"].items():
+        for v in values:
+            merged.add(name, v)
+    own = MultiDict()
+    for name in (REAUTH_PARAM, *_FORM_ONLY):  # our own continuation: the login marker, the consent form's fields
+        for v in request.values.getlist(name):
+            own.add(name, v)
+    request.args = MultiDict([*merged.items(multi=True), *((k, v) for k, v in own.items(multi=True)
+                                                          if k == REAUTH_PARAM)])
+    request.values = MultiDict([*merged.items(multi=True), *own.items(multi=True)])
+    g.authsvc_par = {"client_id": pushed["cid"], "request_uri": request_uri}
+    return None
+
+
+def _use_up_pushed_request(p: OAuthProvider) -> bool:
+    """Consume the request_uri (if this is a pushed request) as its authorization response goes out: one response
+    per pushed request. False if it was already used (the caller issues nothing)."""
+    pushed = g.get("authsvc_par")
+    return pushed is None or p.par.consume(pushed["request_uri"])
 
 
 def _consent_for(user_id: int, client_id: str) -> OAuthConsent | None:
@@ -531,10 +752,15 @@ def device():
     client = p.clients.get(cred.get_client_id())
     decision = request.form.get("decision")
     if decision is None or client is None:
+        # Device-code phishing: name the app and where the request came from, and warn when that is not where the
+        # person approving it is (the code was most likely sent to them by someone else).
+        origin = p.place_of(cred.data.get("rip") or None)
+        mine = p.place_of(request_context().ip)
         return render_template("oauth/device_confirm.html", form=form, user_code=cred.get_user_code(),
-                               client=client, scopes=cred.get_scope().split())
+                               client=client, scopes=cred.get_scope().split(), origin=origin, mine=mine,
+                               elsewhere=p.places_differ(origin, mine))
     if decision == "allow":
-        p.device.decide(cred, EndUser(user, session))
+        p.device.decide(cred, EndUser(user, session), approver_ip=request_context().ip)
         p.record("oauth:device:approve", "success", user_id=user.id, client_id=client.client_id,
                  scope=cred.get_scope())
         return render_template("message.html", title="Device connected",
@@ -553,18 +779,22 @@ def logout():
     except InvalidRequestError as error:
         return _error_page(error)  # never redirect on a bad logout request (RP-Initiated Logout §4)
     session, user = cookie_session()
+    if user is None and request.method == "POST" and not _is_form_post():
+        # As at /oauth2/authorize: a cross-site POST carries no SameSite=Lax cookie; a top-level GET does.
+        return redirect("/oauth2/logout?" + urlencode(_request_params(), doseq=True), code=303)
     claims = req.id_token_claims or {}
     hint_matches = user is not None and claims.get("sub") == user.sub
-    if request.method == "POST":
+    if _is_form_post():  # our confirmation form (a logout request by POST carries no CSRF token: see below)
         form = ActionForm()
         if not form.validate_on_submit():
             return render_template("message.html", title="Not signed out",
                                    message="Your form expired. Reload the page and try again."), 400
         confirmed = True
-    else:
+    else:  # a logout request, by GET or POST (RP-Initiated Logout §2: both MUST be supported)
         confirmed = hint_matches  # a valid ID token of the signed-in user is proof enough (no confirmation)
     if user is not None and not confirmed:
-        resp = make_response(render_template("oauth/logout.html", form=ActionForm(), action=request.full_path,
+        action = "/oauth2/logout" + ("?" + urlencode(_request_params(), doseq=True) if _request_params() else "")
+        resp = make_response(render_template("oauth/logout.html", form=ActionForm(), action=action,
                                              client=req.client))
         if req.redirect_uri:
             resp.headers["Content-Security-Policy"] = _csp_for(req.redirect_uri)

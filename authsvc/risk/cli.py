@@ -63,8 +63,10 @@ def simulate_cmd(users: int, days: int, seed: int, output: str, geoip_dir: str |
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override a numeric RiskConfig field, e.g. --set prior_weight=0, or a tuple of numbers, e.g. "
                    "--set mu_ip=0.5,0.25,0.17,0.08 (repeatable).")
+@click.option("--weights", "weights_file", type=click.Path(exists=True, dir_okay=False),
+              help="A weights file written by `risk fit`: score as the live engine would with it.")
 def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb: str | None, no_velocity: bool,
-               model: str, overrides: tuple[str, ...]) -> None:
+               model: str, overrides: tuple[str, ...], weights_file: str | None) -> None:
     """Score every row from what was learned before it; learn from successful rows. Writes index,score,decision,reasons."""
     from .model import RiskEngine
     from .evaluation.replay import replay
@@ -77,7 +79,15 @@ def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb:
             raise click.BadParameter("--set applies to the authsvc model only", param_hint="--set")
         stats = replay(logins, output, engine=ReferenceModel(geo=geo), velocity=False)  # type: ignore[arg-type]
     else:
-        stats = replay(logins, output, engine=RiskEngine(config=_config(overrides), geo=geo), velocity=not no_velocity)
+        config = _config(overrides)
+        if weights_file:
+            from .weights import WeightsError, load_weights
+
+            try:
+                config = load_weights(weights_file, config)
+            except WeightsError as exc:
+                raise click.BadParameter(str(exc), param_hint="--weights") from None
+        stats = replay(logins, output, engine=RiskEngine(config=config, geo=geo), velocity=not no_velocity)
     click.echo(f"replayed {stats.rows} rows in {stats.seconds:.1f} s: {stats.rows_per_second:,.0f} rows/s"
                + (" (input was not in time order: sorted in memory)" if stats.resorted else ""), err=True)
 
@@ -156,6 +166,116 @@ def ablate_cmd(logins: str, outdir: str, variants: tuple[str, ...], warmup: floa
     paths = run_ablations(logins, outdir, names)
     click.echo(f"replayed {len(names)} variants in {time.perf_counter() - t0:.0f} s", err=True)
     click.echo(summarise(load(logins, [str(p) for p in paths], warmup=warmup), names))
+
+
+@risk.command("fit")
+@click.argument("logins", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Weights file of the first --labels source (AUTHSVC_RISK_WEIGHTS_FILE, `replay --weights`).")
+@click.option("--labels", "label_kinds", multiple=True, type=click.Choice(["outcomes", "attacks"]),
+              help="Label source(s), repeatable; the first is written to --output. 'outcomes': failed vs passed "
+                   "step-ups and successful logins only; 'attacks': also the attack-labelled rows. Default: both.")
+@click.option("--warmup", type=click.FloatRange(0, 0.95), default=0.25, show_default=True,
+              help="Leading fraction of the time span replayed but neither fitted nor evaluated.")
+@click.option("--split", type=click.FloatRange(0.05, 0.95), default=0.6, show_default=True,
+              help="Train on [warmup, split) of the time span; the rest is the later window (report --warmup SPLIT).")
+@click.option("--hgb", is_flag=True, help="Also fit HistGradientBoosting (offline comparison only; not shippable).")
+@click.option("--scores-dir", type=click.Path(file_okay=False),
+              help="Write score files here: v2.csv and one per fitted model, for `risk report --warmup SPLIT`.")
+@click.option("--asn-csv", multiple=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--country-mmdb", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="As for replay: the v2 config fitted.")
+def fit_cmd(logins: str, output: str, label_kinds: tuple[str, ...], warmup: float, split: float, hgb: bool,
+            scores_dir: str | None, asn_csv: tuple[str, ...], country_mmdb: str | None,
+            overrides: tuple[str, ...]) -> None:
+    """Fit the weights of the engine's terms on an earlier time window of labelled logins (docs/RISK.md,
+    "Learning from outcomes"); print log-loss on the later window against the unweighted v2 sum."""
+    import tempfile
+
+    from .evaluation.fit import FitInputError, collect, decisions, fit, save, write_scores
+
+    if not warmup < split:
+        raise click.BadParameter(f"--split ({split}) must be after --warmup ({warmup})", param_hint="--split")
+    kinds = list(dict.fromkeys(label_kinds)) or ["outcomes", "attacks"]
+    geo = GeoResolver(asn_csv=list(asn_csv) or None, country_mmdb=country_mmdb) if (asn_csv or country_mmdb) else None
+    config = _config(overrides)
+    t0 = time.perf_counter()
+    if scores_dir:
+        os.makedirs(scores_dir, exist_ok=True)
+    if scores_dir:
+        v2_path = os.path.join(scores_dir, "v2.csv")
+    else:
+        fd, v2_path = tempfile.mkstemp(suffix=".csv")
+        os.close(fd)
+    try:
+        data = collect(logins, v2_path, config=config, geo=geo)
+    except FitInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if not scores_dir and os.path.exists(v2_path):
+            os.unlink(v2_path)
+    click.echo(f"replayed {len(data.index)} rows in {time.perf_counter() - t0:.0f} s", err=True)
+    commit = _git_commit()
+    click.echo("| model | labels | train rows (bad) | later-window rows | log-loss fitted | log-loss unweighted "
+               "(v2 + intercept) | log-loss Platt(v2) |")
+    click.echo("|---|---|---|---|---|---|---|")
+    for i, kind in enumerate(kinds):
+        for model in (["lr", "hgb"] if hgb else ["lr"]):
+            try:
+                res = fit(data, kind, warmup=warmup, split=split, model=model)
+            except FitInputError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(f"| {res.name} | {kind} | {res.n_train} ({res.n_pos}) | {res.n_eval} | "
+                       f"{res.logloss_eval:.5f} | {res.logloss_eval_unweighted:.5f} | {res.logloss_eval_platt:.5f} |")
+            if model == "lr":
+                click.echo("  weights: " + ", ".join(f"{k} {v:+.3f}" for k, v in res.terms.items())
+                           + f"; offset {res.offset:+.3f}; intercept {res.intercept:+.3f}"
+                           + (f"; set to 0 (came out negative): {', '.join(res.zeroed)}" if res.zeroed else "")
+                           + (f"; kept at v2 (too few labelled rows): {', '.join(res.unfitted)}" if res.unfitted
+                              else ""),
+                           err=True)
+                if i == 0:
+                    save(res, data, output, source=logins, warmup=warmup, split=split, engine_commit=commit)
+            if scores_dir:
+                write_scores(os.path.join(scores_dir, f"{res.name}.csv"), data.index, res.scores,
+                             decisions(res.scores, config))  # type: ignore[arg-type]
+    click.echo(f"wrote {output} ({kinds[0]}); evaluate with: risk report {logins} <scores> --warmup {split}", err=True)
+
+
+@risk.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True)
+@click.option("--stepup-window", type=click.IntRange(min=60, max=86400), default=900, show_default=True,
+              help="Seconds within which a success finishes a step-up; without one it counts as failed.")
+@click.option("--confirmed", type=click.IntRange(min=1), multiple=True, metavar="RECEIPT_ID",
+              help="A login receipt (login_events.id) an administrator confirmed as a takeover (repeatable).")
+def export_cmd(output: str, stepup_window: int, confirmed: tuple[int, ...]) -> None:
+    """Write the service's login history with its outcome labels (step-ups passed/failed, "this wasn't me",
+    confirmed takeovers) in the RBA schema + an Outcome column: the input of `risk fit`. Reads the database named
+    by the service's settings (AUTHSVC_DATABASE_URL or the config file)."""
+    from authsvc import create_app
+    from authsvc.extensions import db
+
+    from .export import export_labels
+
+    app = create_app()
+    with app.app_context():
+        try:
+            counts = export_labels(db.session, output, stepup_window=stepup_window, confirmed=confirmed)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--confirmed") from None
+    click.echo(f"wrote {sum(counts.values())} rows to {output}: "
+               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), err=True)
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def _config(overrides: tuple[str, ...]) -> RiskConfig:

@@ -36,6 +36,10 @@ DEFAULT_VELOCITY_RULES: tuple[VelocityRule, ...] = (
     VelocityRule("prefix_failures", 20, 1.0, "prefix_failures", "{value:.0f} recent failed logins from this network"),
     VelocityRule("asn_failures", 200, 0.5, "asn_failures", "{value:.0f} recent failed logins from this provider"),
     VelocityRule("ip_distinct_users", 5, 1.5, "ip_many_accounts", "{value:.0f} accounts tried from this IP"),
+    # Issue 16: accounts that failed from this IP in a day-long fixed window (the defense layer's Redis set; the
+    # replay derives the same count). Low-and-slow spraying reuses a few IPs for weeks at < 1 attempt per IP per hour,
+    # under every 1-hour counter (docs/RISK.md §6, "spraying").
+    VelocityRule("ip_accounts_day", 5, 1.5, "ip_many_accounts_day", "{value:.0f} accounts failed from this IP today"),
     VelocityRule("ip_unknown_user_share", 0.5, 1.5, "ip_unknown_users", "{value:.0%} of recent attempts from this IP were for unknown accounts", cap=1.0),
     VelocityRule("password_spray_accounts", 5, 2.0, "password_spray", "this password failed on {value:.0f} other accounts"),
 )
@@ -91,6 +95,13 @@ class RiskConfig:
     # Prior: 0 = Freeman's log(N / (U·n_u)); 1 = log((N+1) / (n_u+1)) (the reference of issue 16);
     # 2 = log((N+1) / (U·(n_u+1))): form 1 without its growth with log N.
     prior_form: int = 2  # v1: 0
+
+    # -- fitted weights (`authsvc risk fit`; docs/RISK.md, "Learning from outcomes") -------------------------------
+    # None = the v2 sum. Else ((term, weight), ...): an account with history scores term_offset + Σ w·term over
+    # RiskEngine.terms() (flag terms count 1 when present; terms without a weight keep weight 1); first logins keep
+    # the v2 score. Loaded from a weights file by authsvc.risk.weights.load_weights.
+    term_weights: tuple[tuple[str, float], ...] | None = None
+    term_offset: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("mu_ip", "mu_ua"):

@@ -25,11 +25,30 @@ from .geo import GeoResolver
 from .signals import Features, extract_features, hour_term, impossible_travel_term, velocity_terms
 from .store import HOUR_KEY, GlobalStats, InMemoryRiskStore, RiskStore, UserProfile
 
-__all__ = ["RiskEngine", "NullRiskEngine", "p0", "hierarchical_global", "hierarchical_local", "FeatureScore"]
+__all__ = ["RiskEngine", "NullRiskEngine", "p0", "hierarchical_global", "hierarchical_local", "FeatureScore",
+           "FLAG_TERMS", "fitted_score"]
 
 _ALL_LEVELS = IP_LEVELS + UA_LEVELS
 # Global hour counts are read for a ±1 h window: precomputed (level, value) keys per hour.
 _HOUR_WINDOW_KEYS = tuple([(HOUR_KEY, str((h + d) % 24)) for d in (-1, 0, 1)] for h in range(24))
+
+
+# Terms that are a fixed amount when present: a fitted weight multiplies their presence (1), not their v2 amount.
+FLAG_TERMS = frozenset({"no_history", "trusted_device", "breached_password", "travel"})
+
+
+def fitted_score(terms: dict[str, float], cfg: RiskConfig) -> float:
+    """``term_offset + Σ w_k · x_k`` with x_k the term (1 for a flag term); a term without a fitted weight keeps
+    weight 1 on its v2 value (e.g. the trusted-device cookie and breached password, which a replay cannot see)."""
+    weights = dict(cfg.term_weights or ())
+    total = cfg.term_offset
+    for name, value in terms.items():
+        w = weights.get(name)
+        if w is None:
+            total += value
+        else:
+            total += w * (1.0 if name in FLAG_TERMS else value)
+    return total
 
 
 def _neg_weight(r: Reason) -> float:
@@ -125,8 +144,32 @@ class RiskEngine:
         """Call after a login has fully succeeded (password and any step-up), never for failed ones."""
         self.store.learn(ctx.user, features or extract_features(ctx, self.geo), ctx.timestamp)
 
+    def terms(self, ctx: LoginContext, features: Features | None = None) -> dict[str, float]:
+        """The score's terms kept separate, in the order they are added (docs/RISK.md, "Learning from outcomes").
+
+        Keys: ``prior``, ``ip_lr``, ``ua_lr`` (after the trusted-device cap), ``lr_clip`` (only when the clip binds),
+        ``hour``, ``travel`` (only when they fire), ``no_history`` (accounts without retained history),
+        ``trusted_device``, ``breached_password``, and ``v:<code>`` per velocity rule that fired. Their sum is
+        the v2 score (up to float rounding: the engine adds the LR part as one clipped sum). Scored with fitted
+        weights (``RiskConfig.term_weights``) the engine still returns these unweighted terms.
+        """
+        out: dict[str, float] = {}
+        self._score(ctx, features or extract_features(ctx, self.geo), out)
+        return out
+
     # -- internals -----------------------------------------------------------------------------------------------
     def score_features(self, ctx: LoginContext, feats: Features) -> Decision:
+        if self.config.term_weights is None:
+            return self._score(ctx, feats, None)
+        terms: dict[str, float] = {}
+        decision = self._score(ctx, feats, terms)
+        if "no_history" in terms:
+            return decision  # first logins keep the v2 score and decision (docs/RISK.md, "Learning from outcomes")
+        score = fitted_score(terms, self.config)
+        return Decision(action=self._action(score, ctx.breached_password), score=score, reasons=decision.reasons)
+
+    def _score(self, ctx: LoginContext, feats: Features, terms: dict[str, float] | None) -> Decision:
+        """The v2 score; with ``terms`` given, each term is also recorded there (the sum is unchanged)."""
         cfg = self.config
         h = feats.hour
         prefetch = getattr(self.store, "prefetch", None)
@@ -153,31 +196,51 @@ class RiskEngine:
             prior = log_prior(stats.n_logins, stats.n_users, profile.n, cfg.prior_form)
             log_s = cfg.prior_weight * prior + ip_fs.log_lr + ua_log
             lo, hi = cfg.log_lr_clip
-            score += min(max(log_s, lo), hi)
+            clipped = min(max(log_s, lo), hi)
+            score += clipped
+            if terms is not None:
+                terms["prior"] = cfg.prior_weight * prior
+                terms["ip_lr"] = ip_fs.log_lr
+                terms["ua_lr"] = ua_log
+                if clipped != log_s:
+                    terms["lr_clip"] = clipped - log_s
             self._location_reason(feats, ip_fs, profile, reasons)
             if not ctx.trusted_device:
                 self._device_reason(feats, ua_fs, profile, reasons)
             if len(gcounts) > 8:
                 term, reason = hour_term(h, profile.hours, profile.n, sum(gcounts[8:11]), stats.n_logins, cfg)
                 score += term
+                if terms is not None and term:
+                    terms["hour"] = term
                 if reason:
                     reasons.append(reason)
             term, reason = impossible_travel_term(feats, ctx.timestamp, profile.last, cfg)
             score += term
+            if terms is not None and reason is not None:
+                terms["travel"] = term
             if reason:
                 reasons.append(reason)
         else:
             score += cfg.no_history_log_lr
+            if terms is not None:
+                terms["no_history"] = cfg.no_history_log_lr
             reasons.append(Reason("no_history", "no previous logins for this account", cfg.no_history_log_lr))
 
         if ctx.trusted_device:
             score += cfg.trusted_device_weight
+            if terms is not None:
+                terms["trusted_device"] = cfg.trusted_device_weight
         if ctx.breached_password:
             score += cfg.breached_password_weight
+            if terms is not None:
+                terms["breached_password"] = cfg.breached_password_weight
             reasons.append(Reason("breached_password", "password found in breaches", cfg.breached_password_weight))
         vterm, vreasons = velocity_terms(ctx.velocity, cfg.velocity_rules)
         score += vterm
         reasons.extend(vreasons)
+        if terms is not None:
+            for r in vreasons:
+                terms["v:" + r.code] = r.weight
 
         action = self._action(score, ctx.breached_password)
         if len(reasons) > 1:

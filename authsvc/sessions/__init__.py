@@ -114,6 +114,7 @@ class SessionInfo:
     methods: tuple[str, ...]
     binding: str | None = None  # DBSC short-cookie state ("bc"); set when the session is bound to a device key
     must_change_password: bool = False  # set by check_light (the API refuses everything but the change)
+    login_id: str | None = None  # the login this session belongs to: the OIDC ``sid`` (set by issue and check)
     suspended: str | None = None  # drift reason codes while the session waits for a step-up (check(allow_suspended))
 
 
@@ -150,7 +151,7 @@ _GUARD_VA = (update(User.__table__)
              .where(User.id == bindparam("p_uid"), User.sessions_valid_after == bindparam("p_va"))
              .values(sessions_valid_after=User.sessions_valid_after))
 _GUARD_VA_PW = _GUARD_VA.where(User.password_hash == bindparam("p_pw"))
-_CHECK_SQL = (select(User, UserSession.revoked_at, UserSession.created_at)
+_CHECK_SQL = (select(User, UserSession.revoked_at, UserSession.created_at, UserSession.login_id)
               .join(UserSession, UserSession.user_id == User.id)
               .where(UserSession.id == bindparam("p_sid")))
 
@@ -166,6 +167,10 @@ class SessionService:
         # Called with (user_id, [session ids]) after sessions are revoked, so that what was issued *from* a session
         # (OAuth tokens, trusted-device marks) dies with it. Listeners must not raise for "nothing to do".
         self.revocation_listeners: list = []
+        # Called with (user_id, [session ids], reason) *before* the commit that ends them, to add rows to the same SQL
+        # transaction (authsvc.oauth.backchannel queues the apps' logout tokens there): either the sessions end and
+        # the apps will be told, or neither happens. They must not commit.
+        self.ending_writers: list = []
         self.backstop_ttl = 5.0
         self._backstop: dict[str, tuple] = {}
         # Continuous session risk (authsvc.risk.drift), wired by authsvc.services: ``context_of(ip, ua)`` gives the
@@ -174,10 +179,20 @@ class SessionService:
         self.context_of = None
         self.geo_of = None
         self.drift_listener = None
+        # Live sessions per user (issue 20; 0 = no cap): a sign-in beyond it ends the user's oldest sessions, like any
+        # ended session (SQL first, then Redis, then the revocation listeners: tokens issued from them die too);
+        # ``cap_listener(user_id, [ended session ids])`` audits it.
+        self.max_per_user = 0
+        self.cap_listener = None
         # In-session step-up: ``suspension_listeners`` are called with (user_id, sid) when a session is suspended
         # (OAuth revokes what the session minted: a suspended session's refresh tokens must not work).
         self.suspension_listeners: list = []
         self.step_up_max_failures = 5
+
+    def _ending(self, user_id: int, sids: list[str], reason: str) -> None:
+        if sids:
+            for writer in self.ending_writers:
+                writer(user_id, sids, reason)
 
     def _revoked(self, user_id: int, sids: list[str]) -> None:
         for sid in sids:  # this process forgets its cached backstop answer at once; others within backstop_ttl
@@ -195,13 +210,17 @@ class SessionService:
     # --- issue -------------------------------------------------------------------------------------------------------
     def issue(self, user: User, *, ip: str | None, user_agent: str | None, aal: int = 1,
               methods: tuple[str, ...] = ("pwd",), before_commit=None,
-              generation: Generation | None = None) -> IssuedSession:
+              generation: Generation | None = None, login_id: str | None = None) -> IssuedSession:
         """``before_commit(session_id)`` may add rows (receipt, audit event) to the same SQL transaction.
+
+        ``login_id``: the login a replacement session continues (step-up, reauthentication), so apps keep seeing the
+        same OIDC ``sid``; None for a new sign-in (a fresh random one).
 
         ``generation``: what the login saw at its proof; raises :class:`StaleCredentials` (nothing written) if the
         account's credentials or cut-off changed since."""
         token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
         sid = token_hash(token)
+        login_id = login_id or secrets.token_urlsafe(16)  # 128 bits; unrelated to the token
         ua = (user_agent or "")[:512]
         if generation is not None:
             params = {"p_uid": user.id, "p_va": generation.valid_after}
@@ -216,7 +235,8 @@ class SessionService:
         # A Core INSERT (built once), not an ORM object: nothing reads the row back in this request, and the unit of
         # work's flush machinery costs more CPU than the statement (measured on the login path).
         self.db.session.execute(_INSERT_SESSION, {"id": sid, "user_id": user.id, "created_at": now, "ip": ip,
-                                                  "user_agent": ua, "aal": aal, "methods": ",".join(methods)})
+                                                  "user_agent": ua, "aal": aal, "methods": ",".join(methods),
+                                                  "login_id": login_id})
         if before_commit is not None:
             before_commit(sid)
         self.db.session.commit()
@@ -232,7 +252,9 @@ class SessionService:
         pipe.sadd(_ukey(user.id), sid)
         pipe.expire(_ukey(user.id), self.absolute)
         pipe.execute()
-        info = SessionInfo(sid, user.id, now, now, ip, ua, aal, methods)
+        if self.max_per_user:
+            self._cap(user.id, now)
+        info = SessionInfo(sid, user.id, now, now, ip, ua, aal, methods, login_id=login_id)
         return IssuedSession(token, info, now + dt.timedelta(seconds=min(self.idle, self.absolute)))
 
     # --- check (hot path) --------------------------------------------------------------------------------------------
@@ -318,6 +340,23 @@ class SessionService:
     def password_proven(self, sid: str) -> bool:
         return self.redis.hget(_skey(sid), "sup") == "1"
 
+    def _cap(self, uid: int, now: dt.datetime) -> None:
+        """End the user's sessions beyond the newest ``max_per_user`` that can still be live (not revoked, born
+        within the absolute timeout): one indexed SELECT per sign-in, at most 100 ended per sign-in. Two sign-ins at
+        the same instant may each end one (the cap holds, one session more may end)."""
+        excess = list(self.db.session.execute(
+            select(UserSession.id).where(UserSession.user_id == uid, UserSession.revoked_at.is_(None),
+                                         UserSession.created_at >= now - dt.timedelta(seconds=self.absolute))
+            .order_by(UserSession.created_at.desc(), UserSession.id.desc())
+            .offset(self.max_per_user).limit(100)).scalars())
+        self.db.session.rollback()
+        if not excess:
+            return
+        for old in excess:
+            self._end(uid, old, "session_cap")
+        if self.cap_listener is not None:
+            self.cap_listener(uid, excess)
+
     def step_up_failed(self, user: User, sid: str) -> tuple[int, bool]:
         """Count one failed proof for a suspended session: (failures so far, ended). At ``step_up_max_failures`` the
         session ends and is contained like a drift "end" (what it minted ends; the caller audits and tells)."""
@@ -328,9 +367,11 @@ class SessionService:
         return n, False
 
     def _end(self, uid: int, sid: str, reason: str) -> None:
-        self.db.session.execute(update(UserSession).where(
+        res = self.db.session.execute(update(UserSession).where(
             UserSession.id == sid, UserSession.user_id == uid, UserSession.revoked_at.is_(None))
             .values(revoked_at=self.clock.now(), revoke_reason=reason[:64]))
+        if res.rowcount:
+            self._ending(uid, [sid], reason)
         self.db.session.commit()
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(_skey(sid))
@@ -357,7 +398,7 @@ class SessionService:
         row = self.db.session.execute(_CHECK_SQL, {"p_sid": sid}).first()
         if row is None:
             return None
-        user, revoked_at, created_at = row
+        user, revoked_at, created_at, login_id = row
         if revoked_at is not None or not user.is_active or created_at < user.sessions_valid_after \
                 or user.id != int(uid):
             # Redis still had it (lost deletion, restored snapshot): finish the job now.
@@ -373,7 +414,7 @@ class SessionService:
             suspended = exc.reasons
         info = SessionInfo(sid, user.id, created_at, dt.datetime.fromtimestamp(float(last_seen), dt.UTC),
                            None, None, int(aal), tuple(methods.split(",")) if methods else (), binding or None,
-                           suspended=suspended)
+                           login_id=login_id, suspended=suspended)
         return info, user
 
     def check_light(self, token: str | None, ctx: tuple[str | None, str | None] | None = None
@@ -466,6 +507,8 @@ class SessionService:
             .where(UserSession.id == sid, UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
             .values(revoked_at=self.clock.now(), revoke_reason=reason)
         )
+        if res.rowcount:
+            self._ending(user.id, [sid], reason)
         self.db.session.commit()
         if res.rowcount == 0:
             # Not this user's session (or already revoked): touch nothing in Redis, or one user could end
@@ -489,6 +532,7 @@ class SessionService:
             user.sessions_valid_after = now
         ended = list(self.db.session.execute(select(UserSession.id).where(*cond)).scalars())
         n = self.db.session.execute(update(UserSession).where(*cond).values(revoked_at=now, revoke_reason=reason)).rowcount
+        self._ending(user.id, ended, reason)
         self.db.session.commit()
         r = self.redis
         sids = [s for s in r.smembers(_ukey(user.id)) if s != except_sid]

@@ -343,6 +343,7 @@ def metrics():
                      settings.metrics_allow, settings.metrics_token):
         abort(404)
     m.refresh_budget()
+    m.refresh_outbox()
     body, ctype = m.render()
     return body, 200, {"Content-Type": ctype, "Cache-Control": "no-store"}
 

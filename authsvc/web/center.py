@@ -123,11 +123,15 @@ def consents_for(user) -> list[dict]:
 
 def center_context(user, session) -> dict:
     """Everything /account shows besides the session list."""
-    sessions = services().sessions.list_for(user)
+    from authsvc.web.paging import page_of
+
+    sessions_page = page_of(services().sessions.list_for(user), "sessions_page")  # paged (issue 20)
+    sessions = sessions_page.items
     # Trusted devices are listed by the MFA partial (mfa/_account.html); connected apps are revoked through the
     # OAuth package's own endpoint (oauth.revoke_app) when it is installed.
     apps_revoke = "oauth.revoke_app" if "oauth.revoke_app" in current_app.view_functions else None
-    return {"sessions": sessions, "places": session_places(user, [s.id for s in sessions]),
+    return {"sessions": sessions, "sessions_page": sessions_page,
+            "places": session_places(user, [s.id for s in sessions]),
             "consents": consents_for(user), "apps_revoke": apps_revoke,
             "prefs_form": NotificationsForm(new_sign_in=bool(getattr(user, "notify_new_sign_in", True)))}
 

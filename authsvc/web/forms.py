@@ -17,7 +17,8 @@ class RegisterForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
-    email = EmailField(_l("E-mail"), validators=EMAIL, render_kw={"autocomplete": "username"})
+    # "webauthn" lets the browser offer saved passkeys in the field's autofill (conditional mediation).
+    email = EmailField(_l("E-mail"), validators=EMAIL, render_kw={"autocomplete": "username webauthn"})
     password = PasswordField(_l("Password"), validators=PASSWORD, render_kw={"autocomplete": "current-password"})
 
 

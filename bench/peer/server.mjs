@@ -31,6 +31,9 @@ const port = Number(process.argv[2] || process.env.PEER_PORT || 0);
 const host = '127.0.0.1';
 const CLIENT_ID = process.env.PEER_CLIENT_ID || 'bench-rs';
 const CLIENT_SECRET = process.env.PEER_CLIENT_SECRET || 'benchpeersecret0123456789abcdefghijklmnop';
+// PEER_DPOP_JKT=<RFC 7638 thumbprint>: DPoP on, and the minted access token is bound to that key (RFC 9449: its
+// introspection answers token_type DPoP and cnf.jkt) — what bench/p2_peer.py --dpop compares with authsvc.
+const DPOP_JKT = process.env.PEER_DPOP_JKT || '';
 
 // Own signing key, so the provider does not fall back to its dev-only keys (and warn about them). Nothing in the
 // benchmark signs anything: tokens are opaque.
@@ -68,6 +71,7 @@ const provider = new Provider(issuer, {
     // No resource indicator is ever sent, so access tokens stay opaque (format 'opaque' is the default when no
     // resource server is resolved; a resource server with accessTokenFormat 'jwt' would make them JWTs).
     resourceIndicators: { enabled: false },
+    ...(DPOP_JKT ? { dPoP: { enabled: true } } : {}),
   },
   ttl: {
     AccessToken: 3600,
@@ -101,6 +105,7 @@ const accessToken = await new provider.AccessToken({
   grantId,
   gty: 'authorization_code',
   scope: 'openid api:read',
+  ...(DPOP_JKT ? { jkt: DPOP_JKT } : {}),
 }).save();
 
 process.stdout.write(`${JSON.stringify({

@@ -64,10 +64,17 @@
     go(result.redirect);
   }
 
-  async function authenticate(button) {
-    var flow = button.dataset.flow;
+  var conditional = null;  // the AbortController of a pending autofill request (login page)
+
+  async function authenticate(button, mediation) {
+    var flow = button.dataset.flow || "passkey";
     var options = await postJson(button.dataset.optionsUrl, {flow: flow});
-    var credential = await navigator.credentials.get({publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options)});
+    var request = {publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options)};
+    if (mediation) {
+      request.mediation = mediation;
+      request.signal = conditional.signal;
+    }
+    var credential = await navigator.credentials.get(request);
     var remember = document.getElementById(button.dataset.remember || "");
     var result = await postJson(button.dataset.verifyUrl, {
       flow: flow, credential: credential.toJSON(), remember: !!(remember && remember.checked),
@@ -82,6 +89,10 @@
       return;
     }
     button.disabled = true;
+    if (conditional) {  // one WebAuthn request at a time: a click wins over the pending autofill request
+      conditional.abort();
+      conditional = null;
+    }
     try {
       if (button.dataset.webauthn === "register") {
         await register(button);
@@ -120,10 +131,64 @@
     });
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", markUnsupported);
-  } else {
+  // Passkey autofill on the login page: a conditional request runs in the background and completes when the user
+  // picks a passkey from the e-mail field's suggestions (autocomplete="username webauthn").
+  async function startConditional() {
+    var holder = document.querySelector("[data-webauthn-conditional]");
+    if (!holder || !supported() || typeof PublicKeyCredential.isConditionalMediationAvailable !== "function") {
+      return;
+    }
+    if (!(await PublicKeyCredential.isConditionalMediationAvailable())) {
+      return;
+    }
+    conditional = new AbortController();
+    try {
+      await authenticate(holder, "conditional");
+    } catch (error) {
+      if (error.name === "AbortError" || error.name === "NotAllowedError") {
+        return;  // the user clicked a button instead, or dismissed the suggestion
+      }
+      if (error.data && error.data.redirect) {
+        go(error.data.redirect);
+        return;
+      }
+      showError(holder, error.message);
+    }
+  }
+
+  // The passkey offer after a password sign-in is shown only where this browser can make a passkey.
+  function showOffer() {
+    if (!supported()) {
+      return;
+    }
+    document.querySelectorAll("[data-passkey-offer]").forEach(function (el) { el.hidden = false; });
+  }
+
+  // WebAuthn Signal API: tell the passkey provider which of this account's passkeys still work, so a passkey
+  // removed here disappears from the user's device too (where the browser implements it; otherwise nothing).
+  function signalAccepted() {
+    var el = document.querySelector("[data-webauthn-signal]");
+    if (!el || !window.PublicKeyCredential ||
+        typeof PublicKeyCredential.signalAllAcceptedCredentials !== "function") {
+      return;
+    }
+    var ids = (el.dataset.credentialIds || "").split(" ").filter(Boolean);
+    PublicKeyCredential.signalAllAcceptedCredentials({
+      rpId: el.dataset.rpId, userId: el.dataset.userId, allAcceptedCredentialIds: ids
+    }).catch(function () { /* advisory only */ });
+  }
+
+  function onReady() {
     markUnsupported();
+    showOffer();
+    signalAccepted();
+    startConditional();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", onReady);
+  } else {
+    onReady();
   }
 
   document.addEventListener("click", function (event) {

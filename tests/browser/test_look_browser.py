@@ -39,8 +39,10 @@ def test_pages_follow_the_colour_scheme_with_readable_text(app, live_server, bro
     page = w.page
     page.emulate_media(color_scheme=scheme)
     page.goto(live_server.url + "/login")
+    page.wait_for_load_state("load")  # stylesheets applied (a loaded box can be slow to get there)
     login = page.evaluate(_COLOURS)
     _sign_in(page, live_server.url)
+    page.wait_for_load_state("load")
     center = page.evaluate(_COLOURS)
     for where, c in (("login", login), ("security center", center)):
         if scheme == "dark":

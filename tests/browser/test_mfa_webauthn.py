@@ -45,6 +45,12 @@ def _virtual_authenticator(context, page):
     return cdp, made["authenticatorId"]
 
 
+def _no_autofill(context):
+    """Chromium's virtual authenticator answers a conditional (autofill) request at once, as if the user had picked
+    the passkey: a test of the password form or of the passkey *button* switches autofill off first."""
+    context.add_init_script("PublicKeyCredential.isConditionalMediationAvailable = async () => false;")
+
+
 def _password_login(page, base):
     page.goto(base + "/login")
     page.get_by_label("E-mail").fill("alice@example.com")
@@ -82,6 +88,7 @@ def test_passkey_register_login_second_factor_and_remove(wa_server, browser_cont
     app, base = wa_server.app, wa_server.url
     create_user(app)
     w = browser_context()
+    _no_autofill(w.context)
     page = w.page
     cdp, authenticator = _virtual_authenticator(w.context, page)
 
@@ -135,6 +142,7 @@ def test_login_form_passkey_button_signs_in_and_keeps_next(wa_server, browser_co
     app, base = wa_server.app, wa_server.url
     create_user(app)
     w = browser_context()  # fails the test on any console error or CSP violation
+    _no_autofill(w.context)
     page = w.page
     _virtual_authenticator(w.context, page)
     _register_passkey(page, base)
@@ -225,3 +233,97 @@ def _ctx():
     from authsvc.accounts.login import RequestContext
 
     return RequestContext("127.0.0.1", "pytest")
+
+
+def test_passkey_autofill_on_the_login_form(wa_server, browser_context):
+    """Conditional mediation: the e-mail field says `username webauthn`, the page starts a conditional request, and
+    picking the passkey (Chromium's virtual authenticator picks it at once) signs in at aal2 on the page asked for;
+    hostile ?next= still lands on the account page."""
+    app, base = wa_server.app, wa_server.url
+    create_user(app)
+    w = browser_context()
+    page = w.page
+    _virtual_authenticator(w.context, page)
+    _register_passkey(page, base)  # password sign-in: autofill signs in too, right away, as the passkey's owner
+    _sign_out(page)  # (the login page it lands on may sign straight back in: that is the feature)
+    assert 'autocomplete="username webauthn"' in page.request.get(base + "/login").text()
+    with page.expect_request("**/mfa/webauthn/authenticate/verify") as req:
+        page.goto(base + "/login?next=/account/activity")
+    assert json.loads(req.value.post_data)["next"] == "/account/activity"
+    page.get_by_role("heading", name="Recent activity").wait_for()
+    found = _session(app, w.context)
+    assert found is not None and found[0].aal == 2 and found[0].methods == ("hwk", "uv")
+    page.goto(base + "/login?next=//evil.example/x")  # signed in already or again by autofill: never off-site
+    page.get_by_role("heading", name="Your security").wait_for()
+    assert page.url == base + "/account"
+
+
+def test_passkey_offer_after_password_sign_in_rename_and_signal(wa_server, browser_context):
+    """After a password sign-in to an account without a passkey the security center offers one; creating it there
+    names it after the browser; rename (hostile names cleaned, another user's id refused); after removal the page
+    tells the passkey provider which passkeys still work (WebAuthn Signal API)."""
+    app, base = wa_server.app, wa_server.url
+    create_user(app)
+    create_user(app, email="bob@example.com")
+    w = browser_context()
+    _no_autofill(w.context)
+    w.context.add_init_script("""
+        window.__signals = [];
+        if (window.PublicKeyCredential) {
+          PublicKeyCredential.signalAllAcceptedCredentials = async (o) => { window.__signals.push(o); };
+        }""")
+    page = w.page
+    cdp, authenticator = _virtual_authenticator(w.context, page)
+    _password_login(page, base)
+    offer = page.get_by_role("heading", name="Sign in faster with a passkey")
+    offer.wait_for()
+    page.get_by_role("button", name="Create a passkey").click()
+    page.get_by_role("heading", name="Your recovery codes").wait_for()
+    page.get_by_role("link", name="I have saved them").click()
+    page.get_by_role("heading", name="Your security").wait_for()
+    assert page.get_by_role("heading", name="Sign in faster with a passkey").count() == 0  # has one now
+    page.get_by_text("Passkey · HeadlessChrome").first.wait_for()
+
+    from authsvc.extensions import db
+    from authsvc.models import User, WebAuthnCredential
+
+    with app.app_context():
+        row = db.session.execute(db.select(WebAuthnCredential)).scalar_one()
+        cred_id, handle, credential_id = row.id, row.user_handle, row.credential_id
+    signals = page.evaluate("window.__signals")
+    assert signals and signals[-1]["userId"] == handle and signals[-1]["allAcceptedCredentialIds"] == [credential_id]
+
+    page.get_by_role("link", name=f"Rename Passkey · ").first.click()
+    page.get_by_label("Name for this passkey or security key").fill("Work\u202e laptop\u0000\x07  phone")
+    page.get_by_role("button", name="Save name").click()
+    page.get_by_text("The passkey was renamed.").wait_for()
+    with app.app_context():
+        assert db.session.get(WebAuthnCredential, cred_id).name == "Work laptop phone"
+
+    # Bob may not rename (or learn about) Alice's passkey: 404 like an unknown id, nothing changes.
+    bob = browser_context()
+    _no_autofill(bob.context)
+    bob.page.goto(base + "/login")
+    bob.page.get_by_label("E-mail").fill("bob@example.com")
+    bob.page.get_by_label("Password").fill("correct horse battery staple")
+    bob.page.get_by_role("button", name="Sign in", exact=True).click()
+    bob.page.get_by_role("heading", name="Your security").wait_for()
+    assert bob.page.goto(f"{base}/mfa/webauthn/{cred_id}/rename").status == 404
+    for junk in ("0", "-1", "99999999999999999999", "1e3", "%00"):
+        assert bob.page.goto(f"{base}/mfa/webauthn/{junk}/rename").status == 404, junk
+    with app.app_context():
+        assert db.session.get(WebAuthnCredential, cred_id).name == "Work laptop phone"
+
+    # Remove it: the next page load signals an empty list of accepted passkeys.
+    page.get_by_role("button", name="Remove Work laptop phone").click()
+    page.get_by_role("heading", name="Confirm it's you").wait_for()  # a factor exists now: a fresh second step
+    page.get_by_role("button", name="Use a security key or passkey").click()
+    page.get_by_role("heading", name="Your security").wait_for()
+    page.get_by_role("button", name="Remove Work laptop phone").click()
+    page.get_by_role("button", name="Remove it").click()
+    page.get_by_text("was removed").wait_for()
+    assert page.evaluate("window.__signals") == []  # no passkey left: no user handle to signal (docs/SECURITY.md)
+    # No passkey left → no user handle → nothing to signal, and the offer may come back (password session).
+    page.get_by_role("button", name="Not now").click()
+    page.get_by_role("heading", name="Your security").wait_for()
+    assert page.get_by_role("heading", name="Sign in faster with a passkey").count() == 0  # "not now" is kept

@@ -103,7 +103,9 @@ def test_familiar_device_still_gets_in_during_a_stuffing_wave(make_app):
         attempt(app, "alice@example.com", WRONG, f"198.51.{i}.77")
     # A stranger with the right password is held off (smart lockout for unfamiliar places)…
     r = attempt(app, "alice@example.com", PASSWORD, "198.51.200.1")
-    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 60
+    # The lock is a minute; its Redis TTL runs in real time while the 30 hashed attempts above run (seconds on a
+    # loaded box), so the header says "a good part of a minute", not exactly 60.
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 30
     # …while the owner's familiar network keeps its own budget and gets in.
     assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.11").status_code == 200
 

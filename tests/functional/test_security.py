@@ -17,8 +17,12 @@ def web_post_routes(app):
         # /api/ and the OAuth machine endpoints (blueprint oauth_api) authenticate clients, never a cookie: no CSRF.
         # The DBSC endpoints are posted by the browser itself with a signed proof over a server challenge
         # (tests/functional/test_dbsc.py refuses every forged or replayed proof), never by a form.
+        # The federated sign-in callback (Apple's form_post) is posted cross-site by the provider: its defence is the
+        # single-use state bound to the browser that started the flow (tests/functional/test_federation.py).
+        # The SSF endpoints (blueprints ssf, risc_receiver) authenticate receivers by a client-credentials bearer token
+        # or a signed SET and never read a cookie (tests/functional/test_signals_ssf.py, test_signals_receiver.py).
         if "POST" in rule.methods and not rule.rule.startswith("/api/") and not rule.endpoint.startswith(
-                ("oauth_api.", "dbsc.")):
+                ("oauth_api.", "dbsc.", "ssf.", "risc_receiver.")) and rule.endpoint != "federation.callback":
             # Fill every variable part, whatever its converter (<token>, <int:user_id>...), with a plausible value.
             url = re.sub(r"<int:[^>]+>", "1", rule.rule)
             url = re.sub(r"<(?:[a-z]+:)?[^>]+>", "x" * 43, url)
@@ -35,9 +39,16 @@ def test_every_form_rejects_a_missing_csrf_token(app):
     login(client)  # a signed-in victim, so protected forms get as far as the CSRF check
     with app.app_context():
         events_before = db.session.scalar(select(func.count()).select_from(SecurityEvent))
+    # /oauth2/authorize and /oauth2/logout also take the client's *request* by POST (OIDC Core §3.1.2.1,
+    # RP-Initiated Logout §2), which carries no CSRF token and changes nothing a GET would not; a POST of their own
+    # consent / confirmation form (it carries 'decision' or 'csrf_token') must pass the CSRF check like any form.
+    # tests/functional/test_oauth_conformance.py covers the request side.
+    request_by_post = {"/oauth2/authorize", "/oauth2/logout"}
+    assert request_by_post <= set(routes)
     for url in routes:
+        extra = {"decision": "allow"} if url in request_by_post else {}
         r = client.post(url, data={"email": "alice@example.com", "password": PASSWORD,
-                                   "current_password": PASSWORD, "new_password": "x" * 20})
+                                   "current_password": PASSWORD, "new_password": "x" * 20, **extra})
         assert r.status_code == 400, url
         assert b"form expired" in r.data, url
     with app.app_context():

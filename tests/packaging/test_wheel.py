@@ -140,7 +140,7 @@ def _verification_token(outbox: str, to: str, port: int) -> str:
         if msg["To"] != to:
             continue
         # the link points at the port serve runs on (AUTHSVC_BASE_URL follows --port)
-        m = re.search(rf"http://localhost:{port}/verify/([A-Za-z0-9_\-]+)", msg.get_content())
+        m = re.search(rf"http://localhost:{port}/verify/([A-Za-z0-9_\-]+)", msg.get_body(preferencelist=("plain",)).get_content())
         if m:
             return m.group(1)
     raise AssertionError(f"no verification link for {to} in {outbox}: {os.listdir(outbox)}")

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["VelocityTracker"]
+__all__ = ["VelocityTracker", "IP_ACCOUNTS_WINDOW"]
+
+# ``ip_accounts_day``: distinct accounts that *failed* from the IP in a fixed window armed by the first failure — the
+# live defense layer's set ``th:{ip:…}:ua`` (authsvc/defense/redis_throttle.py, Settings.risk_ip_accounts_window,
+# which a test keeps equal to this). Fixed, not sliding, so that replay and Redis count exactly the same thing.
+IP_ACCOUNTS_WINDOW = 86400.0
 
 
 class VelocityTracker:
-    def __init__(self, window_seconds: float = 3600.0, min_attempts_for_share: int = 10) -> None:
+    def __init__(self, window_seconds: float = 3600.0, min_attempts_for_share: int = 10,
+                 ip_accounts_window: float = IP_ACCOUNTS_WINDOW) -> None:
         self.window = window_seconds
         self.min_attempts_for_share = min_attempts_for_share
+        self.ip_accounts_window = ip_accounts_window
+        # ip → [window end, the one account that failed from it since the start, or a set once there are several]
+        # (most IPs fail for one account only: no set for them — this runs for every failure)
+        self._ip_failed_accounts: dict[str, list] = {}
         # failures per key kind; deque of timestamps
         self._fail: dict[str, dict[str, deque[float]]] = {k: {} for k in ("account", "ip", "prefix", "asn")}
         # attempts per IP: (timestamp, user, user_was_unknown)
@@ -41,6 +51,10 @@ class VelocityTracker:
                     q.popleft()
                 if q:
                     out[name] = float(len(q))
+        fa = self._ip_failed_accounts.get(ip)
+        if fa is not None and ts < fa[0]:  # the Redis key has not expired yet
+            accounts = fa[1]
+            out["ip_accounts_day"] = 1.0 if accounts.__class__ is str else float(len(accounts))
         attempts = self._ip_attempts.get(ip)
         if attempts:
             self._prune_ip(ip, attempts, ts)
@@ -59,6 +73,16 @@ class VelocityTracker:
                 if q is None:
                     q = d[key] = deque()
                 q.append(ts)
+            fa = self._ip_failed_accounts.get(ip)
+            if fa is None or ts >= fa[0]:
+                self._ip_failed_accounts[ip] = [ts + self.ip_accounts_window, user]
+            else:
+                accounts = fa[1]
+                if accounts.__class__ is str:
+                    if accounts != user:
+                        fa[1] = {accounts, user}
+                else:
+                    accounts.add(user)
         attempts = self._ip_attempts.get(ip)
         if attempts is None:
             attempts = self._ip_attempts[ip] = deque()
@@ -93,6 +117,9 @@ class VelocityTracker:
 
     def _sweep(self, now: float) -> None:
         """Drop keys whose windows emptied, so memory follows the window, not the whole file."""
+        fa = self._ip_failed_accounts
+        for ip in [ip for ip, (end, _) in fa.items() if now >= end]:
+            del fa[ip]
         for d in self._fail.values():
             for key in list(d):
                 q = d[key]
