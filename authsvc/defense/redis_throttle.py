@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
+from redis.cluster import ClusterPipeline
+
 from authsvc.config import Settings
 from authsvc.errors import Throttled
 from authsvc.passwords.policy import normalize as normalize_password
@@ -234,9 +236,10 @@ class RedisThrottle:
             pipe.get(f"th:{{{tag}}}:f")
             pipe.ttl(f"th:{{{tag}}}:f")
             pipe.ttl(f"th:{{{tag}}}:b")
-        pw_key = None
+        pw_key = pw_hash = None
         if password is not None:
-            pw_key = f"th:{{pw:{self._pw(password)}}}:b"
+            pw_hash = self._pw(password)
+            pw_key = f"th:{{pw:{pw_hash}}}:b"
             pipe.ttl(pw_key)
         proven_key = self._proven_key(acct, ip)
         pipe.get(proven_key)
@@ -246,7 +249,18 @@ class RedisThrottle:
             pipe.scard(f"th:{{ip:{ip}}}:ua")
         else:
             pipe.exists("th:none")  # keeps result positions fixed
+        # Risk signals the record_failure scripts keep (same round trip): distinct accounts that failed from this IP
+        # within spray_window, and distinct accounts this password failed on within password_spray_window. Before,
+        # only the replay filled them, so the velocity rules ip_distinct_users / password_spray_accounts never fired
+        # live. Both count failures only: never more than the replay's attempt-based counts.
+        hll_keys = [f"th:{{ip:{ip}}}:u" if ip else None, f"th:{{pw:{pw_hash}}}:u" if pw_hash else None]
+        clustered = isinstance(pipe, ClusterPipeline)
+        if not clustered:
+            for key in hll_keys:
+                pipe.pfcount(key) if key else pipe.exists("th:none")
         res = pipe.execute()
+        if clustered:  # redis-py refuses PFCOUNT in a Cluster pipeline: one more round trip each, Cluster only
+            res = list(res) + [self._redis().pfcount(key) if key else 0 for key in hll_keys]
         known_prefix, known_device, consec, lock_u, lock_f, pair_n, pair_ttl = res[:7]
         familiar = bool(known_prefix or known_device)
         waits: list[tuple[int, str]] = []
@@ -277,6 +291,8 @@ class RedisThrottle:
                 waits.append((pw_ttl, "password_spray"))
         proven_n, proven_ttl = res[pos:pos + 2]
         counts["ip_accounts_day"] = int(res[pos + 2] or 0) if ip else 0
+        counts["ip_accounts"] = int(res[pos + 3] or 0) if ip else 0
+        counts["password_accounts"] = int(res[pos + 4] or 0) if pw_hash else 0
         if int(proven_n or 0) >= s.throttle_proven_limit:
             # The right password, stopped again and again (risk deny, MFA) from this network: whoever it is, more
             # tries here only burn hashes and write receipts. Familiar or not — it is the account's own password.

@@ -1,0 +1,54 @@
+"""The velocity rules fire in production, not only in the replay: the throttle precheck hands the risk engine the
+distinct accounts that failed from the IP (ip_distinct_users) and the distinct accounts a password failed on
+(password_spray_accounts) in the same Redis round trip. Before, only the replay filled them (found in issue 16)."""
+
+import json
+
+from sqlalchemy import select
+
+from authsvc.extensions import db
+from authsvc.models import LoginEvent
+from tests.conftest import PASSWORD, create_user
+from tests.functional.test_defense import WRONG, attempt
+
+
+def _last_reasons(app, email):
+    from authsvc.models import User
+
+    with app.app_context():
+        uid = db.session.execute(select(User.id).filter_by(email=email)).scalar_one()
+        row = db.session.execute(select(LoginEvent).where(LoginEvent.user_id == uid)
+                                 .order_by(LoginEvent.id.desc()).limit(1)).scalar_one()
+        return {r["code"] for r in json.loads(row.reasons or "[]")}, row.score
+
+
+def test_accounts_failing_from_one_ip_raise_the_next_login_from_it(make_app):
+    app = make_app(spray_min_accounts=1000, spray_min_failures=1000, throttle_ip_limit=1000)  # score, don't block
+    create_user(app)
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code in (200, 401, 403)
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code == 200  # history: home
+    clean, clean_score = _last_reasons(app, "alice@example.com")
+    assert "ip_many_accounts" not in clean
+    for i in range(6):  # six other accounts fail from one address (any mix of real and unknown ones)
+        attempt(app, f"victim{i}@example.com", WRONG, "198.51.100.77")
+    attempt(app, "alice@example.com", PASSWORD, "198.51.100.77")
+    reasons, score = _last_reasons(app, "alice@example.com")
+    assert "ip_many_accounts" in reasons
+    # Another address is not tainted by what 198.51.100.77 did.
+    attempt(app, "alice@example.com", PASSWORD, "198.51.100.78")
+    assert "ip_many_accounts" not in _last_reasons(app, "alice@example.com")[0]
+
+
+def test_one_password_failing_across_accounts_raises_its_next_use(make_app):
+    app = make_app(password_spray_accounts=1000)  # the spray *block* off: only the score term is tested
+    spray = "Autumn2026!Autumn2026!"
+    create_user(app, email="bob@example.com", password=spray)  # bob reused the password the attacker sprays
+    create_user(app)
+    attempt(app, "bob@example.com", spray, "203.0.113.20")
+    assert "password_spray" not in _last_reasons(app, "bob@example.com")[0]
+    for i in range(6):  # the same password fails on six other accounts, from six networks
+        attempt(app, f"u{i}@example.com", spray, f"192.0.2.{i + 1}")
+    attempt(app, "bob@example.com", spray, "198.51.100.9")  # right for bob: scored, and the spray shows
+    assert "password_spray" in _last_reasons(app, "bob@example.com")[0]
+    attempt(app, "alice@example.com", PASSWORD, "198.51.100.9")  # another password: untouched
+    assert "password_spray" not in _last_reasons(app, "alice@example.com")[0]
