@@ -242,16 +242,24 @@ def test_passkey_autofill_on_the_login_form(wa_server, browser_context):
     app, base = wa_server.app, wa_server.url
     create_user(app)
     w = browser_context()
+    _no_autofill(w.context)  # registering the passkey is a password sign-in
     page = w.page
-    _virtual_authenticator(w.context, page)
-    _register_passkey(page, base)  # password sign-in: autofill signs in too, right away, as the passkey's owner
-    _sign_out(page)  # (the login page it lands on may sign straight back in: that is the feature)
+    cdp, authenticator = _virtual_authenticator(w.context, page)
+    _register_passkey(page, base)
+    _sign_out(page)
+    creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    # The same passkey in a context with autofill on (a virtual authenticator belongs to its page: copy it over).
+    w2 = browser_context()
+    page = w2.page
+    cdp2, authenticator2 = _virtual_authenticator(w2.context, page)
+    for cred in creds:
+        cdp2.send("WebAuthn.addCredential", {"authenticatorId": authenticator2, "credential": cred})
     assert 'autocomplete="username webauthn"' in page.request.get(base + "/login").text()
     with page.expect_request("**/mfa/webauthn/authenticate/verify") as req:
         page.goto(base + "/login?next=/account/activity")
     assert json.loads(req.value.post_data)["next"] == "/account/activity"
     page.get_by_role("heading", name="Recent activity").wait_for()
-    found = _session(app, w.context)
+    found = _session(app, w2.context)
     assert found is not None and found[0].aal == 2 and found[0].methods == ("hwk", "uv")
     page.goto(base + "/login?next=//evil.example/x")  # signed in already or again by autofill: never off-site
     page.get_by_role("heading", name="Your security").wait_for()
