@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from authsvc.signals.ssf import StreamError, _Auth
+from authsvc.oauth.views import _oauth_error as _error  # SSF receivers are OAuth clients: the same error shape
 
 bp = Blueprint("ssf", __name__)
 MAX_BODY = 64 * 1024  # a stream configuration is a few hundred bytes; a poll with 1000 acks ~70 KB at most
@@ -20,13 +21,6 @@ def transmitter():
     return current_app.extensions["authsvc.ssf"]
 
 
-def _error(status: int, error: str, description: str, headers: dict | None = None):
-    resp = jsonify({"error": error, "error_description": description})
-    resp.status_code = status
-    resp.headers["Cache-Control"] = "no-store"
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
 
 
 def _unauthorized(description: str, error: str = "invalid_token"):
