@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from sqlalchemy import select
 
 from authsvc.models import OutboxItem
@@ -22,12 +21,17 @@ from tests.functional.test_signals_ssf import ALL, _add, _issuer, _jwks, _push_s
 
 def _worker(app, database_url, redis_url):
     env = dict(os.environ)
-    env.update({"AUTHSVC_DATABASE_URL": database_url, "AUTHSVC_REDIS_URL": redis_url,
+    if redis_url:  # None under Sentinel: the topology below names the Sentinels instead
+        env["AUTHSVC_REDIS_URL"] = redis_url
+    env.update({"AUTHSVC_DATABASE_URL": database_url,
                 "AUTHSVC_INSTANCE_PATH": app.instance_path, "AUTHSVC_SECRET_KEY": "test-secret-key",
                 "AUTHSVC_SIGNALS_ALLOW_INSECURE_PUSH": "1", "AUTHSVC_SIGNALS_PUSH_TIMEOUT": "2",
                 "AUTHSVC_SIGNALS_LEASE_SECONDS": "5", "AUTHSVC_SIGNALS_POLL_INTERVAL": "0.1"})
     if _REDIS_TOPOLOGY.get("breach_corpus"):
         env["AUTHSVC_BREACH_CORPUS"] = _REDIS_TOPOLOGY["breach_corpus"]
+    for key, value in _REDIS_TOPOLOGY.items():  # Cluster / Sentinel runs: the same topology as the test's app
+        if key.startswith("redis_") and key != "redis_url" and value is not None:
+            env["AUTHSVC_" + key.upper()] = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
     return subprocess.Popen([sys.executable, "-c", "from authsvc.cli import main; main()", "signals", "worker"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -41,9 +45,6 @@ def _until(cond, timeout=30.0):
     return False
 
 
-@pytest.mark.skipif(os.environ.get("AUTHSVC_TEST_REDIS_MODE") == "sentinel",
-                    reason="the worker subprocess is given the Redis URL by environment, which has no Sentinel form "
-                           "here; delivery itself uses no Redis (PostgreSQL, SQLite and Cluster runs cover it)")
 def test_worker_killed_mid_delivery_delivers_exactly_once_by_jti_after_restart(make_app, database_url, redis_url):
     from authsvc.extensions import db
     from authsvc.services import services
