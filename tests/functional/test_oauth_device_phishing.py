@@ -8,7 +8,6 @@ product's format and countries come from a small map around the real resolver (a
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
@@ -16,32 +15,16 @@ from tests.conftest import csrf_token
 from tests.functional.oauth_helpers import REDIRECT, basic, code_tokens, get_code, redeem, register, signed_in, token
 
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
-HOME, ABROAD, HOSTING = "198.51.100.7", "100.64.0.5", "192.0.2.44"
-COUNTRY = {"198.51.100.": "DE", "100.64.0.": "BR", "192.0.2.": "DE"}
+from tests.functional.netplaces import ABROAD, HOME, HOSTING, from_place, networked_app, with_countries
 
 
 @pytest.fixture
 def papp(make_app, tmp_path):
-    path = tmp_path / "asn.csv"
-    path.write_text("198.51.100.0,198.51.101.255,3320,Home ISP\n192.0.2.0,192.0.2.255,14061,DigitalOcean Hosting\n"
-                    "100.64.0.0,100.64.0.255,28573,Claro BR\n")
-    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_asn_file=str(path), dbsc_enabled=False)
-    provider = app.extensions["authsvc.oauth"]
-    real = provider.geo_of
-    assert real is not None
-
-    def geo_of(ip):
-        info = real(ip)
-        cc = next((c for p, c in COUNTRY.items() if ip and ip.startswith(p)), None)
-        return dataclasses.replace(info, country=cc) if info is not None else None
-
-    provider.geo_of = geo_of
-    return app
+    return with_countries(networked_app(make_app, tmp_path))
 
 
 def _from(client, ip):
-    client.environ_base.update({"HTTP_X_FORWARDED_FOR": ip, "HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux) Firefox/128"})
-    return client
+    return from_place(client, ip, "Mozilla/5.0 (X11; Linux) Firefox/128")
 
 
 def _device_client(app):

@@ -10,7 +10,6 @@ map wrapped around the real resolver (the test has no country database)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -19,41 +18,22 @@ from sqlalchemy import select
 from tests.functional.oauth_helpers import basic, get_code, register, signed_in, token
 from tests.functional.test_oauth_fastpath import _flask_only
 
-HOME, HOME2, OFFICE, PROXY, ABROAD = "198.51.100.7", "198.51.101.20", "203.0.113.9", "192.0.2.44", "100.64.0.5"
-COUNTRY = {"198.51.100.": "DE", "198.51.101.": "DE", "203.0.113.": "DE", "192.0.2.": "DE", "100.64.0.": "BR"}
+from tests.functional.netplaces import (ABROAD, HOME, HOME2, OFFICE, PROXY, from_place,  # noqa: F401
+                                        networked_app, with_countries)
+
 API = "https://api.example"
 DRIFTED = "another network"
 
 
 @pytest.fixture
-def asn_file(tmp_path):
-    path = tmp_path / "asn.csv"
-    path.write_text("198.51.100.0,198.51.101.255,3320,Home ISP\n203.0.113.0,203.0.113.255,2119,Office ISP\n"
-                    "192.0.2.0,192.0.2.255,14061,DigitalOcean Hosting\n100.64.0.0,100.64.0.255,28573,Claro BR\n")
-    return str(path)
-
-
-@pytest.fixture
-def rapp(make_app, asn_file):
-    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_asn_file=asn_file, dbsc_enabled=False)
-    provider = app.extensions["authsvc.oauth"]
-    real = provider.geo_of
-    assert real is not None and provider.token_drift
-    app.geo_calls = []
-
-    def geo_of(ip):
-        app.geo_calls.append(ip)
-        info = real(ip)
-        cc = next((c for p, c in COUNTRY.items() if ip.startswith(p)), None)
-        return dataclasses.replace(info, country=cc) if info is not None else None
-
-    provider.geo_of = geo_of
-    return app
+def rapp(make_app, tmp_path):
+    app = networked_app(make_app, tmp_path)
+    assert app.extensions["authsvc.oauth"].token_drift
+    return with_countries(app, record_calls=True)
 
 
 def _from(client, ip):
-    client.environ_base.update({"HTTP_X_FORWARDED_FOR": ip})
-    return client
+    return from_place(client, ip)
 
 
 def _family(app, ip=HOME, client_type="public", **reg):

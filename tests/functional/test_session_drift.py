@@ -13,32 +13,21 @@ from sqlalchemy import select
 from tests.conftest import create_user
 from tests.functional.helpers import form_post
 
+from tests.functional.netplaces import (ABROAD, CHROME, FIREFOX, HOME, HOME2, OFFICE, PROXY,  # noqa: F401
+                                        from_place, networked_app)
+
 COOKIE = "__Host-authsvc"
-CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/141.0.0.0 Safari/537.36")
-FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
-HOME, OFFICE, PROXY, ABROAD, HOME2 = "198.51.100.7", "203.0.113.9", "192.0.2.44", "100.64.0.5", "198.51.101.20"
 
 
 @pytest.fixture
-def asn_file(tmp_path):
-    """A small IP→ASN table in the product's CSV format: home (two /24s of one provider), office, proxy host."""
-    path = tmp_path / "asn.csv"
-    path.write_text("198.51.100.0,198.51.101.255,3320,Home ISP\n203.0.113.0,203.0.113.255,2119,Office ISP\n"
-                    "192.0.2.0,192.0.2.255,14061,DigitalOcean Hosting\n")
-    return str(path)
-
-
-@pytest.fixture
-def drift_app(make_app, asn_file):
-    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_asn_file=asn_file, dbsc_enabled=False)
+def drift_app(make_app, tmp_path):
+    app = networked_app(make_app, tmp_path)
     create_user(app)
     return app
 
 
 def _as(client, ip, ua=CHROME):
-    client.environ_base.update({"HTTP_X_FORWARDED_FOR": ip, "HTTP_USER_AGENT": ua})
-    return client
+    return from_place(client, ip, ua)
 
 
 def _login(app, ip=HOME, ua=CHROME):
@@ -138,9 +127,8 @@ def test_owners_ordinary_moves_are_not_challenged(drift_app):
     assert not _events(drift_app, "session:drift:end") and not _events(drift_app, "session:drift:stepup")
 
 
-def test_bearer_scoring_can_be_switched_off_for_apps_that_validate_tokens_from_their_backend(make_app, asn_file):
-    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_asn_file=asn_file, dbsc_enabled=False,
-                   session_drift_bearer=False)
+def test_bearer_scoring_can_be_switched_off_for_apps_that_validate_tokens_from_their_backend(make_app, tmp_path):
+    app = networked_app(make_app, tmp_path, session_drift_bearer=False)
     create_user(app)
     owner = _login(app)
     token = owner.get_cookie(COOKIE).value
@@ -150,7 +138,7 @@ def test_bearer_scoring_can_be_switched_off_for_apps_that_validate_tokens_from_t
     assert _copy(app, owner, HOME, FIREFOX).get("/account").status_code == 302  # pages are still scored
 
 
-def test_drift_scoring_can_be_switched_off(make_app, asn_file):
+def test_drift_scoring_can_be_switched_off(make_app):
     app = make_app(trusted_proxies=("127.0.0.1/32",), session_drift_enabled=False, dbsc_enabled=False)
     create_user(app)
     owner = _login(app)

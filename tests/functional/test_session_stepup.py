@@ -19,31 +19,21 @@ from tests.conftest import create_user, csrf_token
 from tests.functional.helpers import form_post
 from tests.functional.mfa_helpers import current_code, enrol_totp, next_step, submit_totp
 
+from tests.functional.netplaces import CHROME, HOME, OFFICE, PROXY, from_place, networked_app  # noqa: F401
+
 COOKIE = "__Host-authsvc"
-CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/141.0.0.0 Safari/537.36")
-HOME, OFFICE, PROXY = "198.51.100.7", "203.0.113.9", "192.0.2.44"
 CHALLENGE = 'Bearer error="insufficient_user_authentication"'
 
 
 @pytest.fixture
-def asn_file(tmp_path):
-    path = tmp_path / "asn.csv"
-    path.write_text("198.51.100.0,198.51.101.255,3320,Home ISP\n203.0.113.0,203.0.113.255,2119,Office ISP\n"
-                    "192.0.2.0,192.0.2.255,14061,DigitalOcean Hosting\n")
-    return str(path)
-
-
-@pytest.fixture
-def sapp(make_app, asn_file):
-    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_asn_file=asn_file, dbsc_enabled=False)
+def sapp(make_app, tmp_path):
+    app = networked_app(make_app, tmp_path)
     create_user(app)
     return app
 
 
 def _as(client, ip, ua=CHROME):
-    client.environ_base.update({"HTTP_X_FORWARDED_FOR": ip, "HTTP_USER_AGENT": ua})
-    return client
+    return from_place(client, ip, ua)
 
 
 def _login(app, ip=PROXY, totp=None):
@@ -265,10 +255,10 @@ def test_racing_step_ups_resume_once(sapp):
     assert sorted(results) == [False, False, False, True]
 
 
-def test_suspended_sessions_refresh_tokens_stop_working(make_app, asn_file):
+def test_suspended_sessions_refresh_tokens_stop_working(make_app, tmp_path):
     from tests.functional.oauth_helpers import get_code, register, signed_in, token
 
-    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_asn_file=asn_file, dbsc_enabled=False)
+    app = networked_app(make_app, tmp_path)
     cid, secret = register(app, client_type="public")
     browser = _as(app.test_client(), PROXY)
     signed_in(app, browser)
