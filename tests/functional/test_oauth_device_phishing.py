@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import csrf_token
-from tests.functional.oauth_helpers import REDIRECT, basic, code_tokens, get_code, redeem, register, signed_in, token
+from tests.functional.oauth_helpers import basic, code_tokens, get_code, redeem, register, signed_in, token
 
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 from tests.functional.netplaces import ABROAD, HOME, HOSTING, from_place, networked_app, with_countries

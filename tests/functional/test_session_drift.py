@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tests.conftest import create_user
 from tests.functional.helpers import form_post
 
-from tests.functional.netplaces import (ABROAD, CHROME, FIREFOX, HOME, HOME2, OFFICE, PROXY,  # noqa: F401
+from tests.functional.netplaces import (CHROME, FIREFOX, HOME, HOME2, OFFICE, PROXY,  # noqa: F401
                                         from_place, networked_app)
 
 COOKIE = "__Host-authsvc"
