@@ -264,6 +264,7 @@ class LiveServer:
             cert.configure_cert(ctx)
             self.ca_path = str(tmp_path / "ca.pem")
             ca.cert_pem.write_to_path(self.ca_path)
+            self.leaf_pem = cert.cert_chain_pems[0].bytes()
         self.server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=ctx)
         self.port = self.server.server_port
         self.url = f"{'https' if tls else 'http'}://localhost:{self.port}"

@@ -23,6 +23,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 ALGORITHMS = ("ES256", "RS256")
 MAX_PROOF_BYTES = 8192  # an RS256 proof with a 4096-bit JWK is ~2.5 kB; anything far larger is not a browser's
+_BARE = re.compile(r"[A-Za-z0-9_\-.~]+")
 _SF_STRING = re.compile(r'^\s*"((?:[^"\\\x00-\x1f\x7f-\U0010ffff]|\\["\\])*)"(?:\s*;.*)?\s*$', re.S)
 
 
@@ -58,13 +59,20 @@ def sf_string(value: str) -> str:
 
 
 def parse_sf_string(raw: str | None) -> str | None:
-    """The string of an sf-string header value (parameters ignored), or None if it is not one."""
+    """The string of an sf-string header value (parameters ignored), or None if it is not one.
+
+    Interoperability: the draft makes ``Secure-Session-Response`` and ``Sec-Secure-Session-Id`` sf-strings, but
+    Chromium 156 sends both bare (``Secure-Session-Response: eyJhbGci…``, as Chrome's developer guide shows them).
+    A bare value made only of the characters of a compact JWS or a session identifier (base64url, ``.``, ``~``) is
+    accepted as the same string; anything else — spaces, quotes half-open, parameters, other characters — is not.
+    The value is verified as a proof, or looked up as an identifier, either way."""
     if not raw or len(raw) > MAX_PROOF_BYTES:
         return None
     m = _SF_STRING.match(raw)
-    if not m:
-        return None
-    return re.sub(r'\\(["\\])', r"\1", m.group(1))
+    if m:
+        return re.sub(r'\\(["\\])', r"\1", m.group(1))
+    bare = _BARE.fullmatch(raw.strip(" \t"))
+    return bare.group(0) if bare else None
 
 
 def registration_header(path: str, challenge: str, *, algorithms=ALGORITHMS, authorization: str | None = None) -> str:

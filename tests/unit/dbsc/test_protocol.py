@@ -15,9 +15,13 @@ def test_headers_match_the_drafts_examples():
     assert parse_challenge(challenge_header('a"b\\c', "s")) == ('a\\"b\\\\c', "s")
 
 
-@pytest.mark.parametrize("raw,want", [('"abc"', "abc"), ('"a\\"b"', 'a"b'), ('"x";p=1', "x"), ("abc", None),
+@pytest.mark.parametrize("raw,want", [('"abc"', "abc"), ('"a\\"b"', 'a"b'), ('"x";p=1', "x"),
                                       ('"unterminated', None), ('"bad\x01"', None), ('"é"', None), ("", None),
-                                      (None, None), ('"' + "a" * 9000 + '"', None)])
+                                      (None, None), ('"' + "a" * 9000 + '"', None),
+                                      # bare values, as Chromium 156 sends both headers: a compact JWS or an id only
+                                      ("abc", "abc"), ("eyJh.eyJq.sig-_~", "eyJh.eyJq.sig-_~"), (" eyJh.b.c ", "eyJh.b.c"),
+                                      ("abc def", None), ("abc;p=1", None), ('a"b', None), ("ab\x00", None), ("é", None),
+                                      ("a,b", None), ("a\r\nSet-Cookie: x", None), ("a" * 9000, None)])
 def test_sf_string_parsing(raw, want):
     assert parse_sf_string(raw) == want
 
