@@ -128,7 +128,7 @@ def test_bound_session_is_never_a_bearer_token(app, client):
 
 
 @pytest.mark.parametrize("case", ["alg_none", "hs256", "typ", "no_jwk", "private_jwk", "jti_unknown", "garbage",
-                                  "not_sf_string", "oversized", "small_rsa", "wrong_curve"])
+                                  "bare_with_junk", "oversized", "small_rsa", "wrong_curve"])
 def test_hostile_registration_proofs_are_refused(app, client, case):
     create_user(app)
     offer = parse_registration(login(client).headers["Secure-Session-Registration"])
@@ -155,8 +155,8 @@ def test_hostile_registration_proofs_are_refused(app, client, case):
         value = sf(key.sign(header, {"jti": "not-a-challenge-we-issued"}))
     elif case == "garbage":
         value = sf("a.b.c")
-    elif case == "not_sf_string":
-        value = key.sign(header, payload)  # bare token, no quotes
+    elif case == "bare_with_junk":
+        value = key.sign(header, payload) + ' x;p="1"'  # neither an sf-string nor a bare JWS
     elif case == "oversized":
         value = sf(key.sign(header, {"jti": offer["challenge"], "pad": "x" * 20000}))
     elif case == "small_rsa":
@@ -169,6 +169,17 @@ def test_hostile_registration_proofs_are_refused(app, client, case):
     assert BOUND not in resp.headers.get("Set-Cookie", "")
     assert client.get("/account").status_code == 200  # still a plain, unbound session
     assert "Device-bound" not in client.get("/account").get_data(as_text=True)
+
+
+def test_a_bare_proof_as_chromium_sends_it_registers(app, client):
+    """Chromium 156 sends Secure-Session-Response without the draft's sf-string quotes (and the browser test shows
+    it); the proof is the same JWT and is verified the same way."""
+    create_user(app)
+    offer = parse_registration(login(client).headers["Secure-Session-Registration"])
+    key = DeviceKey()
+    resp = client.post(offer["path"], headers={"Secure-Session-Response": key.proof(offer["challenge"], registration=True)})
+    assert resp.status_code == 200 and resp.json["session_identifier"]
+    assert BOUND in resp.headers.get("Set-Cookie", "")
 
 
 def test_registration_challenge_is_single_use_and_tied_to_its_session(app, client):
