@@ -104,9 +104,9 @@ def test_chromium_registers_refreshes_and_a_copied_cookie_is_refused(dbsc_server
     page.reload()
     assert page.locator(".badge", has_text="Device-bound").count() == 1  # the security center says so
 
-    # 2. Refresh: without the short cookie, Chromium holds the next request, answers /dbsc/refresh's challenge with a
-    #    proof signed by the same key, gets a new short cookie, and only then sends the request — the user sees
-    #    nothing but the page.
+    # 2. Refresh: without the short cookie, Chromium holds the next request, signs the challenge sent ahead with the
+    #    registration answer (Secure-Session-Challenge) with the same key, POSTs it to /dbsc/refresh, gets a new
+    #    short cookie, and only then sends the request — the user sees nothing but the page.
     first_short, first_challenge = _cookie(owner, BOUND)["value"], _state(app, token)["ch"]
     owner.clear_cookies(name=BOUND)
     resp = page.goto(base + "/account")
