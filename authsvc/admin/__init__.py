@@ -396,7 +396,7 @@ def _bulk_ids(values: list[str]) -> list[int]:
 def users_bulk(session, admin):
     """Disable or end the sessions of up to BULK_MAX accounts, confirmed with one reason; each account is audited.
     Administrators (this one included) are left out, as from the single actions: never for the panel to lock out."""
-    action = request.form.get("action") or ""
+    action = request.values.get("action") or ""  # the form's select, then the confirmation's URL (?action=)
     if action not in BULK_ACTIONS:
         abort(400)
     tag, db = BULK_ACTIONS[action], _db()
@@ -415,12 +415,14 @@ def users_bulk(session, admin):
         skipped = [(found[uid].email, _("administrator") if found[uid].is_admin else "") for uid in ids
                    if uid in found and found[uid].is_admin] + [(f"#{uid}", _("no such account")) for uid in ids
                                                               if uid not in found]
-        title = (_("Disable %(num)d accounts", num=len(rows)) if action == "disable"
-                 else _("End every session of %(num)d accounts", num=len(rows)))
+        title = (ngettext("Disable %(num)d account", "Disable %(num)d accounts", len(rows)) if action == "disable"
+                 else ngettext("End every session of %(num)d account", "End every session of %(num)d accounts",
+                               len(rows)))
         text = (_("Each account is disabled and its sessions end at once.") if action == "disable"
                 else _("Every browser and app signed in to these accounts is signed out at once."))
         return cf.Plan(title, text, url_for("admin.users"), targets=[_account_row(rows[i]) for i in p["ids"]
-                                                                         if i in rows], skipped=skipped)
+                                                                         if i in rows], skipped=skipped,
+                       post_to=url_for("admin.users_bulk", action=action))
 
     reason, payload, response = cf.confirmed(admin, f"bulk:{action}", payload, plan)
     if response is not None:

@@ -64,6 +64,7 @@ class Plan:
     targets: list[tuple[str, str]] = field(default_factory=list)  # (label, id) rows, e.g. (e-mail, "#42")
     skipped: list[tuple[str, str]] = field(default_factory=list)  # shown as "left out", with why in the label
     danger: bool = True
+    post_to: str | None = None  # the confirmation's URL, when it is not this request's path
 
 
 def is_confirmation() -> bool:

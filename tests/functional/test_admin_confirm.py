@@ -143,8 +143,15 @@ def test_bulk_leaves_out_administrators_including_oneself_and_audits_each_accoun
     body = r.get_data(as_text=True)
     assert r.status_code == 200 and "Disable 3 accounts" in body and "Left out" in body
     assert all(f"u{i}@example.com" in body for i in range(3))
-    r = admin.post("/admin/users/bulk", data={"csrf_token": csrf_token(body), "ticket": ticket_of(body),
-                                              "reason": REASON, "action": "disable", "ids": [str(other_admin)]})
+    ticket = ticket_of(body)
+    # The ticket is bound to its action: the same ticket under another action is refused and used up.
+    assert admin.post("/admin/users/bulk?action=end-sessions", data={
+        "csrf_token": csrf_token(body), "ticket": ticket, "reason": REASON}).status_code == 409
+    r = admin.post("/admin/users/bulk", data={"csrf_token": csrf_token(html), "action": "disable", "ids": ids})
+    body = r.get_data(as_text=True)
+    assert 'action="/admin/users/bulk?action=disable"' in body
+    r = admin.post("/admin/users/bulk?action=disable", data={"csrf_token": csrf_token(body), "ticket": ticket_of(body),
+                                                             "reason": REASON, "ids": [str(other_admin)]})
     assert r.status_code == 302
     assert [_status(app, u) for u in users] == ["disabled"] * 3
     assert _status(app, other_admin) == "active" and _status(app, admin.user_id) == "active"
@@ -170,8 +177,8 @@ def test_bulk_end_sessions_signs_every_selected_account_out(app):
     r = admin.post("/admin/users/bulk", data={"csrf_token": csrf_token(html), "action": "end-sessions",
                                               "ids": [str(u) for u in users]})
     body = r.get_data(as_text=True)
-    r = admin.post("/admin/users/bulk", data={"csrf_token": csrf_token(body), "ticket": ticket_of(body),
-                                              "reason": REASON, "action": "end-sessions"})
+    r = admin.post("/admin/users/bulk?action=end-sessions", data={"csrf_token": csrf_token(body),
+                                                                  "ticket": ticket_of(body), "reason": REASON})
     assert r.status_code == 302
     assert all(c.get("/account").status_code == 302 for c in clients)
     assert [_status(app, u) for u in users] == ["active", "active"]
