@@ -22,7 +22,7 @@ from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, Sel
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from authsvc.admin import charts, stats
-from authsvc.admin import confirm as cf
+from authsvc.admin import confirmation as cf
 from authsvc.admin import throttles as th
 from authsvc.admin.gate import admin_gate, is_fresh, record_proof
 from authsvc.models import LoginEvent, SecurityEvent, User, UserSession
@@ -304,7 +304,7 @@ def _refuse_admin_target(admin: User, user: User, action: str, tag: str):
 @bp.post("/users/<int:user_id>/<action>")
 @admin_gate
 def user_action(session, admin, user_id: int, action: str):
-    """Every action on one account is confirmed with a reason first (see confirm.py)."""
+    """Every action on one account is confirmed with a reason first (see confirmation.py)."""
     if action not in USER_ACTIONS:
         abort(404)
     user = _user_or_404(user_id)
