@@ -254,7 +254,7 @@ def test_resend_verification_is_rate_limited_and_audited(app):
 
 
 # --- the other destructive actions --------------------------------------------------------------------------------------
-def test_unblock_and_oauth_secret_rotation_are_confirmed_with_a_reason(make_app, redis_client):
+def test_unblock_is_confirmed_and_acts_on_the_entity_of_its_ticket(make_app, redis_client):
     app = make_app(throttle_pair_limit=3)
     admin = admin_client(app)
     redis_client.set("th:{ip:203.0.113.9}:f", 50, ex=600)
