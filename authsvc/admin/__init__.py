@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import re
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_babel import gettext as _
@@ -114,6 +115,7 @@ def confirm():
     return render_template("admin/confirm.html", form=form, fresh=is_fresh(session)), status
 
 
+PAGE_SIZE = 50  # rows per page of the OAuth client list and the outbox (keyset cursors)
 CHAIN_STEP = 20_000  # audit rows one page load may hash (~0.3 s); a longer backlog is caught up over the next loads
 
 
@@ -641,8 +643,15 @@ def oauth_clients(session, admin):
     clients = _oauth_clients()
     if clients is None:
         return render_template("admin/oauth_off.html")
-    rows = clients.list()
-    return render_template("admin/oauth_list.html", clients=rows, loads=json.loads, form=ActionForm())
+    after = request.args.get("after") or None
+    if after is not None and (len(after) > 64 or not after.replace("-", "").replace("_", "").isalnum()):
+        abort(400)
+    if hasattr(clients, "page"):
+        rows, more = clients.page(after, PAGE_SIZE)
+    else:  # a provider without keyset paging: its list, bounded
+        rows, more = clients.list()[:PAGE_SIZE], False
+    return render_template("admin/oauth_list.html", clients=rows, loads=json.loads, form=ActionForm(),
+                           next_after=rows[-1].id if more else None, paged=after is not None)
 
 
 @bp.route("/oauth/new", methods=["GET", "POST"])
@@ -916,7 +925,21 @@ def outbox(session, admin):
     box = services().outbox
     if box is None:
         abort(404)  # SMTP is configured: mail left the building, nothing is kept here
-    return render_template("admin/outbox.html", messages=box.messages()[:200])
+    # Keyset on (date, name), newest first: ?before=<message name>. The outbox is the no-SMTP development mailer;
+    # it reads its folder, so the bound is on what one page shows.
+    before = request.args.get("before") or None
+    if before is not None and not OUTBOX_NAME.fullmatch(before):
+        abort(400)
+    messages = box.messages()
+    if before is not None:
+        anchor = next(((m.date, m.name) for m in messages if m.name == before), None)
+        messages = [m for m in messages if anchor is None or (m.date, m.name) < anchor]
+    shown = messages[:PAGE_SIZE]
+    return render_template("admin/outbox.html", messages=shown, paged=before is not None,
+                           next_before=shown[-1].name if len(messages) > PAGE_SIZE else None)
+
+
+OUTBOX_NAME = re.compile(r"[0-9.]{1,32}-[0-9a-f]{8}\.eml")
 
 
 __all__ = ["bp"]

@@ -295,3 +295,39 @@ def test_the_happy_path_reason_lands_in_the_audit_event(app):
     [ev] = audit_rows(app, "admin:user:disable")
     assert json.loads(ev.details)["reason"] == "Fraud report #881, confirmed by phone"
     assert login(app.test_client(), email="bob@example.com", password=PASSWORD).status_code == 401
+
+
+# --- keyset paging of the other lists -----------------------------------------------------------------------------------
+def test_outbox_and_oauth_clients_are_keyset_paged_and_refuse_a_hostile_cursor(app):
+    import re
+
+    from authsvc.services import services
+
+    admin = admin_client(app)
+    with app.app_context():
+        for i in range(56):
+            services().mailer.send(f"page{i}@example.com", f"Paging test {i}", "body")
+        clients = app.extensions["authsvc.oauth"].clients
+        for i in range(52):
+            clients.create(name=f"App {i:02d}", client_type="public", redirect_uris=["https://app.example/cb"],
+                           grant_types=["authorization_code"], scopes=["openid"])
+    seen = set()
+    html = admin.get("/admin/outbox").get_data(as_text=True)
+    first = set(re.findall(r"Paging test (\d+)", html))
+    assert len(first) <= 50 and 'rel="next"' in html
+    cursor = re.search(r'href="/admin/outbox\?before=([^"]+)"', html).group(1)
+    older = admin.get(f"/admin/outbox?before={cursor}").get_data(as_text=True)
+    second = set(re.findall(r"Paging test (\d+)", older))
+    seen = first | second
+    assert not first & second and {str(i) for i in range(56)} <= seen
+    for bad in ("../../etc/passwd", "x" * 300, "' OR 1=1", "%00"):
+        assert admin.get("/admin/outbox", query_string={"before": bad}).status_code == 400, bad
+
+    html = admin.get("/admin/oauth").get_data(as_text=True)
+    page1 = re.findall(r"<h2>(App \d\d) ", html)
+    assert len(page1) == 50 and page1 == sorted(page1)
+    after = re.search(r'href="/admin/oauth\?after=([^"]+)"', html).group(1)
+    page2 = re.findall(r"<h2>(App \d\d) ", admin.get(f"/admin/oauth?after={after}").get_data(as_text=True))
+    assert page2 == ["App 50", "App 51"]
+    for bad in ("a" * 65, "x' OR '1'='1", "../x"):
+        assert admin.get("/admin/oauth", query_string={"after": bad}).status_code == 400, bad
