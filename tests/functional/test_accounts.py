@@ -571,12 +571,11 @@ def test_reset_request_does_the_same_work_for_real_unknown_and_disabled_addresse
 
 # --- forced change: no reuse, the true reason (newcomer walk, issue #12) ---------------------------------------------
 def test_admin_required_change_refuses_the_same_password_and_says_the_true_reason(app):
-    from tests.functional.admin_helpers import admin_client
+    from tests.functional.admin_helpers import admin_client, confirmed_post
 
     admin = admin_client(app)
     bob = create_user(app, email="bob@example.com")
-    page = admin.get(f"/admin/users/{bob}").get_data(as_text=True)
-    r = admin.post(f"/admin/users/{bob}/require-password-change", data={"csrf_token": csrf_token(page)})
+    r = confirmed_post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/require-password-change")
     assert r.status_code == 302
     c = app.test_client()
     r = login(c, email="bob@example.com")
