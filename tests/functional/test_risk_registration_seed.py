@@ -109,3 +109,23 @@ def test_first_sign_in_from_the_confirming_network_and_browser_needs_no_step_up(
     assert login(client).headers["Location"] == "/account"
     assert _events(rapp, "mfa:stepup:") == []
 
+
+
+def test_a_replayed_confirmation_link_from_another_country_seeds_nothing(rapp):
+    from authsvc.services import services
+
+    owner, attacker = rapp.test_client(), rapp.test_client()
+    _register_and_confirm(rapp, owner)
+    path = outbox_link(rapp, "alice@example.com", "verify").split("localhost:5000", 1)[1]
+    from_place(attacker, ABROAD_BR, FIREFOX)
+    assert b'name="password"' not in attacker.get(path).data  # a used link offers no form
+    token = csrf_token(attacker.get("/login").get_data(as_text=True))
+    r = attacker.post(path, data={"csrf_token": token, "password": PASSWORD})  # ... and a forged POST is refused
+    assert r.status_code == 400
+    with rapp.app_context():
+        store = services().login.risk.engine.store
+        from authsvc.extensions import db
+        from authsvc.models import User
+
+        uid = db.session.execute(select(User.id).where(User.email == "alice@example.com")).scalar_one()
+        assert store.learned_count(str(uid)) == 1  # only the owner's confirmation
