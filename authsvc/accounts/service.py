@@ -94,6 +94,8 @@ class AccountService:
         self.factors = None
         # EmailChangeService (accounts/emailchange.py, set in services.py): reset and lockdown void a pending change.
         self.email_changes = None
+        # The login pipeline's RiskScorer (set in services.py): a confirmed address seeds the account's risk history.
+        self.risk = None
 
     def _link(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + path
@@ -235,7 +237,17 @@ class AccountService:
         self.db.session.commit()
         self.audit.record("account:email:verified", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)
+        self._seed_risk_history(user, ctx)
         return user
+
+    def _seed_risk_history(self, user: User, ctx: RequestContext) -> None:
+        """The confirming request opened the mailed link in the registering browser, or gave the registration
+        password: it proved the mailbox and the password, as a login met by a mailed code does. Its network and
+        browser become the account's first risk-history entry, so the first sign-in from the same place is compared
+        with it instead of scoring "no history" (docs/RISK.md §6 v3); one from elsewhere still differs from it.
+        Only the account's own history: the scorer keeps new accounts out of the global statistics (issue #19)."""
+        if self.risk is not None:
+            self.risk.learn(user, ctx)
 
     @staticmethod
     def _verify_password_attempts() -> int:
