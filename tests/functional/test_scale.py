@@ -303,6 +303,55 @@ def test_the_query_uses_its_index(app, what, sql, params, index):
     assert index in plan, f"{what}: {plan}"
 
 
+def test_users_list_last_sign_in_walks_the_index_back_to_the_newest_success(app):
+    """The users list shows each account's last *successful* sign-in. It is read per listed account as the newest
+    success on the (user_id, occurred_at) index, walked backwards and stopped at the first success — not a max() over
+    every receipt of the listed accounts (557 ms cold at 200 k users / 2 M receipts; docs/BENCHMARKS.md)."""
+    from authsvc.extensions import db
+    from authsvc.models import LoginEvent
+
+    admin = admin_client(app)
+    ok_then_failed = create_user(app)
+    only_failed = create_user(app, email="bob@example.com")
+    _receipts(app, ok_then_failed, 50)  # successes, the newest at 2025-01-01 00:49 ...
+    with app.app_context():
+        db.session.execute(insert(LoginEvent), [  # ... then failures after it, which must not count
+            {"user_id": uid, "occurred_at": dt.datetime(2025, 3, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=i),
+             "outcome": "failed", "method": "password", "ip": "192.0.2.1"} for uid in (ok_then_failed, only_failed)
+            for i in range(30)])
+        db.session.commit()
+        conn = db.session.connection()
+        sql = ("SELECT u.id, (SELECT le.occurred_at FROM login_events le WHERE le.user_id = u.id AND "
+               "le.outcome = 'success' ORDER BY le.occurred_at DESC LIMIT 1) FROM users u WHERE u.id = :u")
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE"))
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql), {"u": ok_then_failed}))
+            assert "Index Scan Backward using ix_login_events_user_time" in plan, plan
+        db.session.rollback()
+    from sqlalchemy import event
+
+    seen = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda conn, cursor, statement, *a: seen.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        html = admin.get("/admin/users").get_data(as_text=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    receipts_sql = [q for q in seen if "login_events" in q]
+    assert receipts_sql and all("max(" not in q.lower() for q in receipts_sql), receipts_sql
+    assert any("ORDER BY login_events.occurred_at DESC" in q and "LIMIT" in q for q in receipts_sql), receipts_sql
+
+    def row(email):
+        start = html.index(f">{email}</a>")
+        return html[start:html.index("</tr>", start)]
+
+    assert 'datetime="2025-01-01T00:49' in row("alice@example.com"), row("alice@example.com")  # not the failures
+    assert "never" in row("bob@example.com") and "datetime=\"2025-03" not in row("bob@example.com")
+
+
 def test_the_tag_list_is_a_skip_scan_and_the_prefix_filter_is_exact(app):
     """The audit page's tag list (stats.audit_tags) visits one index entry per distinct tag; the tag prefix filter
     keeps LIKE's meaning (prefix of the tag, '_' and '%' literal) while using the index."""
