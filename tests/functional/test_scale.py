@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import re
 import tracemalloc
 
 import pytest
@@ -409,3 +410,80 @@ def test_session_places_reads_only_the_shown_sessions_and_only_the_users_own(app
             event.remove(db.engine, "after_cursor_execute", count_rows)
     assert places == {sid: "IS"}  # the user's own receipt; not mallory's "KP"
     assert len(fetched) == 1
+
+
+# --- the users search at size: bounded reads, index-backed e-mail search ----------------------------------------------
+def test_users_search_by_email_contains_prefix_and_literal_wildcards(app):
+    admin = admin_client(app)
+    for email in ("alice@example.com", "malice@example.org", "al_x@example.net", "bob@example.com"):
+        create_user(app, email=email)
+
+    def found(q):
+        html = admin.get("/admin/users", query_string={"q": q}).get_data(as_text=True)
+        assert "Traceback" not in html
+        return {e for e in ("alice@example.com", "malice@example.org", "al_x@example.net", "bob@example.com")
+                if f">{e}</a>" in html}
+
+    assert found("lice") == {"alice@example.com", "malice@example.org"}  # three or more: anywhere in the address
+    assert found("ALICE@") == {"alice@example.com", "malice@example.org"}  # addresses are stored lower-case
+    assert found("al") == {"alice@example.com", "al_x@example.net"}  # shorter: the start only ("malice" is not)
+    assert found("al_") == {"al_x@example.net"}  # '_' and '%' are literal, not wildcards
+    assert found("%") == set() and found("%%%") == set()
+    for hostile in ("\x00", "a\x00b@x", "é" * 300, "x" * 10000):
+        assert admin.get("/admin/users", query_string={"q": hostile}).status_code in (200, 400)
+    assert admin.get("/admin/users?q=%ED%A0%80%FF").status_code in (200, 400)  # a lone surrogate, invalid UTF-8
+
+
+def test_users_search_by_email_uses_the_trigram_index_on_postgresql(app):
+    from sqlalchemy import event
+
+    from authsvc.extensions import db
+
+    admin = admin_client(app)
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the trigram index is PostgreSQL's (SQLite deployments are small; the search reads the table)")
+        db.session.execute(insert(__import__("authsvc.models", fromlist=["User"]).User), [
+            {"email": f"user{i}@example.com", "password_hash": "x", "status": "active"} for i in range(3000)])
+        db.session.commit()
+        engine = db.engine
+    seen = []
+    listener = lambda conn, cursor, statement, params, *a: seen.append((statement, params))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert admin.get("/admin/users?q=user2999@").status_code == 200  # a rare address: the index, not a walk
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    statement, params = next((s, p) for s, p in seen if "FROM users" in s and "LIKE" in s)
+    with app.app_context():
+        conn = db.session.connection()
+        conn.execute(text("ANALYZE users"))
+        # A few thousand rows: the planner would rightly walk the newest accounts instead. With plain scans off, what
+        # is left is the bitmap scan of an index that fits the LIKE — it must be the trigram one.
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        conn.execute(text("SET LOCAL enable_indexscan = off"))
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, params))
+        db.session.rollback()
+    assert re.search(r"Bitmap Index Scan on ix_users_email_trgm\b", plan), plan
+
+
+def test_users_search_by_ip_reads_a_bounded_number_of_receipts(app, monkeypatch):
+    """A carrier's NAT address can sit on millions of receipts: the search reads at most IP_SEARCH_ROWS of them (and
+    of sessions) and fetches the accounts by id."""
+    import authsvc.admin as admin_views
+    from authsvc.extensions import db
+    from authsvc.models import LoginEvent
+
+    admin = admin_client(app)
+    uids = [create_user(app, email=f"nat{i}@example.com") for i in range(6)]
+    with app.app_context():
+        db.session.execute(insert(LoginEvent), [
+            {"user_id": uid, "occurred_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=i),
+             "outcome": "failed", "method": "password", "ip": "100.64.7.7"} for i, uid in enumerate(uids * 5)])
+        db.session.commit()
+    html = admin.get("/admin/users?q=100.64.7.7").get_data(as_text=True)
+    assert all(f">nat{i}@example.com</a>" in html for i in range(6))
+    monkeypatch.setattr(admin_views, "IP_SEARCH_ROWS", 3)
+    html = admin.get("/admin/users?q=100.64.7.7").get_data(as_text=True)
+    assert 1 <= sum(f">nat{i}@example.com</a>" in html for i in range(6)) <= 3  # bounded, never every receipt
+    assert "No account matches" in admin.get("/admin/users?q=100.64.7.8").get_data(as_text=True)
