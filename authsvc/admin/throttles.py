@@ -1,14 +1,16 @@
 """Read the Redis throttle marks (``th:{<entity>}:<suffix>``, layout in authsvc/defense/redis_throttle.py) for the
 operator: what is blocked or counting right now, with its counter and time left.
 
-Reads are a SCAN (never KEYS) in batches with one pipeline per batch, capped at ``limit`` keys, so the page stays
-cheap on a large Redis. Accounts and passwords appear only as keyed hashes; the panel shows them as such.
+Reads are a SCAN (never KEYS) in batches with one pipeline per batch (HyperLogLogs too, except on a Cluster),
+capped at ``limit`` keys, so the page stays cheap on a large Redis. Accounts and passwords appear only as keyed hashes; the panel shows them as such.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from redis.cluster import RedisCluster
 
 KEY = re.compile(r"^th:\{(?P<tag>[^}]*)\}(?::(?P<suffix>[a-z]+))?$")
 
@@ -99,21 +101,37 @@ def scan(redis, *, limit: int = 2000) -> list[Mark]:
             marks.append(Mark(k, parsed[0], parsed[1], parsed[2], value, ttl))
         batch.clear()
 
+    hlls: list[str] = []
+
+    def flush_hlls():
+        """HyperLogLogs (a string to TYPE, but their value is a count): PFCOUNT and TTL of a batch in one pipeline;
+        on a Redis Cluster, whose pipelines refuse PFCOUNT, two plain calls per key."""
+        if not hlls:
+            return
+        if isinstance(redis, RedisCluster):
+            res = [x for k in hlls for x in (redis.pfcount(k), redis.ttl(k))]
+        else:
+            pipe = redis.pipeline(transaction=False)
+            for k in hlls:
+                pipe.pfcount(k)
+                pipe.ttl(k)
+            res = pipe.execute()
+        for i, k in enumerate(hlls):
+            parsed, n, ttl = parse_key(k), res[2 * i], res[2 * i + 1]
+            if parsed and ttl != -2:
+                marks.append(Mark(k, parsed[0], parsed[1], parsed[2], int(n), int(ttl)))
+        hlls.clear()
+
     for key in redis.scan_iter(match="th:*", count=500):
-        if key.endswith(":u"):  # HyperLogLog: a string to TYPE, but its value is a count, not an integer
-            parsed = parse_key(key)
-            if parsed:
-                # Two plain calls, not a pipeline: a Redis Cluster pipeline refuses PFCOUNT.
-                n, ttl = redis.pfcount(key), redis.ttl(key)
-                if ttl != -2:
-                    marks.append(Mark(key, parsed[0], parsed[1], parsed[2], int(n), int(ttl)))
-            continue
-        batch.append(key)
+        (hlls if key.endswith(":u") else batch).append(key)
         if len(batch) >= 200:
             flush()
-        if len(marks) + len(batch) >= limit:
+        if len(hlls) >= 200:
+            flush_hlls()
+        if len(marks) + len(batch) + len(hlls) >= limit:
             break
     flush()
+    flush_hlls()
     return marks
 
 
