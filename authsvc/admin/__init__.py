@@ -26,6 +26,7 @@ from authsvc.admin import charts, stats
 from authsvc.admin import confirmation as cf
 from authsvc.admin import throttles as th
 from authsvc.admin.gate import admin_gate, is_fresh, record_proof
+from authsvc.admin.queries import USERS_PER_PAGE, users_newest_first
 from authsvc.models import LoginEvent, SecurityEvent, User, UserSession
 from authsvc.models.base import parse_id
 from authsvc.services import services
@@ -205,7 +206,8 @@ IP_SEARCH_ROWS = 5000  # receipts and sessions of one address read by the users 
 def users(session, admin):
     q = (request.args.get("q") or "").strip()[:254]
     db = _db()
-    query = select(User).order_by(User.created_at.desc()).limit(100)
+    # Newest first, one page; ?before=<id> continues after that account (keyset paging, authsvc/admin/queries.py).
+    query = users_newest_first(db, request.args.get("before"))
     how = None
     if q:
         try:
@@ -233,6 +235,7 @@ def users(session, admin):
             pattern = ("%" + literal + "%") if len(q) >= 3 else (literal + "%")
             query = query.where(User.email.like(pattern, escape="\\"))
     rows = list(db.session.execute(query).scalars())
+    more, rows = len(rows) > USERS_PER_PAGE, rows[:USERS_PER_PAGE]
     last = {}
     if rows:
         # Last successful sign-in of each listed account: a correlated "newest success" per account walks the
@@ -243,7 +246,8 @@ def users(session, admin):
                      .order_by(LoginEvent.occurred_at.desc()).limit(1).correlate(User).scalar_subquery())
         last = {uid: at for uid, at in db.session.execute(
             select(User.id, newest_ok).where(User.id.in_([u.id for u in rows]))) if at is not None}
-    return render_template("admin/users.html", users=rows, q=q, how=how, last=last, bulk_max=BULK_MAX)
+    return render_template("admin/users.html", users=rows, q=q, how=how, last=last, bulk_max=BULK_MAX,
+                           more=more)
 
 
 def _user_or_404(user_id: int) -> User:
