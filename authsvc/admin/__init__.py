@@ -199,6 +199,7 @@ def dashboard(session, admin):
 
 # --- users ---------------------------------------------------------------------------------------------------------------
 IP_SEARCH_ROWS = 5000  # receipts and sessions of one address read by the users search (each table)
+_FULL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 
 
 @bp.get("/users")
@@ -231,9 +232,13 @@ def users(session, admin):
             # Three characters or more: anywhere in the address (PostgreSQL answers from the trigram index of
             # migration 0011_lead_users_search); fewer: the start of the address (the e-mail index), so that a one-
             # letter search never reads every account.
-            literal = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = ("%" + literal + "%") if len(q) >= 3 else (literal + "%")
-            query = query.where(User.email.like(pattern, escape="\\"))
+            if _FULL_ADDRESS.fullmatch(q):  # a whole address: the account with it (the unique index), at once
+                how = "exact e-mail"
+                query = query.where(User.email == q.lower())
+            else:
+                literal = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                pattern = ("%" + literal + "%") if len(q) >= 3 else (literal + "%")
+                query = query.where(User.email.like(pattern, escape="\\"))
     rows = list(db.session.execute(query).scalars())
     more, rows = len(rows) > USERS_PER_PAGE, rows[:USERS_PER_PAGE]
     last = {}

@@ -428,6 +428,8 @@ def test_users_search_by_email_contains_prefix_and_literal_wildcards(app):
     assert found("ALICE@") == {"alice@example.com", "malice@example.org"}  # addresses are stored lower-case
     assert found("al") == {"alice@example.com", "al_x@example.net"}  # shorter: the start only ("malice" is not)
     assert found("al_") == {"al_x@example.net"}  # '_' and '%' are literal, not wildcards
+    assert found("ALICE@example.COM") == {"alice@example.com"}  # a whole address: that account (unique index)
+    assert found("lice@example.com") == set()  # ... and only that one, not the addresses containing it
     assert found("%") == set() and found("%%%") == set()
     for hostile in ("\x00", "a\x00b@x", "é" * 300, "x" * 10000):
         assert admin.get("/admin/users", query_string={"q": hostile}).status_code in (200, 400)
