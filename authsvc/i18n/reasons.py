@@ -7,7 +7,7 @@ are read back from the stored text by the pattern the engine writes (authsvc/ris
 Countries become their names in the viewer's language, an hour becomes the viewer's local time.
 
 Fallbacks, never an error: a known code whose text no longer matches its pattern (the engine's wording changed) gets
-the code's sentence without details; an unknown code keeps its stored text.
+the code's sentence without details (in English: the stored text); an unknown code keeps its stored text.
 """
 from __future__ import annotations
 
@@ -95,7 +95,11 @@ def reason_text(reason: dict, at: dt.datetime | None = None) -> str:
         return _(detailed)
     m = pattern.fullmatch(text.strip())
     details = _details(code, m.groupdict(), at) if m else None
-    return _(detailed, **details) if details is not None else _(plain)
+    if details is not None:
+        return _(detailed, **details)
+    # A wording this version does not know: English readers get it as stored (nothing lost), others the code's
+    # sentence without details.
+    return text if text and str(get_locale() or "en") == "en" else _(plain)
 
 
 def _details(code: str, found: dict, at: dt.datetime | None) -> dict | None:

@@ -24,8 +24,8 @@ def chromium():
 class Watched:
     """A browser context whose pages record console errors and CSP violations."""
 
-    def __init__(self, browser):
-        self.context = browser.new_context()
+    def __init__(self, browser, **options):
+        self.context = browser.new_context(**options)  # options: Playwright's, e.g. locale=, timezone_id=
         self.problems = []
         self.page = self.new_page()
 
@@ -52,8 +52,8 @@ class Watched:
 def browser_context(chromium):
     made = []
 
-    def factory():
-        w = Watched(chromium)
+    def factory(**options):
+        w = Watched(chromium, **options)
         made.append(w)
         return w
 

@@ -174,6 +174,8 @@ def test_activity_reasons_are_escaped_and_unknown_or_reworded_ones_never_fail(ap
     assert "something a newer engine says" in page
     assert "et land du ikke har logget inn fra før" in page
     assert "et tidspunkt du sjelden logger inn" in page
+    english = client.get("/account/activity", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "a wording this version does not know" in english  # English readers get an unknown wording as stored
 
 
 def test_activity_shows_reasons_in_the_viewers_language_and_zone_while_the_receipt_stays_english(app):
