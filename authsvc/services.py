@@ -127,6 +127,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     mfa = build_mfa(app=app, settings=settings, db=db, redis_getter=lambda: RedisExtension.client_for(app),
                     clock=clock, sessions=sessions, audit=audit, mailer=mailer)
     risk, geo = _risk_scorer(app, settings, mfa)
+    accounts.risk = risk  # a confirmed address seeds the account's risk history (AccountService.verify_email)
     if geo is not None and isinstance(throttle, RedisThrottle):
         throttle.asn_lookup = lambda ip: (geo.lookup(ip).asn if ip else None)  # per-ASN limits need the file
     login = LoginService(db=db, hasher=hasher, throttle=throttle, breach=breach, risk=risk,

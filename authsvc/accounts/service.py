@@ -6,6 +6,8 @@ unknown one both get the generic answer, and the real owner gets an e-mail inste
 
 from __future__ import annotations
 
+import unicodedata
+
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -95,6 +97,8 @@ class AccountService:
         self.factors = None
         # EmailChangeService (accounts/emailchange.py, set in services.py): reset and lockdown void a pending change.
         self.email_changes = None
+        # The login pipeline's RiskScorer (set in services.py): a confirmed address seeds the account's risk history.
+        self.risk = None
 
     def _link(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + path
@@ -164,6 +168,46 @@ class AccountService:
                          f"password of your own at {self._link('/reset')} to take the address back.\n")
         return True
 
+    # --- accounts an operator creates (issue 18) ---------------------------------------------------------------------
+    def create_invited(self, email: str, ctx: RequestContext) -> User:
+        """An account with no password; its owner gets a set-password link (the reset flow, which also confirms the
+        address), so the operator never knows the password. Refused: an invalid or already registered address."""
+        email = normalize_email(email)
+        # Stricter than sign-up: an operator-typed (or pasted) address has no invisible characters (bidi overrides,
+        # zero-width spaces) that would make it read as someone else's in the panel and the audit log.
+        if not valid_email(email) or any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in email):
+            raise InvalidInput("Enter a valid e-mail address.", field="email")
+        if self.db.session.execute(select(User.id).where(User.email == email)).scalar() is not None:
+            raise InvalidInput("An account with this address already exists.", field="email")
+        user = User(email=email, password_hash=None, sessions_valid_after=self.clock.now())
+        self.db.session.add(user)
+        try:
+            self.db.session.commit()
+        except IntegrityError:  # created concurrently
+            self.db.session.rollback()
+            raise InvalidInput("An account with this address already exists.", field="email") from None
+        self._mail_invitation(user)
+        return user
+
+    def _mail_invitation(self, user: User) -> None:
+        # A set-password link lives as long as a verification link (it is one: it proves the mailbox); only the
+        # newest works (replace).
+        token = self.tokens.replace("reset", user.id, self.settings.verify_token_ttl)
+        self.mailer.send(user.email, f"Your {self.settings.service_name} account",
+                         "An administrator created an account for this address. Open this link to choose your "
+                         f"password (it also confirms the address):\n\n{self._link('/reset/' + token)}\n\n"
+                         "If you did not expect this, ignore this message.\n")
+
+    def resend_by_admin(self, user: User, ctx: RequestContext) -> bool:
+        """The operator's "resend": the verification link, or the set-password link for an account that has no
+        password yet. Counted against the address's mail limit; False when it suppressed the mail."""
+        if not self._mail_allowed("verify", user.email, ctx):
+            return False
+        if user.password_hash is None:
+            self._mail_invitation(user)
+            return True
+        return self.send_verification(user, ctx, limited=False)
+
     def verification_needs_password(self, token: str, browser: str | None) -> bool:
         """True unless the link is opened in the browser that registered (or re-sent it after a password login)."""
         return self.mail_guard is not None and not self.mail_guard.is_bound_to(token, browser)
@@ -196,7 +240,17 @@ class AccountService:
         self.db.session.commit()
         self.audit.record("account:email:verified", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)
+        self._seed_risk_history(user, ctx)
         return user
+
+    def _seed_risk_history(self, user: User, ctx: RequestContext) -> None:
+        """The confirming request opened the mailed link in the registering browser, or gave the registration
+        password: it proved the mailbox and the password, as a login met by a mailed code does. Its network and
+        browser become the account's first risk-history entry, so the first sign-in from the same place is compared
+        with it instead of scoring "no history" (docs/RISK.md §6 v3); one from elsewhere still differs from it.
+        Only the account's own history: the scorer keeps new accounts out of the global statistics (issue #19)."""
+        if self.risk is not None:
+            self.risk.learn(user, ctx)
 
     @staticmethod
     def _verify_password_attempts() -> int:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import re
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf import FlaskForm
 from sqlalchemy import false, func, select, true
 from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
@@ -19,6 +23,7 @@ from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, Sel
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from authsvc.admin import charts, stats
+from authsvc.admin import confirmation as cf
 from authsvc.admin import throttles as th
 from authsvc.admin.gate import admin_gate, is_fresh, record_proof
 from authsvc.models import LoginEvent, SecurityEvent, User, UserSession
@@ -110,6 +115,7 @@ def confirm():
     return render_template("admin/confirm.html", form=form, fresh=is_fresh(session)), status
 
 
+PAGE_SIZE = 50  # rows per page of the OAuth client list and the outbox (keyset cursors)
 CHAIN_STEP = 20_000  # audit rows one page load may hash (~0.3 s); a longer backlog is caught up over the next loads
 
 
@@ -224,7 +230,7 @@ def users(session, admin):
                 .where(LoginEvent.user_id.in_([u.id for u in rows]), LoginEvent.outcome == "success")
                 .group_by(LoginEvent.user_id)):
             last[uid] = at
-    return render_template("admin/users.html", users=rows, q=q, how=how, last=last)
+    return render_template("admin/users.html", users=rows, q=q, how=how, last=last, bulk_max=BULK_MAX)
 
 
 def _user_or_404(user_id: int) -> User:
@@ -262,71 +268,274 @@ USER_ACTIONS = {
 ADMIN_PROTECTED = ("disable", "reset-factors")  # refused from the panel when the target is another administrator
 
 
+USER_ACTION_TEXT = {  # (title, consequence) of each action's confirmation page
+    "disable": (_l("Disable %(email)s"), _l("The account is disabled and every session it has ends at once. Nobody "
+                                            "can sign in to it until an administrator enables it again.")),
+    "enable": (_l("Enable %(email)s"), _l("The account can sign in again with its password and second factors.")),
+    "end-sessions": (_l("End every session of %(email)s"),
+                     _l("Every browser and app signed in to this account is signed out at once.")),
+    "reset-factors": (_l("Reset the second factors of %(email)s"),
+                      _l("Every authenticator app, passkey, security key, recovery code and remembered device of the "
+                         "account is removed, and the user is told by e-mail.")),
+    "require-password-change": (_l("Require a password change for %(email)s"),
+                                _l("The user must choose a new password at the next sign-in.")),
+    "unlock": (_l("Unlock %(email)s"), _l("The lockout and the failure counters of the account are cleared.")),
+    "revoke-device": (_l("Forget a remembered device of %(email)s"),
+                      _l("That device is asked for a second factor again at the next sign-in.")),
+}
+
+
+def _account_row(user: User) -> tuple[str, str]:
+    return user.email, f"#{user.id}" + (" · " + _("administrator") if user.is_admin else "")
+
+
+def _refuse_admin_target(admin: User, user: User, action: str, tag: str):
+    """One stolen admin session must not be able to lock the other administrators out (issue 19): disabling an
+    administrator or removing their factors is for someone with shell access to the server. None: allowed."""
+    if action not in ADMIN_PROTECTED or not user.is_admin or user.id == admin.id:
+        return None
+    _audit(tag, admin, user, outcome="failure", reason="target_is_admin")
+    command = {"disable": f"authsvc admin disable --email {user.email}",
+               "reset-factors": f"authsvc mfa reset --email {user.email}"}[action]
+    return render_template("message.html", title=_("Not from the panel"),
+                           message=_("%(email)s is an administrator. Another administrator's account can only be "
+                                     "disabled or have its second factors reset on the server, with '%(command)s'.",
+                                     email=user.email, command=command)), 403
+
+
 @bp.post("/users/<int:user_id>/<action>")
 @admin_gate
 def user_action(session, admin, user_id: int, action: str):
+    """Every action on one account is confirmed with a reason first (see confirmation.py)."""
     if action not in USER_ACTIONS:
         abort(404)
-    form = ActionForm()
-    if not form.validate_on_submit():
-        flash("The form expired. Reload the page and try again.", "warning")
-        return redirect(url_for("admin.user_detail", user_id=user_id)), 400
     user = _user_or_404(user_id)
     db, tag, details, message = _db(), USER_ACTIONS[action], None, None
-    if action in ADMIN_PROTECTED and user.is_admin and user.id != admin.id:
-        # One stolen admin session must not be able to lock the other administrators out (issue 19): disabling an
-        # administrator or removing their factors is for someone with shell access to the server.
-        _audit(tag, admin, user, outcome="failure", reason="target_is_admin")
-        command = {"disable": f"authsvc admin disable --email {user.email}",
-                   "reset-factors": f"authsvc mfa reset --email {user.email}"}[action]
-        return render_template("message.html", title="Not from the panel",
-                               message=f"{user.email} is an administrator. Another administrator's account can only "
-                                       f"be disabled or have its second factors reset on the server, with "
-                                       f"'{command}'."), 403
+    back = url_for("admin.user_detail", user_id=user_id)
+    refused = _refuse_admin_target(admin, user, action, tag)
+    if refused is not None:
+        return refused
+    if action == "disable" and user.id == admin.id:
+        flash(_("You cannot disable your own account."), "warning")
+        return redirect(back)
+    mfa = getattr(services(), "mfa", None)
+    if action in ("reset-factors", "revoke-device") and mfa is None:
+        flash(_("Two-step verification is not installed on this server."), "warning")
+        return redirect(back)
+    target = None
+    if action == "revoke-device" and not cf.is_confirmation():
+        target = parse_id(request.form.get("target") or "")
+        if target is None:
+            abort(400)
+
+    def plan(payload):
+        title, consequence = USER_ACTION_TEXT[action]
+        return cf.Plan(str(title) % {"email": user.email}, str(consequence), back,
+                            targets=[_account_row(user)], danger=action in ADMIN_PROTECTED)
+
+    reason, payload, response = cf.confirmed(admin, f"user:{action}:{user.id}", {"target": target}, plan)
+    if response is not None:
+        return response
+    target = payload["target"]
     if action == "disable":
-        if user.id == admin.id:
-            flash("You cannot disable your own account.", "warning")
-            return redirect(url_for("admin.user_detail", user_id=user_id))
         user.status = "disabled"
         db.session.commit()
         details = {"sessions_ended": services().sessions.revoke_all(user, "admin_disabled")}
-        message = "Account disabled; its sessions ended."
+        message = _("Account disabled; its sessions ended.")
     elif action == "enable":
         user.status = "active"
         db.session.commit()
-        message = "Account enabled."
+        message = _("Account enabled.")
     elif action == "end-sessions":
         details = {"count": services().sessions.revoke_all(user, "admin_revoked")}
-        message = f"Ended {details['count']} session{'s' if details['count'] != 1 else ''}."
+        message = ngettext("Ended %(num)d session.", "Ended %(num)d sessions.", details["count"])
     elif action == "reset-factors":
-        mfa = getattr(services(), "mfa", None)
-        if mfa is None:
-            flash("Two-step verification is not installed on this server.", "warning")
-            return redirect(url_for("admin.user_detail", user_id=user_id))
         details = mfa.reset_factors(user, admin, request_context())
-        message = "Every second factor and remembered device was removed; the user was told by e-mail."
+        message = _("Every second factor and remembered device was removed; the user was told by e-mail.")
     elif action == "require-password-change":
         from authsvc.accounts.service import require_password_change
 
         require_password_change(user, "admin")
         db.session.commit()
-        message = "The user must choose a new password at the next sign-in."
+        message = _("The user must choose a new password at the next sign-in.")
     elif action == "unlock":
         services().throttle.clear_account(user.email, pairs=True)
-        message = "Lockout and failure counters of this account were cleared."
+        message = _("Lockout and failure counters of this account were cleared.")
     elif action == "revoke-device":
-        mfa = getattr(services(), "mfa", None)
-        device_id = parse_id(form.target.data or "")
-        if device_id is None:
-            abort(400)
-        if mfa is None or not mfa.revoke_device(user, device_id, admin, request_context()):
-            flash("That device was already forgotten.", "warning")
-            return redirect(url_for("admin.user_detail", user_id=user_id))
-        details = {"device": device_id}
-        message = "The device will be asked for a second factor again."
-    _audit(tag, admin, user, details=details)
+        if not mfa.revoke_device(user, target, admin, request_context()):
+            _audit(tag, admin, user, outcome="failure", reason="already_gone",
+                   details={"device": target, "reason": reason})
+            flash(_("That device was already forgotten."), "warning")
+            return redirect(back)
+        details = {"device": target}
+        message = _("The device will be asked for a second factor again.")
+    _audit(tag, admin, user, details=dict(details or {}, reason=reason))
     flash(message, "success")
-    return redirect(url_for("admin.user_detail", user_id=user_id))
+    return redirect(back)
+
+
+# --- bulk actions, create user, resend verification (issue 18) ---------------------------------------------------------
+BULK_MAX = 100  # accounts one bulk request may name; more is a 400 before any lookup
+BULK_ACTIONS = {"disable": "admin:user:disable", "end-sessions": "admin:user:sessions_revoke"}
+
+
+def _bulk_ids(values: list[str]) -> list[int]:
+    """Distinct, valid user ids from the checkboxes, or a 400: too many, not digits, out of range."""
+    if not values or len(values) > BULK_MAX:
+        abort(400)
+    ids = []
+    for raw in values:
+        uid = parse_id(raw) if raw.isascii() and raw.isdigit() else None
+        if uid is None:
+            abort(400)
+        if uid not in ids:
+            ids.append(uid)
+    return ids
+
+
+@bp.post("/users/bulk")
+@admin_gate
+def users_bulk(session, admin):
+    """Disable or end the sessions of up to BULK_MAX accounts, confirmed with one reason; each account is audited.
+    Administrators (this one included) are left out, as from the single actions: never for the panel to lock out."""
+    action = request.values.get("action") or ""  # the form's select, then the confirmation's URL (?action=)
+    if action not in BULK_ACTIONS:
+        abort(400)
+    tag, db = BULK_ACTIONS[action], _db()
+    if cf.is_confirmation():  # the ids come from the ticket, not from the form
+        ids = []
+    else:
+        ids = _bulk_ids(request.form.getlist("ids"))
+    found = {u.id: u for u in db.session.execute(select(User).where(User.id.in_(ids))).scalars()} if ids else {}
+    payload = {"ids": [uid for uid in ids if uid in found and not found[uid].is_admin]}
+    if not cf.is_confirmation() and not payload["ids"]:
+        flash(_("None of the selected accounts can be changed from here: administrators are left out."), "warning")
+        return redirect(url_for("admin.users"))
+
+    def plan(p):
+        rows = {u.id: u for u in db.session.execute(select(User).where(User.id.in_(p["ids"]))).scalars()}
+        skipped = [(found[uid].email, _("administrator") if found[uid].is_admin else "") for uid in ids
+                   if uid in found and found[uid].is_admin] + [(f"#{uid}", _("no such account")) for uid in ids
+                                                              if uid not in found]
+        title = (ngettext("Disable %(num)d account", "Disable %(num)d accounts", len(rows)) if action == "disable"
+                 else ngettext("End every session of %(num)d account", "End every session of %(num)d accounts",
+                               len(rows)))
+        text = (_("Each account is disabled and its sessions end at once.") if action == "disable"
+                else _("Every browser and app signed in to these accounts is signed out at once."))
+        return cf.Plan(title, text, url_for("admin.users"), targets=[_account_row(rows[i]) for i in p["ids"]
+                                                                         if i in rows], skipped=skipped,
+                       post_to=url_for("admin.users_bulk", action=action))
+
+    reason, payload, response = cf.confirmed(admin, f"bulk:{action}", payload, plan)
+    if response is not None:
+        return response
+    done = 0
+    for user in db.session.execute(select(User).where(User.id.in_(payload["ids"])).order_by(User.id)).scalars():
+        if user.is_admin or user.id == admin.id:  # became an administrator since the confirmation page
+            _audit(tag, admin, user, outcome="failure", reason="target_is_admin", details={"bulk": True})
+            continue
+        if action == "disable":
+            user.status = "disabled"
+            db.session.commit()
+            details = {"sessions_ended": services().sessions.revoke_all(user, "admin_disabled")}
+        else:
+            details = {"count": services().sessions.revoke_all(user, "admin_revoked")}
+        _audit(tag, admin, user, details=dict(details, reason=reason, bulk=True))
+        done += 1
+    flash(ngettext("Done for %(num)d account.", "Done for %(num)d accounts.", done), "success")
+    return redirect(url_for("admin.users"))
+
+
+class CreateUserForm(FlaskForm):
+    email = StringField(_l("E-mail"), validators=[DataRequired(), Length(max=254)],
+                        render_kw={"autocomplete": "off", "type": "email"})
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@admin_gate
+def user_create(session, admin):
+    """The operator names the address; the user chooses the password through a set-password link (which also
+    confirms the address). The operator never knows the password. Audited as admin:user:create."""
+    form = CreateUserForm()
+    status = 200
+    if form.validate_on_submit():
+        from authsvc.errors import ServiceError
+
+        try:
+            user = services().accounts.create_invited(form.email.data, request_context())
+        except ServiceError as exc:
+            form.email.errors = [exc.message]
+            status = 400
+        else:
+            _audit("admin:user:create", admin, user)
+            flash(_("Account created; a link to choose a password was sent to %(email)s.", email=user.email),
+                  "success")
+            return redirect(url_for("admin.user_detail", user_id=user.id))
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/user_new.html", form=form), status
+
+
+RESEND_EVERY = 300  # seconds between two verification mails an operator can send to one account
+
+
+@bp.post("/users/<int:user_id>/resend-verification")
+@admin_gate
+def user_resend(session, admin, user_id: int):
+    user = _user_or_404(user_id)
+    back = url_for("admin.user_detail", user_id=user_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if user.email_verified_at is not None:
+        flash(_("This address is already confirmed."), "warning")
+        return redirect(back)
+    # One per account per RESEND_EVERY from the panel, on top of the per-address mail limit (mailguard).
+    if not _redis().set(f"admin:resend:{{u{user.id}}}", "1", nx=True, ex=RESEND_EVERY):
+        _audit("admin:user:verification_resend", admin, user, outcome="failure", reason="rate_limited")
+        flash(_("A link was sent a few minutes ago. Wait before sending another."), "warning")
+        return redirect(back), 429
+    sent = services().accounts.resend_by_admin(user, request_context())
+    _audit("admin:user:verification_resend", admin, user, outcome="success" if sent else "failure",
+           reason=None if sent else "mail_limit")
+    flash(_("A new link was sent to %(email)s.", email=user.email) if sent
+          else _("The mail limit for this address is reached; try again later."), "success" if sent else "warning")
+    return redirect(back)
+
+
+def _emails(ids) -> dict[int, str]:
+    """id → e-mail for the ids on one page (at most a few hundred: one indexed IN query)."""
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    return dict(_db().session.execute(select(User.id, User.email).where(User.id.in_(ids))).all())
+
+
+ACCOUNT_LOOKUP = 2000  # accounts hashed per attacks page to name the account hashes of throttle marks
+ACCOUNT_KINDS = ("a", "p", "pk")  # mark kinds whose entity starts with an account hash
+
+
+def _account_labels(tags) -> dict[str, str]:
+    """``{mark tag: "e-mail #id"}`` for marks filed under a real account. The hash is one-way, so the lookup goes the
+    other way, bounded: the accounts with the newest failed or denied sign-ins of the last 7 days (at most
+    ACCOUNT_LOOKUP, one query) are hashed with the throttle key and matched. Unknown addresses stay hashes."""
+    throttle = services().throttle
+    wanted = {}
+    for tag in tags:
+        kind, _sep, entity = tag.partition(":")
+        if kind in ACCOUNT_KINDS and entity:
+            wanted.setdefault(entity.split(":", 1)[0], []).append(tag)
+    if not wanted or not hasattr(throttle, "account_hash"):
+        return {}
+    since = services().clock.now() - dt.timedelta(days=7)
+    recent = (select(LoginEvent.user_id).where(LoginEvent.occurred_at >= since, LoginEvent.user_id.is_not(None),
+                                               LoginEvent.outcome.in_(("failed", "denied", "mfa_required")))
+              .order_by(LoginEvent.occurred_at.desc()).limit(10 * ACCOUNT_LOOKUP).subquery())
+    out = {}
+    for uid, email in _db().session.execute(select(User.id, User.email).where(User.id.in_(select(recent.c.user_id)))
+                                            .limit(ACCOUNT_LOOKUP)):
+        for tag in wanted.get(throttle.account_hash(email), ()):
+            out[tag] = f"{email} #{uid}"
+    return out
 
 
 # --- attacks -----------------------------------------------------------------------------------------------------------
@@ -344,25 +553,47 @@ def attacks(session, admin):
     now = services().clock.now()
     return render_template("admin/attacks.html", in_force=force, sprays=sprays, sprayed_pw=sprayed_pw,
                            pw_tries=pw_tries, spreading=spreading, counting=counting,
+                           accounts=_account_labels([m.tag for m in force + counting]),
                            hour=stats.top_sources(_db(), now - dt.timedelta(hours=1)),
                            day=stats.top_sources(_db(), now - dt.timedelta(hours=24)),
                            form=ActionForm(), settings=settings)
 
 
+def _one_entity(tag: str) -> tuple[str, str]:
+    """``kind:entity`` of one throttle entity, or a 400: never a pattern."""
+    if not tag or len(tag) > 128 or th.parse_key(f"th:{{{tag}}}") is None or any(ch in tag for ch in "*?[]{}\\"):
+        abort(400)
+    kind, entity = tag.split(":", 1)
+    return kind, entity
+
+
 @bp.post("/attacks/unblock")
 @admin_gate
 def unblock(session, admin):
-    form = ActionForm()
-    if not form.validate_on_submit() or not form.target.data:
-        abort(400)
-    tag = form.target.data
-    if th.parse_key(f"th:{{{tag}}}") is None or any(ch in tag for ch in "*?[]{}\\"):
-        abort(400)  # one entity, never a pattern
-    n = th.unblock(_redis(), tag)
-    kind = tag.split(":", 1)[0]
-    _audit("admin:throttle:unblock", admin, details={"kind": kind, "entity": tag.split(":", 1)[1][:64], "keys": n})
-    flash(f"Unblocked {th.KIND_TEXT.get(kind, kind)} ({n} counter{'s' if n != 1 else ''} cleared)." if n
-          else "Nothing to unblock: it had already expired.", "success" if n else "warning")
+    tag = None
+    if not cf.is_confirmation():  # the confirmation takes the entity from its ticket
+        tag = request.form.get("target") or ""
+        _one_entity(tag)
+
+    def plan(payload):
+        kind, entity = _one_entity(payload["tag"])
+        kind_text = th.KIND_TEXT.get(kind, kind)
+        who = _account_labels([payload["tag"]]).get(payload["tag"])
+        return cf.Plan(_("Unblock %(what)s", what=kind_text),
+                       _("Every counter and block of this entity is cleared; remembered familiar places are kept."),
+                       url_for("admin.attacks"), targets=[(who or entity, kind_text)], danger=False)
+
+    reason, payload, response = cf.confirmed(admin, "throttle:unblock", {"tag": tag}, plan)
+    if response is not None:
+        return response
+    kind, entity = _one_entity(payload["tag"])
+    n = th.unblock(_redis(), payload["tag"])
+    _audit("admin:throttle:unblock", admin,
+           details={"kind": kind, "entity": entity[:64], "keys": n, "reason": reason})
+    what = th.KIND_TEXT.get(kind, kind)
+    flash(ngettext("Unblocked %(what)s (%(num)d counter cleared).", "Unblocked %(what)s (%(num)d counters cleared).",
+                   n, what=what) if n else _("Nothing to unblock: it had already expired."),
+          "success" if n else "warning")
     return redirect(url_for("admin.attacks"))
 
 
@@ -412,8 +643,15 @@ def oauth_clients(session, admin):
     clients = _oauth_clients()
     if clients is None:
         return render_template("admin/oauth_off.html")
-    rows = clients.list()
-    return render_template("admin/oauth_list.html", clients=rows, loads=json.loads, form=ActionForm())
+    after = request.args.get("after") or None
+    if after is not None and (len(after) > 64 or not after.replace("-", "").replace("_", "").isalnum()):
+        abort(400)
+    if hasattr(clients, "page"):
+        rows, more = clients.page(after, PAGE_SIZE)
+    else:  # a provider without keyset paging: its list, bounded
+        rows, more = clients.list()[:PAGE_SIZE], False
+    return render_template("admin/oauth_list.html", clients=rows, loads=json.loads, form=ActionForm(),
+                           next_after=rows[-1].id if more else None, paged=after is not None)
 
 
 @bp.route("/oauth/new", methods=["GET", "POST"])
@@ -477,22 +715,32 @@ def oauth_edit(session, admin, client_id: str | None = None):
     return render_template("admin/oauth_form.html", form=form, client=row), status
 
 
+def _client_or_404(clients, client_id: str):
+    row = next((c for c in clients.list() if c.id == client_id), None) if clients is not None else None
+    if row is None:
+        abort(404)
+    return row
+
+
 @bp.post("/oauth/<client_id>/rotate")
 @admin_gate
 def oauth_rotate(session, admin, client_id: str):
     clients = _oauth_clients()
-    form = ActionForm()
-    if clients is None or not form.validate_on_submit():
-        abort(400)
+    row = _client_or_404(clients, client_id)
     from authsvc.oauth.clients import ClientError
 
+    reason, _payload, response = cf.confirmed(admin, f"oauth:rotate:{client_id}", {}, lambda p: cf.Plan(
+        _("Rotate the secret of %(name)s", name=row.name),
+        _("A new secret is shown once; the current secret stops working at once, so the app fails until it is "
+          "given the new one."), url_for("admin.oauth_clients"), targets=[(row.name, row.id)]))
+    if response is not None:
+        return response
     try:
         secret = clients.rotate_secret(client_id, actor_id=admin.id)
     except ClientError as exc:
         flash(exc.message, "warning")
         return redirect(url_for("admin.oauth_clients"))
-    _audit("admin:oauth:rotate_secret", admin, details={"client_id": client_id})
-    row = next((c for c in clients.list() if c.id == client_id), None)
+    _audit("admin:oauth:rotate_secret", admin, details={"client_id": client_id, "reason": reason})
     return render_template("admin/oauth_secret.html", client=row, secret=secret, new=False)
 
 
@@ -500,18 +748,22 @@ def oauth_rotate(session, admin, client_id: str):
 @admin_gate
 def oauth_delete(session, admin, client_id: str):
     clients = _oauth_clients()
-    form = ActionForm()
-    if clients is None or not form.validate_on_submit():
-        abort(400)
+    row = _client_or_404(clients, client_id)
     from authsvc.oauth.clients import ClientError
 
+    reason, _payload, response = cf.confirmed(admin, f"oauth:delete:{client_id}", {}, lambda p: cf.Plan(
+        _("Delete %(name)s", name=row.name),
+        _("The client, its tokens and the users' consents are deleted; the app can no longer sign anyone in."),
+        url_for("admin.oauth_clients"), targets=[(row.name, row.id)]))
+    if response is not None:
+        return response
     try:
         clients.delete(client_id, actor_id=admin.id)
     except ClientError as exc:
         flash(exc.message, "warning")
         return redirect(url_for("admin.oauth_clients"))
-    _audit("admin:oauth:delete", admin, details={"client_id": client_id})
-    flash("Client deleted; its tokens and consents are gone.", "success")
+    _audit("admin:oauth:delete", admin, details={"client_id": client_id, "reason": reason})
+    flash(_("Client deleted; its tokens and consents are gone."), "success")
     return redirect(url_for("admin.oauth_clients"))
 
 
@@ -600,7 +852,9 @@ def audit(session, admin):
     rows = rows[:100]
     tags = stats.audit_tags(_db())[0]  # an index skip scan, not SELECT DISTINCT over the whole log
     details = {ev.id: json.loads(ev.details) if ev.details else None for ev in rows}
+    emails = _emails([ev.actor_id for ev in rows] + [ev.subject_id for ev in rows])
     return render_template("admin/audit.html", events=rows, f=f, problems=problems, more=more, details=details,
+                           emails=emails,
                            next_before=rows[-1].id if rows and more else None, tags=tags,
                            # incremental, as on the dashboard; the button below runs the full pass on demand
                            chain=services().audit.verify_incremental(max_rows=CHAIN_STEP), form=ActionForm(),
@@ -671,7 +925,21 @@ def outbox(session, admin):
     box = services().outbox
     if box is None:
         abort(404)  # SMTP is configured: mail left the building, nothing is kept here
-    return render_template("admin/outbox.html", messages=box.messages()[:200])
+    # Keyset on (date, name), newest first: ?before=<message name>. The outbox is the no-SMTP development mailer;
+    # it reads its folder, so the bound is on what one page shows.
+    before = request.args.get("before") or None
+    if before is not None and not OUTBOX_NAME.fullmatch(before):
+        abort(400)
+    messages = box.messages()
+    if before is not None:
+        anchor = next(((m.date, m.name) for m in messages if m.name == before), None)
+        messages = [m for m in messages if anchor is None or (m.date, m.name) < anchor]
+    shown = messages[:PAGE_SIZE]
+    return render_template("admin/outbox.html", messages=shown, paged=before is not None,
+                           next_before=shown[-1].name if len(messages) > PAGE_SIZE else None)
+
+
+OUTBOX_NAME = re.compile(r"[0-9.]{1,32}-[0-9a-f]{8}\.eml")
 
 
 __all__ = ["bp"]

@@ -182,6 +182,11 @@ class RedisThrottle:
     def _h(self, kind: str, value: str) -> str:
         return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:24]
 
+    def account_hash(self, email: str) -> str:
+        """The keyed hash an account's marks are filed under (``th:{a:<this>}``): the admin's attacks page hashes
+        known addresses with it to put an e-mail next to a hash (authsvc/admin, ``_account_labels``)."""
+        return self._h("a", email)
+
     def _pw(self, password: str) -> str:
         """The password's keyed hash, over the NFKC form the hasher verifies: twins (fullwidth letters, composed or
         decomposed accents) are one password to argon2, so they are one password to the spray limit too."""

@@ -61,11 +61,29 @@ def add(session, admin):
 @bp.post("/<slug>/remove")
 @admin_gate
 def remove(session, admin, slug: str):
-    if not ActionForm().validate_on_submit():
-        raise BadRequest("form expired")
-    if not _fed().remove_provider(slug):
-        from werkzeug.exceptions import NotFound
+    """Confirmed with a reason (authsvc/admin/confirmation.py); the reason goes to ``admin:idp:remove``."""
+    from flask_babel import gettext as _
+    from werkzeug.exceptions import NotFound
 
+    from authsvc.admin import confirmation as cf
+    from authsvc.services import services
+    from authsvc.web.http import request_context
+
+    row = _fed().provider(slug)
+    if row is None:
         raise NotFound()
-    flash("Provider removed, with the identities linked through it.", "success")
+    linked = _stats().get(row.id, (0, None))[0]
+    reason, _payload, response = cf.confirmed(admin, f"idp:remove:{slug}", {}, lambda p: cf.Plan(
+        _("Remove %(name)s", name=row.name),
+        _("The provider is removed with the %(n)s sign-in identities linked through it; those users sign in with "
+          "their password or another method.", n=linked),
+        url_for("federation_admin.providers"), targets=[(row.name, slug)]))
+    if response is not None:
+        return response
+    if not _fed().remove_provider(slug):
+        raise NotFound()
+    ctx = request_context()
+    services().audit.record("admin:idp:remove", "success", actor_id=admin.id, ip=ctx.ip, user_agent=ctx.user_agent,
+                            details={"slug": slug, "identities": linked, "reason": reason})
+    flash(_("Provider removed, with the identities linked through it."), "success")
     return redirect(url_for("federation_admin.providers"))

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from authsvc.models import OAuthClient, OAuthConsent, OAuthGrant
 
@@ -300,6 +300,16 @@ class ClientService:
 
     def list(self) -> list[OAuthClient]:
         return list(self.db.session.execute(select(OAuthClient).order_by(OAuthClient.created_at)).scalars())
+
+    def page(self, after: str | None = None, limit: int = 50) -> tuple[list[OAuthClient], bool]:
+        """The admin list, keyset-paged on (created_at, id) after the client ``after``: (rows, more)."""
+        q = select(OAuthClient).order_by(OAuthClient.created_at, OAuthClient.id)
+        anchor = self.db.session.get(OAuthClient, after) if after else None
+        if anchor is not None:
+            q = q.where(or_(OAuthClient.created_at > anchor.created_at,
+                            and_(OAuthClient.created_at == anchor.created_at, OAuthClient.id > anchor.id)))
+        rows = list(self.db.session.execute(q.limit(limit + 1)).scalars())
+        return rows[:limit], len(rows) > limit
 
     # --- write -----------------------------------------------------------------------------------------------------
     def _validate(self, row: OAuthClient) -> None:

@@ -80,7 +80,7 @@ def test_every_admin_page_on_desktop_and_phone(app, live_server, browser_context
     base = live_server.url
     pages = ["/admin/", "/admin/users", f"/admin/users/{data['bob']}", "/admin/users?q=203.0.113.9",
              "/admin/attacks", "/admin/oauth", "/admin/oauth/new", f"/admin/oauth/{data['client_id']}/edit",
-             "/admin/audit", "/admin/audit?tag=account:login&outcome=failure", "/admin/outbox"]
+             "/admin/audit", "/admin/audit?tag=account:login&outcome=failure", "/admin/outbox", "/admin/users/new"]
     for viewport in ({"width": 1280, "height": 800}, PHONE):
         w = browser_context()
         page = w.page
@@ -98,10 +98,14 @@ def test_every_admin_page_on_desktop_and_phone(app, live_server, browser_context
         # An action, end to end: end bob's sessions from his page.
         page.goto(base + f"/admin/users/{data['bob']}")
         page.get_by_role("button", name="End all sessions").click()
+        page.get_by_label("Reason (written to the audit log)").fill("Browser test: routine check")
+        page.get_by_role("button", name="Confirm").click()
         page.get_by_text("Ended 0 sessions.").wait_for()
         page.goto(base + "/admin/attacks")
         if page.get_by_role("button", name=re.compile("^Unblock")).count():
             page.get_by_role("button", name=re.compile("^Unblock")).first.click()
+            page.get_by_label("Reason (written to the audit log)").fill("Browser test: false positive")
+            page.get_by_role("button", name="Confirm").click()
             page.get_by_text(re.compile(r"Unblocked|Nothing to unblock")).wait_for()
 
 

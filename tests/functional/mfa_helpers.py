@@ -92,3 +92,15 @@ def finish_with_mailed_code(app, client, resp, to="alice@example.com"):
                  for m in [_re.search(r"sign-in code is (\d{8})\b", msg.body)] if m]
     assert codes, "no sign-in code mailed"
     return client.post("/mfa/challenge", data={"csrf_token": _csrf(page), "email_code": codes[-1], "method": "email"})
+
+
+def mailed_code(app, to="alice@example.com"):
+    """The first sign-in code (e-mail second step) found in the real outbox for ``to``."""
+    from authsvc.services import services
+
+    with app.app_context():
+        for msg in services().outbox.messages(to=to):
+            m = re.search(r"sign-in code is (\d{8})\b", msg.body)
+            if m:
+                return m.group(1)
+    raise AssertionError("no sign-in code mailed")

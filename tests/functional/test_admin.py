@@ -8,7 +8,7 @@ import pytest
 
 from authsvc.accounts.login import Decision, Reason, RequestContext
 from tests.conftest import PASSWORD, create_user, csrf_token
-from tests.functional.admin_helpers import CTX, admin_client, audit_rows
+from tests.functional.admin_helpers import CTX, admin_client, audit_rows, confirmed_post
 from tests.functional.helpers import form_post, login
 from tests.functional.mfa_helpers import current_code, enrol_totp, next_step, submit_totp
 
@@ -170,7 +170,7 @@ def test_actions_that_end_or_restrict_access_are_audited(app, action, tag):
     victim = app.test_client()
     login(victim, email="bob@example.com")
     assert victim.get("/account").status_code == 200
-    r = _post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/{action}")
+    r = confirmed_post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/{action}")
     assert r.status_code == 302
     [ev] = audit_rows(app, tag)
     assert (ev.actor_id, ev.subject_id, ev.outcome, ev.ip) == (admin.user_id, bob, "success", "127.0.0.1")
@@ -180,11 +180,11 @@ def test_actions_that_end_or_restrict_access_are_audited(app, action, tag):
         assert victim.get("/account").status_code == 302  # session dead
         r = login(app.test_client(), email="bob@example.com")
         assert r.status_code == 401  # same answer as a wrong password
-        _post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/enable")
+        confirmed_post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/enable")
         assert _user(app, bob).status == "active" and len(audit_rows(app, "admin:user:enable")) == 1
     elif action == "end-sessions":
         assert victim.get("/account").status_code == 302
-        assert json.loads(ev.details) == {"count": 1}
+        assert json.loads(ev.details) == {"count": 1, "reason": "Support ticket 4711: owner asked by phone"}
     else:
         assert user.must_change_password
         r = login(app.test_client(), email="bob@example.com")
@@ -193,7 +193,7 @@ def test_actions_that_end_or_restrict_access_are_audited(app, action, tag):
 
 def test_admin_cannot_disable_themselves(app):
     admin = admin_client(app)
-    r = _post(admin, f"/admin/users/{admin.user_id}", f"/admin/users/{admin.user_id}/disable")
+    r = confirmed_post(admin, f"/admin/users/{admin.user_id}", f"/admin/users/{admin.user_id}/disable")
     assert r.status_code == 302 and _user(app, admin.user_id).status == "active"
     assert audit_rows(app, "admin:user:disable") == []
 
@@ -211,11 +211,12 @@ def test_reset_factors_and_forget_device_go_through_the_mfa_service(app):
         services().mfa.trust_device(user, CTX)
         services().mfa.trust_device(user, CTX)
         device_id = db.session.execute(db.select(TrustedDevice.id).where(TrustedDevice.user_id == bob)).scalars().first()
-    r = _post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/revoke-device", {"target": str(device_id)})
+    r = confirmed_post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/revoke-device", {"target": str(device_id)})
     assert r.status_code == 302
     [ev] = audit_rows(app, "admin:user:device_revoke")
-    assert (ev.actor_id, ev.subject_id, json.loads(ev.details)) == (admin.user_id, bob, {"device": device_id})
-    r = _post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/reset-factors")
+    assert (ev.actor_id, ev.subject_id, json.loads(ev.details)) == (
+        admin.user_id, bob, {"device": device_id, "reason": "Support ticket 4711: owner asked by phone"})
+    r = confirmed_post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/reset-factors")
     assert r.status_code == 302
     [ev] = audit_rows(app, "admin:user:factors_reset")
     assert ev.actor_id == admin.user_id and json.loads(ev.details)["totp"] == 1
@@ -234,7 +235,7 @@ def test_unlock_clears_the_account_lockout(make_app, redis_client):
     r = login(c, email="bob@example.com")
     assert r.status_code == 429  # locked (unfamiliar place)
     assert any(k.endswith(":lu") for k in redis_client.scan_iter("th:*"))
-    _post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/unlock")
+    confirmed_post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/unlock")
     assert not any(k.endswith((":lu", ":fu", ":c")) for k in redis_client.scan_iter("th:*"))
     assert len(audit_rows(app, "admin:user:unlock")) == 1
     assert login(c, email="bob@example.com").status_code == 302
@@ -252,7 +253,7 @@ def test_attacks_page_lists_throttles_with_counters_and_unblocks_one(make_app, r
     assert "blocked (spray)" in html and "127.0.0.1" in html
     assert re.search(r"<span class=\"big\">1</span> password", html)  # the sprayed password, as a keyed hash
     assert "th:{ip:127.0.0.1}:b" in html
-    r = _post(admin, "/admin/attacks", "/admin/attacks/unblock", {"target": "ip:127.0.0.1"})
+    r = confirmed_post(admin, "/admin/attacks", "/admin/attacks/unblock", {"target": "ip:127.0.0.1"})
     assert r.status_code == 302
     assert not list(redis_client.scan_iter("th:{ip:127.0.0.1}*"))
     [ev] = audit_rows(app, "admin:throttle:unblock")
@@ -292,13 +293,13 @@ def test_oauth_clients_create_edit_rotate_delete(app):
         assert c.redirect_uris == ["https://photos.example/cb", "https://photos.example/cb2"]
         assert c.quota_per_minute == 60
 
-    r = _post(admin, "/admin/oauth", f"/admin/oauth/{client_id}/rotate")
+    r = confirmed_post(admin, "/admin/oauth", f"/admin/oauth/{client_id}/rotate")
     new_secret = re.search(r'id="secret">([^<]+)<', r.get_data(as_text=True)).group(1)
     with app.app_context():
         assert clients.get(client_id).check_client_secret(new_secret)
         assert not clients.get(client_id).check_client_secret(secret)
 
-    r = _post(admin, "/admin/oauth", f"/admin/oauth/{client_id}/delete")
+    r = confirmed_post(admin, "/admin/oauth", f"/admin/oauth/{client_id}/delete")
     assert r.status_code == 302
     with app.app_context():
         assert clients.get(client_id) is None
@@ -441,7 +442,7 @@ def test_huge_negative_and_odd_ids_in_admin_urls_and_filters_are_a_clear_4xx(app
         assert admin.get(f"/admin/users/{raw}").status_code == 404, raw
         r = _post(admin, f"/admin/users/{bob}", f"/admin/users/{raw}/disable")
         assert r.status_code == 404, raw
-        r = _post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/revoke-device", {"target": raw})
+        r = confirmed_post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/revoke-device", {"target": raw})
         assert r.status_code in (302, 400), (raw, r.status_code)  # "already forgotten", or refused as malformed
         for key in ("actor", "subject"):
             r = admin.get(f"/admin/audit?{key}={raw}")

@@ -5,7 +5,7 @@ verify. Run on SQLite and on PostgreSQL (AUTHSVC_TEST_DATABASE_URL)."""
 from __future__ import annotations
 
 from tests.conftest import PASSWORD, create_user, csrf_token, outbox_link
-from tests.functional.admin_helpers import admin_client
+from tests.functional.admin_helpers import admin_client, confirmed_post
 from tests.functional.helpers import form_post, login
 from tests.functional.oauth_helpers import basic, code_tokens, register, token
 
@@ -61,8 +61,7 @@ def test_every_audited_path_leaves_a_chain_that_verifies(app, client):
     bob = create_user(app, "bob@example.com")
     assert admin.get(f"/admin/users/{bob}").status_code == 200
     for action in ("disable", "enable", "end-sessions"):
-        page = admin.get(f"/admin/users/{bob}").get_data(as_text=True)
-        assert admin.post(f"/admin/users/{bob}/{action}", data={"csrf_token": csrf_token(page)}).status_code == 302
+        assert confirmed_post(admin, f"/admin/users/{bob}", f"/admin/users/{bob}/{action}").status_code == 302
     other_admin = create_user(app, "admin2@example.com", is_admin=True)
     page = admin.get(f"/admin/users/{other_admin}").get_data(as_text=True)
     assert admin.post(f"/admin/users/{other_admin}/disable",

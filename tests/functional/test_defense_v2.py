@@ -307,7 +307,7 @@ def test_asn_file_list_with_a_missing_file_is_a_clear_config_error(tmp_path):
 
 
 def test_admin_sees_and_unlocks_the_correct_password_block(make_app):
-    from tests.functional.admin_helpers import admin_client
+    from tests.functional.admin_helpers import admin_client, confirmed_post
     from tests.functional.helpers import form_post
 
     import dataclasses
@@ -325,6 +325,6 @@ def test_admin_sees_and_unlocks_the_correct_password_block(make_app):
     assert attempt(app, "bob@example.com", PASSWORD, "198.51.100.7").status_code == 429
     html = admin.get("/admin/attacks").get_data(as_text=True)
     assert "correct password stopped" in html
-    r = form_post(admin, f"/admin/users/{uid}", {}, post_url=f"/admin/users/{uid}/unlock")
+    r = confirmed_post(admin, f"/admin/users/{uid}", f"/admin/users/{uid}/unlock")
     assert r.status_code == 302
     assert attempt(app, "bob@example.com", PASSWORD, "198.51.100.7").status_code == 403  # counted afresh

@@ -125,7 +125,14 @@ def test_admin_panel_adds_lists_and_removes_providers_and_shows_user_identities(
     user_page = admin.get(f"/admin/users/{uid}").get_data(as_text=True)
     assert "Linked sign-in methods (1)" in user_page and "sub-123" in user_page
     assert admin.post("/admin/idp/ms/remove").status_code == 400  # CSRF
-    assert admin.post("/admin/idp/ms/remove", data={"csrf_token": token}).status_code == 302
+    first = admin.post("/admin/idp/ms/remove", data={"csrf_token": token})  # the confirmation page: nothing yet
+    assert first.status_code == 200 and "Linked sign-in methods (1)" in admin.get(f"/admin/users/{uid}").get_data(
+        as_text=True)
+    from tests.functional.admin_helpers import ticket_of
+
+    body = first.get_data(as_text=True)
+    assert admin.post("/admin/idp/ms/remove", data={"csrf_token": token, "ticket": ticket_of(body),
+                                                    "reason": "Contract with the provider ended"}).status_code == 302
     assert admin.post("/admin/idp/ms/remove", data={"csrf_token": token}).status_code == 404
     # Not an admin: refused.
     from tests.functional.helpers import login

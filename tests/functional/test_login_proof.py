@@ -10,7 +10,8 @@ from sqlalchemy import select
 from authsvc.extensions import db
 from authsvc.models import User, UserSession
 from tests.conftest import PASSWORD, create_user, csrf_token, outbox_link
-from tests.functional.mfa_helpers import PENDING, SESSION, cookie, current_code, enrol_totp, submit_totp
+from tests.functional.mfa_helpers import (PENDING, SESSION, cookie, current_code, enrol_totp, mailed_code,
+                                          submit_totp)
 from tests.functional.helpers import login
 
 NEW_PASSWORD = "a brand new and long passphrase 42"
@@ -192,15 +193,7 @@ def test_old_password_logins_racing_a_password_change_never_keep_a_session(app):
 TOR_UA = "python-requests/2.31.0"
 
 
-def _code(app, to="alice@example.com"):
-    from authsvc.services import services
-
-    with app.app_context():
-        for msg in services().outbox.messages(to=to):
-            m = re.search(r"sign-in code is (\d{8})\b", msg.body)
-            if m:
-                return m.group(1)
-    raise AssertionError("no sign-in code mailed")
+_code = mailed_code
 
 
 def _code_mails(app):
