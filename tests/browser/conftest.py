@@ -12,13 +12,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    path = os.environ.get("AUTHSVC_CHROMIUM") or need_tool("chromium")
+def playwright():
+    """One Playwright driver per test run: its sync API runs an event loop, and a second ``sync_playwright()`` started
+    while the first is live fails ("Sync API inside the asyncio loop"). Tests that need a differently launched
+    browser (test_dbsc_chromium.py) launch it from this driver."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield pw
+
+
+def chromium_path() -> str:
+    return os.environ.get("AUTHSVC_CHROMIUM") or need_tool("chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright):
+    browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 class Watched:
