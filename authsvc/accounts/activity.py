@@ -8,15 +8,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from authsvc.i18n import N_
 from authsvc.models import LoginEvent
 
+# Stored and exported in English; pages translate them where they are shown (`_(receipt.outcome_text)`).
 OUTCOME_TEXT = {
-    "success": "Signed in",
-    "mfa_required": "Asked for a second factor",
-    "denied": "Blocked",
-    "failed": "Wrong password",
-    "unverified": "E-mail not yet confirmed",
-    "throttled": "Attempt refused for now: too many attempts (the password was not checked)",
+    "success": N_("Signed in"),
+    "mfa_required": N_("Asked for a second factor"),
+    "denied": N_("Blocked"),
+    "failed": N_("Wrong password"),
+    "unverified": N_("E-mail not yet confirmed"),
+    "throttled": N_("Attempt refused for now: too many attempts (the password was not checked)"),
 }
 
 

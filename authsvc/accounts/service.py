@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authsvc.accounts.login import RequestContext, normalize_email
 from authsvc.errors import ServiceError
+from authsvc.i18n import N_
 from authsvc.models import User
 from authsvc.passwords import PolicyViolation
 
@@ -38,16 +39,18 @@ class PasswordNeeded(InvalidInput):
 
 
 # Why a password change is forced → what the user is told (the true reason, never "breached" when it was not).
+# English here (marked for the catalog); the password page translates them when it shows them.
 FORCED_CHANGE_REASONS = {
-    "admin": "An administrator asked you to choose a new password.",
-    "breached": "Your password appears in a list of breached passwords, so attackers try it first. Please choose a "
-                "new one now.",
-    "compromise": "You reported a sign-in that was not yours, so your old password no longer works. Choose a new one.",
+    "admin": N_("An administrator asked you to choose a new password."),
+    "breached": N_("Your password appears in a list of breached passwords, so attackers try it first. Please choose "
+                   "a new one now."),
+    "compromise": N_("You reported a sign-in that was not yours, so your old password no longer works. Choose a new "
+                     "one."),
     # authsvc.signals.receiver: a RISC signal from a trusted upstream (credential-compromise, account-disabled)
-    "upstream": "A service we work with warned us your account may be at risk, so your old password no longer works. "
-                "Choose a new one.",
+    "upstream": N_("A service we work with warned us your account may be at risk, so your old password no longer "
+                   "works. Choose a new one."),
 }
-FORCED_CHANGE_DEFAULT = "Your current password must be replaced."
+FORCED_CHANGE_DEFAULT = N_("Your current password must be replaced.")
 
 
 def forced_change_message(user) -> str | None:
@@ -123,7 +126,7 @@ class AccountService:
         else only with the password (pre-hijack, issue #19). The API passes none: confirm with the password."""
         email = normalize_email(email)
         if not valid_email(email):
-            raise InvalidInput("Enter a valid e-mail address.", field="email")
+            raise InvalidInput(N_("Enter a valid e-mail address."), field="email")
         self._check_password(password, email)
         mail_ok = self._mail_allowed("register", email, ctx)  # before the lookup: same work either way
         existing = self.db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
@@ -260,7 +263,7 @@ class AccountService:
         if not self.hasher.verify(user.password_hash, current).ok:
             self.audit.record("account:password:change", "failure", actor_id=user.id, subject_id=user.id,
                               ip=ctx.ip, user_agent=ctx.user_agent, reason="current password wrong")
-            raise InvalidInput("Your current password is not correct.", field="current_password")
+            raise InvalidInput(N_("Your current password is not correct."), field="current_password")
         self._check_password(new, user.email, user)
         self._set_password(user, new)
         # Every session ends (durable cut-off); the caller gets a fresh one for the device that made the change.
@@ -423,10 +426,10 @@ class AccountService:
     def create_admin(self, email: str, password: str, ctx: RequestContext, *, setup_token: str | None = None) -> User:
         email = normalize_email(email)
         if not valid_email(email):
-            raise InvalidInput("Enter a valid e-mail address.", field="email")
+            raise InvalidInput(N_("Enter a valid e-mail address."), field="email")
         self._check_password(password, email)
         if setup_token is not None and self.tokens.consume("setup", setup_token) is None:
-            raise InvalidInput("This setup link is invalid or was already used.", field="token")
+            raise InvalidInput(N_("This setup link is invalid or was already used."), field="token")
         user = self.db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
         if user is None:
             user = User(email=email, sessions_valid_after=self.clock.now())

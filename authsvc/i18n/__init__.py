@@ -14,9 +14,10 @@ Anything unknown or malformed falls through to the next rule; it never fails a r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from babel import dates as babel_dates
 
@@ -35,6 +36,14 @@ LANGUAGES: dict[str, str] = {
 }
 COOKIE = "lang"
 _ALIASES = {"no": "nb", "nn": "nb", "pt": "pt_BR"}  # languages a browser may send that we answer with our nearest
+
+
+
+def N_(message: str) -> str:
+    """Marks a string for the catalog where it is defined (a table, a stored default); it is translated with ``_()``
+    where it is shown, in the viewer's language."""
+    return message
+
 
 TRANSLATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "translations")
 
@@ -87,6 +96,14 @@ def normalize_timezone(value: str | None) -> str | None:
 
 
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*")
+
+
+@functools.lru_cache(maxsize=1)
+def zone_names() -> tuple[str, ...]:
+    """The IANA zones this machine knows, for the time zone field's suggestions (the legacy ``posix/``, ``right/``
+    copies left out)."""
+    return tuple(sorted(z for z in available_timezones()
+                        if normalize_timezone(z) and not z.startswith(("posix/", "right/", "posixrules"))))
 
 
 def select_timezone() -> str | None:

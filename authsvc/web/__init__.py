@@ -12,6 +12,7 @@ from authsvc.accounts.mailguard import BROWSER_COOKIE, new_browser_id
 from authsvc.accounts.service import InvalidInput, PasswordNeeded, PolicyError
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required, safe_next, suspended_cookie_session
+from authsvc.web.center import nothing_changed
 from authsvc.web.forms import (ActionForm, ChangePasswordForm, LoginForm, NewPasswordForm, RegisterForm,
                                ResetRequestForm, SetupForm, VerifyForm)
 from authsvc.web.http import clear_session_cookie, request_context, set_session_cookie
@@ -65,7 +66,7 @@ def register():
         except (PolicyError, InvalidInput) as exc:
             form.password.errors = [exc.message] if isinstance(exc, PolicyError) else []
             if isinstance(exc, InvalidInput):
-                form.email.errors = [exc.message]
+                form.email.errors = [_(exc.message)]
             return render_template("register.html", form=form), 400
         return _with_browser_cookie(render_template(
             "message.html", title=_("Check your e-mail"),
@@ -165,12 +166,12 @@ def revoke_session():
     session, user = cookie_session()
     form = ActionForm()
     if not form.validate_on_submit() or not form.target.data:
-        return render_template("message.html", title="Nothing changed", message="Reload the page and try again."), 400
+        return nothing_changed()
     ctx = request_context()
     if services().sessions.revoke(user, form.target.data, "user_revoked"):
         services().audit.record("account:session:revoke", "success", actor_id=user.id, subject_id=user.id,
                                 ip=ctx.ip, user_agent=ctx.user_agent, details={"session": form.target.data[:12]})
-        flash("The session was signed out.", "success")
+        flash(_("The session was signed out."), "success")
     else:  # not this user's session (or already gone): nothing touched, but the attempt is on record
         services().audit.record("account:session:revoke", "failure", actor_id=user.id, subject_id=user.id,
                                 ip=ctx.ip, user_agent=ctx.user_agent, reason="not_found_or_not_yours",
@@ -198,14 +199,14 @@ def _revoke_many(keep_current: bool):
     session, user = cookie_session()
     form = ActionForm()
     if not form.validate_on_submit():
-        return render_template("message.html", title="Nothing changed", message="Reload the page and try again."), 400
+        return nothing_changed()
     ctx = request_context()
     n = services().sessions.revoke_all(user, "user_revoked_all", except_sid=session.id if keep_current else None)
     services().audit.record("account:session:revoke_all" if not keep_current else "account:session:revoke_others",
                             "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip, user_agent=ctx.user_agent,
                             details={"count": n})
     if keep_current:
-        flash(f"Signed out {n} other session{'s' if n != 1 else ''}.", "success")
+        flash(ngettext("Signed out %(num)d other session.", "Signed out %(num)d other sessions.", n), "success")
         return redirect(url_for("web.account"))
     resp = redirect(url_for("web.login"))
     clear_session_cookie(resp)
@@ -223,11 +224,11 @@ def change_password():
             changed = services().accounts.change_password(user, form.current_password.data, form.new_password.data,
                                                           request_context())
         except InvalidInput as exc:
-            form.current_password.errors = [exc.message]
+            form.current_password.errors = [_(exc.message)]
         except PolicyError as exc:
             form.new_password.errors = [exc.message]
         else:
-            flash("Your password was changed. Your other sessions were signed out.", "success")
+            flash(_("Your password was changed. Your other sessions were signed out."), "success")
             resp = redirect(safe_next(request.args.get("next")))  # e.g. back into an OAuth authorization
             set_session_cookie(resp, changed.new_token, services().settings.session_absolute_timeout)
             return resp
@@ -307,8 +308,8 @@ def not_me_done():
 @bp.route("/setup/<token>", methods=["GET", "POST"])
 def setup(token: str):
     if services().tokens.peek("setup", token) is None or services().accounts.admin_exists():
-        return render_template("message.html", title="Link not valid",
-                               message="This setup link is invalid, expired or already used."), 400
+        return render_template("message.html", title=_("Link not valid"),
+                               message=_("This setup link is invalid, expired or already used.")), 400
     form = SetupForm()
     if form.validate_on_submit():
         try:
@@ -317,9 +318,9 @@ def setup(token: str):
         except PolicyError as exc:
             form.password.errors = [exc.message]
         except InvalidInput as exc:
-            form.email.errors = [exc.message]
+            form.email.errors = [_(exc.message)]
         else:
-            flash("Administrator created. Sign in to continue.", "success")
+            flash(_("Administrator created. Sign in to continue."), "success")
             return redirect(url_for("web.login"))
     return render_template("setup.html", form=form), 400 if form.errors else 200
 

@@ -12,12 +12,17 @@ import json
 from functools import lru_cache
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import BooleanField, PasswordField
+from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from authsvc.accounts.privacy import PrivacyService
+from authsvc.i18n import COOKIE, LANGUAGES, normalize, normalize_timezone, zone_names
+from authsvc.i18n.reasons import country_name, reason_text
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required
 from authsvc.web.http import clear_session_cookie, request_context
@@ -84,6 +89,19 @@ def describe_ua(ua: str | None) -> dict:
     return {"text": text, "browser": browser, "os": system, "kind": kind}
 
 
+def ua_words(browser: str, system: str) -> str:
+    """"Chrome 131 on Windows 10" in the viewer's language (names of browsers and systems stay as they are)."""
+    browser = _("Unknown browser") if browser in ("", "Unknown browser") else browser
+    return _("%(browser)s on %(os)s", browser=browser, os=system) if system else browser
+
+
+def ua_label(ua: str | None) -> str:
+    """The ``|ua`` filter: describe_ua's text, translated when shown (describe_ua itself stays English: it is cached
+    across requests of every language, and passkey names and audit data made from it are stored)."""
+    found = describe_ua(ua)
+    return ua_words(found["browser"], found["os"])
+
+
 def session_places(user, sids) -> dict:
     """Session id → country code from the login receipt that created the session (when the risk engine knew it)."""
     from authsvc.models import LoginEvent
@@ -133,26 +151,49 @@ def center_context(user, session) -> dict:
     return {"sessions": sessions, "sessions_page": sessions_page,
             "places": session_places(user, [s.id for s in sessions]),
             "consents": consents_for(user), "apps_revoke": apps_revoke,
-            "prefs_form": NotificationsForm(new_sign_in=bool(getattr(user, "notify_new_sign_in", True)))}
+            "prefs_form": NotificationsForm(new_sign_in=bool(getattr(user, "notify_new_sign_in", True))),
+            "timezones": zone_names(), "now": services().clock.now(),
+            "region_form": RegionForm(language=normalize(user.locale) or "",
+                                      timezone=normalize_timezone(user.timezone) or "")}
 
 
 # --- forms ----------------------------------------------------------------------------------------------------------
 class NotificationsForm(FlaskForm):
-    new_sign_in = BooleanField("E-mail me when my account is signed in to from a new browser or place")
+    new_sign_in = BooleanField(_l("E-mail me when my account is signed in to from a new browser or place"))
+
+
+class RegionForm(FlaskForm):
+    """Language and time zone of the account's pages and e-mails. Both optional: empty = follow the browser's
+    language / show times in UTC. Only exact known values are stored (i18n.normalize, i18n.normalize_timezone)."""
+
+    language = SelectField(_l("Language"), choices=[], validate_choice=False, validators=[Length(max=35)])
+    timezone = StringField(_l("Time zone"), validators=[Length(max=64)],
+                           render_kw={"autocomplete": "off", "spellcheck": "false", "list": "timezones",
+                                      "placeholder": "Europe/Oslo"})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.language.choices = [("", _("Same as the browser"))] + list(LANGUAGES.items())
 
 
 class DeleteAccountForm(FlaskForm):
-    password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)],
+    password = PasswordField(_l("Your password"), validators=[DataRequired(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})
-    confirm = BooleanField("I understand that this deletes my account and cannot be undone",
-                           validators=[DataRequired(message="Tick the box to confirm.")])
+    confirm = BooleanField(_l("I understand that this deletes my account and cannot be undone"),
+                           validators=[DataRequired(message=_l("Tick the box to confirm."))])
+
+
+def nothing_changed():
+    """A state-changing form of the signed-in pages that did not validate (CSRF token missing or expired, bad
+    field): one clear 400 in the viewer's language, nothing touched."""
+    return render_template("message.html", title=_("Nothing changed"), message=_("Reload the page and try again.")), 400
 
 
 def _fresh_or_redirect(session, next_url: str):
     mfa = mfa_service()
     if mfa is None or mfa.is_fresh(session):
         return None
-    flash("For your security, confirm it's you first.", "warning")
+    flash(_("For your security, confirm it's you first."), "warning")
     return redirect(mfa.step_up_url(next_url))
 
 
@@ -223,7 +264,9 @@ def _alerts_off_notice(user, ctx) -> None:
 
 
 def init_routes(bp) -> None:
-    bp.add_app_template_filter(lambda ua: describe_ua(ua)["text"], "ua")
+    bp.add_app_template_filter(ua_label, "ua")
+    bp.add_app_template_filter(country_name, "country")
+    bp.add_app_template_filter(reason_text, "reason")
     bp.add_app_template_filter(lambda ua: describe_ua(ua)["kind"], "ua_kind")
 
     @bp.post("/account/notifications")
@@ -232,8 +275,7 @@ def init_routes(bp) -> None:
         session, user = cookie_session()
         form = NotificationsForm()
         if not form.validate_on_submit():
-            return render_template("message.html", title="Nothing changed",
-                                   message="Reload the page and try again."), 400
+            return nothing_changed()
         turning_off = bool(user.notify_new_sign_in) and not form.new_sign_in.data
         if turning_off:
             # Alerts are what tells an owner that someone else signed in: whoever holds a session must not silence
@@ -249,8 +291,43 @@ def init_routes(bp) -> None:
                                 details={"notify_new_sign_in": user.notify_new_sign_in})
         if turning_off:
             _alerts_off_notice(user, ctx)
-        flash("Sign-in alerts are on." if user.notify_new_sign_in else "Sign-in alerts are off.", "success")
+        flash(_("Sign-in alerts are on.") if user.notify_new_sign_in else _("Sign-in alerts are off."), "success")
         return redirect(url_for("web.account") + "#notifications-h")
+
+    @bp.post("/account/region")
+    @login_required
+    def region():
+        """Language and time zone (issue 18). Anything not exactly a known language or zone is refused whole (400,
+        nothing stored): the values end up in every page and e-mail of the account."""
+        session, user = cookie_session()
+        form = RegionForm()
+        if not form.validate_on_submit():
+            return nothing_changed()
+        language = (form.language.data or "").strip() or None
+        zone_in = (form.timezone.data or "").strip()
+        zone = normalize_timezone(zone_in) if zone_in else None
+        if (language and language not in LANGUAGES) or (zone_in and zone is None):
+            return render_template("message.html", title=_("Nothing changed"),
+                                   message=_("Pick a language from the list and a time zone such as Europe/Oslo, "
+                                             "then try again.")), 400
+        changed = {k: v for k, v in (("locale", language), ("timezone", zone)) if getattr(user, k) != v}
+        if changed:
+            for key, value in changed.items():
+                setattr(user, key, value)
+            services().audit.db.session.commit()
+            ctx = request_context()
+            services().audit.record("account:preferences:update", "success", actor_id=user.id, subject_id=user.id,
+                                    ip=ctx.ip, user_agent=ctx.user_agent, details=changed)
+        resp = redirect(url_for("web.account") + "#region-h")
+        if language:  # this browser follows at once, like the footer's language links
+            resp.set_cookie(COOKIE, language, max_age=365 * 86400, path="/", secure=True, httponly=True,
+                            samesite="Lax")
+            with force_locale(language):  # the page after the redirect speaks the new language
+                flash(_("Language and time zone saved."), "success")
+        else:  # "same as the browser": a language cookie would otherwise still win over Accept-Language
+            resp.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
+            flash(_("Language and time zone saved."), "success")
+        return resp
 
     @bp.get("/account/export")
     @login_required
@@ -283,12 +360,12 @@ def init_routes(bp) -> None:
                     clear_session_cookie(resp)
                     return resp
                 _audit_delete_refused(user)
-                form.password.errors = ["That password is not right. After 5 wrong tries, wait 15 minutes."]
+                form.password.errors = [_("That password is not right. After 5 wrong tries, wait 15 minutes.")]
                 status = 401
         return render_template("account_delete.html", form=form, user=user), status
 
     @bp.get("/account/deleted")
     def account_deleted():
-        return render_template("message.html", title="Your account is deleted",
-                               message="Your account and the personal data linked to it were erased. You have been "
-                                       "signed out everywhere. Thank you for having used us.")
+        return render_template("message.html", title=_("Your account is deleted"),
+                               message=_("Your account and the personal data linked to it were erased. You have been "
+                                         "signed out everywhere. Thank you for having used us."))

@@ -10,13 +10,10 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from authsvc.errors import DependencyUnavailable, ServiceError, Throttled
+from authsvc.i18n import N_  # marks a string for the catalog; error.html translates it when it renders
 from authsvc.sessions import StepUpRequired
 
 log = logging.getLogger("authsvc")
-
-def N_(message: str) -> str:  # marks a string for the catalog; error.html translates it when it renders
-    return message
-
 
 MESSAGES = {
     400: N_("The request could not be understood."),
@@ -105,7 +102,7 @@ def init_app(app: Flask) -> None:
         msg = MESSAGES.get(exc.code, exc.name)
         description = getattr(exc, "description", None)
         if exc.code == 400 and description and "CSRF" in description:
-            msg = "Your form expired or was sent from another site. Reload the page and try again."
+            msg = N_("Your form expired or was sent from another site. Reload the page and try again.")
             return error_response(400, "csrf_failed", msg)
         headers = {}
         if exc.code == 405 and exc.valid_methods:

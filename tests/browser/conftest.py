@@ -12,20 +12,31 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    path = os.environ.get("AUTHSVC_CHROMIUM") or need_tool("chromium")
+def playwright():
+    """One Playwright driver per test run: its sync API runs an event loop, and a second ``sync_playwright()`` started
+    while the first is live fails ("Sync API inside the asyncio loop"). Tests that need a differently launched
+    browser (test_dbsc_chromium.py) launch it from this driver."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield pw
+
+
+def chromium_path() -> str:
+    return os.environ.get("AUTHSVC_CHROMIUM") or need_tool("chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright):
+    browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 class Watched:
     """A browser context whose pages record console errors and CSP violations."""
 
-    def __init__(self, browser):
-        self.context = browser.new_context()
+    def __init__(self, browser, **options):
+        self.context = browser.new_context(**options)  # options: Playwright's, e.g. locale=, timezone_id=
         self.problems = []
         self.page = self.new_page()
 
@@ -52,8 +63,8 @@ class Watched:
 def browser_context(chromium):
     made = []
 
-    def factory():
-        w = Watched(chromium)
+    def factory(**options):
+        w = Watched(chromium, **options)
         made.append(w)
         return w
 

@@ -5,12 +5,11 @@ the protocol of the W3C draft as Chromium ships it — not our own test client (
 import base64
 import hashlib
 import json
-import os
 import time
 
 import pytest
 
-from tests.conftest import PASSWORD, LiveServer, create_user, need_tool
+from tests.conftest import PASSWORD, LiveServer, create_user
 
 pytestmark = pytest.mark.browser
 COOKIE = "__Host-authsvc"
@@ -40,17 +39,14 @@ def _spki_pin(server) -> str:
 
 
 @pytest.fixture
-def dbsc_chromium(dbsc_server):
-    from tests.browser.conftest import CHROMIUM_ARGS
+def dbsc_chromium(dbsc_server, playwright):
+    from tests.browser.conftest import CHROMIUM_ARGS, chromium_path
 
-    path = os.environ.get("AUTHSVC_CHROMIUM") or need_tool("chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, headless=True, args=[
-            *CHROMIUM_ARGS, f"--enable-features={DBSC_FEATURES}",
-            f"--ignore-certificate-errors-spki-list={_spki_pin(dbsc_server)}"])
-        yield browser
-        browser.close()
+    browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=[
+        *CHROMIUM_ARGS, f"--enable-features={DBSC_FEATURES}",
+        f"--ignore-certificate-errors-spki-list={_spki_pin(dbsc_server)}"])
+    yield browser
+    browser.close()
 
 
 def _state(app, token):

@@ -77,8 +77,10 @@ class _Text(HTMLParser):
 def _sentences(html: str) -> set:
     parser = _Text()
     parser.feed(html)
-    # A sentence = three or more words of letters; names of languages in the footer are the same on purpose.
-    return {t for t in parser.texts if len(re.findall(r"[A-Za-z]{2,}", t)) >= 3 and t not in LANGUAGES.values()}
+    # A sentence = three or more words of letters; names of languages in the footer are the same on purpose, and so
+    # is data shown as it is (an e-mail address).
+    return {t for t in parser.texts if len(re.findall(r"[A-Za-z]{2,}", t)) >= 3 and t not in LANGUAGES.values()
+            and not re.fullmatch(r"[^\s@]+@[^\s@]+", t)}
 
 
 def _pages(app):
@@ -98,9 +100,91 @@ def _pages(app):
         return client.post("/login", headers={"Accept-Language": lang}, data={
             "csrf_token": csrf_token(page), "email": "alice@example.com", "password": "wrong " * 4}).get_data(as_text=True)
 
-    return {"/login": get("/login"), "/register": get("/register"), "/reset": get("/reset"),
-            "404": get("/no-such-page"), "register, short password": register_short, "login, wrong password": login_wrong,
-            "bad link": get("/reset/not-a-token")}
+    pages = {"/login": get("/login"), "/register": get("/register"), "/reset": get("/reset"),
+             "404": get("/no-such-page"), "register, short password": register_short,
+             "login, wrong password": login_wrong, "bad link": get("/reset/not-a-token")}
+    pages.update(_signed_in_pages(app))
+    return pages
+
+
+# --- signed-in pages: the security center and the account pages (issue 18, account scope) ------------------------
+# Sections of /account rendered by the partials of the MFA and federation packages (mfa/_account.html,
+# federation/_account.html) are translated with those packages; they are cut out here until then.
+_OTHER_SCOPE_SECTIONS = ("offer-h", "mfa-h", "linked-h")
+
+
+def _without_sections(html: str, labels) -> str:
+    for label in labels:
+        html = re.sub(rf'<section[^>]*aria-labelledby="{label}".*?</section>', "", html, flags=re.S)
+    return html
+
+
+def _signed_in_pages(app):
+    """Alice signed in (a session cookie), with receipts whose reasons cover every kind the engine writes, and a
+    forced password change for the password page. Rendered per Accept-Language (her account has no language)."""
+    import json
+
+    from authsvc.extensions import db
+    from authsvc.models import LoginEvent, User
+    from authsvc.services import services
+    from tests.functional.helpers import login
+
+    client = app.test_client()
+    assert login(client).status_code == 302
+    reasons = [{"code": c, "text": t} for c, t in [
+        ("new_country", "new country: NO→BR"), ("new_network", "new network: AS64500 (usually AS64501)"),
+        ("new_ip_range", "new IP range: 198.51.100.0/24"), ("new_ip", "new IP address: 198.51.100.7"),
+        ("new_device", "device never seen (Firefox 120 on Linux)"),
+        ("new_device_type", "new device type: a phone (you usually sign in from a computer)"),
+        ("unusual_hour", "unusual time of day: 03:00 UTC, an hour you rarely sign in at"),
+        ("impossible_travel", "impossible travel: NO→BR, 10440 km in 45 min"), ("no_history", "no previous logins"),
+        ("breached_password", "password found in breaches"), ("account_failures", "4 recent failed logins on this account"),
+        ("ip_unknown_users", "75% of recent attempts from this IP were for unknown accounts"),
+        ("password_spray", "this password failed on 9 other accounts"), ("new_country", "reworded by a newer engine")]]
+    with app.app_context():
+        uid = db.session.execute(db.select(User.id).filter_by(email="alice@example.com")).scalar_one()
+        for outcome in ("mfa_required", "denied", "throttled", "unverified"):
+            db.session.add(LoginEvent(user_id=uid, outcome=outcome, ip="198.51.100.7", country="BR",
+                                      user_agent="Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+                                      reasons=json.dumps(reasons), occurred_at=services().clock.now()))
+        db.session.commit()
+
+    def get(path, drop=()):
+        return lambda lang: _without_sections(
+            client.get(path, headers={"Accept-Language": lang}).get_data(as_text=True), drop)
+
+    def delete_wrong_password(lang):
+        page = client.get("/account/delete", headers={"Accept-Language": lang}).get_data(as_text=True)
+        return client.post("/account/delete", headers={"Accept-Language": lang}, data={
+            "csrf_token": csrf_token(page), "password": "not the password at all", "confirm": "y"}).get_data(as_text=True)
+
+    def forced_password_page(lang):
+        with app.app_context():
+            user = db.session.get(User, uid)
+            user.must_change_password, user.must_change_reason = True, "breached"
+            db.session.commit()
+        try:
+            return client.get("/account/password", headers={"Accept-Language": lang}).get_data(as_text=True)
+        finally:
+            with app.app_context():
+                db.session.get(User, uid).must_change_password = False
+                db.session.commit()
+
+    def region_refused(lang):
+        page = client.get("/account", headers={"Accept-Language": lang}).get_data(as_text=True)
+        return client.post("/account/region", headers={"Accept-Language": lang}, data={
+            "csrf_token": csrf_token(page), "language": "", "timezone": "Mars/Olympus"}).get_data(as_text=True)
+
+    def not_me(lang):
+        with app.app_context():
+            token = services().tokens.issue("notme", uid, 3600)
+        return client.get(f"/not-me/{token}", headers={"Accept-Language": lang}).get_data(as_text=True)
+
+    return {"/account": get("/account", _OTHER_SCOPE_SECTIONS), "/account/activity": get("/account/activity"),
+            "/account/data": get("/account/data"), "/account/delete": get("/account/delete"),
+            "delete, wrong password": delete_wrong_password, "/account/password (forced)": forced_password_page,
+            "time zone refused": region_refused, "/not-me": not_me,
+            "/setup (bad link)": get("/setup/not-a-token")}
 
 
 @pytest.mark.parametrize("locale", OTHERS)

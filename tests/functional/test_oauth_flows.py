@@ -433,7 +433,7 @@ def test_connected_apps_show_when_the_app_last_used_the_account(app, client):
     with app.app_context():
         grant = db.session.execute(db.select(OAuthGrant)).scalar_one()
         assert grant.generation == 1 and abs((grant.rotated_at - later).total_seconds()) < 5
-    stamp = later.strftime("%Y-%m-%d %H:%M")
+    stamp = later.strftime("%Y-%m-%dT%H:%M")  # the <time datetime=…> attribute; its text is in the viewer's locale
     for page in ("/account/apps", "/account"):
         html = client.get(page).get_data(as_text=True)
-        assert "Test RP" in html and "last used" in html and stamp in html, page
+        assert "Test RP" in html and "last used" in html and f'<time datetime="{stamp}' in html, page
