@@ -12,13 +12,20 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    path = os.environ.get("AUTHSVC_CHROMIUM") or need_tool("chromium")
+def sync_pw():
+    """One Playwright driver per run: a second ``sync_playwright()`` while this one lives fails ("Sync API inside
+    the asyncio loop"), so every browser fixture launches from this one."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def chromium(sync_pw):
+    path = os.environ.get("AUTHSVC_CHROMIUM") or need_tool("chromium")
+    browser = sync_pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 class Watched:

@@ -40,17 +40,15 @@ def _spki_pin(server) -> str:
 
 
 @pytest.fixture
-def dbsc_chromium(dbsc_server):
+def dbsc_chromium(dbsc_server, sync_pw):
     from tests.browser.conftest import CHROMIUM_ARGS
 
     path = os.environ.get("AUTHSVC_CHROMIUM") or need_tool("chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, headless=True, args=[
-            *CHROMIUM_ARGS, f"--enable-features={DBSC_FEATURES}",
-            f"--ignore-certificate-errors-spki-list={_spki_pin(dbsc_server)}"])
-        yield browser
-        browser.close()
+    browser = sync_pw.chromium.launch(executable_path=path, headless=True, args=[
+        *CHROMIUM_ARGS, f"--enable-features={DBSC_FEATURES}",
+        f"--ignore-certificate-errors-spki-list={_spki_pin(dbsc_server)}"])
+    yield browser
+    browser.close()
 
 
 def _state(app, token):
