@@ -51,7 +51,7 @@ TRANSLATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 def normalize(value: str | None) -> str | None:
     """A locale code from a setting, cookie or header (BCP 47 ``pt-BR`` or ``pt_BR``) → one of LANGUAGES, or None.
     Parsed here by a strict pattern rather than by Babel, whose parser raises on unknown languages."""
-    if not value or len(value) > 35:
+    if not isinstance(value, str) or not value or len(value) > 35:  # a stored setting may be anything
         return None
     parts = value.strip().replace("-", "_").split("_")
     if not _LANG.fullmatch(parts[0]) or not all(_SUBTAG.fullmatch(p) for p in parts[1:]):

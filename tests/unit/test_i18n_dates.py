@@ -30,3 +30,10 @@ def test_unknown_or_hostile_zone_falls_back_to_utc(zone):
 def test_no_user_and_no_value():
     assert format_for(T, None, date_only=True) == "Jan 15, 2026"
     assert format_for(None, None) == ""
+
+
+@pytest.mark.parametrize("locale", ["de\r\nBcc: x@evil.test", "../de", "d" * 40, "\x00", "xx", "", None, 5, b"de", ["de"]])
+def test_garbage_stored_locale_writes_english_never_an_error(locale):
+    """A user's stored language that is garbage (or not even a string) → English, never an exception (e-mails are
+    written outside a request, where an exception would lose the notice)."""
+    assert format_for(T, User(locale=locale, timezone="UTC")) == "Jan 15, 2026, 1:05:00\u202fPM UTC"
