@@ -77,6 +77,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_signals(app)  # the SQL outbox + worker (Shared Signals, Back-Channel Logout): before anything registers kinds
 
+    from authsvc import jobs
+
+    jobs.init_app(app)  # exports and the full chain check as background jobs on the outbox worker (issue 20)
+
     from authsvc.web import errors, http
 
     http.init_app(app)

@@ -129,6 +129,9 @@ class RetentionService:
                 self.audit.record("system:retention:prune", "failure", reason="chain_broken",
                                   details={**report.counts, "problem": str(exc)})
                 raise
+            from authsvc import jobs
+
+            report.counts["export_files"] = jobs.sweep()  # expired export files, a dead worker's partial files
             report.audit_first_id = self.audit.start().first_id
             self.audit.record("system:retention:prune", "success",
                               details={**report.counts, "audit_first_id": report.audit_first_id})

@@ -812,8 +812,9 @@ def _time_as_id(when: dt.datetime, op: str):
     return SecurityEvent.id < first if first is not None else true()
 
 
-def _audit_filters() -> tuple[list, dict, list[str]]:
-    args, cond, problems = request.args, [], []
+def _audit_filters(args=None) -> tuple[list, dict, list[str]]:
+    """The audit page's filters from ``args`` (the query string by default; a background export's saved filters)."""
+    args, cond, problems = request.args if args is None else args, [], []
     f = {k: (args.get(k) or "").strip()[:64] for k in ("tag", "actor", "subject", "since", "until", "outcome")}
     if f["tag"]:
         # A tag prefix is resolved against the distinct tags (an index skip scan, see stats.audit_tags) into
@@ -913,31 +914,103 @@ def audit_export(session, admin):
     if problems:
         abort(400, "; ".join(problems))
     _audit("admin:audit:export", admin, details={k: v for k, v in f.items() if v} or None)
-    cond = _audit_filters()[0]  # again, now that this export's own tag exists (the tag filter resolves to tags)
-    db = _db()
-    upto = db.session.execute(select(func.max(SecurityEvent.id))).scalar() or 0
-    t = SecurityEvent.__table__
-    q = select(t).where(*cond, t.c.id <= upto).order_by(t.c.id)
-
-    def lines():
-        last, rows = 0, 0
-        while True:  # keyset pages: constant memory however long the log is
-            page = db.session.execute(q.where(t.c.id > last).limit(EXPORT_PAGE)).all()
-            for ev in page:
-                yield json.dumps(_event_json(ev), ensure_ascii=False) + "\n"
-            rows += len(page)
-            if len(page) < EXPORT_PAGE:
-                break
-            last = page[-1].id
-            db.session.rollback()  # end the read transaction between pages: no snapshot held for the whole export
-        yield json.dumps({"complete": True, "rows": rows, "last_id": upto}) + "\n"
+    lines = audit_export_lines(*audit_export_query(f))
 
     stamp = services().clock.now().strftime("%Y%m%dT%H%M")
-    return Response(stream_with_context(lines()), mimetype="application/x-ndjson",
+    return Response(stream_with_context(lines), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.jsonl"'})
 
 
 EXPORT_PAGE = 1000
+
+
+def audit_export_query(filters: dict):
+    """The export's query and its upper bound: the rows matching ``filters`` up to the chain head as it is now.
+    Called after the export's own audit row is written (the tag filter resolves to tags, that one included)."""
+    cond, _, problems = _audit_filters(filters)
+    if problems:
+        raise ValueError("; ".join(problems))
+    upto = _db().session.execute(select(func.max(SecurityEvent.id))).scalar() or 0
+    t = SecurityEvent.__table__
+    return select(t).where(*cond, t.c.id <= upto).order_by(t.c.id), upto
+
+
+def audit_export_lines(q, upto: int, stats: dict | None = None):
+    """JSON Lines of ``q`` in keyset pages, then the trailer: the one producer behind the streamed export and the
+    background job (authsvc.jobs). ``stats["rows"]`` gets the row count."""
+    db, t = _db(), SecurityEvent.__table__
+    stats = {} if stats is None else stats
+    last, rows = 0, 0
+    while True:  # keyset pages: constant memory however long the log is
+        page = db.session.execute(q.where(t.c.id > last).limit(EXPORT_PAGE)).all()
+        for ev in page:
+            yield json.dumps(_event_json(ev), ensure_ascii=False) + "\n"
+        rows += len(page)
+        stats["rows"] = rows
+        if len(page) < EXPORT_PAGE:
+            break
+        last = page[-1].id
+        db.session.rollback()  # end the read transaction between pages: no snapshot held for the whole export
+    yield json.dumps({"complete": True, "rows": rows, "last_id": upto}) + "\n"
+
+
+# --- background jobs (issue 20): the audit export and the full chain check ----------------------------------------------
+@bp.post("/audit/export-job")
+@admin_gate
+def audit_export_job(session, admin):
+    """The audit export as a background job (authsvc.jobs): the filters come from the query string, as for the
+    streamed export; the file is downloaded from /admin/jobs once it is complete."""
+    from authsvc import jobs
+
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    cond, f, problems = _audit_filters()
+    if problems:
+        abort(400, "; ".join(problems))
+    filters = {k: v for k, v in f.items() if v}
+    try:
+        job = jobs.request_job(admin.id, "audit_export", filters)
+    except jobs.TooMany:
+        abort(429)
+    _audit("admin:audit:export", admin, details=dict(filters, job=job.token[:8]))
+    return redirect(url_for("admin.jobs_page"))
+
+
+@bp.post("/audit/verify-job")
+@admin_gate
+def audit_verify_job(session, admin):
+    """The full chain check as a background job, with progress on /admin/jobs (the CLI keeps the direct pass)."""
+    from authsvc import jobs
+
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        jobs.request_job(admin.id, "audit_verify")
+    except jobs.TooMany:
+        abort(429)
+    return redirect(url_for("admin.jobs_page"))
+
+
+@bp.get("/jobs")
+@admin_gate
+def jobs_page(session, admin):
+    from authsvc import jobs
+
+    return render_template("admin/jobs.html", export=jobs.latest(admin.id, "audit_export"),
+                           verify=jobs.latest(admin.id, "audit_verify"), form=ActionForm())
+
+
+@bp.get("/jobs/<token>/download")
+@admin_gate
+def job_download(session, admin, token):
+    """One-time download of the operator's own finished audit export; any other token, an expired or a used link:
+    404."""
+    from authsvc import jobs
+
+    got = jobs.claim_download(admin.id, token, "audit_export")
+    if got is None:
+        abort(404)
+    return jobs.send(got, "audit-export.jsonl.gz")
 
 
 # --- outbox ------------------------------------------------------------------------------------------------------------

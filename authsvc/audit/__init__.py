@@ -387,6 +387,41 @@ class AuditLog:
             return VerifyReport(False, count, expected_id, "rows after the last one were deleted (head mismatch)")
         return VerifyReport(True, count)
 
+    def verify_step(self, cursor: tuple[int, str, int] | None, max_rows: int):
+        """One bounded step of the full check (``verify``), for the background chain check (authsvc.jobs, issue 20).
+
+        ``cursor`` is ``(next_id, prev_hash, first_id)`` as returned by the previous step, or None to begin at the
+        oldest kept row. Returns ``(report, None)`` when the check is over (the same report ``verify`` gives), or
+        ``(None, cursor)`` after ``max_rows`` rows hashed and linked when more are left. The caller keeps the cursor
+        where nobody can forge it (the job signs it) to resume after a crash."""
+        if cursor is None:
+            start = self.start()
+            if start.problem:
+                return VerifyReport(False, 0, start.first_id, start.problem), None
+            cursor = (start.first_id, start.prev_hash, start.first_id)
+        next_id, prev, first_id = cursor
+        session = self.db.session
+        rows = session.execute(_ROW.where(_EVENTS.c.id >= next_id).order_by(_EVENTS.c.id).limit(max_rows)
+                               .execution_options(yield_per=1000))
+        try:
+            expected_id, prev, walked, bad = _walk(rows, next_id, prev)
+        finally:
+            rows.close()
+        count = expected_id - first_id
+        if bad:
+            if bad[1].endswith("is missing"):
+                bad = (bad[0], self._missing(expected_id, first_id))
+            return VerifyReport(False, count, *bad), None
+        if walked == max_rows:
+            return None, (expected_id, prev, first_id)
+        head = session.execute(_HEAD_ROW).first()
+        last_id = head.last_id if head else 0
+        if count == 0 and last_id >= first_id:
+            return VerifyReport(False, 0, first_id, self._missing(first_id, first_id)), None
+        if last_id != expected_id - 1 or (count and head.last_hash != prev):
+            return VerifyReport(False, count, expected_id, "rows after the last one were deleted (head mismatch)"), None
+        return VerifyReport(True, count), None
+
     def verify_incremental(self, max_rows: int | None = None) -> IncrementalReport:
         """Like ``verify``, but hash only the rows appended since the last successful call (in this process, or in
         any worker when a ``checkpoint_store`` is set: its signed checkpoint is the starting point of a worker that

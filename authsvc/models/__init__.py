@@ -124,3 +124,4 @@ from authsvc.models import admin as _admin  # noqa: E402,F401  (users.notify_new
 from authsvc.models import retention as _retention  # noqa: E402,F401  (audit_anchor, migration 0010_scale_retention)
 from authsvc.models.signals import OutboxItem, SsfStream, SsfSubject  # noqa: E402,F401  (migration 0010_signals_outbox)
 from authsvc.models.federation import FederatedIdentity, UpstreamProvider  # noqa: E402,F401  (migration 0010)
+from authsvc.models.jobs import ExportJob  # noqa: E402,F401  (migration 0011_exportjobs_jobs)

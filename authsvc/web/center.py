@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -341,8 +341,52 @@ def init_routes(bp) -> None:
     @bp.get("/account/data")
     @login_required
     def export_page():
+        from authsvc import jobs
+        from authsvc.web.forms import ActionForm
+
         session, user = cookie_session()
-        return render_template("account_data.html", user=user)
+        return render_template("account_data.html", user=user, job=jobs.latest(user.id, "data_export"),
+                               form=ActionForm())
+
+    @bp.post("/account/data/export-job")
+    @login_required
+    def export_job():
+        """The data export as a background job (authsvc.jobs, issue 20): asking again while it runs returns it."""
+        from flask_babel import gettext as _
+
+        from authsvc import jobs
+        from authsvc.web.forms import ActionForm
+
+        session, user = cookie_session()
+        if not ActionForm().validate_on_submit():
+            return render_template("message.html", title=_("Nothing changed"),
+                                   message=_("Reload the page and try again.")), 400
+        again = _fresh_or_redirect(session, url_for("web.export_page"))
+        if again is not None:
+            return again
+        try:
+            jobs.request_job(user.id, "data_export")
+        except jobs.TooMany:
+            return render_template("message.html", title=_("Not now"),
+                                   message=_("You asked for your data several times today. Try again tomorrow.")), 429
+        return redirect(url_for("web.export_page"))
+
+    @bp.get("/account/data/export-job/<token>")
+    @login_required
+    def export_job_download(token):
+        """One-time download of the user's own finished export file; anything else is 404 (another user's token,
+        an expired or a used link). A fresh sign-in proof is needed, as for the streamed download."""
+        from authsvc import jobs
+
+        session, user = cookie_session()
+        again = _fresh_or_redirect(session, url_for("web.export_page"))
+        if again is not None:
+            return again
+        got = jobs.claim_download(user.id, token, "data_export")
+        if got is None:
+            abort(404)
+        stamp = got[1].created_at.strftime("%Y%m%d")
+        return jobs.send(got, f"authsvc-data-{stamp}.json.gz")
 
     @bp.route("/account/delete", methods=["GET", "POST"])
     @login_required

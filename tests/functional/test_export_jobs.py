@@ -1,0 +1,206 @@
+"""Exports and the chain check as background jobs (issue 20): attacker's tests first, then the happy path. Real SQL,
+real Redis, the real outbox worker (``run_once``)."""
+
+import gzip
+import hashlib
+import json
+
+from sqlalchemy import select, update
+
+from tests.conftest import create_user, csrf_token
+from tests.functional.admin_helpers import admin_client, audit_rows
+from tests.functional.helpers import login
+
+
+def _work(app):
+    from authsvc.signals import signals
+
+    with app.app_context():
+        return signals(app).worker.run_once()
+
+
+def _request(client):
+    page = client.get("/account/data").get_data(as_text=True)
+    return client.post("/account/data/export-job", data={"csrf_token": csrf_token(page)})
+
+
+def _job(app, **where):
+    from authsvc.extensions import db
+    from authsvc.models.jobs import ExportJob
+
+    with app.app_context():
+        return db.session.execute(select(ExportJob).filter_by(**where).order_by(ExportJob.id.desc())).scalars().first()
+
+
+def test_export_job_link_is_the_owners_only_and_works_once(app, client):
+    create_user(app)
+    login(client)
+    assert _request(client).status_code == 302
+    job = _job(app, kind="data_export")
+    url = f"/account/data/export-job/{job.token}"
+    assert client.get(url).status_code == 404  # not finished: no link, no file
+    assert 'data-job-status="queued"' in client.get("/account/data").get_data(as_text=True)
+    assert _work(app).delivered == 1
+    mallory = app.test_client()
+    create_user(app, email="mallory@example.com")
+    login(mallory, email="mallory@example.com")
+    assert mallory.get(url).status_code == 404  # another user's link
+    admin = admin_client(app)
+    assert admin.get(url).status_code == 404 and admin.get(f"/admin/jobs/{job.token}/download").status_code == 404
+    page = client.get("/account/data").get_data(as_text=True)
+    assert 'data-job-status="done"' in page and url in page
+    r = client.get(url)
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+    body = r.get_data()
+    job = _job(app, kind="data_export")
+    assert hashlib.sha256(body).hexdigest() == job.sha256 and len(body) == job.size
+    data = json.loads(gzip.decompress(body))
+    assert data["profile"]["email"] == "alice@example.com" and data["complete"]["done"] is True
+    assert client.get(url).status_code == 404  # replayed one-time link
+    assert [e.outcome for e in audit_rows(app, "account:data:export")] == ["success"]
+
+
+def test_export_job_link_expires_and_retention_deletes_the_file(app, client):
+    from authsvc import jobs
+    from authsvc.services import services
+
+    create_user(app)
+    login(client)
+    _request(client)
+    _work(app)
+    job = _job(app, kind="data_export")
+    with app.app_context():
+        folder = jobs.export_dir()
+        assert (folder / job.file_name).is_file()
+        services().clock.advance(25 * 3600)
+        assert jobs.sweep() == 1
+        assert not (folder / job.file_name).exists()
+        assert jobs.claim_download(job.user_id, job.token, "data_export") is None  # the link is gone too
+
+
+def test_export_job_names_cannot_traverse_paths(app, client):
+    create_user(app)
+    login(client)
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "..", "%2e%2e", "A" * 31 + "%00", "A" * 200, "ä" * 32):
+        assert client.get(f"/account/data/export-job/{bad}").status_code == 404, bad
+
+
+def test_export_job_asked_again_while_queued_is_the_same_job(app, client):
+    from authsvc.extensions import db
+    from authsvc.models.jobs import ExportJob
+
+    create_user(app)
+    login(client)
+    for _ in range(3):
+        assert _request(client).status_code == 302
+    with app.app_context():
+        assert len(db.session.execute(select(ExportJob)).all()) == 1
+    _work(app)
+    for _ in range(4):
+        _request(client)
+        _work(app)
+    assert _request(client).status_code == 429  # the per-user daily limit (5)
+
+
+def test_export_job_of_a_disabled_account_never_produces_a_file(app, client):
+    from authsvc.extensions import db
+    from authsvc.models import User
+
+    uid = create_user(app)
+    login(client)
+    _request(client)
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == uid).values(status="disabled"))
+        db.session.commit()
+    _work(app)
+    job = _job(app, kind="data_export")
+    assert job.status == "failed" and job.file_name is None
+
+
+def test_export_job_whose_worker_died_is_finished_by_another(app, client):
+    from authsvc import jobs
+    from authsvc.extensions import db
+    from authsvc.models.jobs import ExportJob
+    from authsvc.services import services
+
+    create_user(app)
+    login(client)
+    _request(client)
+    with app.app_context():
+        now = services().clock.now()
+        # A worker claimed it, wrote a partial file and died (its lease is still live).
+        job = db.session.execute(select(ExportJob)).scalar_one()
+        db.session.execute(update(ExportJob).values(status="running", claimed_by="dead", claimed_until=now
+                                                    + jobs.JOB_LEASE))
+        db.session.commit()
+        (jobs.export_dir() / f".part-{job.token}-dead").write_bytes(b"\x1f\x8b partial")
+    assert _work(app).deferred == 1  # a live lease: not started twice
+    assert client.get(f"/account/data/export-job/{job.token}").status_code == 404
+    with app.app_context():
+        services().clock.advance(jobs.JOB_LEASE.total_seconds() + 30)
+    assert _work(app).delivered == 1
+    job = _job(app, kind="data_export")
+    assert job.status == "done" and job.attempts == 1
+    body = client.get(f"/account/data/export-job/{job.token}").get_data()
+    assert json.loads(gzip.decompress(body))["complete"]["done"] is True
+    with app.app_context():
+        assert jobs.sweep() == 1  # the dead worker's partial file
+        assert [p.name for p in jobs.export_dir().iterdir()] == [job.file_name]
+
+
+def test_admin_jobs_need_a_recent_reauth(app):
+    from authsvc.services import services
+
+    admin = admin_client(app)
+    page = admin.get("/admin/audit").get_data(as_text=True)
+    with app.app_context():
+        services().clock.advance(3 * 3600)
+    r = admin.post("/admin/audit/verify-job", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and "/admin/jobs" not in r.headers["Location"]
+    assert _job(app, kind="audit_verify") is None
+
+
+def test_audit_export_job_file_is_complete_with_its_trailer(app):
+    admin = admin_client(app)
+    page = admin.get("/admin/audit").get_data(as_text=True)
+    r = admin.post("/admin/audit/export-job?tag=admin:", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/admin/jobs")
+    _work(app)
+    job = _job(app, kind="audit_export")
+    r = admin.get(f"/admin/jobs/{job.token}/download")
+    lines = gzip.decompress(r.get_data()).decode().splitlines()
+    trailer = json.loads(lines[-1])
+    assert trailer["complete"] is True and trailer["rows"] == len(lines) - 1 == job.rows
+    assert all(json.loads(x)["tag"].startswith("admin:") for x in lines[:-1])
+    assert admin.get(f"/admin/jobs/{job.token}/download").status_code == 404
+
+
+def test_audit_verify_job_finds_an_edited_row_and_resumes_from_its_signed_cursor(app):
+    from authsvc import jobs
+    from authsvc.extensions import db
+    from authsvc.models import SecurityEvent
+    from authsvc.models.jobs import ExportJob
+
+    admin = admin_client(app)
+    page = admin.get("/admin/audit").get_data(as_text=True)
+    admin.post("/admin/audit/verify-job", data={"csrf_token": csrf_token(page)})
+    jobs.VERIFY_STEP, step = 2, jobs.VERIFY_STEP
+    try:
+        _work(app)
+    finally:
+        jobs.VERIFY_STEP = step
+    job = _job(app, kind="audit_verify")
+    assert job.status == "done" and json.loads(job.result)["ok"] is True
+    assert "none edited or deleted" in admin.get("/admin/jobs").get_data(as_text=True)
+    with app.app_context():
+        db.session.execute(update(SecurityEvent).where(SecurityEvent.id == 1).values(ip="10.9.9.9"))
+        db.session.commit()
+    admin.post("/admin/audit/verify-job", data={"csrf_token": csrf_token(page)})
+    with app.app_context():  # a forged cursor (past the edited row) is ignored: the check starts over
+        db.session.execute(update(ExportJob).where(ExportJob.status == "queued").values(
+            cursor=json.dumps({"body": json.dumps([5, "0" * 64, 1, 4]), "mac": "0" * 64})))
+        db.session.commit()
+    _work(app)
+    result = json.loads(_job(app, kind="audit_verify").result)
+    assert result["ok"] is False and result["first_bad_id"] == 1
+    assert audit_rows(app, "admin:audit:verify")[-1].outcome == "failure"
