@@ -138,7 +138,8 @@ def build_services(app: Flask, settings: Settings) -> Services:
     # "This wasn't me" forgets every remembered device too: the attacker's browser may be one of them.
     accounts.lockdown_listeners.append(lambda user: mfa.devices.revoke_all(user))
     if settings.session_drift_enabled:
-        _wire_session_drift(sessions, geo, audit, login.alerts, db, settings)
+        _wire_session_drift(sessions, geo, audit, login.alerts, db, settings,
+                            forget_devices=(mfa.devices.revoke_all if mfa is not None else None))
     _wire_session_cap(sessions, audit, settings.session_max_per_user)
     from authsvc.accounts.emailchange import EmailChangeService
 
@@ -167,7 +168,8 @@ def _wire_session_cap(sessions: SessionService, audit: AuditLog, cap: int) -> No
     sessions.cap_listener = capped
 
 
-def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: LoginAlerts, db, settings) -> None:
+def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: LoginAlerts, db, settings,
+                        forget_devices=None) -> None:
     """Continuous session risk (authsvc.risk.drift): each session remembers the context it was born in, each use is
     compared with it inside the session check, and a session that drifted is ended, audited and reported."""
     from authsvc.defense import prefix_of
@@ -185,10 +187,14 @@ def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: 
 
         texts = "; ".join(r.text for r in drift.reasons)
         tag = "session:drift:end" if drift.action == END else "session:drift:stepup"  # stepup: suspended
+        user = db.session.get(User, user_id)
+        # A session ended as stolen: the thief who copied its cookie jar holds the trusted-device cookie too, so the
+        # marks are forgotten and the next sign-in asks for the second factor again (as on a DBSC violation).
+        forgotten = forget_devices(user) if (drift.action == END and user is not None and forget_devices) else 0
         audit.record(tag, "failure", subject_id=user_id, ip=ip, user_agent=ua,
                      reason=texts[:255], details={"session": sid[:12], "reasons": [r.code for r in drift.reasons],
-                                                  "takeover_signal": drift.action == END})
-        user = db.session.get(User, user_id)
+                                                  "takeover_signal": drift.action == END,
+                                                  "trusted_devices_forgotten": forgotten})
         if user is not None:  # the owner hears of it either way: whoever was refused may not be the owner
             notice = alerts.session_theft if drift.action == END else alerts.session_moved
             notice(user, RequestContext(ip, ua), texts)

@@ -143,3 +143,28 @@ def test_drift_scoring_can_be_switched_off(make_app):
     create_user(app)
     owner = _login(app)
     assert _copy(app, owner, OFFICE, FIREFOX).get("/account").status_code == 200
+
+
+def test_a_session_ended_as_stolen_forgets_the_trusted_devices_the_thief_copied_too(drift_app):
+    """Found by an outside attack: the thief's copy of the jar holds the remembered-device cookie as well. Once the
+    session is ended as stolen, that cookie must not spare the thief the second factor at the next sign-in."""
+    from tests.functional.mfa_helpers import DEVICE, current_code, enrol_totp, next_step, submit_totp
+
+    with drift_app.app_context():
+        from authsvc.extensions import db
+        from authsvc.models import User
+        uid = db.session.execute(db.select(User.id).where(User.email == "alice@example.com")).scalar_one()
+    seed = enrol_totp(drift_app, uid)
+    owner = _as(drift_app.test_client(), HOME)
+    assert form_post(owner, "/login", {"email": "alice@example.com", "password": "correct horse battery staple"}
+                     ).headers["Location"].endswith("/mfa/challenge")
+    assert submit_totp(owner, current_code(drift_app, seed), remember=True).status_code == 302
+    next_step(drift_app)
+    device = owner.get_cookie(DEVICE)
+    assert device is not None
+    thief = _copy(drift_app, owner, HOME, FIREFOX)
+    thief.set_cookie(DEVICE, device.value, domain="localhost")
+    assert thief.get("/account").status_code == 302  # ended as stolen (browser_changed)
+    assert json.loads(_events(drift_app, "session:drift:end")[0].details)["trusted_devices_forgotten"] == 1
+    resp = form_post(thief, "/login", {"email": "alice@example.com", "password": "correct horse battery staple"})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/mfa/challenge")  # the factor again
