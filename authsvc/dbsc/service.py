@@ -214,9 +214,17 @@ class DbscService:
     def _new_cookie(self, sid: str, *, previous: str | None) -> str:
         cookie = secrets.token_urlsafe(32)
         now = int(self.clock.timestamp())
-        prev_hash = previous.split(":")[0] if previous else ""
+        prev_hash, prev_until = "", now + self.grace
+        if previous:
+            # The previous cookie's grace never outlives its own deadline (found by an outside attack: a copy replayed
+            # after it expired, within seconds of the owner's next refresh, was accepted again).
+            prev_hash = previous.split(":")[0]
+            try:
+                prev_until = min(prev_until, int(float(previous.split(":")[1])))
+            except (IndexError, ValueError):
+                pass
         # The server's deadline is the cookie's Max-Age plus a little slack for clocks and requests in flight.
-        value = f"{_sha(cookie)}:{now + self.cookie_ttl + self.grace}:{prev_hash}:{now + self.grace}"
+        value = f"{_sha(cookie)}:{now + self.cookie_ttl + self.grace}:{prev_hash}:{prev_until}"
         self._scripts.get("dbsc_rotate", _ROTATE)(keys=[_skey(sid)], args=[value, prev_hash[:HISTORY_CHARS],
                                                                           HISTORY_KEEP])
         return cookie

@@ -357,3 +357,18 @@ def test_an_old_short_cookie_replayed_after_the_owner_refreshed_ends_the_session
     ended = _events(app, "session:dbsc:violation")
     assert ended and ended[0].reason == "dbsc_cookie_replay"
     assert client.get("/account").status_code == 302
+
+
+def test_an_expired_short_cookie_is_not_revived_by_the_owners_next_refresh(app, client):
+    """Found by an outside attack: the previous short cookie's grace (requests in flight during a refresh) counted
+    from the refresh, so a copy presented after its own deadline but within seconds of the owner's next refresh was
+    accepted again. The grace now ends at the old cookie's deadline at the latest."""
+    agent = _bound_login(app, client)
+    stolen = client.get_cookie(BOUND).value
+    _advance(app, app.config["AUTHSVC"].dbsc_cookie_ttl + 30)  # the copy is past its deadline (TTL + 15 s grace)
+    assert agent.refresh().status_code == 200  # the owner's browser refreshes
+    thief = _thief(app, client)
+    thief.set_cookie(BOUND, stolen, domain="localhost")
+    assert thief.get("/account").status_code == 302
+    ended = _events(app, "session:dbsc:violation")
+    assert ended and ended[0].reason == "dbsc_cookie_replay"
