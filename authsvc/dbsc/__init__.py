@@ -125,6 +125,8 @@ def _offer(resp):
     if token is None:
         return resp
     try:
+        if svc.is_bound(token_hash(token)):  # a re-issued session that carried its binding over: nothing to offer
+            return resp
         challenge = svc.registration_challenge(token_hash(token))
     except Exception:  # noqa: BLE001 - the offer is optional; never fail the login for it
         log.exception("DBSC registration offer skipped")
@@ -224,6 +226,9 @@ def init_app(app: Flask) -> None:
     app.extensions["authsvc_dbsc"] = DbscService(
         redis_getter=lambda: RedisExtension.client_for(app), clock=app.extensions["authsvc"].clock,
         cookie_ttl=settings.dbsc_cookie_ttl, absolute_timeout=settings.session_absolute_timeout)
+    mfa = getattr(app.extensions["authsvc"], "mfa", None)
+    if mfa is not None:  # a step-up re-issues the session under a new token: the device binding goes with it
+        mfa.session_reissue_listeners.append(app.extensions["authsvc_dbsc"].carry_binding)
     csrf.exempt(bp)  # the browser itself posts here with a signed proof; no form, no ambient authority to ride
     app.register_blueprint(bp)
     app.after_request(_offer)

@@ -211,6 +211,21 @@ class DbscService:
         current = self.redis.hget(_skey(sid), "bc")
         return Bound(dbsc_id, self._new_cookie(sid, previous=current), self.cookie_ttl)
 
+    BINDING_FIELDS = ("bk", "bc", "bh")  # the key, the live short cookie, the short cookies given before
+
+    def carry_binding(self, old_sid: str, new_sid: str) -> bool:
+        """A session re-issued under a new token (a step-up rotates it) keeps its device binding: the same key, the
+        same live short cookie and its history. Without this, a thief holding the cookie jar and the password could
+        step up into a fresh, unbound session and bind it to the thief's own key (found by an outside attack)."""
+        values = self.redis.hmget(_skey(old_sid), self.BINDING_FIELDS)
+        if not values[0]:
+            return False
+        self.redis.hset(_skey(new_sid), mapping={k: v for k, v in zip(self.BINDING_FIELDS, values) if v})
+        return True
+
+    def is_bound(self, sid: str) -> bool:
+        return bool(self.redis.hexists(_skey(sid), "bk"))
+
     def _new_cookie(self, sid: str, *, previous: str | None) -> str:
         cookie = secrets.token_urlsafe(32)
         now = int(self.clock.timestamp())

@@ -19,7 +19,7 @@ from authsvc.accounts.login import Decision, Reason, RequestContext
 from authsvc.errors import ServiceError, Throttled
 from authsvc.mfa.webauthn import CredentialSuspended, SignCountRegression, WebAuthnError
 from authsvc.models import RecoveryCode, TotpCredential, User, WebAuthnCredential
-from authsvc.sessions import Generation, StaleCredentials
+from authsvc.sessions import Generation, StaleCredentials, token_hash
 
 AMR = {"totp": "otp", "recovery": "rc", "webauthn": "hwk", "email": "email"}
 # Methods that are authenticators for AAL2. A code e-mailed to the account's address proves the mailbox and meets a
@@ -76,6 +76,9 @@ class MfaService:
         self.totp, self.recovery, self.webauthn, self.devices = totp, recovery, webauthn, devices
         self.sessions, self.audit, self.mailer, self.clock = sessions, audit, mailer, clock
         self.login = None  # the LoginService (set in services.py): MFA-completed logins finish through it
+        # Called as (old session id, new session id) when a step-up re-issues a session under a new token, before
+        # the old one is revoked: what is bound to the session moves with it (authsvc.dbsc: the device key).
+        self.session_reissue_listeners: list = []
 
     # --- what the user has ----------------------------------------------------------------------------------------
     def has_factors(self, user: User) -> bool:
@@ -319,6 +322,8 @@ class MfaService:
         methods = tuple(dict.fromkeys(tuple(m for m in session.methods if m) + (AMR[method],)))
         issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=2, methods=methods,
                                      login_id=getattr(session, "login_id", None))  # the same login: the same sid
+        for carry in self.session_reissue_listeners:  # e.g. the DBSC binding moves to the new token
+            carry(session.id, token_hash(issued.token))
         self.sessions.revoke(user, session.id, "step_up")
         self._audit("mfa:stepup:success", "success", user, ctx, details={"method": method, "aal": 2})
         return issued
@@ -373,6 +378,8 @@ class MfaService:
         except StaleCredentials:  # the password changed (or every session ended) while this one was checked
             self._audit("account:reauth:failure", "failure", user, ctx, reason="credentials changed meanwhile")
             return None
+        for carry in self.session_reissue_listeners:  # the DBSC binding moves to the new token
+            carry(session.id, token_hash(issued.token))
         self.sessions.revoke(user, session.id, "reauthenticated")
         self._audit("account:reauth:success", "success", user, ctx)
         return issued

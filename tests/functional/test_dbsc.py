@@ -372,3 +372,47 @@ def test_an_expired_short_cookie_is_not_revived_by_the_owners_next_refresh(app, 
     assert thief.get("/account").status_code == 302
     ended = _events(app, "session:dbsc:violation")
     assert ended and ended[0].reason == "dbsc_cookie_replay"
+
+
+def test_a_step_up_keeps_the_device_binding_so_a_thief_cannot_rebind_to_his_key(app, client):
+    """Found by an outside attack: a thief with the copied jar (login and live short cookie) and the password of an
+    account without a second factor re-authenticated at /mfa/step-up, got a fresh unbound session with a new
+    registration offer, bound it to his own key, and the owner's session was revoked. A re-issued session now keeps
+    the binding (key, live short cookie, history) and is offered no registration; without the key it ends where the
+    old one would have."""
+    from tests.conftest import csrf_token
+
+    agent = _bound_login(app, client)
+    thief = _thief(app, client)
+    thief.set_cookie(BOUND, client.get_cookie(BOUND).value, domain="localhost")
+    page = thief.get("/mfa/step-up?next=/account")
+    assert page.status_code == 200
+    resp = thief.post("/mfa/step-up?next=/account", data={
+        "csrf_token": csrf_token(page.get_data(as_text=True)), "method": "password",
+        "password": "correct horse battery staple"})
+    assert resp.status_code == 302
+    assert "Secure-Session-Registration" not in resp.headers  # no offer: the new session is already bound
+    new_token = thief.get_cookie(COOKIE).value
+    with app.app_context():
+        from authsvc.sessions import token_hash
+
+        state = app.extensions["authsvc"].sessions.redis.hgetall(f"sess:{{{token_hash(new_token)}}}")
+    assert state.get("bk") and json.loads(state["bk"])["id"] == agent.session_id  # the owner's key, not a new one
+    # The thief's copy of the short cookie lasts its minutes, then the new session needs the owner's key.
+    _advance(app, app.config["AUTHSVC"].dbsc_cookie_ttl + 60)
+    assert thief.get("/account").status_code == 302
+
+
+def test_the_owners_step_up_keeps_the_session_bound_and_refreshable(app, client):
+    from tests.conftest import csrf_token
+
+    agent = _bound_login(app, client)
+    page = client.get("/mfa/step-up?next=/account")
+    resp = client.post("/mfa/step-up?next=/account", data={
+        "csrf_token": csrf_token(page.get_data(as_text=True)), "method": "password",
+        "password": "correct horse battery staple"})
+    assert resp.status_code == 302 and "Secure-Session-Registration" not in resp.headers
+    assert client.get("/account").status_code == 200  # the live short cookie went with the session
+    _advance(app, app.config["AUTHSVC"].dbsc_cookie_ttl + 60)
+    assert agent.refresh().status_code == 200  # the device key refreshes the re-issued session
+    assert client.get("/account").status_code == 200
