@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import os
 from dataclasses import dataclass
 
@@ -68,6 +70,13 @@ def _risk_scorer(app: Flask, settings: Settings, mfa):
         mmdb = [f for f in files if f.endswith(".mmdb")]
         geo = GeoResolver(asn_csv=[f for f in files if not f.endswith(".mmdb")] or None,
                           asn_mmdb=mmdb[0] if mmdb else None, country_mmdb=settings.risk_country_file)
+    elif not app.config.get("TESTING"):
+        # Found by an outside attack: with no files, "another provider", "a hosting network" and "another country"
+        # cannot be told, so a copied cookie replayed with the owner's browser string passes the session checks.
+        logging.getLogger("authsvc").warning(
+            "no IP-to-ASN/country files configured (AUTHSVC_RISK_ASN_FILE, AUTHSVC_RISK_COUNTRY_FILE): the login risk "
+            "score and the continuous session checks can compare browsers and /24 networks only, not providers, "
+            "hosting networks or countries (docs/RISK.md §1, docs/OPERATIONS.md)")
     config = RiskConfig(step_up_threshold=settings.risk_step_up_threshold,
                         deny_threshold=settings.risk_deny_threshold)
     if settings.risk_weights_file:  # checked at start-up (Settings.validate); its thresholds replace the two above
