@@ -124,11 +124,9 @@ CHAIN_STEP = 20_000  # audit rows one page load may hash (~0.3 s); a longer back
 DASHBOARD_CACHE_SECONDS = 30
 
 
-def _dashboard_numbers(db, now: dt.datetime) -> dict:
-    """The dashboard's SQL aggregates (GROUP BY in the database, see stats.py), cached in Redis for
-    DASHBOARD_CACHE_SECONDS: several operators, or one reloading, cost one set of queries per 30 s. The key names
-    the hour, so the charts' hour labels never come from the previous hour. A Redis failure only skips the cache."""
-    key = f"admin:dashboard:{now:%Y%m%d%H}"
+def _cached_numbers(key: str, compute) -> dict:
+    """SQL aggregates cached in Redis for DASHBOARD_CACHE_SECONDS: several operators, or one reloading, cost one set
+    of queries per 30 s. A Redis failure only skips the cache. Cached or not, the shape is the same (JSON: lists)."""
     r = _redis()
     try:
         cached = r.get(key)
@@ -136,21 +134,29 @@ def _dashboard_numbers(db, now: dt.datetime) -> dict:
             return json.loads(cached)
     except Exception:  # noqa: BLE001 - the numbers are worth more than the cache
         r = None
-    day = now - dt.timedelta(hours=24)
-    labels, series = stats.logins_per_hour(db, now)
-    s_labels, s_by = stats.score_distribution(db, day)
-    out = {"labels": labels, "series": series, "s_labels": s_labels, "s_by": s_by,
-           "sources": stats.top_sources(db, day), "breached": stats.breached_hits(db, day),
-           "breached_total": stats.count_tag(db, "account:password:breached"),
-           "adoption": stats.mfa_adoption(db) if getattr(services(), "mfa", None) is not None else None,
-           "users_total": db.session.execute(select(func.count()).select_from(User)).scalar_one()}
-    out = json.loads(json.dumps(out))  # the same shape (lists, not tuples) cached or not
+    out = json.loads(json.dumps(compute()))
     if r is not None:
         try:
             r.set(key, json.dumps(out), ex=DASHBOARD_CACHE_SECONDS)
         except Exception:  # noqa: BLE001
             pass
     return out
+
+
+def _dashboard_numbers(db, now: dt.datetime) -> dict:
+    """The dashboard's SQL aggregates (GROUP BY in the database, see stats.py), cached. The key names the hour, so
+    the charts' hour labels never come from the previous hour."""
+    def compute():
+        day = now - dt.timedelta(hours=24)
+        labels, series = stats.logins_per_hour(db, now)
+        s_labels, s_by = stats.score_distribution(db, day)
+        return {"labels": labels, "series": series, "s_labels": s_labels, "s_by": s_by,
+                "sources": stats.top_sources(db, day), "breached": stats.breached_hits(db, day),
+                "breached_total": stats.count_tag(db, "account:password:breached"),
+                "adoption": stats.mfa_adoption(db) if getattr(services(), "mfa", None) is not None else None,
+                "users_total": db.session.execute(select(func.count()).select_from(User)).scalar_one()}
+
+    return _cached_numbers(f"admin:dashboard:{now:%Y%m%d%H}", compute)
 
 
 @bp.get("/")
@@ -576,8 +582,11 @@ def attacks(session, admin):
     return render_template("admin/attacks.html", in_force=force, sprays=sprays, sprayed_pw=sprayed_pw,
                            pw_tries=pw_tries, spreading=spreading, counting=counting,
                            accounts=_account_labels([m.tag for m in force + counting]),
-                           hour=stats.top_sources(_db(), now - dt.timedelta(hours=1)),
-                           day=stats.top_sources(_db(), now - dt.timedelta(hours=24)),
+                           # The failing sources of the last hour and day: SQL aggregates, cached like the dashboard's
+                           # (issue 20: 0.23 s per load at 1 M users / 10 M receipts); the marks above stay live.
+                           **_cached_numbers(f"admin:attacks:sources:{now:%Y%m%d%H%M}", lambda: {
+                               "hour": stats.top_sources(_db(), now - dt.timedelta(hours=1)),
+                               "day": stats.top_sources(_db(), now - dt.timedelta(hours=24))}),
                            form=ActionForm(), settings=settings)
 
 

@@ -489,3 +489,25 @@ def test_users_search_by_ip_reads_a_bounded_number_of_receipts(app, monkeypatch)
     html = admin.get("/admin/users?q=100.64.7.7").get_data(as_text=True)
     assert 1 <= sum(f">nat{i}@example.com</a>" in html for i in range(6)) <= 3  # bounded, never every receipt
     assert "No account matches" in admin.get("/admin/users?q=100.64.7.8").get_data(as_text=True)
+
+
+def test_attacks_page_aggregates_are_cached_like_the_dashboards(app):
+    """The attacks page's failing-source aggregations (1 h and 24 h GROUP BYs over receipts and audit rows) are SQL
+    work that grows with the day's traffic: a reload within the cache window runs none of them; the throttle marks
+    (Redis) stay live."""
+    from sqlalchemy import event
+
+    from authsvc.extensions import db
+
+    admin = admin_client(app)
+    assert admin.get("/admin/attacks").status_code == 200
+    with app.app_context():
+        engine = db.engine
+    seen = []
+    listener = lambda conn, cursor, statement, *a: seen.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert admin.get("/admin/attacks").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert not [q for q in seen if "GROUP BY" in q], seen
