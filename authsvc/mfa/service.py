@@ -322,11 +322,16 @@ class MfaService:
         methods = tuple(dict.fromkeys(tuple(m for m in session.methods if m) + (AMR[method],)))
         issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent, aal=2, methods=methods,
                                      login_id=getattr(session, "login_id", None))  # the same login: the same sid
-        for carry in self.session_reissue_listeners:  # e.g. the DBSC binding moves to the new token
-            carry(session.id, token_hash(issued.token))
-        self.sessions.revoke(user, session.id, "step_up")
+        self._replace_session(user, session, issued, "step_up")
         self._audit("mfa:stepup:success", "success", user, ctx, details={"method": method, "aal": 2})
         return issued
+
+    def _replace_session(self, user: User, old, issued, reason: str) -> None:
+        """A session re-issued under a new token: what is bound to the old one moves first (the DBSC binding, through
+        ``session_reissue_listeners``), then the old one is revoked."""
+        for carry in self.session_reissue_listeners:
+            carry(old.id, token_hash(issued.token))
+        self.sessions.revoke(user, old.id, reason)
 
     # --- in-session step-up of a session suspended for drift (authsvc.risk.drift "reauth") -----------------------
     def resume_session(self, session, user: User, method: str, ctx: RequestContext, *,
@@ -378,9 +383,7 @@ class MfaService:
         except StaleCredentials:  # the password changed (or every session ended) while this one was checked
             self._audit("account:reauth:failure", "failure", user, ctx, reason="credentials changed meanwhile")
             return None
-        for carry in self.session_reissue_listeners:  # the DBSC binding moves to the new token
-            carry(session.id, token_hash(issued.token))
-        self.sessions.revoke(user, session.id, "reauthenticated")
+        self._replace_session(user, session, issued, "reauthenticated")
         self._audit("account:reauth:success", "success", user, ctx)
         return issued
 

@@ -27,6 +27,24 @@ def _api_token(client, email=EMAIL):
     assert r.status_code == 200, r.get_data(as_text=True)[:300]
     return r.get_json()["session_token"]
 
+def _statements(app, request) -> list[str]:
+    """The SQL statements ``request()`` sent (the app's engine, captured at the cursor)."""
+    from sqlalchemy import event
+
+    from authsvc.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    seen = []
+    listener = lambda conn, cursor, statement, *a: seen.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        request()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return seen
+
+
 
 def _receipts(app, uid: int, n: int) -> None:
     """``n`` login receipts for ``uid`` in one executemany (what 100 k sign-ins over the years leave behind)."""
@@ -330,17 +348,9 @@ def test_users_list_last_sign_in_walks_the_index_back_to_the_newest_success(app)
             plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql), {"u": ok_then_failed}))
             assert "Index Scan Backward using ix_login_events_user_time" in plan, plan
         db.session.rollback()
-    from sqlalchemy import event
-
-    seen = []
-    with app.app_context():
-        engine = db.engine
-    listener = lambda conn, cursor, statement, *a: seen.append(statement)  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        html = admin.get("/admin/users").get_data(as_text=True)
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
+    pages = []
+    seen = _statements(app, lambda: pages.append(admin.get("/admin/users").get_data(as_text=True)))
+    html = pages[0]
     receipts_sql = [q for q in seen if "login_events" in q]
     assert receipts_sql and all("max(" not in q.lower() for q in receipts_sql), receipts_sql
     assert any("ORDER BY login_events.occurred_at DESC" in q and "LIMIT" in q for q in receipts_sql), receipts_sql
@@ -495,19 +505,9 @@ def test_attacks_page_aggregates_are_cached_like_the_dashboards(app):
     """The attacks page's failing-source aggregations (1 h and 24 h GROUP BYs over receipts and audit rows) are SQL
     work that grows with the day's traffic: a reload within the cache window runs none of them; the throttle marks
     (Redis) stay live."""
-    from sqlalchemy import event
-
-    from authsvc.extensions import db
-
     admin = admin_client(app)
     assert admin.get("/admin/attacks").status_code == 200
-    with app.app_context():
-        engine = db.engine
-    seen = []
-    listener = lambda conn, cursor, statement, *a: seen.append(statement)  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        assert admin.get("/admin/attacks").status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
+    statuses = []
+    seen = _statements(app, lambda: statuses.append(admin.get("/admin/attacks").status_code))
+    assert statuses == [200]
     assert not [q for q in seen if "GROUP BY" in q], seen
