@@ -80,6 +80,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from authsvc import jobs
 
     jobs.init_app(app)  # exports and the full chain check as background jobs on the outbox worker (issue 20)
+    from authsvc.admin import rollup
+
+    rollup.init_app(app)  # the dashboard's ended hours counted by the outbox worker, off the request path
 
     from authsvc.web import errors, http
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -259,7 +260,7 @@ def measure(app, admin, user_client, token, heavy_uid, day: str, runs: int, page
         # Redis flush: 23 ended hours counted and kept).
         ("admin dashboard (SQL, cache emptied)", uncached_dashboard()),
         ("admin dashboard (30 s and 10 min caches emptied)", uncached_dashboard("admin:population")),
-        ("admin dashboard (nothing kept: first load after a deploy)",
+        ("admin dashboard (nothing kept, no worker tick yet: first load after a deploy)",
          uncached_dashboard("admin:population", "admin:rollup:*")),
         ("admin dashboard (cached)", _get(admin, "/admin/")),
         ("admin dashboard, new worker (checkpoint from Redis)", new_worker_dashboard),
@@ -306,6 +307,51 @@ def measure(app, admin, user_client, token, heavy_uid, day: str, runs: int, page
     return out
 
 
+def measure_jobs(app, admin_id: int, heavy_uid: int) -> dict:
+    """The background export jobs at size (authsvc/jobs.py, run by the real outbox worker's ``run_once`` in this
+    process): the heavy user's data export, the whole audit log's export and the whole-chain check. Wall and CPU
+    time, peak RSS over the process's level before the job, the file's size, and that the SHA-256 and row count the
+    job recorded match the file."""
+    import gzip
+
+    from sqlalchemy import select
+
+    from authsvc import jobs
+    from authsvc.extensions import db
+    from authsvc.signals import signals
+
+    out = {}
+    for name, uid, kind in (("data export job (heavy user)", heavy_uid, "data_export"),
+                            ("audit export job (whole log)", admin_id, "audit_export"),
+                            ("audit verify job (whole chain)", admin_id, "audit_verify")):
+        with app.app_context():
+            job = jobs.request_job(uid, kind)
+            c0, t0 = _cpu(), time.perf_counter()
+            with PeakRss() as mem:
+                while True:
+                    signals(app).worker.run_once()
+                    db.session.rollback()
+                    row = db.session.execute(select(jobs._T).where(jobs._T.c.token == job.token)).first()
+                    if row.status in ("done", "failed"):
+                        break
+            wall = time.perf_counter() - t0
+            assert row.status == "done", (name, row)
+            size, rows, check = 0, row.rows, "—"
+            if kind != "audit_verify":
+                path = jobs.export_dir(app) / row.file_name
+                size = path.stat().st_size
+                raw = path.read_bytes()
+                check = "yes" if hashlib.sha256(raw).hexdigest() == row.sha256 else "**no**"
+                lines = sum(1 for _ in gzip.open(path)) if kind == "audit_export" else None
+                if lines is not None and lines - 1 != rows:
+                    check = f"**no** ({lines - 1} lines vs {rows})"
+                path.unlink()
+            out[name] = (wall, (_cpu() - c0), mem.mb, size, rows, check)
+            print(f"  {name}: {wall:.1f} s, CPU {_cpu() - c0:.1f} s, peak RSS +{mem.mb:.1f} MB, "
+                  f"{size / 1e6:.1f} MB gz, rows {rows}, file matches {check}", flush=True)
+    return out
+
+
 def bytes_per_login(app, n: int = 200) -> dict:
     """SQL and Redis bytes that ``n`` real sign-ins add (API login: session row, receipt, audit rows, Redis keys)."""
     from sqlalchemy import text
@@ -349,6 +395,12 @@ def bytes_per_login(app, n: int = 200) -> dict:
 
 
 # --- main ---------------------------------------------------------------------------------------------------------------
+def _instance_folder(url: str) -> str:
+    """The instance folder (keys) of a database's runs: the fill's admin has a TOTP seed sealed with these keys, and
+    ``--reuse`` must open it (the key check refuses a host whose keys cannot)."""
+    return os.path.join(tempfile.gettempdir(), "authsvc-scale-retime-" + url.rsplit("/", 1)[-1])
+
+
 def retime(a) -> None:
     """The pages again, on the large database a run without --drop left behind (same rows, new code)."""
     from sqlalchemy import func, select, text
@@ -361,7 +413,7 @@ def retime(a) -> None:
     print(f"load: {open('/proc/loadavg').read().strip()}", flush=True)
     # One instance folder for every re-time of a database: its keys must open the TOTP seed of the admin the first
     # re-time enrolled (the key check refuses a host whose keys cannot).
-    folder = os.path.join(tempfile.gettempdir(), "authsvc-scale-retime-" + url.rsplit("/", 1)[-1])
+    folder = _instance_folder(url)
     os.makedirs(folder, exist_ok=True)
     if True:
         app = create_app(dict(FAST_ARGON2, database_url=url, redis_url=redis_url, instance_path=folder,
@@ -389,10 +441,15 @@ def retime(a) -> None:
         user_client.set_cookie(app.config["AUTHSVC"].session_cookie_name, web_token)
         day = (upto - dt.timedelta(days=30)).strftime("%Y-%m-%d")
         out = measure(app, admin, user_client, token, heavy_id, day, a.runs, pages_only=True)
+        job_figures = measure_jobs(app, admin.user_id, heavy_id) if a.jobs else {}
     print(f"\nload at the end: {open('/proc/loadavg').read().strip()}")
     print("\n| page | p50 / p95 (ms) | CPU p50 (ms) | bar p95 ≤ 200 ms |\n|---|---|---|---|")
     for name, (p50, p95, cpu) in out.items():
         print(f"| {name} | {p50:.1f} / {p95:.1f} | {cpu:.1f} | {'yes' if p95 <= 200 else '**no**'} |")
+    if job_figures:
+        print("\n| job | wall | CPU | peak RSS | file (gzip) | rows | SHA-256 / rows match the file |\n|---|---|---|---|---|---|---|")
+        for name, (wall, cpu, mb, size, rows, check) in job_figures.items():
+            print(f"| {name} | {wall:.1f} s | {cpu:.1f} s | +{mb:.1f} MB | {size / 1e6:.1f} MB | {rows or 0:,} | {check} |")
 
 
 def main() -> None:
@@ -404,6 +461,7 @@ def main() -> None:
     ap.add_argument("--small-fraction", type=float, default=0.01)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--drop", action="store_true", help="drop the database at the end")
+    ap.add_argument("--jobs", action="store_true", help="with --reuse: run the export jobs too (minutes)")
     ap.add_argument("--reuse", action="store_true",
                     help="re-time the pages (not the exports) on a database an earlier run filled and kept")
     a = ap.parse_args()
@@ -430,7 +488,10 @@ def main() -> None:
     real_now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     t0, end = real_now - SPAN, real_now - dt.timedelta(hours=1)
     results, sizes = {}, {}
-    with tempfile.TemporaryDirectory() as folder:
+    folder = _instance_folder(url)
+    shutil.rmtree(folder, ignore_errors=True)  # a new fill: new keys
+    os.makedirs(folder)
+    if True:
         # retention off (this bench measures the pages at size; retention would prune the 400-day-old rows)
         app = create_app(dict(FAST_ARGON2, database_url=url, redis_url=redis_url, instance_path=folder,
                               secret_key="bench", TESTING=True, retention_audit_days=0))

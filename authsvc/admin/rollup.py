@@ -105,6 +105,33 @@ def pieces(db, redis, now: dt.datetime, hours: int = 24) -> list[dict]:
     return out
 
 
+def keep_ended_hours(db, redis, now: dt.datetime) -> int:
+    """Count and keep the pieces of the ended hours that are not kept yet; returns how many it counted. The outbox
+    worker runs this every minute (``init_app``), so a dashboard load finds every ended hour kept — after a deploy or
+    a Redis flush included — and counts only the hour in progress."""
+    ended = [s for s in hour_starts(now) if s + HOUR + ROLLUP_GRACE <= now]
+    have = redis.mget([KEY + s.strftime("%Y%m%d%H") for s in ended])
+    counted = 0
+    for s, raw in zip(ended, have):
+        if not raw:
+            redis.set(KEY + s.strftime("%Y%m%d%H"), json.dumps(hour_piece(db, s)), ex=ROLLUP_TTL)
+            counted += 1
+    db.session.rollback()
+    return counted
+
+
+def init_app(app) -> None:
+    from authsvc.extensions import db
+    from authsvc.services import services
+    from authsvc.signals import signals
+
+    def keep_dashboard_hours():
+        svc = services()
+        keep_ended_hours(db, svc.sessions.redis, svc.clock.now())
+
+    signals(app).worker.register_tick(60, keep_dashboard_hours)
+
+
 def day_numbers(db, redis, now: dt.datetime, n: int = 10) -> dict:
     """The dashboard's last-24-hours numbers (per-hour chart, score bins, failing sources, breached hits) from the
     hourly pieces; the same shapes ``stats.logins_per_hour`` / ``score_distribution`` / ``top_sources`` return."""

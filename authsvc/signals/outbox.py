@@ -29,6 +29,7 @@ import logging
 import random
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ class OutboxWorker:
         self.name = "w-" + secrets.token_hex(6)  # this worker's lease owner tag
         self._pool: ThreadPoolExecutor | None = None
         self.wakeup = threading.Event()
+        self.ticks: list[list] = []  # [every seconds, fn, next due (monotonic)]
 
     # --- interface --------------------------------------------------------------------------------------------------
     def register_handler(self, kind: str, fn: Callable[[Item], Any]) -> None:
@@ -140,6 +142,25 @@ class OutboxWorker:
         if len(kind) > 16:
             raise ValueError("kind: at most 16 characters")
         self.handlers[kind] = fn
+
+    def register_tick(self, every: float, fn: Callable[[], Any]) -> None:
+        """``fn()`` runs in the worker's loop (inside an app context) every ``every`` seconds, the first time on the
+        first loop: small upkeep that must not cost a request its time (the dashboard's hourly pieces). A failing tick
+        is logged and tried again at its next turn; it never stops delivery."""
+        self.ticks.append([float(every), fn, 0.0])
+
+    def run_ticks(self) -> None:
+        now = time.monotonic()
+        for tick in self.ticks:
+            if now >= tick[2]:
+                tick[2] = now + tick[0]
+                try:
+                    with self.app.app_context():
+                        tick[1]()
+                        self.db.session.remove()
+                except Exception:  # noqa: BLE001 - upkeep only
+                    log.warning("outbox worker: periodic task %s failed", getattr(tick[1], "__name__", tick[1]),
+                                exc_info=True)
 
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt ``attempts + 1``: base × 2^(attempts-1), capped, ±20 % jitter (no thundering herd
@@ -189,6 +210,7 @@ class OutboxWorker:
                 log.warning("outbox worker: pass failed, retrying", exc_info=True)
                 got = PassResult()
                 stop.wait(min(5.0, interval * 10))
+            self.run_ticks()
             if got.claimed < self.batch:
                 self.wakeup.wait(interval)
                 self.wakeup.clear()
