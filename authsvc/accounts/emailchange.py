@@ -13,10 +13,12 @@ import hashlib
 import json
 import secrets
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from authsvc.accounts.login import normalize_email
 from authsvc.errors import ServiceError
+from authsvc.i18n.mail import mail_language
 from authsvc.models import User
 
 
@@ -52,9 +54,11 @@ class EmailChangeService:
         pipe.set(_index(user.id), _sha(token), ex=ttl)  # the newest request is the only one that can confirm
         pipe.execute()
         link = self.settings.base_url.rstrip("/") + "/email-change/" + token
-        self.mailer.send(new, f"Confirm your new e-mail address for {self.settings.service_name}",
-                         f"Open this link to use this address for your account:\n\n{link}\n\n"
-                         "If you did not ask for this, ignore this message: nothing changes.\n")
+        with mail_language(user, from_request=True):  # the account's language (it is the same owner), else the browser's
+            self.mailer.send(new, _("Confirm your new e-mail address for %(service)s",
+                                    service=self.settings.service_name),
+                             _("Open this link to use this address for your account:") + f"\n\n{link}\n\n"
+                             + _("If you did not ask for this, ignore this message: nothing changes.") + "\n")
         self.audit.record("account:email:change_requested", "info", actor_id=user.id, subject_id=user.id,
                           ip=ctx.ip, user_agent=ctx.user_agent)
         return link
@@ -83,6 +87,8 @@ class EmailChangeService:
         self.db.session.commit()
         self.audit.record("account:email:change", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)
-        self.mailer.send(old, f"Your {self.settings.service_name} e-mail address was changed",
-                         f"Your account now uses {user.email}. If this was not you, contact support.\n")
+        with mail_language(user):
+            self.mailer.send(old, _("Your %(service)s e-mail address was changed", service=self.settings.service_name),
+                             _("Your account now uses %(email)s. If this was not you, contact support.",
+                               email=user.email) + "\n")
         return user

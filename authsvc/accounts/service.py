@@ -10,12 +10,15 @@ import unicodedata
 
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from authsvc.accounts.login import RequestContext, normalize_email
 from authsvc.errors import ServiceError
 from authsvc.i18n import N_
+from authsvc.i18n.mail import mail_language
 from authsvc.models import User
 from authsvc.passwords import PolicyViolation
 
@@ -134,9 +137,12 @@ class AccountService:
             # Same answer as a new registration; the owner learns about the attempt by e-mail.
             self.hasher.burn(password)
             if mail_ok:
-                self.mailer.send(email, f"Someone tried to register at {self.settings.service_name}",
-                                 "Someone (maybe you) tried to create an account with this address, which already "
-                                 f"has one. If you forgot your password, reset it here: {self._link('/reset')}\n")
+                with mail_language(existing, from_request=True):
+                    self.mailer.send(email, _("Someone tried to register at %(service)s",
+                                              service=self.settings.service_name),
+                                     _("Someone (maybe you) tried to create an account with this address, which "
+                                       "already has one. If you forgot your password, reset it here: %(link)s",
+                                       link=self._link('/reset')) + "\n")
             self.audit.record("account:register:duplicate", "info", subject_id=existing.id, ip=ctx.ip,
                               user_agent=ctx.user_agent, reason=None if mail_ok else "mail limit")
             return
@@ -162,10 +168,12 @@ class AccountService:
         token = self.tokens.issue("verify", user.id, self.settings.verify_token_ttl)
         if self.mail_guard is not None:
             self.mail_guard.bind(token, browser)
-        self.mailer.send(email, f"Confirm your e-mail for {self.settings.service_name}",
-                         f"Open this link to confirm your address:\n\n{self._link('/verify/' + token)}\n\n"
-                         "If you did not create an account, do not confirm: ignore this message, or choose a "
-                         f"password of your own at {self._link('/reset')} to take the address back.\n")
+        with mail_language(user, from_request=True):  # a new account has no setting yet: the browser's language
+            self.mailer.send(email, _("Confirm your e-mail for %(service)s", service=self.settings.service_name),
+                             _("Open this link to confirm your address:") + f"\n\n{self._link('/verify/' + token)}\n\n"
+                             + _("If you did not create an account, do not confirm: ignore this message, or choose a "
+                                 "password of your own at %(link)s to take the address back.",
+                                 link=self._link('/reset')) + "\n")
         return True
 
     # --- accounts an operator creates (issue 18) ---------------------------------------------------------------------
@@ -193,10 +201,12 @@ class AccountService:
         # A set-password link lives as long as a verification link (it is one: it proves the mailbox); only the
         # newest works (replace).
         token = self.tokens.replace("reset", user.id, self.settings.verify_token_ttl)
-        self.mailer.send(user.email, f"Your {self.settings.service_name} account",
-                         "An administrator created an account for this address. Open this link to choose your "
-                         f"password (it also confirms the address):\n\n{self._link('/reset/' + token)}\n\n"
-                         "If you did not expect this, ignore this message.\n")
+        with mail_language(user):  # not the operator's language: theirs is unknown, so English
+            self.mailer.send(user.email, _("Your %(service)s account", service=self.settings.service_name),
+                             _("An administrator created an account for this address. Open this link to choose your "
+                               "password (it also confirms the address):")
+                             + f"\n\n{self._link('/reset/' + token)}\n\n"
+                             + _("If you did not expect this, ignore this message.") + "\n")
 
     def resend_by_admin(self, user: User, ctx: RequestContext) -> bool:
         """The operator's "resend": the verification link, or the set-password link for an account that has no
@@ -273,9 +283,10 @@ class AccountService:
         issued = self.sessions.issue(user, ip=ctx.ip, user_agent=ctx.user_agent)
         self.audit.record("account:password:change", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent)
-        self.mailer.send(user.email, f"Your {self.settings.service_name} password was changed",
-                         "Your password was just changed and your other sessions were signed out. If this was not "
-                         f"you, reset your password now: {self._link('/reset')}\n")
+        with mail_language(user):
+            self.mailer.send(user.email, _("Your %(service)s password was changed", service=self.settings.service_name),
+                             _("Your password was just changed and your other sessions were signed out. If this was "
+                               "not you, reset your password now: %(link)s", link=self._link('/reset')) + "\n")
         return PasswordChanged(user, issued.token)
 
     def _set_password(self, user: User, new: str) -> None:
@@ -305,17 +316,19 @@ class AccountService:
             return
         token = self.tokens.replace("reset", uid if real else None, self.settings.reset_token_ttl)
         minutes = self.settings.reset_token_ttl // 60
-        subject = f"Reset your {self.settings.service_name} password"
-        body = (f"Open this link within {minutes} minutes to choose a new password:\n\n"
-                f"{self._link('/reset/' + token)}\n\nIf you did not ask for this, ignore this message; "
-                "your password stays as it is.\n")
-        if real:
-            self.mailer.send(email, subject, body)
-        else:
-            from authsvc import notify
+        # The owner's language; an address with no account (or an owner who never chose): the requester's browser.
+        with mail_language(user if real else None, from_request=True):
+            subject = _("Reset your %(service)s password", service=self.settings.service_name)
+            body = (_("Open this link within %(minutes)s minutes to choose a new password:", minutes=minutes)
+                    + f"\n\n{self._link('/reset/' + token)}\n\n"
+                    + _("If you did not ask for this, ignore this message; your password stays as it is.") + "\n")
+            if real:
+                self.mailer.send(email, subject, body)
+            else:
+                from authsvc import notify
 
-            notify.render(getattr(self.mailer, "sender", ""), email, subject, body,
-                          getattr(self.mailer, "renderer", None))  # rendered (text and HTML) and dropped
+                notify.render(getattr(self.mailer, "sender", ""), email, subject, body,
+                              getattr(self.mailer, "renderer", None))  # rendered (text and HTML) and dropped
         self.audit.record("account:reset:request", "success" if real else "failure", subject_id=uid, ip=ctx.ip,
                           user_agent=ctx.user_agent, reason=None if real else "unknown or disabled account")
 
@@ -344,9 +357,11 @@ class AccountService:
         self.audit.record("account:reset:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent,
                           details={"factors_removed": review.removed} if review and review.removed else None)
-        self.mailer.send(user.email, f"Your {self.settings.service_name} password was reset",
-                         "Your password was reset and every session was signed out. Browsers that were remembered "
-                         "for two-step verification will ask for it again.\n" + self._factor_notice(review))
+        with mail_language(user):
+            self.mailer.send(user.email, _("Your %(service)s password was reset", service=self.settings.service_name),
+                             _("Your password was reset and every session was signed out. Browsers that were "
+                               "remembered for two-step verification will ask for it again.") + "\n"
+                             + self._factor_notice(review))
         return user
 
     def _factor_notice(self, review) -> str:
@@ -355,14 +370,16 @@ class AccountService:
             return ""
         text = ""
         if review.removed:
-            text += ("\nWe also removed these sign-in methods. They were added recently with nothing but your "
-                     "password as proof, so whoever had your password may have added them:\n"
+            text += ("\n" + _("We also removed these sign-in methods. They were added recently with nothing but "
+                              "your password as proof, so whoever had your password may have added them:") + "\n"
                      + "".join(f"  - {r}\n" for r in review.removed)
-                     + f"If you added them yourself, add them again on your account page: {self._link('/account')}\n")
+                     + _("If you added them yourself, add them again on your account page: %(link)s",
+                         link=self._link('/account')) + "\n")
         if review.kept:
-            text += ("\nThese sign-in methods remain on your account. If you do not recognise one, remove it on "
-                     f"your account page ({self._link('/account')}):\n" + "".join(f"  - {k}\n" for k in review.kept))
-        text += f"\nReview your recent sign-ins: {self._link('/account/activity')}\n"
+            text += ("\n" + _("These sign-in methods remain on your account. If you do not recognise one, remove it "
+                              "on your account page (%(link)s):", link=self._link('/account')) + "\n"
+                     + "".join(f"  - {k}\n" for k in review.kept))
+        text += "\n" + _("Review your recent sign-ins: %(link)s", link=self._link('/account/activity')) + "\n"
         return text
 
     # --- "this wasn't me" ------------------------------------------------------------------------------------------
@@ -399,18 +416,22 @@ class AccountService:
         self.tokens.invalidate("reset", user.id)  # only the newest link works
         token = self.tokens.issue("reset", user.id, self.settings.reset_token_ttl)
         minutes = max(1, self.settings.reset_token_ttl // 60)
-        self.mailer.send(
-            user.email, f"Your {self.settings.service_name} account is locked down",
-            "You told us a sign-in to your account was not you. We have:\n"
-            f"  - signed you out everywhere ({ended} session{'s' if ended != 1 else ''} ended);\n"
-            "  - switched off your password: nobody can sign in with it any more;\n"
-            "  - forgotten every browser remembered for two-step verification.\n"
-            + self._factor_notice(review)
-            + f"\nWhat to do now:\n  1. Choose a new password with this link (valid for {minutes} minutes; "
-            f"after that, ask for a new one at {self._link('/reset')}):\n     {self._link('/reset/' + token)}\n"
-            "  2. Sign in and check your sign-in methods; add again any you removed or lost.\n"
-            "  3. Use this password nowhere else, and check that your e-mail account is safe too: whoever signed in "
-            "may have read this mailbox.\n")
+        with mail_language(user):
+            self.mailer.send(
+                user.email, _("Your %(service)s account is locked down", service=self.settings.service_name),
+                _("You told us a sign-in to your account was not you. We have:") + "\n"
+                + "  - " + ngettext("signed you out everywhere (%(num)d session ended);",
+                                    "signed you out everywhere (%(num)d sessions ended);", ended) + "\n"
+                + "  - " + _("switched off your password: nobody can sign in with it any more;") + "\n"
+                + "  - " + _("forgotten every browser remembered for two-step verification.") + "\n"
+                + self._factor_notice(review)
+                + "\n" + _("What to do now:") + "\n  1. "
+                + _("Choose a new password with this link (valid for %(minutes)s minutes; after that, ask for a new "
+                    "one at %(link)s):", minutes=minutes, link=self._link('/reset'))
+                + f"\n     {self._link('/reset/' + token)}\n  2. "
+                + _("Sign in and check your sign-in methods; add again any you removed or lost.") + "\n  3. "
+                + _("Use this password nowhere else, and check that your e-mail account is safe too: whoever signed "
+                    "in may have read this mailbox.") + "\n")
 
     # --- first administrator (no default credentials, ASVS 6.3.2) -----------------------------------------------------
     def admin_exists(self) -> bool:

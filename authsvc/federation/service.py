@@ -30,6 +30,7 @@ import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.common.errors import AuthlibBaseError
 from joserfc.errors import JoseError as JoseRfcError
+from flask_babel import gettext as _
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -38,6 +39,7 @@ from authsvc.accounts.login import Decision, RequestContext, normalize_email
 from authsvc.accounts.service import valid_email
 from authsvc.errors import DependencyUnavailable, ServiceError
 from authsvc.federation import providers as P
+from authsvc.i18n.mail import mail_language
 from authsvc.models import FederatedIdentity, UpstreamProvider, User
 from authsvc.sessions import Generation
 
@@ -430,10 +432,14 @@ class FederationService:
         prov = self.db.session.get(UpstreamProvider, pid)
         self.audit.record("federation:link:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent, details={"provider": prov.slug if prov else pid})
-        self.mailer.send(user.email, f"A sign-in method was linked to your {self.settings.service_name} account",
-                         f"{prov.name if prov else 'An identity provider'} can now be used to sign in to your account"
-                         f" ({email or 'no address'}). If this was not you, remove it on your account page: "
-                         f"{self.settings.base_url.rstrip('/')}/account\n")
+        with mail_language(user):
+            self.mailer.send(user.email, _("A sign-in method was linked to your %(service)s account",
+                                           service=self.settings.service_name),
+                             _("%(provider)s can now be used to sign in to your account (%(email)s). If this was not "
+                               "you, remove it on your account page: %(link)s",
+                               provider=prov.name if prov else _("An identity provider"),
+                               email=email or _("no address"), link=self.settings.base_url.rstrip('/') + "/account")
+                             + "\n")
         return ident
 
     def identities(self, user: User) -> list[tuple[FederatedIdentity, UpstreamProvider]]:

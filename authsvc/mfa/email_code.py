@@ -18,6 +18,9 @@ import hashlib
 import hmac
 import secrets
 
+from flask_babel import gettext as _
+
+from authsvc.i18n.mail import mail_language
 from authsvc.redis_scripts import ScriptCache
 
 # KEYS: code hash   ARGV: hmac, max_sends, ttl → 1 stored, 0 too many sends for this pending login
@@ -82,11 +85,14 @@ class EmailCodeService:
                                                   args=[self._mac(binding, code), self.max_sends, self.ttl]):
             return TOO_MANY
         minutes = max(1, self.ttl // 60)
-        self.mailer.send(user.email, f"Your {self.service_name} sign-in code",
-                         f"Your sign-in code is {code}\n\nIt works once, for {minutes} minutes. Someone signed in "
-                         f"with your password from IP {ip or 'unknown'} and we want to be sure it is you.\n\n"
-                         "If this was not you, do not share the code with anyone: change your password now, "
-                         "because whoever tried knows it.\n")
+        with mail_language(user):
+            self.mailer.send(user.email, _("Your %(service)s sign-in code", service=self.service_name),
+                             _("Your sign-in code is %(code)s", code=code) + "\n\n"
+                             + _("It works once, for %(minutes)s minutes. Someone signed in with your password from "
+                                 "IP %(ip)s and we want to be sure it is you.", minutes=minutes, ip=ip or _("unknown"))
+                             + "\n\n"
+                             + _("If this was not you, do not share the code with anyone: change your password now, "
+                                 "because whoever tried knows it.") + "\n")
         return SENT
 
     def check(self, binding: str, code: str) -> int:

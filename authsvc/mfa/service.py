@@ -13,10 +13,13 @@ import hashlib
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import bindparam, delete, exists, func, or_, select
 
 from authsvc.accounts.login import Decision, Reason, RequestContext
 from authsvc.errors import ServiceError, Throttled
+from authsvc.i18n.mail import mail_language
 from authsvc.mfa.webauthn import CredentialSuspended, SignCountRegression, WebAuthnError
 from authsvc.models import RecoveryCode, TotpCredential, User, WebAuthnCredential
 from authsvc.sessions import Generation, StaleCredentials, token_hash
@@ -204,20 +207,23 @@ class MfaService:
         cfg = self.settings
         if n == cfg.totp_notify_failures and n < cfg.totp_lock_failures:
             self._audit("mfa:totp:guessing", "info", user, ctx, details={"consecutive_failures": n})
-            self._notify(user, "Wrong codes for your authenticator app",
-                         f"Someone entered {n} wrong authenticator codes in a row for your {self._service()} "
-                         f"account (last from IP {ctx.ip or 'unknown'}). Whoever it is got past your password.\n\n"
-                         "If this was not you, reset your password now. After "
-                         f"{cfg.totp_lock_failures} wrong codes in a row we switch the authenticator app off until "
-                         "you use a recovery code or reset your password.")
+            self._notify(user, lambda: (
+                _("Wrong codes for your authenticator app"),
+                _("Someone entered %(n)s wrong authenticator codes in a row for your %(service)s account (last from "
+                  "IP %(ip)s). Whoever it is got past your password.", n=n, service=self._service(), ip=self._ip(ctx))
+                + "\n\n" + _("If this was not you, reset your password now. After %(limit)s wrong codes in a row we "
+                              "switch the authenticator app off until you use a recovery code or reset your password.",
+                              limit=cfg.totp_lock_failures)))
         if n >= cfg.totp_lock_failures and self.totp.suspend(user):
             self._audit("mfa:totp:suspend", "success", user, ctx, reason="too many consecutive wrong codes",
                         details={"consecutive_failures": n})
-            self._notify(user, "Your authenticator app was switched off",
-                         f"After {n} wrong authenticator codes in a row, codes from your authenticator app no longer "
-                         f"sign in to your {self._service()} account. Someone who knows your password has been "
-                         "guessing them.\n\nReset your password now (that switches the app back on), or sign in "
-                         "with a recovery code or a passkey.")
+            self._notify(user, lambda: (
+                _("Your authenticator app was switched off"),
+                _("After %(n)s wrong authenticator codes in a row, codes from your authenticator app no longer sign "
+                  "in to your %(service)s account. Someone who knows your password has been guessing them.",
+                  n=n, service=self._service())
+                + "\n\n" + _("Reset your password now (that switches the app back on), or sign in with a recovery "
+                              "code or a passkey.")))
 
     def check_recovery(self, user: User, code: str, ctx: RequestContext, purpose: str) -> bool:
         try:
@@ -232,10 +238,12 @@ class MfaService:
             if self.totp.unsuspend(user):
                 self._audit("mfa:totp:unsuspend", "success", user, ctx, reason="recovery code used")
             left = self.recovery.remaining(user)
-            self._notify(user, "A recovery code was used",
-                         f"A recovery code was just used to sign in to your {self._service()} account "
-                         f"(from IP {ctx.ip or 'unknown'}). {left} unused code{'s' if left != 1 else ''} remain.\n\n"
-                         "If this was not you, reset your password now and contact support.")
+            self._notify(user, lambda: (
+                _("A recovery code was used"),
+                _("A recovery code was just used to sign in to your %(service)s account (from IP %(ip)s).",
+                  service=self._service(), ip=self._ip(ctx)) + " "
+                + ngettext("%(num)d unused code remains.", "%(num)d unused codes remain.", left)
+                + "\n\n" + _("If this was not you, reset your password now and contact support.")))
         return ok
 
     def check_webauthn(self, user: User | None, binding: str, credential: dict, ctx: RequestContext,
@@ -249,11 +257,13 @@ class MfaService:
                         reason="sign count did not increase (possible cloned authenticator)",
                         details={"credential": exc.credential.id, "stored": exc.stored, "received": exc.received})
             if owner is not None:
-                self._notify(owner, "A security key or passkey may have been copied",
-                             f"The security key or passkey “{exc.credential.name}” of your {self._service()} account "
-                             "just answered with a signature counter lower than before, which is what a copy of the "
-                             f"key does (from IP {ctx.ip or 'unknown'}). We no longer accept it.\n\nIf you still "
-                             "have it, remove it on your account page and add it again; then reset your password.")
+                self._notify(owner, lambda: (
+                    _("A security key or passkey may have been copied"),
+                    _("The security key or passkey “%(name)s” of your %(service)s account just answered with a "
+                      "signature counter lower than before, which is what a copy of the key does (from IP %(ip)s). "
+                      "We no longer accept it.", name=exc.credential.name, service=self._service(), ip=self._ip(ctx))
+                    + "\n\n" + _("If you still have it, remove it on your account page and add it again; then reset "
+                                  "your password.")))
             return None
         except CredentialSuspended as exc:
             self._audit("mfa:webauthn:verify", "failure", self.db.session.get(User, exc.credential.user_id), ctx,
@@ -437,28 +447,33 @@ class MfaService:
         self._audit("mfa:totp:enrol", "success" if ok else "failure", user, ctx,
                     reason=None if ok else "wrong code")
         if ok:
-            self._notify(user, "Authenticator app added",
-                         f"An authenticator app was added to your {self._service()} account "
-                         f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now."
-                         + self._unconfirmed_advice(aal))
+            self._notify(user, lambda: (
+                _("Authenticator app added"),
+                _("An authenticator app was added to your %(service)s account (from IP %(ip)s).",
+                  service=self._service(), ip=self._ip(ctx))
+                + "\n\n" + _("If this was not you, reset your password now.") + self._unconfirmed_advice(aal)))
         return ok
 
     def remove_totp(self, user: User, ctx: RequestContext) -> bool:
         ok = self.totp.remove(user)
         if ok:
             self._audit("mfa:totp:remove", "success", user, ctx)
-            self._notify(user, "Authenticator app removed",
-                         f"The authenticator app was removed from your {self._service()} account "
-                         f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+            self._notify(user, lambda: (
+                _("Authenticator app removed"),
+                _("The authenticator app was removed from your %(service)s account (from IP %(ip)s).",
+                  service=self._service(), ip=self._ip(ctx))
+                + "\n\n" + _("If this was not you, reset your password now.")))
             self._after_factor_removed(user, ctx)
         return ok
 
     def regenerate_recovery(self, user: User, ctx: RequestContext, *, aal: int = 1) -> list[str]:
         codes = self.recovery.generate(user, aal=aal)
         self._audit("mfa:recovery:generate", "success", user, ctx, details={"count": len(codes)})
-        self._notify(user, "New recovery codes",
-                     f"New recovery codes were created for your {self._service()} account; the old ones no longer "
-                     f"work (from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+        self._notify(user, lambda: (
+            _("New recovery codes"),
+            _("New recovery codes were created for your %(service)s account; the old ones no longer work (from IP "
+              "%(ip)s).", service=self._service(), ip=self._ip(ctx))
+            + "\n\n" + _("If this was not you, reset your password now.")))
         return codes
 
     def register_webauthn(self, user: User, binding: str, credential: dict, name: str, ctx: RequestContext, *,
@@ -469,10 +484,11 @@ class MfaService:
             self._audit("mfa:webauthn:register", "failure", user, ctx, reason=exc.reason[:255])
             return None
         self._audit("mfa:webauthn:register", "success", user, ctx, details={"credential": row.id, "name": row.name})
-        self._notify(user, "Security key or passkey added",
-                     f"The security key or passkey “{row.name}” was added to your {self._service()} account "
-                     f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now."
-                     + self._unconfirmed_advice(aal))
+        self._notify(user, lambda: (
+            _("Security key or passkey added"),
+            _("The security key or passkey “%(name)s” was added to your %(service)s account (from IP %(ip)s).",
+              name=row.name, service=self._service(), ip=self._ip(ctx))
+            + "\n\n" + _("If this was not you, reset your password now.") + self._unconfirmed_advice(aal)))
         return row
 
     def rename_webauthn(self, user: User, cred_id: int, name: str, ctx: RequestContext) -> bool:
@@ -490,9 +506,11 @@ class MfaService:
         if row is None:
             return False
         self._audit("mfa:webauthn:remove", "success", user, ctx, details={"credential": cred_id, "name": row.name})
-        self._notify(user, "Security key or passkey removed",
-                     f"The security key or passkey “{row.name}” was removed from your {self._service()} account "
-                     f"(from IP {ctx.ip or 'unknown'}).\n\nIf this was not you, reset your password now.")
+        self._notify(user, lambda: (
+            _("Security key or passkey removed"),
+            _("The security key or passkey “%(name)s” was removed from your %(service)s account (from IP %(ip)s).",
+              name=row.name, service=self._service(), ip=self._ip(ctx))
+            + "\n\n" + _("If this was not you, reset your password now.")))
         self._after_factor_removed(user, ctx)
         return True
 
@@ -595,10 +613,12 @@ class MfaService:
         self.store.clear_failures(user.id)
         self.store.clear_misses(user.id)
         self._audit("mfa:factors:reset", "success", user, ctx, actor=actor, details=removed)
-        self._notify(user, "Your sign-in factors were reset",
-                     f"An administrator removed every second factor (authenticator app, security keys, passkeys, "
-                     f"recovery codes, remembered devices) from your {self._service()} account. You can sign in with "
-                     f"your password and set up a new factor.\n\nIf you did not ask for this, contact support.")
+        self._notify(user, lambda: (
+            _("Your sign-in factors were reset"),
+            _("An administrator removed every second factor (authenticator app, security keys, passkeys, recovery "
+              "codes, remembered devices) from your %(service)s account. You can sign in with your password and set "
+              "up a new factor.", service=self._service())
+            + "\n\n" + _("If you did not ask for this, contact support.")))
         return removed
 
     def clear_clone_flag(self, user: User, cred_id: int, actor: User | None, ctx: RequestContext | None = None) -> bool:
@@ -617,8 +637,10 @@ class MfaService:
         if aal >= 2 or self.settings.unconfirmed_days <= 0:
             return ""
         days = self.settings.unconfirmed_days
-        return (f" Only your password vouched for it, so a password reset in the next {days} day"
-                f"{'s' if days != 1 else ''} removes it again.")
+        return " " + ngettext("Only your password vouched for it, so a password reset in the next %(num)d day "
+                              "removes it again.",
+                              "Only your password vouched for it, so a password reset in the next %(num)d days "
+                              "removes it again.", days)
 
     def _service(self) -> str:
         return self.settings.totp_issuer
@@ -632,8 +654,15 @@ class MfaService:
         else:
             self.audit.record(**event)
 
-    def _notify(self, user: User, subject: str, body: str) -> None:
-        self.mailer.send(user.email, subject, body)
+    @staticmethod
+    def _ip(ctx) -> str:
+        return (ctx.ip if ctx is not None else None) or _("unknown")
+
+    def _notify(self, user: User, build) -> None:
+        """``build()`` → (subject, body), called in the owner's language (their setting, not the requester's)."""
+        with mail_language(user):
+            subject, body = build()
+            self.mailer.send(user.email, subject, body)
 
 
 def device_cookie_max_age(days: int) -> int:

@@ -19,11 +19,14 @@ import time
 
 import requests
 from flask import Blueprint, current_app, jsonify, request
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
+from authsvc.i18n.mail import mail_language
 from authsvc.signals.ssf import RISC, SET_TYP
 
 log = logging.getLogger(__name__)
@@ -179,15 +182,19 @@ def _act(what: str, subject, claims: dict, body) -> None:
     settings = svc.settings
     svc.tokens.invalidate("reset", user.id)
     link = f"{settings.base_url}/reset/" + svc.tokens.issue("reset", user.id, settings.reset_token_ttl)
-    svc.mailer.send(
-        user.email, f"We protected your {settings.service_name} account",
-        "A service we work with told us that your account there "
-        + ("had its password exposed" if what == "credential_compromise" else "was disabled, possibly taken over")
-        + ". To be safe we have:\n"
-        f"  - signed you out everywhere ({ended} session{'s' if ended != 1 else ''} ended);\n"
-        "  - switched off your password here: nobody can sign in with it any more.\n\n"
-        f"Choose a new password with this link (valid for {max(1, settings.reset_token_ttl // 60)} minutes):\n"
-        f"  {link}\n\nUse a password you use nowhere else.\n")
+    with mail_language(user):  # a background push: the account's language, never the transmitter's
+        svc.mailer.send(
+            user.email, _("We protected your %(service)s account", service=settings.service_name),
+            (_("A service we work with told us that your account there had its password exposed. To be safe we "
+               "have:") if what == "credential_compromise" else
+             _("A service we work with told us that your account there was disabled, possibly taken over. To be "
+               "safe we have:")) + "\n"
+            + "  - " + ngettext("signed you out everywhere (%(num)d session ended);",
+                                "signed you out everywhere (%(num)d sessions ended);", ended) + "\n"
+            + "  - " + _("switched off your password here: nobody can sign in with it any more.") + "\n\n"
+            + _("Choose a new password with this link (valid for %(minutes)s minutes):",
+                minutes=max(1, settings.reset_token_ttl // 60))
+            + f"\n  {link}\n\n" + _("Use a password you use nowhere else.") + "\n")
 
 
 def init_app(app) -> None:

@@ -254,13 +254,17 @@ def _audit_export_failed(user, exc: Exception) -> None:
 def _alerts_off_notice(user, ctx) -> None:
     name = services().settings.service_name
     base = services().settings.base_url.rstrip("/")
-    services().mailer.send(
-        user.email, f"Sign-in alerts for your {name} account were turned off",
-        f"Sign-in alerts for your {name} account were turned off just now "
-        f"(from {ctx.ip or 'an unknown address'}, {describe_ua(ctx.user_agent)['text']}).\n\n"
-        "You will no longer get an e-mail when your account is used from a new device or place.\n\n"
-        f"If this was not you, someone else may have access to your account: change your password at "
-        f"{base}/reset, review your devices at {base}/account, and turn the alerts back on there.\n")
+    from authsvc.i18n.mail import mail_language
+
+    with mail_language(user):
+        services().mailer.send(
+            user.email, _("Sign-in alerts for your %(service)s account were turned off", service=name),
+            _("Sign-in alerts for your %(service)s account were turned off just now (from %(ip)s, %(device)s).",
+              service=name, ip=ctx.ip or _("an unknown address"), device=describe_ua(ctx.user_agent)["text"])
+            + "\n\n" + _("You will no longer get an e-mail when your account is used from a new device or place.")
+            + "\n\n" + _("If this was not you, someone else may have access to your account: change your password "
+                          "at %(reset)s, review your devices at %(account)s, and turn the alerts back on there.",
+                          reset=base + "/reset", account=base + "/account") + "\n")
 
 
 def init_routes(bp) -> None:
