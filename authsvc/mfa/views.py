@@ -14,7 +14,10 @@ from functools import wraps
 from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 
+from flask_babel import gettext as _
+
 from authsvc.errors import ServiceError
+from authsvc.i18n import N_
 from authsvc.mfa.devices import DEVICE_COOKIE
 from authsvc.mfa.forms import ConfirmTotpForm, EmailCodeForm, PasskeyNameForm, PasswordConfirmForm, RecoveryForm, TotpForm
 from authsvc.mfa.service import device_cookie_max_age
@@ -27,7 +30,7 @@ from authsvc.web.http import request_context, set_session_cookie
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
 PENDING_COOKIE = "__Host-authsvc-pending"
-WRONG_CODE = "That code is not valid. Check the code and try again."
+WRONG_CODE = N_("That code is not valid. Check the code and try again.")
 
 
 class JsonError(ServiceError):
@@ -86,7 +89,7 @@ def _require_fresh(session, next_url: str, user=None):
         user = cookie_session()[1]
     if mfa().may_change_factors(session, user):
         return None
-    flash("For your security, confirm it's you before changing sign-in methods.", "warning")
+    flash(_("For your security, confirm it's you before changing sign-in methods."), "warning")
     return redirect(mfa().step_up_url(next_url))
 
 
@@ -115,7 +118,7 @@ def _account_action(*, fresh: bool = True, ids: tuple[str, ...] = (), confirm: d
                 if again is not None:
                     return again
             if confirm is not None and request.form.get("confirm") != "yes":
-                texts = {k: (v(user, **kwargs) if callable(v) else v) for k, v in confirm.items()}
+                texts = {k: (v(user, **kwargs) if callable(v) else _(v)) for k, v in confirm.items()}
                 return render_template("mfa/confirm.html", action=request.path, **texts)
             return view(session, user, **kwargs)
 
@@ -127,7 +130,7 @@ def _account_action(*, fresh: bool = True, ids: tuple[str, ...] = (), confirm: d
 def _to_account(message: str | None = None, category: str = "success"):
     """Back to the account page, flashing ``message`` if there is one."""
     if message:
-        flash(message, category)
+        flash(_(message), category)  # callers pass N_-marked English; shown in the viewer's language
     return redirect(url_for("web.account"))
 
 
@@ -136,7 +139,7 @@ def _to_account(message: str | None = None, category: str = "success"):
 def challenge():
     found = mfa().pending_user(_pending_token())
     if found is None:
-        flash("Your sign-in expired. Please sign in again.", "warning")
+        flash(_("Your sign-in expired. Please sign in again."), "warning")
         resp = redirect(url_for("web.login"))
         _clear_cookie(resp, PENDING_COOKIE)
         return resp
@@ -159,9 +162,9 @@ def challenge():
                 if done is not None:
                     remember = form.recovery_remember.data if recovery else form.remember.data
                     return _finish_login(done, bool(remember))
-                form.form_errors.append("This sign-in was already completed or expired. Please sign in again.")
+                form.form_errors.append(_("This sign-in was already completed or expired. Please sign in again."))
             else:
-                code_field.errors = [WRONG_CODE]
+                code_field.errors = [_(WRONG_CODE)]
         status = 401
     return render_template("mfa/challenge.html", mode="login", user=user, overview=mfa().overview(user),
                            totp_form=totp_form, recovery_form=recovery_form, password_form=None,
@@ -169,7 +172,7 @@ def challenge():
 
 
 def _masked(email: str) -> str:
-    local, _, domain = email.partition("@")
+    local, _at, domain = email.partition("@")
     return f"{local[:1]}•••@{domain}"
 
 
@@ -183,9 +186,9 @@ def _email_challenge(user):
         if not ActionForm().validate_on_submit():
             raise BadRequest("form expired")
         if mfa().send_email_code(_pending_token(), user, _ctx()) == "sent":
-            notice = "We sent a new code. Only the newest code works."
+            notice = _("We sent a new code. Only the newest code works.")
         else:
-            form.form_errors.append("Too many codes were sent. Please wait a while and sign in again.")
+            form.form_errors.append(_("Too many codes were sent. Please wait a while and sign in again."))
             status = 429
     elif request.method == "POST":
         status = 401
@@ -195,9 +198,9 @@ def _email_challenge(user):
                 done = mfa().complete_login(_pending_token(), "email", ctx)
                 if done is not None:
                     return _finish_login(done, False)
-                form.form_errors.append("This sign-in was already completed or expired. Please sign in again.")
+                form.form_errors.append(_("This sign-in was already completed or expired. Please sign in again."))
             else:
-                form.email_code.errors = ["That code is not valid, expired or was replaced by a newer one."]
+                form.email_code.errors = [_("That code is not valid, expired or was replaced by a newer one.")]
         else:
             status = 400
     return render_template("mfa/email_code.html", form=form, resend_form=ActionForm(), notice=notice,
@@ -224,7 +227,7 @@ def step_up():
                 issued = mfa().reauthenticate_password(session, user, password_form.password.data, ctx,
                                                        services().hasher)
                 if issued is None:
-                    password_form.password.errors = ["That password is not right."]
+                    password_form.password.errors = [_("That password is not right.")]
         elif method in ("totp", "recovery") and has:
             form = recovery_form if method == "recovery" else totp_form
             if form.validate_on_submit():
@@ -234,7 +237,7 @@ def step_up():
                 if ok:
                     issued = mfa().step_up(session, user, method, ctx)
                 else:
-                    code_field.errors = [WRONG_CODE]
+                    code_field.errors = [_(WRONG_CODE)]
         if issued is not None:
             resp = redirect(next_url)
             set_session_cookie(resp, issued.token, services().settings.session_absolute_timeout)
@@ -307,7 +310,7 @@ def resume():
                     return redirect(request.full_path.rstrip("?"))
             else:
                 mfa().store.record_failure(user.id)
-                password_form.password.errors = ["That password is not right."]
+                password_form.password.errors = [_("That password is not right.")]
         elif method == "resend" and email_stage:
             mfa().email_code.send("r" + session.id, user, ctx.ip)  # bounded per user by the mail limiter
             return redirect(request.full_path.rstrip("?"))
@@ -318,7 +321,7 @@ def resume():
             ok = mfa().email_code.check("r" + session.id, email_form.email_code.data) == ec.OK
             if not ok:
                 mfa().store.record_failure(user.id)
-                email_form.email_code.errors = ["That code is not valid, expired or was replaced by a newer one."]
+                email_form.email_code.errors = [_("That code is not valid, expired or was replaced by a newer one.")]
             mfa()._audit("mfa:email:verify", "success" if ok else "failure", user, ctx,
                          details={"purpose": "session_resume"})
             method = "email"
@@ -329,7 +332,7 @@ def resume():
                 ok = mfa().check_recovery(user, code_field.data, ctx, "session_resume") if method == "recovery" \
                     else mfa().check_totp(user, code_field.data, ctx, "session_resume")
                 if not ok:
-                    code_field.errors = [WRONG_CODE]
+                    code_field.errors = [_(WRONG_CODE)]
         if ok:
             mfa().resume_session(session, user, method, ctx)
             return redirect(next_url)  # resumed, or a racing step-up resumed it first: either way it stands
@@ -349,7 +352,7 @@ def resume():
 # --- passkey login (no username) -----------------------------------------------------------------------------------
 @bp.get("/passkey")
 def passkey_login():
-    _, user = cookie_session()
+    _session, user = cookie_session()
     if user is not None:
         return redirect(url_for("web.account"))
     return render_template("mfa/passkey_login.html", next_url=safe_next(request.args.get("next")))
@@ -501,7 +504,7 @@ def webauthn_register_verify():
         first_codes = mfa().regenerate_recovery(user, _ctx(), aal=session.aal)
     if first_codes:
         return jsonify({"redirect": url_for("mfa.recovery_show", k=_stash_codes(user, first_codes))})
-    flash(f"“{row.name}” was added.", "success")
+    flash(_("“%(name)s” was added.", name=row.name), "success")
     return jsonify({"redirect": url_for("web.account")})
 
 
@@ -520,7 +523,7 @@ def _stash_codes(user, codes) -> str:
 def recovery_show():
     import json
 
-    _, user = cookie_session()
+    _session, user = cookie_session()
     raw = mfa().store.redis.getdel(f"mfa:codes:{{u{user.id}}}:{(request.args.get('k') or '')[:64]}")
     if not raw:
         return redirect(url_for("web.account"))
@@ -540,15 +543,15 @@ def totp_setup():
     status = 200
     if request.method == "POST" and form.validate_on_submit():
         if secret is None:
-            form.form_errors.append("The setup expired. Scan the new QR code below.")
+            form.form_errors.append(_("The setup expired. Scan the new QR code below."))
         elif mfa().confirm_totp(user, form.code.data, _ctx(), aal=session.aal):
             if not mfa().recovery.has_any(user):
                 codes = mfa().regenerate_recovery(user, _ctx(), aal=session.aal)
                 return render_template("mfa/recovery_codes.html", codes=codes, first=True)
-            flash("Your authenticator app is set up.", "success")
+            flash(_("Your authenticator app is set up."), "success")
             return redirect(url_for("web.account"))
         else:
-            form.code.errors = [WRONG_CODE]
+            form.code.errors = [_(WRONG_CODE)]
         status = 400
     elif request.method == "POST":
         status = 400
@@ -563,24 +566,24 @@ def totp_setup():
 @bp.post("/totp/remove")
 @login_required
 @_account_action(confirm={
-    "title": "Remove the authenticator app?",
-    "question": "Codes from your authenticator app will no longer sign you in. If it is your only second step, "
-                "your password alone will be enough to sign in again.",
-    "button": "Remove the authenticator app"})
+    "title": N_("Remove the authenticator app?"),
+    "question": N_("Codes from your authenticator app will no longer sign you in. If it is your only second step, "
+                   "your password alone will be enough to sign in again."),
+    "button": N_("Remove the authenticator app")})
 def totp_remove(session, user):
     removed = mfa().remove_totp(user, _ctx())
-    return _to_account("The authenticator app was removed." if removed else None)
+    return _to_account(N_("The authenticator app was removed.") if removed else None)
 
 
 @bp.post("/recovery")
 @login_required
 @_account_action(confirm={
-    "title": "Make new recovery codes?",
-    "question": "You will get new recovery codes, and every code you have now stops working at once.",
-    "button": "Make new recovery codes"})
+    "title": N_("Make new recovery codes?"),
+    "question": N_("You will get new recovery codes, and every code you have now stops working at once."),
+    "button": N_("Make new recovery codes")})
 def recovery_regenerate(session, user):
     if not mfa().has_factors(user):
-        return _to_account("Set up an authenticator app or a passkey first.", "warning")
+        return _to_account(N_("Set up an authenticator app or a passkey first."), "warning")
     return render_template("mfa/recovery_codes.html", codes=mfa().regenerate_recovery(user, _ctx(), aal=session.aal))
 
 
@@ -596,18 +599,18 @@ def passkeys():
 
 def _passkey_name(user, cred_id):
     row = next((c for c in mfa().webauthn.credentials(user) if c.id == cred_id), None)
-    return f"Remove “{row.name}”?" if row is not None else "Remove this security key or passkey?"
+    return _("Remove “%(name)s”?", name=row.name) if row is not None else _("Remove this security key or passkey?")
 
 
 @bp.post("/webauthn/<cred_id>/remove")
 @login_required
 @_account_action(ids=("cred_id",), confirm={
     "title": _passkey_name,
-    "question": "It will no longer sign you in. You can add it again later.",
-    "button": "Remove it"})
+    "question": N_("It will no longer sign you in. You can add it again later."),
+    "button": N_("Remove it")})
 def webauthn_remove(session, user, cred_id: int):
     removed = mfa().remove_webauthn(user, cred_id, _ctx())
-    return _to_account("The security key or passkey was removed." if removed else None)
+    return _to_account(N_("The security key or passkey was removed.") if removed else None)
 
 
 @bp.route("/webauthn/<cred_id>/rename", methods=["GET", "POST"])
@@ -625,7 +628,7 @@ def webauthn_rename(cred_id: str):
         form.name.data = row.name
     elif form.validate_on_submit():
         mfa().rename_webauthn(user, cid, form.name.data or "", _ctx())
-        return _to_account("The passkey was renamed.")
+        return _to_account(N_("The passkey was renamed."))
     return render_template("mfa/passkey_rename.html", form=form, credential=row), 400 if form.errors else 200
 
 
@@ -644,7 +647,7 @@ def passkey_offer_dismiss():
 @_account_action(fresh=False, ids=("device_id",))  # as before, no fresh proof is asked to revoke a device
 def device_revoke(session, user, device_id: int):
     revoked = mfa().revoke_device(user, device_id, user, _ctx())
-    return _to_account("That device will be asked for a second factor again." if revoked else None)
+    return _to_account(N_("That device will be asked for a second factor again.") if revoked else None)
 
 
 def _int_id(raw: str) -> int:

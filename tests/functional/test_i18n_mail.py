@@ -283,3 +283,54 @@ def test_guard_every_german_mail_kind_has_no_untranslated_english_sentence(app):
         for where, content in (("subject", subject), ("text", text), ("html", html)):
             leaked = [f for f in fragments if f in content]
             assert not leaked, (subject, where, leaked)
+
+
+# --- guard: the MFA pages (templates/mfa/, their flashes and form errors) hold no English sentence -----------------------
+@pytest.mark.parametrize("locale", ["de", "nb", "es", "pt_BR"])
+def test_guard_mfa_pages_hold_no_english_sentence(app, locale):
+    from tests.functional.helpers import login
+    from tests.functional.mfa_helpers import current_code, enrol_totp, next_step
+    from tests.functional.test_i18n import _sentences
+
+    uid = create_user(app)
+    secret = enrol_totp(app, uid)
+    client = app.test_client()
+    lang = locale.replace("_", "-")
+
+    def page(path, lang):
+        return client.get(path, headers={"Accept-Language": lang}).get_data(as_text=True)
+
+    def wrong_code(lang):  # the challenge with its form error
+        html = page("/mfa/challenge", lang)
+        return client.post("/mfa/challenge", headers={"Accept-Language": lang}, data={
+            "csrf_token": csrf(html), "code": "000000", "method": "totp"}).get_data(as_text=True)
+
+    def csrf(html):
+        from tests.conftest import csrf_token
+
+        return csrf_token(html)
+
+    signed_out = {"/mfa/passkey": lambda lg: page("/mfa/passkey", lg)}
+    assert login(client).status_code == 302
+    before = {"/mfa/challenge": lambda lg: page("/mfa/challenge", lg), "challenge, wrong code": wrong_code}
+    rendered = {name: (render("en"), render(lang)) for name, render in {**signed_out, **before}.items()}
+    next_step(app)
+    html = page("/mfa/challenge", "en")
+    resp = client.post("/mfa/challenge", data={"csrf_token": csrf(html), "code": current_code(app, secret),
+                                               "method": "totp"})
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+
+    def confirm_page(lang):  # "Make new recovery codes?" — the confirmation page of a factor action
+        html = page("/account", lang)
+        return client.post("/mfa/recovery", headers={"Accept-Language": lang},
+                           data={"csrf_token": csrf(html)}).get_data(as_text=True)
+
+    after = {"/account (MFA section)": lambda lg: page("/account", lg), "/mfa/passkeys": lambda lg: page("/mfa/passkeys", lg),
+             "/mfa/totp": lambda lg: page("/mfa/totp", lg), "recovery confirm": confirm_page}
+    rendered.update({name: (render("en"), render(lang)) for name, render in after.items()})
+    for name, (en, other) in rendered.items():
+        english = _sentences(re.sub(r'<section[^>]*aria-labelledby="linked-h".*?</section>', "", en, flags=re.S))
+        assert english, name
+        assert f'<html lang="{lang}">' in other, name
+        left = english & _sentences(other)
+        assert left == set(), (name, left)
