@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from authsvc.accounts.login import normalize_email
 from authsvc.errors import ServiceError
+from authsvc.i18n import N_
 from authsvc.i18n.mail import mail_language
 from authsvc.models import User
 
@@ -45,7 +46,7 @@ class EmailChangeService:
 
         new = normalize_email(new_email)
         if not valid_email(new) or new == user.email:
-            raise EmailChangeRefused("Enter a different, valid e-mail address.", field="email")
+            raise EmailChangeRefused(N_("Enter a different, valid e-mail address."), field="email")
         token = secrets.token_urlsafe(32)
         ttl = self.settings.verify_token_ttl
         pipe = self._redis().pipeline(transaction=False)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest, NotFound
 
 from authsvc.accounts import login as L
+from authsvc.i18n import N_
 from authsvc.models.base import parse_id
 from authsvc.services import services
 from authsvc.web.auth import cookie_session, login_required, safe_next
@@ -69,7 +71,7 @@ def callback(slug: str):
     if outcome.kind == "link_needed":
         return redirect(url_for("federation.link", token=outcome.link_token))
     if outcome.kind == "linked":
-        flash(f"{provider.name} is now linked to your account.", "success")
+        flash(_("%(provider)s is now linked to your account.", provider=provider.name), "success")
         return redirect(url_for("web.account"))
     result = outcome.result
     if result.outcome == L.SUCCESS:
@@ -86,19 +88,19 @@ def callback(slug: str):
         _set_cookie(resp, PENDING_COOKIE, token, services().mfa.settings.pending_ttl)
         return resp
     if result.outcome == L.DENIED:
-        return render_template("message.html", title="Sign-in blocked",
-                               message="We blocked this sign-in to protect the account."), 403
-    return render_template("message.html", title="Sign-in failed",
-                           message="This sign-in could not be completed."), 401
+        return render_template("message.html", title=N_("Sign-in blocked"),
+                               message=N_("We blocked this sign-in to protect the account.")), 403
+    return render_template("message.html", title=N_("Sign-in failed"),
+                           message=N_("This sign-in could not be completed.")), 401
 
 
 @bp.route("/federation/link/<token>", methods=["GET", "POST"])
 def link(token: str):
     data = fed().pending_link(token, _browser())
     if data is None:
-        return render_template("message.html", title="Link not valid",
-                               message="This link request is invalid or expired. Sign in with the provider "
-                                       "again."), 400
+        return render_template("message.html", title=N_("Link not valid"),
+                               message=N_("This link request is invalid or expired. Sign in with the provider "
+                                       "again.")), 400
     session, user = cookie_session()
     from authsvc.extensions import db
     from authsvc.models import UpstreamProvider
@@ -125,10 +127,10 @@ def link_start(slug: str):
     provider = _provider_or_404(slug)
     session, user = cookie_session()
     if user.email_verified_at is None:
-        return render_template("message.html", title="Confirm your address first",
-                               message="Confirm your e-mail address before linking a sign-in method."), 403
+        return render_template("message.html", title=N_("Confirm your address first"),
+                               message=N_("Confirm your e-mail address before linking a sign-in method.")), 403
     if not fed().may_link(session, user):
-        flash("For your security, confirm it's you before changing sign-in methods.", "warning")
+        flash(_("For your security, confirm it's you before changing sign-in methods."), "warning")
         return redirect(services().mfa.step_up_url(url_for("web.account")))
     browser = _browser() or secrets.token_urlsafe(32)
     url = fed().begin(provider, browser=browser, intent="link", user_id=user.id, next_url=url_for("web.account"))
@@ -144,11 +146,11 @@ def unlink(ident: str):
         raise NotFound()
     session, user = cookie_session()
     if not services().mfa.may_change_factors(session, user):
-        flash("For your security, confirm it's you before changing sign-in methods.", "warning")
+        flash(_("For your security, confirm it's you before changing sign-in methods."), "warning")
         return redirect(services().mfa.step_up_url(url_for("web.account")))
     if not fed().unlink(user, ident_id, request_context()):
         raise NotFound()
-    flash("The sign-in method was removed.", "success")
+    flash(_("The sign-in method was removed."), "success")
     return redirect(url_for("web.account"))
 
 
@@ -173,7 +175,7 @@ def email_change_request():
 
     session, user = cookie_session()
     if not services().mfa.may_change_factors(session, user):
-        flash("For your security, confirm it's you before changing your e-mail address.", "warning")
+        flash(_("For your security, confirm it's you before changing your e-mail address."), "warning")
         return redirect(services().mfa.step_up_url(url_for("federation.email_change_request")))
     form = ActionForm()
     error = None
@@ -182,11 +184,11 @@ def email_change_request():
         try:
             services().accounts.email_changes.request(user, request.form.get("email", "")[:320], request_context())
         except EmailChangeRefused as exc:
-            error = exc.message
+            error = _(exc.message)  # N_-marked in accounts/emailchange.py
         else:
-            return render_template("message.html", title="Check your new mailbox",
-                                   message="We sent a link to the new address. Your address changes only when "
-                                           "you open it; it expires, and a new request replaces it.")
+            return render_template("message.html", title=N_("Check your new mailbox"),
+                                   message=N_("We sent a link to the new address. Your address changes only when "
+                                           "you open it; it expires, and a new request replaces it."))
     return render_template("federation/email_change.html", form=form, error=error, user=user), 400 if error else 200
 
 
@@ -197,8 +199,8 @@ def email_change_confirm(token: str):
     _form_ok()
     user = services().accounts.email_changes.confirm(token, request_context())
     if user is None:
-        return render_template("message.html", title="Link not valid",
-                               message="This link is invalid, expired, replaced by a newer request, or the "
-                                       "address is no longer available."), 400
-    flash("Your e-mail address was changed.", "success")
+        return render_template("message.html", title=N_("Link not valid"),
+                               message=N_("This link is invalid, expired, replaced by a newer request, or the "
+                                       "address is no longer available.")), 400
+    flash(_("Your e-mail address was changed."), "success")
     return redirect(url_for("web.index"))

@@ -14,6 +14,7 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import (Blueprint, current_app, flash, g, jsonify, make_response, redirect, render_template, request,
                    url_for)
+from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -287,7 +288,7 @@ def _validate_pushed(p: OAuthProvider, client):
 def userinfo():
     p = provider()
     header = request.headers.get("Authorization", "")
-    scheme, _, tok = header.partition(" ")
+    scheme, _sep, tok = header.partition(" ")
     tok = tok.strip()
     scheme = scheme.lower()
     # RFC 6750 §2.2: the token may come in a form-encoded POST body instead (never in the query, §2.3 is not
@@ -718,7 +719,7 @@ def revoke_app():
         db.session.commit()
         n = provider().revoke_for_user_client(user.id, consent.client_id, "consent_revoked")
         provider().record("oauth:consent:revoke", "success", user_id=user.id, client_id=consent.client_id, grants=n)
-        flash("The application's access was removed.", "success")
+        flash(_("The application's access was removed."), "success")
     return redirect(url_for("oauth.apps"))
 
 
@@ -737,7 +738,7 @@ def device():
         return render_template("oauth/device.html", form=form, user_code=code)
     if not form.validate_on_submit():
         return render_template("oauth/device.html", form=form, user_code=code,
-                               error="Your form expired. Try again."), 400
+                               error=_("Your form expired. Try again.")), 400
     # User codes have ~34 bits: cap guesses so they cannot be enumerated (RFC 8628 §5.1) — per login session, per
     # user (new sessions do not buy new guesses) and per network client (new accounts do not either).
     from authsvc.web.http import request_context
@@ -748,7 +749,7 @@ def device():
     cred = p.device.by_user_code(code)
     if cred is None:
         return render_template("oauth/device.html", form=form, user_code=code,
-                               error="That code is not valid or has expired."), 400
+                               error=_("That code is not valid or has expired.")), 400
     client = p.clients.get(cred.get_client_id())
     decision = request.form.get("decision")
     if decision is None or client is None:
