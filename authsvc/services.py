@@ -206,7 +206,7 @@ def _wire_session_drift(sessions: SessionService, geo, audit: AuditLog, alerts: 
                                                   "trusted_devices_forgotten": forgotten})
         if user is not None:  # the owner hears of it either way: whoever was refused may not be the owner
             notice = alerts.session_theft if drift.action == END else alerts.session_moved
-            notice(user, RequestContext(ip, ua), texts)
+            notice(user, RequestContext(ip, ua), drift.reasons)  # translated for the owner (notify/alerts.py)
 
     sessions.step_up_max_failures = max(1, settings.session_stepup_max_failures)
     # Warm what the first scored check of a process would otherwise load in the middle of a request: the user-agent

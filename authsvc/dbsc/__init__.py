@@ -16,6 +16,7 @@ import logging
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 
 from authsvc.dbsc.protocol import challenge_header, parse_sf_string, registration_header
+from authsvc.i18n import N_
 from authsvc.dbsc.service import MISSING, OK, REPLAY, DbscError, DbscService
 
 log = logging.getLogger("authsvc.dbsc")
@@ -89,14 +90,14 @@ def _end(user, sid: str, reason: str) -> None:
     if alerts is not None:
         from authsvc.web.http import request_context
 
-        alerts.session_theft(user, request_context(), _WHAT.get(reason, "a device-bound session was misused"))
+        alerts.session_theft(user, request_context(), _WHAT.get(reason, N_("a device-bound session was misused")))
 
 
 _WHAT = {
-    "dbsc_cookie_replay": "a copy of the session's short-lived cookie was sent after it had expired",
-    "dbsc_bad_signature": "a request to renew the session was signed by a key other than your device's",
-    "dbsc_wrong_key": "a request to renew the session was signed by a key other than your device's",
-    "dbsc_jwk_on_refresh": "a request to renew the session tried to present a new key",
+    "dbsc_cookie_replay": N_("a copy of the session's short-lived cookie was sent after it had expired"),
+    "dbsc_bad_signature": N_("a request to renew the session was signed by a key other than your device's"),
+    "dbsc_wrong_key": N_("a request to renew the session was signed by a key other than your device's"),
+    "dbsc_jwk_on_refresh": N_("a request to renew the session tried to present a new key"),
 }
 
 

@@ -6,9 +6,52 @@ setting, never the language of whoever caused it); user-supplied values (an app'
 
 from __future__ import annotations
 
+import re
+
 from flask_babel import gettext as _
 
+from authsvc.i18n import N_
 from authsvc.i18n.mail import mail_language
+
+# "What happened" of a session or app ended by drift (authsvc/risk/drift.py DriftReason): the engine's English text
+# is read back by its pattern and written again in the owner's language (like authsvc/i18n/reasons.py does for the
+# activity page); a text that no longer matches its pattern is shown as the engine wrote it.
+_DRIFT = {
+    "browser_changed": (re.compile(r"the session was signed in with (?P<was>.+) and then used from (?P<now>.+)"),
+                        N_("the session was signed in with %(was)s and then used from %(now)s")),
+    "two_networks": (None, N_("the session was used from two networks at the same time")),
+    "new_network_soon": (re.compile(r"the session moved to another provider's network (?P<minutes>[0-9]+) min "
+                                    r"after sign-in"),
+                         N_("the session moved to another provider's network %(minutes)s min after sign-in")),
+    "new_country": (re.compile(r"the session was signed in from (?P<was>\S+) and then used from (?P<now>\S+)"),
+                    N_("the session was signed in from %(was)s and then used from %(now)s")),
+}
+
+
+def _what_text(what, locale: str) -> str | None:
+    """``what`` as the owner reads it: a list of drift reasons (each translated), or a string — an N_-marked
+    sentence is translated, anything else is kept as given (never read as a format string)."""
+    if what is None or isinstance(what, str):
+        return _(what) if what else what
+    from babel import Locale
+
+    out = []
+    for r in what:
+        code, text = getattr(r, "code", ""), getattr(r, "text", str(r))
+        pattern, sentence = _DRIFT.get(code, (None, None))
+        if sentence is None:
+            out.append(text)
+        elif pattern is None:
+            out.append(_(sentence))
+        elif (m := pattern.fullmatch(text.strip())) is not None:
+            found = m.groupdict()
+            if code == "new_country":
+                names = Locale.parse(locale).territories
+                found = {k: names.get(v, v) for k, v in found.items()}
+            out.append(_(sentence, **found))
+        else:
+            out.append(text)
+    return "; ".join(out)
 
 
 class LoginAlerts:
@@ -40,6 +83,7 @@ class LoginAlerts:
             # the raw string is all there is
             device = _('unrecognised browser "%(agent)s"', agent=ctx.user_agent[:120])
         ip = ctx.ip or _("unknown")
+        what = _what_text(what, normalize(getattr(user, "locale", None)) or "en")
         lines = ["  " + _("What happened: %(what)s", what=what)] if what else []
         lines += ["  " + _("When: %(when)s", when=format_for(now, user, "long")),
                   "  " + (_("Where: %(place)s, IP address %(ip)s", place=place, ip=ip) if place

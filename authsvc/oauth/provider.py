@@ -1135,7 +1135,7 @@ class OAuthProvider:
                 if name is None and grant.get("cid"):
                     row = self.db.session.get(OAuthClient, grant["cid"])
                     name = row.name if row is not None else None
-                self.alerts.app_signed_out(user, RequestContext(ip, user_agent), texts, name or "An app")
+                self.alerts.app_signed_out(user, RequestContext(ip, user_agent), drift.reasons, name or "An app")
         return True
 
     def forwarded_drift(self, ref: TokenRef, form) -> bool:

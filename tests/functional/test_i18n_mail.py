@@ -374,3 +374,21 @@ def test_guard_oauth_and_federation_pages_hold_no_english_sentence(app, locale):
         assert left == set(), (name, left)
     consent = pages["consent"](lang)
     assert "&lt;b&gt;%(x)s {0}&lt;/b&gt;" in consent and "<b>%(x)s" not in consent  # the client's name, escaped
+
+
+def test_drift_reasons_in_a_german_notice_are_german_and_hostile_text_stays_literal(app):
+    """What happened, as the drift engine wrote it in English, is written again in the owner's language; a reason
+    whose text no longer matches its pattern (or a hostile one) is shown as written, never formatted."""
+    from authsvc.risk.drift import DriftReason
+    from authsvc.services import services
+
+    _german(app)
+    reasons = [DriftReason("new_country", "the session was signed in from NO and then used from BR"),
+               DriftReason("two_networks", "the session was used from two networks at the same time"),
+               DriftReason("browser_changed", "reworded %(x)s {0} <i>by a newer engine</i>")]
+    with app.app_context():
+        services().login.alerts.session_theft(_user(app), CTX, reasons)
+    (msg,) = _mails(app, "alice@example.com")
+    _subject, text, html = _parts(msg)
+    assert "Norwegen" in text and "Brasilien" in text and "gleichzeitig" in text
+    assert "reworded %(x)s {0} <i>by a newer engine</i>" in text and "<i>by" not in html
