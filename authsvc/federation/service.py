@@ -39,6 +39,7 @@ from authsvc.accounts.login import Decision, RequestContext, normalize_email
 from authsvc.accounts.service import valid_email
 from authsvc.errors import DependencyUnavailable, ServiceError
 from authsvc.federation import providers as P
+from authsvc.i18n import N_
 from authsvc.i18n.mail import mail_language
 from authsvc.models import FederatedIdentity, UpstreamProvider, User
 from authsvc.sessions import Generation
@@ -196,7 +197,7 @@ class FederationService:
             raise self._refuse("state was issued for another provider (mix-up)", provider, ctx)
         if params.get("error"):
             raise self._refuse("the provider returned an error", provider, ctx,
-                               public="The sign-in was cancelled or refused at the provider.")
+                               public=N_("The sign-in was cancelled or refused at the provider."))
         upstream = self._exchange(provider, params, record, ctx)
         if record["intent"] == "link":
             return self._link_from_center(provider, upstream, record, ctx, current_user, current_session)
@@ -298,9 +299,9 @@ class FederationService:
                               reason="provider did not confirm the e-mail address",
                               details={"provider": provider.slug})
             raise FederationRefused(
-                f"{provider.name} did not confirm an e-mail address for this sign-in, so we cannot create an account "
-                "from it. Create an account with your e-mail address, then link this sign-in method on your account "
-                "page.", reason="email_unverified")
+                _("%(provider)s did not confirm an e-mail address for this sign-in, so we cannot create an account "
+                  "from it. Create an account with your e-mail address, then link this sign-in method on your "
+                  "account page.", provider=provider.name), reason="email_unverified")
         existing = self.db.session.execute(select(User).where(User.email == up.email)).scalar_one_or_none()
         if existing is not None and existing.email_verified_at is not None:
             # Classic-federated merge refused: the owner proves the account first, then confirms the link.
@@ -325,7 +326,7 @@ class FederationService:
             self.db.session.commit()
         except IntegrityError:  # a concurrent callback for the same identity or address won
             self.db.session.rollback()
-            raise FederationRefused("This sign-in is already being completed. Try again.") from None
+            raise FederationRefused(N_("This sign-in is already being completed. Try again.")) from None
         self.audit.record("federation:signup:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent, details={"provider": provider.slug})
         return Outcome("login", self.login_with(user, provider, up, ctx, record.get("next")), next=record.get("next"))
@@ -395,16 +396,16 @@ class FederationService:
     def confirm_link(self, token: str, browser: str | None, session, user: User, ctx) -> FederatedIdentity:
         data = self.pending_link(token, browser)
         if data is None:
-            raise FederationRefused("This link request is invalid or expired. Sign in with the provider again.")
+            raise FederationRefused(N_("This link request is invalid or expired. Sign in with the provider again."))
         if data["uid"] != user.id:
             # Another account's pending link (a link token that leaked, or a victim lured to confirm it).
             self.audit.record("federation:link:confirm", "failure", actor_id=user.id, subject_id=data["uid"],
                               ip=ctx.ip, user_agent=ctx.user_agent, reason="not this account's link")
-            raise FederationRefused("This link request belongs to another account.", status=403)
+            raise FederationRefused(N_("This link request belongs to another account."), status=403)
         if not self.may_link(session, user) or session.created_at.timestamp() < data["created"]:
-            raise FederationRefused("Sign in to this account again to confirm the link.", reason="not_fresh")
+            raise FederationRefused(N_("Sign in to this account again to confirm the link."), reason="not_fresh")
         if self._redis().getdel(f"fed:link:{{{_sha(token)}}}") is None:
-            raise FederationRefused("This link request was already used.")
+            raise FederationRefused(N_("This link request was already used."))
         return self._add_identity(user, data["pid"], data["iss"], data["sub"], data["email"], data["verified"], ctx)
 
     def _link_from_center(self, provider, up: Upstream, record, ctx, user, session) -> Outcome:
@@ -412,15 +413,15 @@ class FederationService:
             # The session that started the link is not the one finishing it (another user's callback, a login CSRF).
             self.audit.record("federation:link:confirm", "failure", subject_id=record.get("uid"), ip=ctx.ip,
                               user_agent=ctx.user_agent, reason="callback finished in another account's session")
-            raise FederationRefused("This link was started by another account.", status=403)
+            raise FederationRefused(N_("This link was started by another account."), status=403)
         if not self.may_link(session, user):
-            raise FederationRefused("Sign in again to link a sign-in method.", reason="not_fresh")
+            raise FederationRefused(N_("Sign in again to link a sign-in method."), reason="not_fresh")
         self._add_identity(user, provider.id, up.issuer, up.subject, up.email, up.email_verified, ctx)
         return Outcome("linked", next=record.get("next"))
 
     def _add_identity(self, user, pid, iss, sub, email, verified, ctx) -> FederatedIdentity:
         if self._identity(iss, sub) is not None:
-            raise FederationRefused("This sign-in is already linked to an account.", status=409)
+            raise FederationRefused(N_("This sign-in is already linked to an account."), status=409)
         ident = FederatedIdentity(user_id=user.id, provider_id=pid, issuer=iss, subject=sub, email=email,
                                   email_verified=bool(verified))
         self.db.session.add(ident)
@@ -428,7 +429,7 @@ class FederationService:
             self.db.session.commit()
         except IntegrityError:
             self.db.session.rollback()
-            raise FederationRefused("This sign-in is already linked to an account.", status=409) from None
+            raise FederationRefused(N_("This sign-in is already linked to an account."), status=409) from None
         prov = self.db.session.get(UpstreamProvider, pid)
         self.audit.record("federation:link:success", "success", actor_id=user.id, subject_id=user.id, ip=ctx.ip,
                           user_agent=ctx.user_agent, details={"provider": prov.slug if prov else pid})
@@ -453,7 +454,7 @@ class FederationService:
         if ident is None or ident.user_id != user.id:
             return False
         if not self.other_ways_in(user, ident.id):
-            raise FederationRefused("This is your only way to sign in. Set a password or add a passkey first.",
+            raise FederationRefused(N_("This is your only way to sign in. Set a password or add a passkey first."),
                                     status=409, reason="last_method")
         self.db.session.delete(ident)
         self.db.session.commit()
@@ -475,7 +476,7 @@ class FederationService:
     def _refuse(self, why: str, provider, ctx, public: str | None = None) -> FederationRefused:
         self.audit.record("federation:callback:refused", "failure", ip=ctx.ip, user_agent=ctx.user_agent,
                           reason=why[:255], details={"provider": provider.slug})
-        return FederationRefused(public or "This sign-in could not be completed. Start again from the sign-in page.",
+        return FederationRefused(public or N_("This sign-in could not be completed. Start again from the sign-in page."),
                                  reason=why[:120])
 
 

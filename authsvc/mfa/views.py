@@ -377,18 +377,18 @@ def webauthn_auth_options():
     if flow == "login":
         found = mfa().pending_user(_pending_token())
         if found is None:
-            raise JsonError(401, "login_expired", "Your sign-in expired. Please sign in again.")
+            raise JsonError(401, "login_expired", _("Your sign-in expired. Please sign in again."))
         return _options_response(mfa().webauthn.authentication_options(
             mfa().store.binding(_pending_token()), found[1], require_uv=False))
     if flow == "step-up":
         session, user = cookie_session()
         if user is None:
-            raise JsonError(401, "unauthorized", "Please sign in.")
+            raise JsonError(401, "unauthorized", _("Please sign in."))
         return _options_response(mfa().webauthn.authentication_options("s" + session.id, user, require_uv=False))
     if flow == "resume":
         session, user = suspended_cookie_session()
         if user is None or not session.suspended:
-            raise JsonError(401, "unauthorized", "Please sign in.")
+            raise JsonError(401, "unauthorized", _("Please sign in."))
         return _options_response(mfa().webauthn.authentication_options("r" + session.id, user, require_uv=False))
     if flow == "passkey":
         token = mfa().begin_passkey()
@@ -422,33 +422,33 @@ def webauthn_auth_verify():
         token = _pending_token()
         found = mfa().pending_user(token) if flow == "login" else None
         if flow == "login" and found is None:
-            raise JsonError(401, "login_expired", "Your sign-in expired. Please sign in again.")
+            raise JsonError(401, "login_expired", _("Your sign-in expired. Please sign in again."))
         if flow == "passkey" and not mfa().store.get_pending(token):
-            raise JsonError(401, "login_expired", "This passkey request expired. Please try again.")
+            raise JsonError(401, "login_expired", _("This passkey request expired. Please try again."))
         user = found[1] if found else None
         checked = mfa().check_webauthn(user, mfa().store.binding(token), credential, ctx, flow)
         if checked is None:
-            raise JsonError(401, "webauthn_failed", "The security key or passkey could not be verified.")
+            raise JsonError(401, "webauthn_failed", _("The security key or passkey could not be verified."))
         row, uv = checked
         if flow == "passkey":
             from authsvc.models import User
 
             user = services().mfa.db.session.get(User, row.user_id)
             if not uv:
-                raise JsonError(401, "webauthn_failed", "The passkey did not verify you (PIN or biometric).")
+                raise JsonError(401, "webauthn_failed", _("The passkey did not verify you (PIN or biometric)."))
         done = mfa().complete_login(token, "webauthn", ctx, user_verified=uv and flow == "passkey", user=user)
         if done is None:
-            raise JsonError(401, "login_expired", "This sign-in was already completed or expired.")
+            raise JsonError(401, "login_expired", _("This sign-in was already completed or expired."))
         if flow == "passkey":  # the page's ?next= (login form or /mfa/passkey); _finish_login passes it to safe_next
             done = dataclasses.replace(done, next=_page_next(body.get("next")))
         return _finish_login(done, remember and flow == "login", json=True)
     if flow == "step-up":
         session, user = cookie_session()
         if user is None:
-            raise JsonError(401, "unauthorized", "Please sign in.")
+            raise JsonError(401, "unauthorized", _("Please sign in."))
         checked = mfa().check_webauthn(user, "s" + session.id, credential, ctx, "step_up")
         if checked is None:
-            raise JsonError(401, "webauthn_failed", "The security key or passkey could not be verified.")
+            raise JsonError(401, "webauthn_failed", _("The security key or passkey could not be verified."))
         issued = mfa().step_up(session, user, "webauthn", ctx)
         resp = jsonify({"redirect": safe_next(body.get("next"))})
         set_session_cookie(resp, issued.token, services().settings.session_absolute_timeout)
@@ -456,12 +456,12 @@ def webauthn_auth_verify():
     if flow == "resume":
         session, user = suspended_cookie_session()
         if user is None or not session.suspended:
-            raise JsonError(401, "unauthorized", "Please sign in.")
+            raise JsonError(401, "unauthorized", _("Please sign in."))
         checked = mfa().check_webauthn(user, "r" + session.id, credential, ctx, "session_resume")
         if checked is None:
             if _resume_failure(session, user, "webauthn") is not None:
-                raise JsonError(401, "session_ended", "This session was ended. Please sign in again.")
-            raise JsonError(401, "webauthn_failed", "The security key or passkey could not be verified.")
+                raise JsonError(401, "session_ended", _("This session was ended. Please sign in again."))
+            raise JsonError(401, "webauthn_failed", _("The security key or passkey could not be verified."))
         mfa().resume_session(session, user, "webauthn", ctx, user_verified=checked[1])
         return jsonify({"redirect": safe_next(body.get("next"))})
     raise BadRequest("flow must be login, step-up, resume or passkey")
@@ -472,9 +472,9 @@ def _fresh_json_session():
     that names the step-up page. (Their CSRF check is Flask-WTF's X-CSRFToken header, before the view.)"""
     session, user = cookie_session()
     if user is None:
-        raise JsonError(401, "unauthorized", "Please sign in.")
+        raise JsonError(401, "unauthorized", _("Please sign in."))
     if not mfa().may_change_factors(session, user):
-        raise JsonError(403, "reauth_required", "Confirm it's you first.",
+        raise JsonError(403, "reauth_required", _("Confirm it's you first."),
                         redirect=mfa().step_up_url(url_for("mfa.passkeys")))
     return session, user
 
@@ -498,7 +498,7 @@ def webauthn_register_verify():
         name = "Passkey · " + describe_ua(request.headers.get("User-Agent", ""))["text"]
     row = mfa().register_webauthn(user, "s" + session.id, credential, name or "", _ctx(), aal=session.aal)
     if row is None:
-        raise JsonError(400, "webauthn_failed", "The security key or passkey could not be registered.")
+        raise JsonError(400, "webauthn_failed", _("The security key or passkey could not be registered."))
     first_codes = None
     if not mfa().recovery.has_any(user):
         first_codes = mfa().regenerate_recovery(user, _ctx(), aal=session.aal)
