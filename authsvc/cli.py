@@ -242,10 +242,10 @@ def retention(dry_run, loop, first_delay):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=None, type=int, help="default: 2 × CPUs + 1")
-@click.option("--server", "server_kind", type=click.Choice(["gunicorn", "granian"]), default="gunicorn",
+@click.option("--server", "server_kind", type=click.Choice(["gunicorn", "granian"]), default="granian",
               show_default=True, envvar="AUTHSVC_SERVER",
-              help="granian (pip install 'authsvc[granian]'): a Rust HTTP server in front of the same WSGI app; "
-                   "measured ~1.9× gunicorn's throughput on the session check and introspection (docs/BENCHMARKS.md)")
+              help="granian (default): a Rust HTTP server in front of the WSGI app — faster on every hot path and not "
+                   "held up by slow clients; gunicorn: sync workers (put a buffering proxy in front). docs/OPERATIONS.md")
 @with_appcontext
 def serve(host, port, workers, server_kind):
     from authsvc import embedded_redis
@@ -291,7 +291,7 @@ def serve(host, port, workers, server_kind):
         import importlib.util
 
         if importlib.util.find_spec("granian") is None:
-            raise click.UsageError("granian is not installed: pip install 'authsvc[granian]'")
+            raise click.UsageError("granian is not installed (pip install granian), or choose --server gunicorn")
         # One blocking thread per worker: the same one-request-at-a-time workers as gunicorn's sync model (a worker
         # hashing a password holds only its own request), with Rust doing the HTTP parsing and keep-alive.
         run(sys.executable, [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port",
@@ -301,7 +301,8 @@ def serve(host, port, workers, server_kind):
                              # carry single-use tokens) and the query out of its access log altogether
                              "--access-log-fmt", GRANIAN_ACCESS_FMT, "authsvc.wsgi:app"], env)
     run(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                         str(workers), "--access-logfile", "-",
+                         # authsvc's own request deadline (web/deadline.py) fires first and names the request
+                         str(workers), "--timeout", str(settings.request_timeout + 5), "--access-logfile", "-",
                          # no single-use tokens (reset/verify/... links) or credentials in the access log
                          "--logger-class", "authsvc.web.accesslog.RedactingLogger", "authsvc.wsgi:app"], env)
 
