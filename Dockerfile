@@ -1,5 +1,5 @@
 # authsvc in a container: the wheel (built here from this checkout) on Python 3.11, run by `authsvc serve`, which
-# applies the migrations and then runs granian (or gunicorn: AUTHSVC_SERVER=gunicorn). Needs AUTHSVC_DATABASE_URL
+# applies the migrations and then becomes gunicorn (or granian: AUTHSVC_SERVER=granian). Needs AUTHSVC_DATABASE_URL
 # and AUTHSVC_REDIS_URL; see compose.yaml and docs/OPERATIONS.md ("Containers"). Not build-tested on the machine
 # where it was written (no container engine there): read docs/OPERATIONS.md before relying on it.
 
@@ -17,7 +17,7 @@ COPY --from=build /dist/ /tmp/dist/
 # DL3013: this installs the wheel just built; its dependencies are the ranges in pyproject.toml, as for pip users
 # hadolint ignore=DL3013
 RUN set -eu; wheel="$(echo /tmp/dist/authsvc-*.whl)"; \
-    pip install --no-cache-dir "${wheel}[postgres]"; \
+    pip install --no-cache-dir "${wheel}[postgres,granian]"; \
     rm -rf /tmp/dist
 USER authsvc
 WORKDIR /var/lib/authsvc

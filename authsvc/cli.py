@@ -242,10 +242,11 @@ def retention(dry_run, loop, first_delay):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=None, type=int, help="default: 2 × CPUs + 1")
-@click.option("--server", "server_kind", type=click.Choice(["gunicorn", "granian"]), default="granian",
+@click.option("--server", "server_kind", type=click.Choice(["gunicorn", "granian"]), default="gunicorn",
               show_default=True, envvar="AUTHSVC_SERVER",
-              help="granian (default): a Rust HTTP server in front of the WSGI app — faster on every hot path and not "
-                   "held up by slow clients; gunicorn: sync workers (put a buffering proxy in front). docs/OPERATIONS.md")
+              help="gunicorn (default): sync workers, behind a buffering proxy; granian (pip install "
+                   "'authsvc[granian]'): a Rust HTTP server, 2-3.7x the throughput, not held up by slow clients, but "
+                   "refuses connections while all its workers restart (docs/OPERATIONS.md)")
 @with_appcontext
 def serve(host, port, workers, server_kind):
     from authsvc import embedded_redis
@@ -291,7 +292,7 @@ def serve(host, port, workers, server_kind):
         import importlib.util
 
         if importlib.util.find_spec("granian") is None:
-            raise click.UsageError("granian is not installed (pip install granian), or choose --server gunicorn")
+            raise click.UsageError("granian is not installed: pip install 'authsvc[granian]'")
         # One blocking thread per worker: the same one-request-at-a-time workers as gunicorn's sync model (a worker
         # hashing a password holds only its own request), with Rust doing the HTTP parsing and keep-alive.
         run(sys.executable, [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port",

@@ -311,7 +311,7 @@ def main() -> None:
         results["cpu_per_request_authsvc_over_peer"] = cpu_authsvc / cpu_peer
 
     print(f"\nwrk -t{THREADS} -c{CONNECTIONS}, {a.duration} s per load, one run; "
-          f"authsvc: {os.environ.get('BENCH_SERVER') or 'granian'} {a.workers} workers; "
+          f"authsvc: {os.environ.get('BENCH_SERVER') or 'gunicorn'} {a.workers} workers; "
           f"peer: oidc-provider {version} on Node {node_version}, "
           f"1 process, {a.peer_token} token{' (DPoP-bound)' if a.dpop else ''}; "
           f"1-min load average at start {load_at_start:.2f}")

@@ -1,7 +1,8 @@
-"""Which HTTP server `authsvc serve` runs by default is decided by these (issue 18): the same five cases against a
-real `authsvc serve --server <kind>` on the embedded defaults, for gunicorn and granian — a worker killed with
-SIGKILL, a graceful reload under traffic, slow clients (slowloris), a request that runs past the request timeout,
-and a flood of sign-ins. Real processes and sockets; nothing is timed except the clients' own timeouts."""
+"""Which HTTP server `authsvc serve` runs by default is decided by these (issue 18): the same six cases against a
+real `authsvc serve --server <kind>` on the embedded defaults, for gunicorn and granian — one worker killed with
+SIGKILL, every worker killed at once, a graceful reload under traffic, slow clients (slowloris), a request that runs
+past the request timeout, and a flood of sign-ins. Where a server fails a case, it is xfail(strict=True) with the
+reason (docs/OPERATIONS.md has the table). Real processes and sockets; nothing is timed except the clients' own timeouts."""
 
 from __future__ import annotations
 
@@ -121,7 +122,44 @@ def test_a_killed_worker_is_replaced_and_no_request_fails(served, kind):
     assert before[0] not in now and len(now) == 2, (before, now)
 
 
-@pytest.mark.parametrize("kind", SERVERS)
+@pytest.mark.parametrize("kind", [
+    "gunicorn",
+    pytest.param("granian", marks=pytest.mark.xfail(
+        strict=True, reason="granian 2.8.9's workers hold the listening socket: with all of them down it refuses "
+                            "connections (ECONNREFUSED) until a new one is up (--respawn-interval 3.5 s + start-up), "
+                            "where gunicorn's master keeps the socket and queues them"))])
+def test_every_worker_killed_at_once_the_socket_keeps_accepting(served, kind):
+    s = served(kind)
+    before = s.workers()
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)
+    refused, answered = 0, False
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", s.port), timeout=2):
+                pass
+        except ConnectionRefusedError:
+            refused += 1
+        except OSError:
+            pass
+        try:
+            if requests.get(s.base + "/readyz", timeout=5).status_code == 200:
+                answered = True
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    assert answered, tail(s.log)
+    assert refused == 0, f"the listening socket refused {refused} connections while the workers restarted"
+    assert not set(before) & set(s.workers())
+
+
+@pytest.mark.parametrize("kind", [
+    "gunicorn",
+    pytest.param("granian", marks=pytest.mark.xfail(
+        strict=False, reason="granian 2.8.9 resets a keep-alive request now and then while it replaces the workers "
+                             "(1 of 2,838 in one run at load 9, none in others): not deterministic, so not strict"))])
 def test_a_graceful_reload_under_traffic_fails_no_request(served, kind):
     s = served(kind)
     before = set(s.workers())
