@@ -157,15 +157,39 @@ def find(user_id: int, token: str) -> Job | None:
     return Job.of(row) if row else None
 
 
+def _download_cond(user_id: int, token: str, kind: str, now) -> tuple:
+    return (_T.c.token == token, _T.c.user_id == user_id, _T.c.kind == kind, _T.c.status == "done",
+            _T.c.file_name.is_not(None), _T.c.downloaded_at.is_(None), _T.c.expires_at > now)
+
+
+def peek_download(user_id: int, token: str, kind: str) -> Job | None:
+    """What ``claim_download`` would hand out, without using the link: the answer to a HEAD request (a link checker,
+    a preview, ``curl -I``), which must not spend the one-time download (attack2)."""
+    if not isinstance(token, str) or not TOKEN.fullmatch(token):
+        return None
+    db = _db()
+    row = db.session.execute(select(_T).where(*_download_cond(user_id, token, kind, _svc().clock.now()))).first()
+    db.session.rollback()
+    return Job.of(row) if row else None
+
+
+def head_response(job: Job | None):
+    """The HEAD answer for a download link: 200 with the file's headers while the link is unused, else 404."""
+    from flask import Response, abort
+
+    if job is None:
+        abort(404)
+    return Response(status=200, mimetype="application/gzip",
+                    headers={"Cache-Control": "no-store", "X-Export-Rows": str(job.rows or 0)})
+
+
 def claim_download(user_id: int, token: str, kind: str) -> tuple[Path, Job] | None:
     """One-time download: mark the file of a finished, unexpired, not yet downloaded job of ``user_id`` as
     downloaded and return its path; None in every other case (wrong owner, kind, token; expired; used)."""
     if not isinstance(token, str) or not TOKEN.fullmatch(token):
         return None
     db, now = _db(), _svc().clock.now()
-    cond = (_T.c.token == token, _T.c.user_id == user_id, _T.c.kind == kind, _T.c.status == "done",
-            _T.c.file_name.is_not(None), _T.c.downloaded_at.is_(None), _T.c.expires_at > now)
-    row = db.session.execute(update(_T).where(*cond).values(downloaded_at=now)
+    row = db.session.execute(update(_T).where(*_download_cond(user_id, token, kind, now)).values(downloaded_at=now)
                              .returning(*_T.c)).first()
     if row is None:
         db.session.rollback()
@@ -276,8 +300,15 @@ def run(item) -> None:
         return  # the worker that took over finishes it
     except Drop as exc:
         job.finish("failed", result=json.dumps({"error": str(exc)}))
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
+        from authsvc.signals import signals
+
+        if item.attempts + 1 >= signals().worker.max_attempts:
+            # The outbox gives the row up after this attempt: end the job too, or its active_key would hand this dead
+            # job to every later request of the owner, who could never export again (attack2).
+            job.finish("failed", result=json.dumps({"error": type(exc).__name__}))
+            raise
         # Let the outbox retry (backoff); the job row stays "running" with a lease that runs out.
         job._update(claimed_until=None, claimed_by=None)
         raise

@@ -1030,6 +1030,8 @@ def job_download(session, admin, token):
     404."""
     from authsvc import jobs
 
+    if request.method == "HEAD":  # a link checker or preview must not use up the one-time link
+        return jobs.head_response(jobs.peek_download(admin.id, token, "audit_export"))
     got = jobs.claim_download(admin.id, token, "audit_export")
     if got is None:
         abort(404)

@@ -382,6 +382,8 @@ def init_routes(bp) -> None:
         again = _fresh_or_redirect(session, url_for("web.export_page"))
         if again is not None:
             return again
+        if request.method == "HEAD":  # a link checker or preview must not use up the one-time link
+            return jobs.head_response(jobs.peek_download(user.id, token, "data_export"))
         got = jobs.claim_download(user.id, token, "data_export")
         if got is None:
             abort(404)

@@ -4,6 +4,7 @@ real Redis, the real outbox worker (``run_once``)."""
 import gzip
 import hashlib
 import json
+from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -204,3 +205,69 @@ def test_audit_verify_job_finds_an_edited_row_and_resumes_from_its_signed_cursor
     result = json.loads(_job(app, kind="audit_verify").result)
     assert result["ok"] is False and result["first_bad_id"] == 1
     assert audit_rows(app, "admin:audit:verify")[-1].outcome == "failure"
+
+
+# --- attack2 (black-box findings) ------------------------------------------------------------------------------------
+def test_export_job_head_request_does_not_use_up_the_one_time_link(app, client):
+    """Found black-box (attack2): ``HEAD /account/data/export-job/<token>`` (a link checker, a proxy, a mail or chat
+    preview, ``curl -I``) answered 200 and marked the file downloaded, so the owner's GET then got 404. A HEAD now
+    says whether the link is ready without using it; only a GET uses it. Same for the admin's audit export."""
+    create_user(app)
+    login(client)
+    _request(client)
+    _work(app)
+    url = f"/account/data/export-job/{_job(app, kind='data_export').token}"
+    head = client.head(url)
+    assert head.status_code == 200 and head.headers["Cache-Control"] == "no-store" and not head.get_data()
+    assert _job(app, kind="data_export").downloaded_at is None
+    r = client.get(url)
+    assert r.status_code == 200 and json.loads(gzip.decompress(r.get_data()))["complete"]["done"] is True
+    assert client.head(url).status_code == 404 and client.get(url).status_code == 404  # used: gone for both
+    mallory = app.test_client()
+    create_user(app, email="mallory@example.com")
+    login(mallory, email="mallory@example.com")
+    _request(mallory)
+    _work(app)
+    theirs = f"/account/data/export-job/{_job(app, kind='data_export').token}"
+    assert client.head(theirs).status_code == 404  # another user's link: not even its existence
+
+    admin = admin_client(app)
+    page = admin.get("/admin/audit").get_data(as_text=True)
+    admin.post("/admin/audit/export-job", data={"csrf_token": csrf_token(page)})
+    _work(app)
+    url = f"/admin/jobs/{_job(app, kind='audit_export').token}/download"
+    assert admin.head(url).status_code == 200 and _job(app, kind="audit_export").downloaded_at is None
+    assert admin.get(url).status_code == 200 and admin.get(url).status_code == 404
+
+
+def test_export_job_that_the_worker_gave_up_on_does_not_block_new_exports(app, client):
+    """Found reading the code behind a black-box run (attack2): a job whose every attempt failed (here the export
+    folder is not a folder) stayed ``running`` with its ``active_key`` after the outbox gave its row up, so every
+    later "Prepare my data file" returned that dead job — the owner could never export again. The last attempt now
+    marks the job failed, and a new request starts a new job."""
+    from authsvc.services import services
+    from authsvc.signals import signals
+
+    create_user(app)
+    login(client)
+    blocker = Path(app.instance_path) / "not-a-folder"
+    blocker.write_text("x")
+    app.config["AUTHSVC_EXPORT_DIR"] = str(blocker)
+    try:
+        _request(client)
+        with app.app_context():
+            worker = signals(app).worker
+            for _ in range(worker.max_attempts):
+                assert _work(app).delivered == 0
+                services().clock.advance(2 * worker.backoff_max)  # past the retry's backoff
+    finally:
+        app.config["AUTHSVC_EXPORT_DIR"] = None
+    job = _job(app, kind="data_export")
+    assert job.status == "failed" and job.file_name is None
+    login(client)  # the clock moved on by hours: the session timed out
+    assert 'data-job-status="failed"' in client.get("/account/data").get_data(as_text=True)
+    assert _request(client).status_code == 302
+    assert _work(app).delivered == 1
+    fresh = _job(app, kind="data_export")
+    assert fresh.token != job.token and fresh.status == "done"
+
