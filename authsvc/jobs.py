@@ -15,7 +15,10 @@ crash recovery (its lease); the job row adds what a long job needs on top:
 * ``active_key`` (unique, ``"<user>:<kind>"`` while queued or running): asking again returns the running job;
 * ``MAX_PER_DAY`` jobs per user and kind; files expire after ``LINK_HOURS`` and are deleted by ``sweep`` (retention);
 * download: ``claim_download`` marks the file downloaded in one conditional UPDATE (owner, done, not expired, not yet
-  downloaded): another user's token, an expired or an already used link all look the same — not found.
+  downloaded): another user's token, an expired or an already used link all look the same — not found. A HEAD is
+  answered by ``peek_download`` (read-only): a link checker or a preview never uses the link up;
+* the attempt after which the outbox gives its row up marks the job ``failed`` (``active_key`` freed): a job that can
+  never finish does not hand itself to every later request of its owner.
 
 The chain check (``audit_verify``) writes no file: it walks the chain in steps (``AuditLog.verify_step``), records
 its progress and an HMAC-signed resume point (``cursor``) after each step, and a worker that takes over resumes from
