@@ -446,6 +446,22 @@ def sweep(app=None) -> int:
     return deleted
 
 
+def erase_files(user) -> int:
+    """``PrivacyService.erasure_listeners``: delete the files of every job ``user`` owns (finished and a dead worker's
+    ``.part-`` files) before the rows go with the account — the data export holds the profile, every sign-in with
+    its IP and the audit events, so it must not outlive the erasure until the next sweep (attack2). A worker still
+    writing one loses its row, so its ``finish`` fails and it deletes its own file. Returns the files deleted."""
+    tokens = _db().session.execute(select(_T.c.token).where(_T.c.user_id == user.id)).scalars().all()
+    folder, deleted = export_dir(), 0
+    for token in tokens:
+        if not TOKEN.fullmatch(token or ""):  # ours are; never a glob pattern from elsewhere
+            continue
+        for path in [*folder.glob(f"{token}-*.gz"), *folder.glob(f".part-{token}-*")]:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
+
+
 def init_app(app) -> None:
     from authsvc.signals import signals
 

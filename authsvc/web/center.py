@@ -40,6 +40,9 @@ def privacy() -> PrivacyService:
         ext["authsvc.privacy"] = PrivacyService(db=svc.audit.db, redis_getter=lambda: RedisExtension.client_for(app),
                                                 clock=svc.clock, audit=svc.audit, sessions=svc.sessions,
                                                 hasher=svc.hasher, outbox=svc.outbox)
+        from authsvc import jobs
+
+        ext["authsvc.privacy"].erasure_listeners.append(jobs.erase_files)  # export files go with the account
     return ext["authsvc.privacy"]
 
 

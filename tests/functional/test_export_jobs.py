@@ -271,3 +271,34 @@ def test_export_job_that_the_worker_gave_up_on_does_not_block_new_exports(app, c
     fresh = _job(app, kind="data_export")
     assert fresh.token != job.token and fresh.status == "done"
 
+
+
+def test_erasing_the_account_deletes_its_export_files_at_once(app, client):
+    """Found black-box (attack2): after ``POST /account/delete`` the finished data export — the profile, every
+    sign-in with its IP, the audit events — stayed in the export folder until the next retention sweep (up to a day,
+    or never when retention runs from a cron job that is not set up), though its row was erased. Erasure now deletes
+    the account's export files, finished and partial, and leaves other users' files alone."""
+    from authsvc import jobs
+    from tests.conftest import PASSWORD
+    from tests.functional.helpers import form_post
+
+    create_user(app)
+    create_user(app, email="bob@example.com")
+    bob = app.test_client()
+    login(bob, email="bob@example.com")
+    _request(bob)
+    _work(app)
+    login(client)
+    _request(client)
+    _work(app)
+    mine = _job(app, kind="data_export", status="done")
+    with app.app_context():
+        folder = jobs.export_dir()
+        (folder / f".part-{mine.token}-deadworker").write_bytes(b"\x1f\x8b partial")  # a dead worker's leftovers
+        before = {p.name for p in folder.iterdir()}
+    assert mine.file_name in before and len(before) == 3
+    assert form_post(client, "/account/delete", {"password": PASSWORD, "confirm": "y"}).status_code == 302
+    with app.app_context():
+        left = [p for p in folder.iterdir()]
+    assert len(left) == 1 and b"alice@example.com" not in gzip.decompress(left[0].read_bytes())
+    assert b"bob@example.com" in gzip.decompress(left[0].read_bytes())  # another user's file stays
