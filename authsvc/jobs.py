@@ -219,6 +219,10 @@ def send(got: tuple[Path, "Job"], download_name: str):
     resp.headers["Repr-Digest"] = "sha-256=:" + base64.b64encode(bytes.fromhex(job.sha256)).decode() + ":"
     resp.headers["X-Export-Rows"] = str(job.rows or 0)
     resp.headers["Cache-Control"] = "no-store"
+    if not current_app.config.get("USE_X_SENDFILE"):
+        # send_file has opened it: the response streams from the open file, and no link reaches it again, so the
+        # copy goes now rather than at the sweep 24 h later (attack2).
+        path.unlink(missing_ok=True)
     return resp
 
 

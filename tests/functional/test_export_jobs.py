@@ -146,7 +146,7 @@ def test_export_job_whose_worker_died_is_finished_by_another(app, client):
     assert json.loads(gzip.decompress(body))["complete"]["done"] is True
     with app.app_context():
         assert jobs.sweep() == 1  # the dead worker's partial file
-        assert [p.name for p in jobs.export_dir().iterdir()] == [job.file_name]
+        assert list(jobs.export_dir().iterdir()) == []  # the downloaded file was deleted at once
 
 
 def test_admin_jobs_need_a_recent_reauth(app):
@@ -302,3 +302,22 @@ def test_erasing_the_account_deletes_its_export_files_at_once(app, client):
         left = [p for p in folder.iterdir()]
     assert len(left) == 1 and b"alice@example.com" not in gzip.decompress(left[0].read_bytes())
     assert b"bob@example.com" in gzip.decompress(left[0].read_bytes())  # another user's file stays
+
+
+def test_a_downloaded_export_file_is_deleted_at_once(app, client):
+    """Found black-box (attack2): after the one-time download the file stayed in the export folder for the rest of
+    its 24 hours, though no link could ever reach it again — a copy of the account's data kept for nothing (a backup
+    of the folder, a later bug in the download view). The file is deleted once it has been handed to the download."""
+    from authsvc import jobs
+
+    create_user(app)
+    login(client)
+    _request(client)
+    _work(app)
+    job = _job(app, kind="data_export")
+    with app.app_context():
+        path = jobs.export_dir() / job.file_name
+    assert path.is_file()
+    body = client.get(f"/account/data/export-job/{job.token}").get_data()
+    assert hashlib.sha256(body).hexdigest() == job.sha256  # the whole file was sent
+    assert not path.exists()
