@@ -79,6 +79,7 @@ class Job:
     expires_at: dt.datetime | None
     downloaded_at: dt.datetime | None
     result: dict | None
+    params: dict | None = None  # what the job was asked with (the audit export's filters)
 
     @property
     def ready(self) -> bool:
@@ -87,7 +88,8 @@ class Job:
     @classmethod
     def of(cls, row) -> "Job":
         return cls(row.token, row.kind, row.status, row.progress or 0, row.total, row.rows, row.size, row.sha256,
-                   row.created_at, row.expires_at, row.downloaded_at, json.loads(row.result) if row.result else None)
+                   row.created_at, row.expires_at, row.downloaded_at, json.loads(row.result) if row.result else None,
+                   json.loads(row.params) if row.params else None)
 
 
 def _svc():

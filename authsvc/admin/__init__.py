@@ -995,6 +995,10 @@ def audit_export_job(session, admin):
         job = jobs.request_job(admin.id, "audit_export", filters)
     except jobs.TooMany:
         abort(429)
+    if (job.params or {}) != filters:  # another export of this operator still runs: this request started nothing
+        _audit("admin:audit:export", admin, outcome="failure", reason="another_export_running",
+               details=dict(filters, job=job.token[:8]))
+        return redirect(url_for("admin.jobs_page"))
     _audit("admin:audit:export", admin, details=dict(filters, job=job.token[:8]))
     return redirect(url_for("admin.jobs_page"))
 

@@ -321,3 +321,24 @@ def test_a_downloaded_export_file_is_deleted_at_once(app, client):
     body = client.get(f"/account/data/export-job/{job.token}").get_data()
     assert hashlib.sha256(body).hexdigest() == job.sha256  # the whole file was sent
     assert not path.exists()
+
+
+def test_audit_export_asked_with_other_filters_while_one_runs_is_not_audited_as_started(app):
+    """Found reading the code behind a black-box run (attack2): while an audit export job with ``tag=admin:`` was
+    queued, ``POST /admin/audit/export-job?tag=account:`` got the running job back (one per operator) but wrote
+    ``admin:audit:export`` *success* with ``tag=account:`` and that job's id — the log said one set of events was
+    exported while the file held another. Such a request is now audited as a failure (another export is running)
+    and the job keeps its own filters."""
+    admin = admin_client(app)
+    page = admin.get("/admin/audit").get_data(as_text=True)
+    assert admin.post("/admin/audit/export-job?tag=admin:", data={"csrf_token": csrf_token(page)}).status_code == 302
+    r = admin.post("/admin/audit/export-job?tag=account:", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/admin/jobs")
+    job = _job(app, kind="audit_export")
+    assert json.loads(job.params) == {"tag": "admin:"}
+    rows = [(e.outcome, e.reason, json.loads(e.details)) for e in audit_rows(app, "admin:audit:export")]
+    assert rows == [("success", None, {"tag": "admin:", "job": job.token[:8]}),
+                    ("failure", "another_export_running", {"tag": "account:", "job": job.token[:8]})]
+    _work(app)
+    lines = gzip.decompress(admin.get(f"/admin/jobs/{job.token}/download").get_data()).decode().splitlines()
+    assert all(json.loads(x)["tag"].startswith("admin:") for x in lines[:-1])
