@@ -936,6 +936,8 @@ def audit_export(session, admin):
     cond, f, problems = _audit_filters()
     if problems:
         abort(400, "; ".join(problems))
+    if request.method == "HEAD":  # no body leaves: nothing to record (a link checker, `curl -I`)
+        return Response(status=200, mimetype="application/x-ndjson")
     _audit("admin:audit:export", admin, details={k: v for k, v in f.items() if v} or None)
     lines = audit_export_lines(*audit_export_query(f))
 

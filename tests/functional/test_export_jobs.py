@@ -342,3 +342,16 @@ def test_audit_export_asked_with_other_filters_while_one_runs_is_not_audited_as_
     _work(app)
     lines = gzip.decompress(admin.get(f"/admin/jobs/{job.token}/download").get_data()).decode().splitlines()
     assert all(json.loads(x)["tag"].startswith("admin:") for x in lines[:-1])
+
+
+def test_head_on_the_streamed_audit_export_writes_no_export_event(app):
+    """Found black-box (attack2): ``HEAD /admin/audit/export.jsonl`` (a link checker, ``curl -I``) wrote
+    ``admin:audit:export`` *success* although no event left the server (a HEAD has no body). A HEAD now answers the
+    headers only and records nothing; the GET still records its export."""
+    admin = admin_client(app)
+    r = admin.head("/admin/audit/export.jsonl?tag=admin:")
+    assert r.status_code == 200 and r.mimetype == "application/x-ndjson" and not r.get_data()
+    assert audit_rows(app, "admin:audit:export") == []
+    assert admin.get("/admin/audit/export.jsonl?tag=admin:").status_code == 200
+    assert [e.outcome for e in audit_rows(app, "admin:audit:export")] == ["success"]
+    assert admin.head("/admin/audit/export.jsonl?since=not-a-date").status_code == 400  # same checks as the GET
