@@ -936,6 +936,8 @@ def audit_export(session, admin):
     cond, f, problems = _audit_filters()
     if problems:
         abort(400, "; ".join(problems))
+    if request.method == "HEAD":  # no body leaves: nothing to record (a link checker, `curl -I`)
+        return Response(status=200, mimetype="application/x-ndjson")
     _audit("admin:audit:export", admin, details={k: v for k, v in f.items() if v} or None)
     lines = audit_export_lines(*audit_export_query(f))
 
@@ -995,6 +997,10 @@ def audit_export_job(session, admin):
         job = jobs.request_job(admin.id, "audit_export", filters)
     except jobs.TooMany:
         abort(429)
+    if (job.params or {}) != filters:  # another export of this operator still runs: this request started nothing
+        _audit("admin:audit:export", admin, outcome="failure", reason="another_export_running",
+               details=dict(filters, job=job.token[:8]))
+        return redirect(url_for("admin.jobs_page"))
     _audit("admin:audit:export", admin, details=dict(filters, job=job.token[:8]))
     return redirect(url_for("admin.jobs_page"))
 
@@ -1030,6 +1036,8 @@ def job_download(session, admin, token):
     404."""
     from authsvc import jobs
 
+    if request.method == "HEAD":  # a link checker or preview must not use up the one-time link
+        return jobs.head_response(jobs.peek_download(admin.id, token, "audit_export"))
     got = jobs.claim_download(admin.id, token, "audit_export")
     if got is None:
         abort(404)
