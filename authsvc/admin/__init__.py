@@ -534,7 +534,7 @@ def user_create(session, admin):
         try:
             user = services().accounts.create_invited(form.email.data, request_context())
         except ServiceError as exc:
-            form.email.errors = [exc.message]
+            form.email.errors = [_(exc.message)]  # the services mark their messages with N_
             status = 400
         else:
             _audit("admin:user:create", admin, user)
