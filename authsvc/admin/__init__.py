@@ -16,7 +16,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 from flask_babel import gettext as _gettext
 from flask_babel import lazy_gettext as _l
-from flask_babel import format_decimal, format_time, get_locale, ngettext
+from flask_babel import format_decimal, format_time, get_locale, ngettext, pgettext
 from babel import dates as babel_dates
 from flask import has_request_context
 from flask_wtf import FlaskForm
@@ -196,6 +196,13 @@ def _dashboard_numbers(db, now: dt.datetime) -> dict:
     return _cached_numbers(f"admin:dashboard:{now:%Y%m%d%H}", compute)
 
 
+def outcome_names() -> dict[str, str]:
+    """The sign-in outcomes of the dashboard's charts in the viewer's language (a context: the account page's
+    "allowed" is "allowed on <date>", another word in German)."""
+    return {"success": pgettext("sign-in outcome", "allowed"), "mfa_required": pgettext("sign-in outcome", "stepped up"),
+            "denied": pgettext("sign-in outcome", "denied"), "failed": pgettext("sign-in outcome", "failed")}
+
+
 @bp.get("/")
 @admin_gate
 def dashboard(session, admin):
@@ -205,16 +212,17 @@ def dashboard(session, admin):
     # Chart titles, descriptions and series names are translated here, on the server: the SVG carries no script.
     # The hour labels ("14:00", UTC hours) are shown in the viewer's time zone.
     labels = [format_time(start, "HH:mm") for start in rollup.hour_starts(now)][-len(labels):]
-    outcomes = [(o, _(name), css) for o, name, css in stats.OUTCOMES]
+    names = outcome_names()
+    outcomes = [(o, names[o], css) for o, _name, css in stats.OUTCOMES]
     per_hour = charts.stacked_bars(
         "logins-chart", _("Sign-ins per hour, last 24 hours"), _("Stacked bars by outcome: allowed, stepped up, "
                                                                  "denied, failed."),
         labels, [(name, css, series[o]) for o, name, css in outcomes])
     scores = charts.stacked_bars(
         "score-chart", _("Risk scores, last 24 hours"), _("Number of scored sign-ins per score range, by decision."),
-        s_labels, [(_("allowed"), "bar-allowed", s_by.get("allow", [0] * len(s_labels))),
-                   (_("stepped up"), "bar-stepup", s_by.get("step_up", [0] * len(s_labels))),
-                   (_("denied"), "bar-denied", s_by.get("deny", [0] * len(s_labels)))],
+        s_labels, [(names["success"], "bar-allowed", s_by.get("allow", [0] * len(s_labels))),
+                   (names["mfa_required"], "bar-stepup", s_by.get("step_up", [0] * len(s_labels))),
+                   (names["denied"], "bar-denied", s_by.get("deny", [0] * len(s_labels)))],
         width=420, height=200, label_every=1)
     marks = th.scan(_redis(), limit=2000)
     force = th.in_force(marks, services().settings)

@@ -9,12 +9,11 @@ from collections import Counter
 
 from sqlalchemy import case, func, select, text
 
-from authsvc.i18n import N_
 from authsvc.defense import prefix_of
 from authsvc.models import LoginEvent, SecurityEvent, User
 
-OUTCOMES = (("success", N_("allowed"), "bar-allowed"), ("mfa_required", N_("stepped up"), "bar-stepup"),
-            ("denied", N_("denied"), "bar-denied"), ("failed", N_("failed"), "bar-failed"))  # names: translated when shown
+OUTCOMES = (("success", "allowed", "bar-allowed"), ("mfa_required", "stepped up", "bar-stepup"),
+            ("denied", "denied", "bar-denied"), ("failed", "failed", "bar-failed"))
 SCORE_EDGES = (-4, -2, 0, 2, 4, 6, 8)
 
 
