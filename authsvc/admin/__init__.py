@@ -12,13 +12,13 @@ import ipaddress
 import json
 import re
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from babel import dates as babel_dates
+from flask import (Blueprint, Response, abort, flash, has_request_context, redirect, render_template, request,
+                   stream_with_context, url_for)
+from flask_babel import format_decimal, format_time, get_locale, ngettext, pgettext
 from flask_babel import gettext as _
 from flask_babel import gettext as _gettext
 from flask_babel import lazy_gettext as _l
-from flask_babel import format_decimal, format_time, get_locale, ngettext, pgettext
-from babel import dates as babel_dates
-from flask import has_request_context
 from flask_wtf import FlaskForm
 from sqlalchemy import false, func, select, true
 from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
