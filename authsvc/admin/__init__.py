@@ -793,9 +793,9 @@ def oauth_edit(session, admin, client_id: str | None = None):
                           "client_type": form.client_type,
                           "backchannel_logout_uri": form.backchannel_logout_uri}.get(exc.field)
                 if target is not None:
-                    target.errors = list(target.errors) + [exc.message]
+                    target.errors = list(target.errors) + [exc.shown()]
                 else:
-                    form.form_errors.append(exc.message)
+                    form.form_errors.append(exc.shown())
     return render_template("admin/oauth_form.html", form=form, client=row), status
 
 
@@ -822,7 +822,7 @@ def oauth_rotate(session, admin, client_id: str):
     try:
         secret = clients.rotate_secret(client_id, actor_id=admin.id)
     except ClientError as exc:
-        flash(exc.message, "warning")
+        flash(exc.shown(), "warning")
         return redirect(url_for("admin.oauth_clients"))
     _audit("admin:oauth:rotate_secret", admin, details={"client_id": client_id, "reason": reason})
     return render_template("admin/oauth_secret.html", client=row, secret=secret, new=False)
@@ -844,7 +844,7 @@ def oauth_delete(session, admin, client_id: str):
     try:
         clients.delete(client_id, actor_id=admin.id)
     except ClientError as exc:
-        flash(exc.message, "warning")
+        flash(exc.shown(), "warning")
         return redirect(url_for("admin.oauth_clients"))
     _audit("admin:oauth:delete", admin, details={"client_id": client_id, "reason": reason})
     flash(_("Client deleted; its tokens and consents are gone."), "success")

@@ -107,6 +107,30 @@ def test_hostile_values_on_translated_admin_pages_are_escaped_and_never_format_i
     assert "%(x)s" in listing and "{x}" in listing
 
 
+@pytest.mark.parametrize("uri", ["http://evil.example/%(x)s<script>alert(1)</script>", "https://a.example/cb#{x}%(uri)s",
+                                 "https://a.example:99999/<script>alert(1)</script>"])
+def test_oauth_form_errors_with_a_hostile_uri_are_translated_escaped_and_substituted_once(app, uri):
+    admin = admin_client(app)
+    h = {"Accept-Language": "de"}
+    page = admin.get("/admin/oauth/new", headers=h).get_data(as_text=True)
+    r = admin.post("/admin/oauth/new", headers=h, data={
+        "csrf_token": csrf_token(page), "name": "Shop", "client_type": "confidential", "redirect_uris": uri,
+        "grant_types": ["authorization_code"], "scopes": ["openid"], "token_format": "opaque", "quota_per_minute": "60"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "Traceback" not in html and "<script>alert(1)" not in html
+    assert re.search(r"darf kein Fragment enthalten|muss https, eine http-Loopback-IP|hat einen ungültigen Port|"
+                     r"darf keine Benutzerangaben", html)
+    assert "must be https" not in html and "must not contain" not in html and "invalid port" not in html
+    for token in ("%(x)s", "%(uri)s", "{x}"):  # the value shown as typed, never formatted again
+        assert token not in uri or token in html, token
+    with app.app_context():  # the CLI and the API keep English
+        from authsvc.oauth.clients import ClientError, validate_redirect_uri
+
+        with pytest.raises(ClientError) as exc:
+            validate_redirect_uri(uri)
+        assert exc.value.message.startswith(repr(uri)) and exc.value.shown() == exc.value.message
+
+
 @pytest.mark.parametrize("value", ["%(x)s", "{0}", "%s%s%s%n", "<b>x</b>", "\u202e", "x" * 5000, "de\x00",
                                    "actor%(field)s"])
 def test_hostile_audit_filters_come_back_translated_escaped_and_never_fail(app, value):
@@ -365,6 +389,17 @@ def _admin_pages(app):
         assert r.status_code == 200
         return r.get_data(as_text=True)
 
+    def client_refused(lang):
+        h = {"Accept-Language": lang}
+        html = admin.get("/admin/oauth/new", headers=h).get_data(as_text=True)
+        r = admin.post("/admin/oauth/new", headers=h, data={
+            "csrf_token": csrf_token(html), "name": "Shop", "client_type": "public",
+            "redirect_uris": "http://shop.example/cb", "grant_types": ["authorization_code", "client_credentials"],
+            "scopes": ["openid"], "token_format": "jwt", "access_token_ttl": "3600", "quota_per_minute": "60",
+            "backchannel_logout_uri": "http://127.0.0.1/logout"})
+        assert r.status_code == 400
+        return r.get_data(as_text=True)
+
     def need_mfa(lang):
         other = app.test_client()
         assert login(other, email="third-admin@example.com").status_code == 302
@@ -381,14 +416,14 @@ def _admin_pages(app):
         "audit, bad filters": get("/admin/audit?actor=nobody&since=soon"),
         "audit, none": get("/admin/audit?tag=zzz"), "jobs": get("/admin/jobs"), "outbox": get("/admin/outbox"),
         "oauth": get("/admin/oauth"), "oauth, new": get("/admin/oauth/new"),
-        "oauth, edit": get(f"/admin/oauth/{client_id}/edit"), "oauth, created": client_created,
+        "oauth, edit": get(f"/admin/oauth/{client_id}/edit"), "oauth, created": client_created, "oauth, refused": client_refused,
         "confirm disable": confirmation("disable"), "confirm end sessions": confirmation("end-sessions"),
         "confirm reset factors": confirmation("reset-factors"), "confirm unlock": confirmation("unlock"),
         "confirm bulk": bulk_confirmation, "confirm unblock": unblock_confirmation,
         "reason refused": wrong_reason, "flash after an action": after_action, "need MFA": need_mfa,
     }
     # Data shown as stored, in every language: reasons, client names, addresses, URIs, tag names.
-    data = ("Support ticket 4711", "Photo-Print", "example.com", "https://", "admin: / account:login")
+    data = ("Support ticket 4711", "Photo-Print", "example.com", "https://", "http://", "admin: / account:login")
     return pages, data
 
 
