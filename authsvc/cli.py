@@ -245,7 +245,8 @@ def retention(dry_run, loop, first_delay):
 @click.option("--server", "server_kind", type=click.Choice(["gunicorn", "granian"]), default="gunicorn",
               show_default=True, envvar="AUTHSVC_SERVER",
               help="granian (pip install 'authsvc[granian]'): a Rust HTTP server in front of the same WSGI app; "
-                   "measured ~1.9× gunicorn's throughput on the session check and introspection (docs/BENCHMARKS.md)")
+                   "faster on the session check and introspection (docs/BENCHMARKS.md) but without a per-request "
+                   "timeout; gunicorn stays the default (docs/OPERATIONS.md, 'Which HTTP server')")
 @with_appcontext
 def serve(host, port, workers, server_kind):
     from authsvc import embedded_redis
