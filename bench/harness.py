@@ -23,8 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/authsvc_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-# Extra gunicorn flags for a run, e.g. BENCH_GUNICORN="--worker-class gthread --threads 4" (default: sync workers,
-# as `authsvc serve` runs them).
+# The server: gunicorn sync workers as `authsvc serve` runs them by default (extra gunicorn flags in BENCH_GUNICORN,
+# e.g. "--worker-class gthread --threads 4"); BENCH_SERVER=granian as `authsvc serve --server granian` runs it.
 GUNICORN_EXTRA = os.environ.get("BENCH_GUNICORN", "").split()
 
 
@@ -83,9 +83,10 @@ def base_env(instance: str, **settings) -> dict:
 @contextmanager
 def server(env: dict, workers: int):
     port = free_port()
-    if os.environ.get("BENCH_SERVER") == "granian":  # experiment: a Rust HTTP server in front of the same WSGI app
+    if os.environ.get("BENCH_SERVER") == "granian":  # as `authsvc serve --server granian` runs it
         cmd = [os.path.join(os.path.dirname(PY), "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port",
-               str(port), "--workers", str(workers), "--log-level", "warning", *GUNICORN_EXTRA, "wsgi:app"]
+               str(port), "--workers", str(workers), "--blocking-threads", "1", "--log-level", "warning",
+               "--backlog", "2048", "wsgi:app"]
     else:
         cmd = [PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level",
                "warning", "--backlog", "2048", *GUNICORN_EXTRA, "wsgi:app"]

@@ -184,16 +184,16 @@ class AccountService:
         # Stricter than sign-up: an operator-typed (or pasted) address has no invisible characters (bidi overrides,
         # zero-width spaces) that would make it read as someone else's in the panel and the audit log.
         if not valid_email(email) or any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in email):
-            raise InvalidInput("Enter a valid e-mail address.", field="email")
+            raise InvalidInput(N_("Enter a valid e-mail address."), field="email")
         if self.db.session.execute(select(User.id).where(User.email == email)).scalar() is not None:
-            raise InvalidInput("An account with this address already exists.", field="email")
+            raise InvalidInput(N_("An account with this address already exists."), field="email")
         user = User(email=email, password_hash=None, sessions_valid_after=self.clock.now())
         self.db.session.add(user)
         try:
             self.db.session.commit()
         except IntegrityError:  # created concurrently
             self.db.session.rollback()
-            raise InvalidInput("An account with this address already exists.", field="email") from None
+            raise InvalidInput(N_("An account with this address already exists."), field="email") from None
         self._mail_invitation(user)
         return user
 

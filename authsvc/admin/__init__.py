@@ -12,10 +12,13 @@ import ipaddress
 import json
 import re
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from babel import dates as babel_dates
+from flask import (Blueprint, Response, abort, flash, has_request_context, redirect, render_template, request,
+                   stream_with_context, url_for)
+from flask_babel import format_decimal, format_time, get_locale, ngettext, pgettext
 from flask_babel import gettext as _
+from flask_babel import gettext as _gettext
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from flask_wtf import FlaskForm
 from sqlalchemy import false, func, select, true
 from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
@@ -69,34 +72,55 @@ def _redis_or_none():
         return None
 
 
-def human_duration(seconds) -> str:
-    """2591996 → "29 days 23 h", 754 → "12 min 34 s": the two largest units, rounded down (never overstates)."""
+_LONGEST = 999_999_999 * 86400  # the longest timedelta; a longer value is shown as that (understated, never over)
+
+
+def human_duration(seconds, locale=None) -> str:
+    """2591996 → "29 days 23 hr", 754 → "12 min 34 sec": the two largest units, rounded down (never overstates), in
+    ``locale`` (default: the viewer's language in a request, else English) — each unit by Babel's
+    ``format_timedelta`` at that unit's granularity (so 29 days never becomes "4 weeks"), e.g. "29 Tg. 23 Std."."""
     try:
-        left = max(int(seconds), 0)
-    except (TypeError, ValueError):
+        left = min(max(int(seconds), 0), _LONGEST)
+    except (TypeError, ValueError, OverflowError):
         return "—"
+    if locale is None:
+        locale = str(get_locale() or "en") if has_request_context() else "en"
     parts = []
-    for name, size in (("day", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
         n, left = divmod(left, size)
         if n:
-            parts.append(f"{n} {name}{'s' if name == 'day' and n != 1 else ''}")
-    return " ".join(parts[:2]) or "0 s"
+            parts.append((unit, n * size))
+    if not parts:
+        parts = [("second", 0)]
+    return " ".join(babel_dates.format_timedelta(dt.timedelta(seconds=s), granularity=unit, threshold=10**9,
+                                                 format="short", locale=locale) for unit, s in parts[:2])
 
 
 bp.add_app_template_filter(human_duration, "duration")
 
 
+def decimal1(value) -> str:
+    """A rate with one decimal in the viewer's language: 7.5 → "7.5" (en), "7,5" (de)."""
+    try:
+        return format_decimal(float(value), "0.0")
+    except (TypeError, ValueError):
+        return "—"
+
+
+bp.add_app_template_filter(decimal1, "decimal1")
+
+
 @bp.app_context_processor
 def _nav():
-    return {"admin_sections": (("admin.dashboard", "Dashboard"), ("admin.users", "Users"),
-                               ("admin.attacks", "Attacks"), ("admin.oauth_clients", "OAuth clients"),
-                               ("federation_admin.providers", "Sign-in providers"),
-                               ("admin.audit", "Audit log"), ("admin.outbox", "Outbox"))}
+    return {"admin_sections": (("admin.dashboard", _l("Dashboard")), ("admin.users", _l("Users")),
+                               ("admin.attacks", _l("Attacks")), ("admin.oauth_clients", _l("OAuth clients")),
+                               ("federation_admin.providers", _l("Sign-in providers")),
+                               ("admin.audit", _l("Audit log")), ("admin.outbox", _l("Outbox")))}
 
 
 # --- re-authentication without the MFA package ---------------------------------------------------------------------
 class ConfirmForm(FlaskForm):
-    password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)],
+    password = PasswordField(_l("Your password"), validators=[DataRequired(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})
 
 
@@ -118,7 +142,7 @@ def confirm():
             _audit("admin:reauth:success", user, user)
             return redirect(next_url)
         _audit("admin:reauth:failure", user, user, outcome="failure", reason="bad_password")
-        form.password.errors = ["That password is not right."]
+        form.password.errors = [_("That password is not right.")]
         status = 401
     return render_template("admin/confirm.html", form=form, fresh=is_fresh(session)), status
 
@@ -172,20 +196,33 @@ def _dashboard_numbers(db, now: dt.datetime) -> dict:
     return _cached_numbers(f"admin:dashboard:{now:%Y%m%d%H}", compute)
 
 
+def outcome_names() -> dict[str, str]:
+    """The sign-in outcomes of the dashboard's charts in the viewer's language (a context: the account page's
+    "allowed" is "allowed on <date>", another word in German)."""
+    return {"success": pgettext("sign-in outcome", "allowed"), "mfa_required": pgettext("sign-in outcome", "stepped up"),
+            "denied": pgettext("sign-in outcome", "denied"), "failed": pgettext("sign-in outcome", "failed")}
+
+
 @bp.get("/")
 @admin_gate
 def dashboard(session, admin):
     db, now = _db(), services().clock.now()
     n = _dashboard_numbers(db, now)
     labels, series, s_labels, s_by = n["labels"], n["series"], n["s_labels"], n["s_by"]
+    # Chart titles, descriptions and series names are translated here, on the server: the SVG carries no script.
+    # The hour labels ("14:00", UTC hours) are shown in the viewer's time zone.
+    labels = [format_time(start, "HH:mm") for start in rollup.hour_starts(now)][-len(labels):]
+    names = outcome_names()
+    outcomes = [(o, names[o], css) for o, _name, css in stats.OUTCOMES]
     per_hour = charts.stacked_bars(
-        "logins-chart", "Sign-ins per hour, last 24 hours", "Stacked bars by outcome: allowed, stepped up, denied, "
-        "failed.", labels, [(name, css, series[o]) for o, name, css in stats.OUTCOMES])
+        "logins-chart", _("Sign-ins per hour, last 24 hours"), _("Stacked bars by outcome: allowed, stepped up, "
+                                                                 "denied, failed."),
+        labels, [(name, css, series[o]) for o, name, css in outcomes])
     scores = charts.stacked_bars(
-        "score-chart", "Risk scores, last 24 hours", "Number of scored sign-ins per score range, by decision.",
-        s_labels, [("allowed", "bar-allowed", s_by.get("allow", [0] * len(s_labels))),
-                   ("stepped up", "bar-stepup", s_by.get("step_up", [0] * len(s_labels))),
-                   ("denied", "bar-denied", s_by.get("deny", [0] * len(s_labels)))],
+        "score-chart", _("Risk scores, last 24 hours"), _("Number of scored sign-ins per score range, by decision."),
+        s_labels, [(names["success"], "bar-allowed", s_by.get("allow", [0] * len(s_labels))),
+                   (names["mfa_required"], "bar-stepup", s_by.get("step_up", [0] * len(s_labels))),
+                   (names["denied"], "bar-denied", s_by.get("deny", [0] * len(s_labels)))],
         width=420, height=200, label_every=1)
     marks = th.scan(_redis(), limit=2000)
     force = th.in_force(marks, services().settings)
@@ -193,7 +230,7 @@ def dashboard(session, admin):
     meter = None
     if adoption:
         share = adoption[0] / adoption[1] if adoption[1] else 0.0
-        meter = charts.meter("mfa-meter", "Active users with a second factor", share)
+        meter = charts.meter("mfa-meter", _("Active users with a second factor"), share)
     svc = services()
     refusals = svc.refusals.recent_counts(24) if getattr(svc, "refusals", None) is not None else {}
     recent_refusals = list(db.session.execute(
@@ -205,8 +242,8 @@ def dashboard(session, admin):
     return render_template(
         "admin/dashboard.html", outbox_backlog=backlog(db.session), outbox_failed=failed_count(db.session),
         refusals=refusals, refusals_total=sum(refusals.values()),
-        recent_refusals=recent_refusals, scope_text=th.SCOPE_TEXT,
-        budget=budget.snapshot() if budget is not None else None, per_hour=per_hour, labels=labels, series=series, outcomes=stats.OUTCOMES,
+        recent_refusals=recent_refusals, scope_text=th.scope_texts(),
+        budget=budget.snapshot() if budget is not None else None, per_hour=per_hour, labels=labels, series=series, outcomes=outcomes,
         scores=scores, s_labels=s_labels, s_by=s_by, marks_total=len(marks), in_force=force[:10],
         in_force_total=len(force), sources=n["sources"], breached=n["breached"],
         breached_total=n["breached_total"], adoption=adoption, meter=meter, users_total=n["users_total"], users_exact=n["users_exact"],
@@ -235,7 +272,7 @@ def users(session, admin):
         except ValueError:
             ip = None
         if ip:
-            how = "IP address"
+            how = _("IP address")
             # Bounded: at most IP_SEARCH_ROWS receipts and sessions of the address are read (a carrier's NAT address
             # can carry millions), then the accounts are fetched by primary key — never a hash join over every
             # account (0.58 s at 1 M users; docs/BENCHMARKS.md).
@@ -243,16 +280,16 @@ def users(session, admin):
                 select(model.user_id).where(model.ip == ip).limit(IP_SEARCH_ROWS)).scalars()}
             query = query.where(User.id.in_(sorted(ids))) if ids else query.where(false())
         elif q.isascii() and q.isdigit():
-            how = "id"
+            how = _("id")
             uid = parse_id(q)  # too large for an id: matches nothing (never an out-of-range error from the database)
             query = query.where(User.id == uid) if uid is not None else query.where(false())
         else:
-            how = "e-mail"
+            how = _("e-mail")
             # Three characters or more: anywhere in the address (PostgreSQL answers from the trigram index of
             # migration 0011_lead_users_search); fewer: the start of the address (the e-mail index), so that a one-
             # letter search never reads every account.
             if _FULL_ADDRESS.fullmatch(q):  # a whole address: the account with it (the unique index), at once
-                how = "exact e-mail"
+                how = _("exact e-mail")
                 query = query.where(User.email == q.lower())
             else:
                 literal = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -505,7 +542,7 @@ def user_create(session, admin):
         try:
             user = services().accounts.create_invited(form.email.data, request_context())
         except ServiceError as exc:
-            form.email.errors = [exc.message]
+            form.email.errors = [_(exc.message)]  # the services mark their messages with N_
             status = 400
         else:
             _audit("admin:user:create", admin, user)
@@ -622,7 +659,7 @@ def unblock(session, admin):
 
     def plan(payload):
         kind, entity = _one_entity(payload["tag"])
-        kind_text = th.KIND_TEXT.get(kind, kind)
+        kind_text = th.kind_text(kind)
         who = _account_labels([payload["tag"]]).get(payload["tag"])
         return cf.Plan(_("Unblock %(what)s", what=kind_text),
                        _("Every counter and block of this entity is cleared; remembered familiar places are kept."),
@@ -635,7 +672,7 @@ def unblock(session, admin):
     n = th.unblock(_redis(), payload["tag"])
     _audit("admin:throttle:unblock", admin,
            details={"kind": kind, "entity": entity[:64], "keys": n, "reason": reason})
-    what = th.KIND_TEXT.get(kind, kind)
+    what = th.kind_text(kind)
     flash(ngettext("Unblocked %(what)s (%(num)d counter cleared).", "Unblocked %(what)s (%(num)d counters cleared).",
                    n, what=what) if n else _("Nothing to unblock: it had already expired."),
           "success" if n else "warning")
@@ -659,23 +696,25 @@ class MultiCheckbox(SelectMultipleField):
 
 
 class ClientForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
-    client_type = SelectField("Type", choices=_choices([
-        ("confidential", "Confidential (has a secret: server-side app)"),
-        ("public", "Public (no secret: mobile, desktop or browser app)")]))
-    redirect_uris = TextAreaField("Redirect URIs (one per line)", validators=[Length(max=4000)])
-    grant_types = MultiCheckbox("Grants", choices=_choices([
-        ("authorization_code", "Authorization code (+PKCE)"), ("refresh_token", "Refresh token"),
-        ("client_credentials", "Client credentials"),
-        ("urn:ietf:params:oauth:grant-type:device_code", "Device code")]))
-    scopes = MultiCheckbox("Scopes", choices=_choices((s, s) for s in ("openid", "profile", "email", "offline_access")))
-    token_format = SelectField("Access tokens", choices=_choices([("opaque", "Opaque (revocable at once)"),
-                                                                 ("jwt", "JWT (RFC 9068, ≤ 15 min)")]))
-    access_token_ttl = IntegerField("Access-token lifetime (seconds)", validators=[Optional(), NumberRange(10, 86400)])
-    quota_per_minute = IntegerField("Quota (token requests per minute)",
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=120)])
+    client_type = SelectField(_l("Type"), choices=_choices([
+        ("confidential", _l("Confidential (has a secret: server-side app)")),
+        ("public", _l("Public (no secret: mobile, desktop or browser app)"))]))
+    redirect_uris = TextAreaField(_l("Redirect URIs (one per line)"), validators=[Length(max=4000)])
+    grant_types = MultiCheckbox(_l("Grants"), choices=_choices([
+        ("authorization_code", _l("Authorization code (+PKCE)")), ("refresh_token", _l("Refresh token")),
+        ("client_credentials", _l("Client credentials")),
+        ("urn:ietf:params:oauth:grant-type:device_code", _l("Device code"))]))
+    scopes = MultiCheckbox(_l("Scopes"), choices=_choices((s, s) for s in ("openid", "profile", "email",
+                                                                            "offline_access")))
+    token_format = SelectField(_l("Access tokens"), choices=_choices([("opaque", _l("Opaque (revocable at once)")),
+                                                                     ("jwt", _l("JWT (RFC 9068, ≤ 15 min)"))]))
+    access_token_ttl = IntegerField(_l("Access-token lifetime (seconds)"),
+                                    validators=[Optional(), NumberRange(10, 86400)])
+    quota_per_minute = IntegerField(_l("Quota (token requests per minute)"),
                                     validators=[DataRequired(), NumberRange(1, 1_000_000)])
-    backchannel_logout_uri = StringField("Back-channel logout URI", validators=[Length(max=2000)])
-    backchannel_logout_session_required = BooleanField("The app needs the session id (sid) in logout tokens")
+    backchannel_logout_uri = StringField(_l("Back-channel logout URI"), validators=[Length(max=2000)])
+    backchannel_logout_session_required = BooleanField(_l("The app needs the session id (sid) in logout tokens"))
 
 
 def _uris(text: str | None) -> list[str]:
@@ -745,7 +784,7 @@ def oauth_edit(session, admin, client_id: str | None = None):
                     return render_template("admin/oauth_secret.html", client=created, secret=secret, new=True)
                 clients.update(row.id, actor_id=admin.id, **fields)
                 _audit("admin:oauth:update", admin, details={"client_id": row.id, "fields": sorted(fields)})
-                flash(f"Saved “{fields['name']}”.", "success")
+                flash(_("Saved “%(name)s”.", name=fields["name"]), "success")
                 return redirect(url_for("admin.oauth_clients"))
             except ClientError as exc:
                 target = {"redirect_uri": form.redirect_uris, "grant_types": form.grant_types,
@@ -754,9 +793,9 @@ def oauth_edit(session, admin, client_id: str | None = None):
                           "client_type": form.client_type,
                           "backchannel_logout_uri": form.backchannel_logout_uri}.get(exc.field)
                 if target is not None:
-                    target.errors = list(target.errors) + [exc.message]
+                    target.errors = list(target.errors) + [exc.shown()]
                 else:
-                    form.form_errors.append(exc.message)
+                    form.form_errors.append(exc.shown())
     return render_template("admin/oauth_form.html", form=form, client=row), status
 
 
@@ -783,7 +822,7 @@ def oauth_rotate(session, admin, client_id: str):
     try:
         secret = clients.rotate_secret(client_id, actor_id=admin.id)
     except ClientError as exc:
-        flash(exc.message, "warning")
+        flash(exc.shown(), "warning")
         return redirect(url_for("admin.oauth_clients"))
     _audit("admin:oauth:rotate_secret", admin, details={"client_id": client_id, "reason": reason})
     return render_template("admin/oauth_secret.html", client=row, secret=secret, new=False)
@@ -805,7 +844,7 @@ def oauth_delete(session, admin, client_id: str):
     try:
         clients.delete(client_id, actor_id=admin.id)
     except ClientError as exc:
-        flash(exc.message, "warning")
+        flash(exc.shown(), "warning")
         return redirect(url_for("admin.oauth_clients"))
     _audit("admin:oauth:delete", admin, details={"client_id": client_id, "reason": reason})
     flash(_("Client deleted; its tokens and consents are gone."), "success")
@@ -835,8 +874,16 @@ def _time_as_id(when: dt.datetime, op: str):
     return SecurityEvent.id < first if first is not None else true()
 
 
+def _plain(message: str, **variables) -> str:
+    """gettext's signature without a translation: the English text, outside a request (a background job)."""
+    return message % variables if variables else message
+
+
 def _audit_filters(args=None) -> tuple[list, dict, list[str]]:
-    """The audit page's filters from ``args`` (the query string by default; a background export's saved filters)."""
+    """The audit page's filters from ``args`` (the query string by default; a background export's saved filters).
+    The problems are in the viewer's language; a background job (no request) gets them in English."""
+    _ = _gettext if has_request_context() else _plain
+    names = {"actor": _("actor"), "subject": _("subject"), "since": _("since"), "until": _("until")}
     args, cond, problems = request.args if args is None else args, [], []
     f = {k: (args.get(k) or "").strip()[:64] for k in ("tag", "actor", "subject", "since", "until", "outcome")}
     if f["tag"]:
@@ -855,19 +902,20 @@ def _audit_filters(args=None) -> tuple[list, dict, list[str]]:
         if f[key]:
             if f[key].isascii() and f[key].isdigit():
                 if parse_id(f[key]) is None:
-                    problems.append(f"{key}: no user has id {f[key][:24]}")
+                    problems.append(_("%(field)s: no user has id %(id)s", field=names[key],
+                                      id=f[key][:24]))
                 else:
                     cond.append(col == int(f[key]))
             elif "@" in f[key]:  # an e-mail address → that user's id
                 uid = _db().session.execute(select(User.id).where(User.email == f[key].lower())).scalar()
                 cond.append(col == (uid if uid is not None else -1))
             else:
-                problems.append(f"{key}: enter a user id or an e-mail address")
+                problems.append(_("%(field)s: enter a user id or an e-mail address", field=names[key]))
     for key, op in (("since", "ge"), ("until", "lt")):
         if f[key]:
             when = _parse_time(f[key])
             if when is None:
-                problems.append(f"{key}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)")
+                problems.append(_("%(field)s: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)", field=names[key]))
             else:
                 cond.append(_time_as_id(when, op))
     if f["outcome"] in ("success", "failure", "info"):
@@ -889,7 +937,7 @@ def audit(session, admin):
     raw_before = request.args.get("before")
     before = parse_id(raw_before) if raw_before else None
     if raw_before and before is None:
-        abort(400, "before: an event id")
+        abort(400, _("before: an event id"))
     q = select(SecurityEvent).where(*cond).order_by(SecurityEvent.id.desc()).limit(101)
     if before:
         q = q.where(SecurityEvent.id < before)
@@ -912,16 +960,18 @@ def audit(session, admin):
 def audit_verify(session, admin):
     """The full pass over the whole chain (what `authsvc audit verify` does), on an operator's request."""
     if not ActionForm().validate_on_submit():
-        flash("The form expired. Reload the page and try again.", "warning")
+        flash(_("The form expired. Reload the page and try again."), "warning")
         return redirect(url_for("admin.audit"))
     report = services().audit.verify()
     _audit("admin:audit:verify", admin, outcome="success" if report.ok else "failure",
            reason=None if report.ok else f"event {report.first_bad_id}: {report.problem}"[:255],
            details={"checked": report.checked})
     if report.ok:
-        flash(f"Full check: all {report.checked} events verified, none edited or deleted.", "success")
+        flash(_("Full check: all %(count)s events verified, none edited or deleted.", count=report.checked),
+              "success")
     else:
-        flash(f"Full check: the chain is BROKEN at event {report.first_bad_id}: {report.problem}.", "error")
+        flash(_("Full check: the chain is BROKEN at event %(id)s: %(problem)s.", id=report.first_bad_id,
+                problem=report.problem), "error")
     return redirect(url_for("admin.audit"))
 
 
@@ -936,6 +986,8 @@ def audit_export(session, admin):
     cond, f, problems = _audit_filters()
     if problems:
         abort(400, "; ".join(problems))
+    if request.method == "HEAD":  # no body leaves: nothing to record (a link checker, `curl -I`)
+        return Response(status=200, mimetype="application/x-ndjson")
     _audit("admin:audit:export", admin, details={k: v for k, v in f.items() if v} or None)
     lines = audit_export_lines(*audit_export_query(f))
 
@@ -995,6 +1047,10 @@ def audit_export_job(session, admin):
         job = jobs.request_job(admin.id, "audit_export", filters)
     except jobs.TooMany:
         abort(429)
+    if (job.params or {}) != filters:  # another export of this operator still runs: this request started nothing
+        _audit("admin:audit:export", admin, outcome="failure", reason="another_export_running",
+               details=dict(filters, job=job.token[:8]))
+        return redirect(url_for("admin.jobs_page"))
     _audit("admin:audit:export", admin, details=dict(filters, job=job.token[:8]))
     return redirect(url_for("admin.jobs_page"))
 
@@ -1030,6 +1086,8 @@ def job_download(session, admin, token):
     404."""
     from authsvc import jobs
 
+    if request.method == "HEAD":  # a link checker or preview must not use up the one-time link
+        return jobs.head_response(jobs.peek_download(admin.id, token, "audit_export"))
     got = jobs.claim_download(admin.id, token, "audit_export")
     if got is None:
         abort(404)

@@ -10,29 +10,49 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from flask import has_request_context
+from flask_babel import gettext
 from redis.cluster import RedisCluster
+
+from authsvc.i18n import N_
 
 KEY = re.compile(r"^th:\{(?P<tag>[^}]*)\}(?::(?P<suffix>[a-z]+))?$")
 
-KIND_TEXT = {"a": "account", "p": "account × IP", "ip": "IP address", "pfx": "network prefix", "asn": "ASN",
-             "pw": "password (keyed hash)", "p32": "IPv6 /32 network",
-             "pk": "account × network, correct password stopped"}
+KIND_TEXT = {"a": N_("account"), "p": N_("account × IP"), "ip": N_("IP address"), "pfx": N_("network prefix"),
+             "asn": N_("ASN"), "pw": N_("password (keyed hash)"), "p32": N_("IPv6 /32 network"),
+             "pk": N_("account × network, correct password stopped")}
 SUFFIX_TEXT = {
-    None: "failures (account × IP)", "f": "failures", "sf": "failures in spray window", "u": "distinct accounts tried",
-    "x": "failures on unknown accounts", "b": "blocked (spray)", "c": "consecutive failures",
-    "fu": "failures from unfamiliar places", "ff": "failures from familiar places", "lu": "locked (unfamiliar places)",
-    "lf": "locked (familiar places)", "known": "familiar places (not a block)",
+    None: N_("failures (account × IP)"), "f": N_("failures"), "sf": N_("failures in spray window"),
+    "u": N_("distinct accounts tried"), "x": N_("failures on unknown accounts"), "b": N_("blocked (spray)"),
+    "c": N_("consecutive failures"), "fu": N_("failures from unfamiliar places"),
+    "ff": N_("failures from familiar places"), "lu": N_("locked (unfamiliar places)"),
+    "lf": N_("locked (familiar places)"), "known": N_("familiar places (not a block)"),
 }
 BLOCK_SUFFIXES = {"b", "lu", "lf"}
 
 # The limiter named in a 429 (``Throttled.scope``), in words for the dashboard's refusals table.
 SCOPE_TEXT = {
-    "account_ip": "account × IP failures", "ip": "IP address failures", "pfx": "network prefix failures",
-    "asn": "ASN failures", "ip_spray": "spray from an IP", "pfx_spray": "spray from a network",
-    "asn_spray": "spray from an ASN", "password_spray": "one password across accounts",
-    "account": "account lock (growing delay)", "account_failure_cap": "consecutive-failure cap (reset required)",
-    "global_unfamiliar": "service-wide budget for unfamiliar attempts", "oauth": "OAuth client quota",
+    "account_ip": N_("account × IP failures"), "ip": N_("IP address failures"), "pfx": N_("network prefix failures"),
+    "asn": N_("ASN failures"), "ip_spray": N_("spray from an IP"), "pfx_spray": N_("spray from a network"),
+    "asn_spray": N_("spray from an ASN"), "password_spray": N_("one password across accounts"),
+    "account": N_("account lock (growing delay)"),
+    "account_failure_cap": N_("consecutive-failure cap (reset required)"),
+    "global_unfamiliar": N_("service-wide budget for unfamiliar attempts"), "oauth": N_("OAuth client quota"),
 }
+
+
+def _shown(text: str) -> str:
+    """A marked text in the viewer's language (in a request), else as written. Unknown codes stay as they are."""
+    return gettext(text) if has_request_context() else text
+
+
+def kind_text(kind: str) -> str:
+    return _shown(KIND_TEXT[kind]) if kind in KIND_TEXT else kind
+
+
+def scope_texts() -> dict[str, str]:
+    """SCOPE_TEXT in the viewer's language (the dashboard's refusals table)."""
+    return {k: _shown(v) for k, v in SCOPE_TEXT.items()}
 
 
 @dataclass(frozen=True)
@@ -46,11 +66,11 @@ class Mark:
 
     @property
     def kind_text(self) -> str:
-        return KIND_TEXT.get(self.kind, self.kind)
+        return kind_text(self.kind)
 
     @property
     def what(self) -> str:
-        return SUFFIX_TEXT.get(self.suffix, self.suffix or "")
+        return _shown(SUFFIX_TEXT[self.suffix]) if self.suffix in SUFFIX_TEXT else (self.suffix or "")
 
     @property
     def tag(self) -> str:

@@ -85,8 +85,12 @@ def select_locale() -> str:
 
 
 def normalize_timezone(value: str | None) -> str | None:
-    """An IANA zone name (``Europe/Oslo``) this machine knows, or None. Never raises."""
-    if not value or len(value) > 64 or not _ZONE.fullmatch(value):
+    """An IANA zone name (``Europe/Oslo``) this machine knows, or None. Never raises.
+
+    Only names both zone libraries know: ``ZoneInfo`` opens any file of the zoneinfo folder (``posixrules``,
+    ``localtime``, ``Factory``, the ``posix/`` and ``right/`` copies), but Flask-Babel formats page times with pytz,
+    which does not know those names — a stored one made every signed-in page of the account answer 500 (attack2)."""
+    if not value or len(value) > 64 or not _ZONE.fullmatch(value) or value not in _known_zones():
         return None
     try:
         ZoneInfo(value)
@@ -99,11 +103,18 @@ _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*")
 
 
 @functools.lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    """IANA zone names known to both ``zoneinfo`` and pytz (Flask-Babel's), without the legacy file copies."""
+    import pytz
+
+    return frozenset(z for z in available_timezones() & pytz.all_timezones_set
+                     if not z.startswith(("posix/", "right/")) and z not in ("posixrules", "localtime", "Factory"))
+
+
+@functools.lru_cache(maxsize=1)
 def zone_names() -> tuple[str, ...]:
-    """The IANA zones this machine knows, for the time zone field's suggestions (the legacy ``posix/``, ``right/``
-    copies left out)."""
-    return tuple(sorted(z for z in available_timezones()
-                        if normalize_timezone(z) and not z.startswith(("posix/", "right/", "posixrules"))))
+    """The IANA zones this machine knows, for the time zone field's suggestions."""
+    return tuple(sorted(z for z in _known_zones() if normalize_timezone(z)))
 
 
 def select_timezone() -> str | None:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import and_, or_, select
 
+from authsvc.i18n import N_
 from authsvc.models import OAuthClient, OAuthConsent, OAuthGrant
 
 GRANT_TYPES = {"authorization_code", "refresh_token", "client_credentials",
@@ -31,12 +32,23 @@ _LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 
 
 class ClientError(ValueError):
-    """A client registration is invalid; ``field`` names the offending setting."""
+    """A client registration is invalid; ``field`` names the offending setting. ``message`` is English (the CLI, the
+    API, logs); ``shown()`` is the same text in the viewer's language for the admin panel: the message is a template
+    marked N_ and its values are substituted after translation, once (a hostile URI is never format-interpreted)."""
 
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"{field_name}: {message}")
+    def __init__(self, field_name: str, message: str, **params):
+        self.template, self.params = message, params
+        self.message = message % params if params else message
+        super().__init__(f"{field_name}: {self.message}")
         self.field = field_name
-        self.message = message
+
+    def shown(self) -> str:
+        from flask import has_request_context
+        from flask_babel import gettext
+
+        if not has_request_context():
+            return self.message
+        return gettext(self.template, **self.params) if self.params else gettext(self.template)
 
 
 def _hash_secret(secret: str) -> str:
@@ -87,18 +99,18 @@ def _is_loopback_http(uri: str) -> bool:
 
 def validate_redirect_uri(uri: str) -> None:
     if not isinstance(uri, str) or not uri:
-        raise ClientError("redirect_uri", "must be a non-empty string")
+        raise ClientError("redirect_uri", N_("must be a non-empty string"))
     parts = urlsplit(uri)
     if parts.fragment or "#" in uri:
-        raise ClientError("redirect_uri", f"{uri!r} must not contain a fragment")
+        raise ClientError("redirect_uri", N_("%(uri)s must not contain a fragment"), uri=repr(uri))
     if not is_clean_uri(uri):
-        raise ClientError("redirect_uri", f"{uri!r} must not contain user info ('@'), spaces, control characters, "
-                                          "backslashes, quotes or non-ASCII characters")
+        raise ClientError("redirect_uri", N_("%(uri)s must not contain user info ('@'), spaces, control characters, "
+                                             "backslashes, quotes or non-ASCII characters"), uri=repr(uri))
     if uri.startswith("https://"):
         try:
             host, port = parts.hostname, parts.port
         except ValueError:
-            raise ClientError("redirect_uri", f"{uri!r} has an invalid port") from None
+            raise ClientError("redirect_uri", N_("%(uri)s has an invalid port"), uri=repr(uri)) from None
         if host and port != 0:
             return
     if _is_loopback_http(uri):
@@ -106,8 +118,8 @@ def validate_redirect_uri(uri: str) -> None:
     if parts.scheme and "." in parts.scheme and parts.scheme == parts.scheme.lower() \
             and uri.startswith(parts.scheme + ":") and not parts.netloc:
         return  # private-use scheme of a native app, reverse-DNS (RFC 8252 §7.1): "com.example.app:/cb"
-    raise ClientError("redirect_uri", f"{uri!r} must be https, an http loopback IP (127.0.0.1 / [::1]) "
-                                      "or a reverse-DNS private-use scheme")
+    raise ClientError("redirect_uri", N_("%(uri)s must be https, an http loopback IP (127.0.0.1 / [::1]) "
+                                         "or a reverse-DNS private-use scheme"), uri=repr(uri))
 
 
 def validate_origin(origin: str) -> None:
@@ -135,24 +147,24 @@ def validate_backchannel_logout_uri(uri, client_type: str) -> None:
     on the same host; nothing travels over a network in clear). No userinfo, nothing a parser could read two ways
     (the same ``is_clean_uri`` as redirect URIs). The URI is set by an administrator, never by the client itself."""
     if not isinstance(uri, str) or not uri:
-        raise ClientError("backchannel_logout_uri", "must be a non-empty string")
+        raise ClientError("backchannel_logout_uri", N_("must be a non-empty string"))
     if "#" in uri:
-        raise ClientError("backchannel_logout_uri", "must not contain a fragment")
+        raise ClientError("backchannel_logout_uri", N_("must not contain a fragment"))
     if not is_clean_uri(uri):
-        raise ClientError("backchannel_logout_uri", "must not contain user info ('@'), spaces, control characters, "
-                                                    "backslashes, quotes or non-ASCII characters")
+        raise ClientError("backchannel_logout_uri", N_("must not contain user info ('@'), spaces, control "
+                                                       "characters, backslashes, quotes or non-ASCII characters"))
     parts = urlsplit(uri)
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
-        raise ClientError("backchannel_logout_uri", "has an invalid port") from None
+        raise ClientError("backchannel_logout_uri", N_("has an invalid port")) from None
     if parts.scheme == "https" and uri.startswith("https://") and host and port != 0:
         return
     if parts.scheme == "http" and _loopback(uri) is not None:
         if client_type != "confidential":
-            raise ClientError("backchannel_logout_uri", "http is allowed for confidential clients only (§2.2)")
+            raise ClientError("backchannel_logout_uri", N_("http is allowed for confidential clients only (§2.2)"))
         return
-    raise ClientError("backchannel_logout_uri", "must be an absolute https URL (http only to 127.0.0.1 or [::1])")
+    raise ClientError("backchannel_logout_uri", N_("must be an absolute https URL (http only to 127.0.0.1 or [::1])"))
 
 
 @dataclass
@@ -323,10 +335,10 @@ class ClientService:
         if row.client_type not in ("public", "confidential"):
             raise ClientError("client_type", "must be public or confidential")
         if "client_credentials" in grants and row.client_type != "confidential":
-            raise ClientError("grant_types", "client_credentials needs a confidential client")
+            raise ClientError("grant_types", N_("client_credentials needs a confidential client"))
         uris = json.loads(row.redirect_uris)
         if "authorization_code" in grants and not uris:
-            raise ClientError("redirect_uri", "authorization_code needs at least one redirect URI")
+            raise ClientError("redirect_uri", N_("authorization_code needs at least one redirect URI"))
         for u in uris + json.loads(row.post_logout_redirect_uris):
             validate_redirect_uri(u)
         unknown_scopes = [s for s in row.scopes.split() if s not in SCOPES]
@@ -335,12 +347,12 @@ class ClientService:
         if row.token_format not in ("opaque", "jwt"):
             raise ClientError("token_format", "must be opaque or jwt")
         if not 10 <= row.access_token_ttl <= 86400:
-            raise ClientError("access_token_ttl", "must be between 10 and 86400 seconds")
+            raise ClientError("access_token_ttl", N_("must be between 10 and 86400 seconds"))
         if row.token_format == "jwt" and row.access_token_ttl > 900:
-            raise ClientError("access_token_ttl", "JWT access tokens cannot be revoked at resource servers that "
-                                                  "verify them offline: keep them ≤ 900 seconds")
+            raise ClientError("access_token_ttl", N_("JWT access tokens cannot be revoked at resource servers that "
+                                                     "verify them offline: keep them ≤ 900 seconds"))
         if row.quota_per_minute < 1:
-            raise ClientError("quota_per_minute", "must be ≥ 1")
+            raise ClientError("quota_per_minute", N_("must be ≥ 1"))
         for origin in json.loads(row.allowed_origins or "[]"):
             validate_origin(origin)
         if row.token_endpoint_auth_method not in (None, "private_key_jwt"):

@@ -40,6 +40,9 @@ def privacy() -> PrivacyService:
         ext["authsvc.privacy"] = PrivacyService(db=svc.audit.db, redis_getter=lambda: RedisExtension.client_for(app),
                                                 clock=svc.clock, audit=svc.audit, sessions=svc.sessions,
                                                 hasher=svc.hasher, outbox=svc.outbox)
+        from authsvc import jobs
+
+        ext["authsvc.privacy"].erasure_listeners.append(jobs.erase_files)  # export files go with the account
     return ext["authsvc.privacy"]
 
 
@@ -386,6 +389,8 @@ def init_routes(bp) -> None:
         again = _fresh_or_redirect(session, url_for("web.export_page"))
         if again is not None:
             return again
+        if request.method == "HEAD":  # a link checker or preview must not use up the one-time link
+            return jobs.head_response(jobs.peek_download(user.id, token, "data_export"))
         got = jobs.claim_download(user.id, token, "data_export")
         if got is None:
             abort(404)

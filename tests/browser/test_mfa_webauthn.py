@@ -298,6 +298,7 @@ def test_passkey_offer_after_password_sign_in_rename_and_signal(wa_server, brows
     with app.app_context():
         row = db.session.execute(db.select(WebAuthnCredential)).scalar_one()
         cred_id, handle, credential_id = row.id, row.user_handle, row.credential_id
+    page.wait_for_function("window.__signals.length > 0")  # the script runs at DOMContentLoaded, after the text shows
     signals = page.evaluate("window.__signals")
     assert signals and signals[-1]["userId"] == handle and signals[-1]["allAcceptedCredentialIds"] == [credential_id]
 
@@ -330,6 +331,7 @@ def test_passkey_offer_after_password_sign_in_rename_and_signal(wa_server, brows
     page.get_by_role("button", name="Remove Work laptop phone").click()
     page.get_by_role("button", name="Remove it").click()
     page.get_by_text("was removed").wait_for()
+    page.wait_for_function("document.readyState === 'complete'")  # the page's script has run
     assert page.evaluate("window.__signals") == []  # no passkey left: no user handle to signal (docs/SECURITY.md)
     # No passkey left → no user handle → nothing to signal, and the offer may come back (password session).
     page.get_by_role("button", name="Not now").click()

@@ -210,3 +210,22 @@ def test_flash_and_form_messages_of_the_account_pages_follow_the_language(app):
     resp = client.post("/account/password", headers={"Accept-Language": "nb"}, data={
         "csrf_token": csrf_token(page), "current_password": "not it at all, sorry", "new_password": PASSWORD + "x"})
     assert "Det nåværende passordet er feil." in resp.get_data(as_text=True)
+
+
+# --- attack2: zone files ZoneInfo opens that Flask-Babel's pytz does not know -----------------------------------------
+@pytest.mark.parametrize("zone", ["posixrules", "localtime", "Factory", "posix/Europe/Oslo", "right/UTC"])
+def test_region_refuses_zone_files_that_are_not_iana_zone_names(app, zone):
+    """Found black-box (attack2): ``POST /account/region timezone=posixrules`` was stored (ZoneInfo opens any file
+    under the zoneinfo folder) and every signed-in page of the account answered 500 from then on, because Flask-Babel
+    formats times with pytz, which does not know the name. Such a name is refused (400, nothing stored); one already
+    stored is read as UTC, so the pages work."""
+    create_user(app, locale="nb", timezone="Europe/Oslo")
+    client = _signed_in(app)
+    resp = _region(client, timezone=zone)
+    assert resp.status_code == 400
+    assert _stored(app) == ("nb", "Europe/Oslo")
+    with app.app_context():  # stored before this fix (or written straight to the database)
+        db.session.execute(User.__table__.update().values(timezone=zone))
+        db.session.commit()
+    for path in ("/account", "/account/activity", "/account/data"):
+        assert client.get(path).status_code == 200, path

@@ -103,3 +103,24 @@ def stop_for_good(proc: subprocess.Popen, instance: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    for pid in processes_of_instance(instance):  # e.g. a server in a process group of its own, orphaned
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def processes_of_instance(instance: str) -> list[int]:
+    """Live processes started for this instance folder (AUTHSVC_INSTANCE_PATH in their environment)."""
+    want = f"AUTHSVC_INSTANCE_PATH={instance}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if want in fh.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
