@@ -54,7 +54,9 @@ def add(session, admin):
                                stats=_stats(), form=ActionForm(), kinds=("oidc", "google", "apple", "microsoft",
                                                                          "github"),
                                redirect_uri=_fed().redirect_uri, error=exc.message), 400
-    flash(f"Added {row.name}. Register {_fed().redirect_uri(row)} at the provider.", "success")
+    from flask_babel import gettext as _
+
+    flash(_("Added %(name)s. Register %(uri)s at the provider.", name=row.name, uri=_fed().redirect_uri(row)), "success")
     return redirect(url_for("federation_admin.providers"))
 
 

@@ -421,6 +421,7 @@ def _admin_pages(app):
         "confirm reset factors": confirmation("reset-factors"), "confirm unlock": confirmation("unlock"),
         "confirm bulk": bulk_confirmation, "confirm unblock": unblock_confirmation,
         "reason refused": wrong_reason, "flash after an action": after_action, "need MFA": need_mfa,
+        "sign-in providers": get("/admin/idp/"),
     }
     # Data shown as stored, in every language: reasons, client names, addresses, URIs, tag names.
     data = ("Support ticket 4711", "Photo-Print", "example.com", "https://", "http://", "admin: / account:login")
