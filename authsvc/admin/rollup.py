@@ -29,7 +29,7 @@ HOUR = dt.timedelta(hours=1)
 ROLLUP_GRACE = dt.timedelta(minutes=2)
 ROLLUP_TTL = 26 * 3600  # a piece outlives the 24 hours it is shown in
 TOP_PER_HOUR = 500
-KEY = "admin:rollup:h:"
+KEY = "admin:rollup:{dash}:h:"  # one hash tag: the 23 pieces are one MGET on a Redis Cluster too (one slot)
 
 
 def hour_piece(db, start: dt.datetime) -> dict:

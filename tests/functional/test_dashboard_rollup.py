@@ -223,7 +223,7 @@ def test_the_worker_keeps_the_ended_hours_so_a_first_load_counts_only_the_hour_i
         for key in list(r.scan_iter(match="admin:*")):
             r.delete(key)
         signals(app).worker.run_ticks()
-        assert len(list(r.scan_iter(match="admin:rollup:h:*"))) == 23
+        assert len(list(r.scan_iter(match="admin:rollup:*"))) == 23
     seen = _statements(app, lambda: admin.get("/admin/"))
     day_queries = [q for q in seen if "login_events" in q and "occurred_at" in q]
     assert 0 < len(day_queries) <= 4, day_queries
