@@ -12,6 +12,9 @@ binding only means the browser registers again, while the session keeps SQL's re
 | ``bc`` | the short cookie: ``<sha256 now>:<deadline>:<sha256 previous>:<previous until>`` |
 | ``mis`` | when a request without the short cookie was last audited (one row a minute) |
 
+A bound session needs its short cookie, except within ``grace`` seconds of the binding and before any refresh: a
+browser follows the sign-in's redirect while it registers, so that first page can arrive without the cookie.
+
 The session check reads ``bc`` in the same script that touches the session (no extra round trip): a bound session
 needs its short cookie. A request without it is refused (the browser refreshes first; one that could not is sent to
 sign in); a short cookie presented after its deadline, or the previous one after its grace, is a replay — the session
@@ -266,15 +269,23 @@ class DbscService:
     def judge(self, state: str, presented: str | None) -> str:
         """``state``: the session's ``bc`` field. OK, MISSING (no short cookie: refuse, keep the session) or REPLAY
         (an expired or superseded short cookie: end the session)."""
-        if not presented or len(presented) > 128:
-            return MISSING
         try:
             cur, deadline, prev, prev_until = state.split(":")
             deadline_f, prev_until_f = float(deadline), float(prev_until)
         except ValueError:
             return MISSING
-        h = _sha(presented)
         now = self.clock.timestamp()
+        if not presented:
+            # Requests in flight at registration: the browser follows the sign-in's redirect while it registers, so
+            # the first page can reach us after the binding but before the browser holds the short cookie (seen in
+            # CI with Chromium 156 under load). The first short cookie (no previous one) carries the binding time +
+            # grace as its "previous until": until then, a request with no short cookie at all is still served.
+            # Nothing is given away: the same login cookie was a bearer credential a moment earlier, and after the
+            # first refresh (or the grace) a bare login cookie is refused again.
+            return OK if not prev and now <= prev_until_f else MISSING
+        if len(presented) > 128:
+            return MISSING
+        h = _sha(presented)
         if secrets.compare_digest(h, cur):
             return OK if now <= deadline_f else REPLAY
         if prev and secrets.compare_digest(h, prev):

@@ -49,12 +49,53 @@ def _thief(app, client):
 
 
 # --- attacks first -------------------------------------------------------------------------------------------------
+def _past_registration_window(app):
+    """The seconds after the binding in which a page requested before the browser held its short cookie is served."""
+    _advance(app, 16)
+
+
 def test_stolen_login_cookie_alone_is_refused_on_a_bound_session(app, client):
     _bound_login(app, client)
+    _past_registration_window(app)
     thief = _thief(app, client)
     assert thief.get("/account").status_code == 302  # sent to sign in
     assert client.get("/account").status_code == 200  # the owner's session keeps working
     assert _events(app, "session:dbsc:missing")
+
+
+def test_the_registration_window_serves_only_a_bare_login_cookie_and_only_until_the_first_refresh(app, client):
+    """A browser follows the sign-in's redirect while it registers: that page may arrive after the binding without
+    the short cookie (Chromium did under CI load). For 15 s after the binding, and only before any refresh, a request
+    with no short cookie is served; a made-up short cookie is not, and neither is a bare login cookie afterwards."""
+    _bound_login(app, client)
+    thief = _thief(app, client)
+    assert thief.get("/account").status_code == 200  # in flight at registration: the same cookie was good a moment ago
+    forged = _thief(app, client)
+    forged.set_cookie(BOUND, "x" * 43, domain="localhost")
+    assert forged.get("/account").status_code == 302  # a short cookie this session never issued: no window
+    _advance(app, 16)
+    assert thief.get("/account").status_code == 302
+    assert client.get("/account").status_code == 200
+
+    # A refresh closes the window at once, even within its 15 s.
+    thief2, owner2 = _bound_login_again(app)
+    assert thief2.get("/account").status_code == 200
+    refreshed = owner2.refresh()
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+    assert thief2.get("/account").status_code == 302
+
+
+def _bound_login_again(app):
+    """A second owner (another account) bound just now, and a copy of its login cookie."""
+    from tests.conftest import create_user as make
+
+    make(app, email="bob@example.com")
+    owner = app.test_client()
+    resp = login(owner, email="bob@example.com")
+    assert resp.status_code == 302
+    agent = DbscAgent(owner, COOKIE, "ES256")
+    assert agent.register_from(resp).status_code == 200
+    return _thief(app, owner), agent
 
 
 def test_stolen_cookies_replayed_after_the_short_cookie_expired_end_the_session(app, client):
