@@ -12,7 +12,9 @@ Protocol (Wiefling et al., ACM TOPS 2022, as in RISK.md):
 
 Metrics: ROC AUC (ties count ½); TPR at 1 % and 0.1 % FPR; and the median over users of the share of a user's
 legitimate logins (in the bucket) that must re-authenticate when the threshold blocks 99.5 % / 99 % of attacks.
-Intervals: percentile bootstrap, resampling users (legitimate side, as clusters) and attack rows independently.
+Intervals: percentile bootstrap, resampling users (legitimate side, as clusters) and attacks independently; the
+attack side resamples campaigns when the file has a ``Campaign`` column (rows of one stuffing campaign share its IP
+pool, UA choice and hours: six campaigns are six draws, not 3,000), single rows otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .schema import ATTACK_TYPE_COLUMN, parse_bool, parse_timestamp
+from .schema import ATTACK_TYPE_COLUMN, CAMPAIGN_COLUMN, parse_bool, parse_timestamp
 
 __all__ = ["threshold_table", "BUCKETS", "Metrics", "load", "evaluate", "auc", "format_table", "clone_shares", "PairedMetrics",
            "evaluate_paired", "format_paired", "friction"]
@@ -45,6 +47,8 @@ class Loaded:
     # Every score file given to load(), in order (scores is the first); decisions of each (the replay's action).
     all_scores: list[np.ndarray] | None = None
     all_decisions: list[np.ndarray] | None = None
+    # The bootstrap's unit on the attack side: rows of one campaign share an id; every other row has its own.
+    cluster: np.ndarray | None = None
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Metrics:
     n_attack: int
     point: dict[str, float]
     ci: dict[str, tuple[float, float]]
+    n_clusters: int = 0  # resampled units on the attack side (= n_attack without a Campaign column)
 
 
 def _read_scores(scores: str | Path) -> dict[str, tuple[float, str]]:
@@ -74,7 +79,8 @@ def load(logins: str | Path, scores: str | Path | Sequence[str | Path], warmup: 
     tables = [_read_scores(p) for p in paths]
     score_by_index = {k: v[0] for k, v in tables[0].items()}
     indices: list[str] = []
-    ts_list, hist, users, legit, types, sc, clone = [], [], [], [], [], [], []
+    ts_list, hist, users, legit, types, sc, clone, clusters = [], [], [], [], [], [], [], []
+    campaign_ids: dict[str, int] = {}
     uid_map: dict[str, int] = {}
     prior: dict[str, int] = {}
     seen_pairs: set[tuple[str, str, str]] = set()  # (user, ASN, UA) of successful logins, for the clone diagnostic
@@ -84,7 +90,7 @@ def load(logins: str | Path, scores: str | Path | Sequence[str | Path], warmup: 
         col = {n: i for i, n in enumerate(header)}
         i_idx, i_ts, i_user, i_ok = col["index"], col["Login Timestamp"], col["User ID"], col["Login Successful"]
         i_aip, i_ato, i_type = col["Is Attack IP"], col["Is Account Takeover"], col.get(ATTACK_TYPE_COLUMN)
-        i_asn, i_ua = col["ASN"], col["User Agent String"]
+        i_asn, i_ua, i_camp = col["ASN"], col["User Agent String"], col.get(CAMPAIGN_COLUMN)
         rows = sorted(reader, key=lambda r: r[i_ts])  # history must follow time order, like the replay
     for row in rows:
         user = row[i_user]
@@ -105,6 +111,9 @@ def load(logins: str | Path, scores: str | Path | Sequence[str | Path], warmup: 
         types.append(kind)
         sc.append(score_by_index.get(row[i_idx], np.nan))
         indices.append(row[i_idx])
+        camp = row[i_camp] if i_camp is not None and kind else ""
+        # A campaign's id is negative (its number), any other row's its position: distinct, and in row order.
+        clusters.append(-1 - campaign_ids.setdefault(camp, len(campaign_ids)) if camp else len(clusters))
         pair = (user, row[i_asn], row[i_ua])
         clone.append(bool(kind) and pair in seen_pairs)
         if ok:
@@ -124,7 +133,7 @@ def load(logins: str | Path, scores: str | Path | Sequence[str | Path], warmup: 
             all_scores.append(arr)
         all_decisions.append(np.asarray([table[i][1] for i in indices], dtype=object))
     return Loaded(scores_arr, np.asarray(hist), np.asarray(users), np.asarray(legit), np.asarray(types, dtype=object),
-                  ts >= cutoff, np.asarray(clone, dtype=bool), all_scores, all_decisions)
+                  ts >= cutoff, np.asarray(clone, dtype=bool), all_scores, all_decisions, np.asarray(clusters))
 
 
 def clone_shares(data: Loaded) -> dict[str, tuple[int, float]]:
@@ -201,6 +210,23 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(v[np.searchsorted(cw, 0.5 * cw[-1], "left")])
 
 
+class _AttackDraw:
+    """Bootstrap weights for the attack rows of one cell: campaigns (or single rows) drawn with replacement, each
+    row weighted by how often its unit was drawn. With one unit per row this is the plain row bootstrap, draw for
+    draw (the same random numbers: paired reports of files without a Campaign column do not change)."""
+
+    def __init__(self, clusters: np.ndarray) -> None:
+        _, self.unit = np.unique(clusters, return_inverse=True)
+        self.n = int(self.unit.max()) + 1 if len(clusters) else 0
+
+    def __call__(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.multinomial(self.n, np.full(self.n, 1.0 / self.n))[self.unit]
+
+
+def _clusters(data: Loaded, mask: np.ndarray) -> np.ndarray:
+    return data.cluster[mask] if data.cluster is not None else np.arange(int(mask.sum()))
+
+
 def evaluate(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_attacks: int = 20) -> list[Metrics]:
     rng = np.random.default_rng(seed)
     types = sorted({t for t in data.attack_type if t})
@@ -216,16 +242,23 @@ def evaluate(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_attacks: 
                 continue
             prep = _Prepared(data.scores[lmask], data.user[lmask], data.scores[amask])
             point = prep.metrics(np.ones(prep.n_users), np.ones(n_a))
+            draw = _AttackDraw(_clusters(data, amask))
+            a_order = np.argsort(data.scores[amask], kind="stable")  # _Prepared holds the attacks sorted
             reps = {m: [] for m in METRIC_NAMES}
             for _ in range(bootstrap):
                 wu = rng.multinomial(prep.n_users, np.full(prep.n_users, 1.0 / prep.n_users))
-                wa = rng.multinomial(n_a, np.full(n_a, 1.0 / n_a))
+                wa = draw(rng)[a_order]
                 for m, v in prep.metrics(wu, wa).items():
                     reps[m].append(v)
             ci = {m: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (np.nan, np.nan)
                   for m, v in reps.items()}
-            results.append(Metrics(kind, bucket, n_l, prep.n_users, n_a, point, ci))
+            results.append(Metrics(kind, bucket, n_l, prep.n_users, n_a, point, ci, draw.n))
     return results
+
+
+def _attacks(r: "Metrics | PairedMetrics") -> str:
+    """The attack count, and the campaigns it was resampled by when those are fewer than the rows."""
+    return f"{r.n_attack} ({r.n_clusters} campaigns)" if 0 < r.n_clusters < r.n_attack else str(r.n_attack)
 
 
 def format_table(results: Sequence[Metrics]) -> str:
@@ -236,7 +269,7 @@ def format_table(results: Sequence[Metrics]) -> str:
         for m in METRIC_NAMES:
             lo, hi = r.ci[m]
             cells.append(f"{r.point[m]:.3f} [{lo:.3f}, {hi:.3f}]")
-        lines.append(f"| {r.attack} | {r.bucket} | {r.n_legit} ({r.n_users}) | {r.n_attack} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r.attack} | {r.bucket} | {r.n_legit} ({r.n_users}) | {_attacks(r)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -256,6 +289,7 @@ class PairedMetrics:
     ci: list[dict[str, tuple[float, float]]]
     diff: dict[str, float]
     diff_ci: dict[str, tuple[float, float]]
+    n_clusters: int = 0
 
 
 def evaluate_paired(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_attacks: int = 20) -> list[PairedMetrics]:
@@ -279,11 +313,12 @@ def evaluate_paired(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_at
             # _Prepared sorts attacks per model: map the shared attack weights through each model's own order.
             a_orders = [np.argsort(sc[amask], kind="stable") for sc in data.all_scores]
             points = [p.metrics(np.ones(n_u), np.ones(n_a)) for p in preps]
+            draw = _AttackDraw(_clusters(data, amask))
             reps: list[dict[str, list[float]]] = [{m: [] for m in METRIC_NAMES} for _ in preps]
             dreps: dict[str, list[float]] = {m: [] for m in METRIC_NAMES}
             for _ in range(bootstrap):
                 wu = rng.multinomial(n_u, np.full(n_u, 1.0 / n_u))
-                wa = rng.multinomial(n_a, np.full(n_a, 1.0 / n_a))
+                wa = draw(rng)
                 ms = [p.metrics(wu, wa[o]) for p, o in zip(preps, a_orders)]
                 for k, m in enumerate(ms):
                     for name, v in m.items():
@@ -296,7 +331,7 @@ def evaluate_paired(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_at
 
             out.append(PairedMetrics(
                 kind, bucket, n_l, n_u, n_a, points, [{m: _ci(v) for m, v in r.items()} for r in reps],
-                {m: points[0][m] - points[1][m] for m in METRIC_NAMES}, {m: _ci(v) for m, v in dreps.items()},
+                {m: points[0][m] - points[1][m] for m in METRIC_NAMES}, {m: _ci(v) for m, v in dreps.items()}, draw.n,
             ))
     return out
 
@@ -313,7 +348,7 @@ def format_paired(results: Sequence[PairedMetrics], names: Sequence[str],
         head += [f"{_SHORT[m]} {n}" for n in names] + [f"Δ{_SHORT[m]}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        cells = [r.attack, r.bucket, f"{r.n_legit} ({r.n_users})", str(r.n_attack)]
+        cells = [r.attack, r.bucket, f"{r.n_legit} ({r.n_users})", _attacks(r)]
         for m in metrics:
             for k in range(len(names)):
                 lo, hi = r.ci[k][m]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-__all__ = ["COLUMNS", "ATTACK_TYPE_COLUMN", "SCORE_COLUMNS", "parse_timestamp", "format_timestamp", "parse_bool"]
+__all__ = ["COLUMNS", "ATTACK_TYPE_COLUMN", "CAMPAIGN_COLUMN", "SCORE_COLUMNS", "parse_timestamp", "format_timestamp", "parse_bool"]
 
 COLUMNS: tuple[str, ...] = (
     "index",
@@ -26,6 +26,10 @@ COLUMNS: tuple[str, ...] = (
 )
 # Written by the simulator after the 16 schema columns; a label, read only by the report.
 ATTACK_TYPE_COLUMN = "Attack Type"
+# Written by the simulator after ``Attack Type``: the campaign a stuffing or spraying row belongs to ("" elsewhere).
+# Rows of one campaign share its IP pool, UA choice and hours, so they are not independent draws: the report resamples
+# campaigns, not rows, when this column is present.
+CAMPAIGN_COLUMN = "Campaign"
 SCORE_COLUMNS: tuple[str, ...] = ("index", "score", "decision", "reasons")
 
 _EPOCH = dt.datetime(1970, 1, 1)

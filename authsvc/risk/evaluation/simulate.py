@@ -11,7 +11,8 @@ abroad (roaming phones keep their home carrier IP), and a few use a VPN. Attacks
   ``spraying`` (few IPs, existing accounts, weeks long).
 
 Labels: ``Is Attack IP`` for every attack row, ``Is Account Takeover`` for attack rows whose password is right,
-and an extra ``Attack Type`` column after the 16 schema columns. ATO probes are written with
+an extra ``Attack Type`` column after the 16 schema columns, and a ``Campaign`` column naming the stuffing or spraying
+campaign of a row (``stuffing:3``; empty elsewhere: each ATO probe is its own draw). ATO probes are written with
 ``Login Successful = False``: they model the attempt being challenged and failing the step-up, so a replay never
 learns from them - the same as Wiefling's protocol, where attacks never enter the training history.
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .schema import ATTACK_TYPE_COLUMN, COLUMNS, format_timestamp
+from .schema import ATTACK_TYPE_COLUMN, CAMPAIGN_COLUMN, COLUMNS, format_timestamp
 from .simworld import (
     ATTACK_COUNTRIES,
     COUNTRY_WEIGHTS,
@@ -121,7 +122,7 @@ WORLDS: dict[str, dict[str, object]] = {
 }
 
 
-Row = tuple  # (ts, user, ip, country, asn, ua, success, attack_ip, ato, attack_type)
+Row = tuple  # (ts, user, ip, country, asn, ua, success, attack_ip, ato, attack_type[, campaign])
 
 
 @dataclass
@@ -312,7 +313,8 @@ class _Sim:
         n_camp = max(1, round(total_rows / (4000 if kind == "stuffing" else 2500)))
         sizes = [rng.lognormvariate(0, 0.8) for _ in range(n_camp)]
         scale = total_rows / sum(sizes)
-        for s in sizes:
+        for number, s in enumerate(sizes, 1):
+            campaign = f"{kind}:{number}"  # no random draw: the same seed writes the same rows as before the column
             rows = max(1, round(s * scale))
             if kind == "stuffing":
                 dur = rng.uniform(1, 12) * 3600
@@ -348,7 +350,7 @@ class _Sim:
                 else:
                     uid = rng.choice(user_ids)
                     ok = rng.random() < (p.stuffing_success if kind == "stuffing" else p.spraying_success)
-                out.append((t, uid, ip, country, asn, ua, ok, True, ok, kind))
+                out.append((t, uid, ip, country, asn, ua, ok, True, ok, kind, campaign))
         return out
 
     def benign_failures(self, legit: list[Row], n_typos: int, n_unknown: int) -> list[Row]:
@@ -427,12 +429,12 @@ def simulate(params: SimParams, out: str | Path, geoip_dir: str | Path | None = 
     n_ok = n_attack = n_unknown = 0
     with open(out, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow((*COLUMNS, ATTACK_TYPE_COLUMN))
-        for i, (t, uid, ip, country, asn, ua, ok, attack, ato, kind) in enumerate(rows):
+        writer.writerow((*COLUMNS, ATTACK_TYPE_COLUMN, CAMPAIGN_COLUMN))
+        for i, (t, uid, ip, country, asn, ua, ok, attack, ato, kind, *campaign) in enumerate(rows):
             info = parse_ua(ua)
             rtt = str(int(rng.lognormvariate(6.2, 0.6))) if rng.random() < 0.6 else ""
             writer.writerow((i, format_timestamp(START_TS + t), uid, rtt, ip, country, "-", "-", asn, ua, info.browser,
-                             info.os, info.device_type, ok, attack, ato, kind))
+                             info.os, info.device_type, ok, attack, ato, kind, campaign[0] if campaign else ""))
             by_type[kind or "benign"] = by_type.get(kind or "benign", 0) + 1
             n_ok += ok
             n_attack += attack

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from authsvc.risk.cli import risk
-from authsvc.risk.evaluation.schema import ATTACK_TYPE_COLUMN, COLUMNS, SCORE_COLUMNS
+from authsvc.risk.evaluation.schema import ATTACK_TYPE_COLUMN, CAMPAIGN_COLUMN, COLUMNS, SCORE_COLUMNS
 from authsvc.risk.evaluation.simulate import logins_per_user
 from authsvc.risk.evaluation.simworld import build_world
 
@@ -44,6 +44,12 @@ def test_simulated_file_has_the_dataset_schema_first(simulated: tuple[Path, Path
     assert [r[0] for r in rows] == [str(i) for i in range(len(rows))]
     kinds = {r[16] for r in rows}
     assert {"", "naive", "vpn", "targeted", "stuffing", "spraying"} <= kinds
+    # Every stuffing / spraying row names its campaign, nothing else does; campaigns are few and many rows long.
+    assert header[17] == CAMPAIGN_COLUMN
+    assert all(r[17].startswith(r[16] + ":") for r in rows if r[16] in ("stuffing", "spraying"))
+    assert all(r[17] == "" for r in rows if r[16] not in ("stuffing", "spraying"))
+    campaigns = {r[17] for r in rows if r[17]}
+    assert 2 <= len(campaigns) < sum(1 for r in rows if r[17]) / 10
     success = sum(r[13] == "True" for r in rows) / len(rows)
     attack_ip = sum(r[14] == "True" for r in rows) / len(rows)
     assert success == pytest.approx(0.401, abs=0.03)
