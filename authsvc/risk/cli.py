@@ -32,13 +32,17 @@ risk = click.Group("risk", help="Risk engine evaluation: synthetic logins, repla
 @click.option("--world", type=click.Choice(["a", "b"]), default="a", show_default=True,
               help="a: the calibrated world; b: an independently parameterised one (more UA strings, sticky "
                    "CGNAT, more travel and VPN use); see docs/RISK.md.")
+@click.option("--campaign-rows", type=(click.IntRange(min=1), click.IntRange(min=1)), default=(4000, 2500),
+              show_default=True, metavar="STUFFING SPRAYING",
+              help="Average rows per stuffing / spraying campaign (smaller: more campaigns for the report to resample).")
 def simulate_cmd(users: int, days: int, seed: int, output: str, geoip_dir: str | None, probe_rate: float,
-                 unknown_share: float, world: str) -> None:
+                 unknown_share: float, world: str, campaign_rows: tuple[int, int]) -> None:
     """Write synthetic logins in the RBA dataset schema (+ an 'Attack Type' column)."""
     from .evaluation.simulate import WORLDS, SimParams, simulate
 
     t0 = time.perf_counter()
     params = SimParams(users=users, days=days, seed=seed, probe_rate=probe_rate, unknown_account_share=unknown_share,
+                       stuffing_campaign_rows=campaign_rows[0], spraying_campaign_rows=campaign_rows[1],
                        **WORLDS[world])  # type: ignore[arg-type]
     summary = simulate(params, output, geoip_dir=geoip_dir)
     click.echo(

@@ -258,7 +258,11 @@ def evaluate(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_attacks: 
 
 def _attacks(r: "Metrics | PairedMetrics") -> str:
     """The attack count, and the campaigns it was resampled by when those are fewer than the rows."""
-    return f"{r.n_attack} ({r.n_clusters} campaigns)" if 0 < r.n_clusters < r.n_attack else str(r.n_attack)
+    if not 0 < r.n_clusters < r.n_attack:
+        return str(r.n_attack)
+    # Below a handful of campaigns the resampling cannot see how campaigns differ: the interval then reflects the
+    # owners' side only, and says so.
+    return f"{r.n_attack} ({r.n_clusters} campaign{'s' if r.n_clusters > 1 else ''}{'; too few to resample' if r.n_clusters < 5 else ''})"
 
 
 def format_table(results: Sequence[Metrics]) -> str:

@@ -79,6 +79,10 @@ class SimParams:
     stuffing_unknown_share: float = 0.85
     stuffing_success: float = 0.015  # reused passwords that work
     spraying_success: float = 0.003
+    # Rows per campaign, on average (campaign sizes are lognormal around it). Fewer, larger campaigns are the
+    # calibrated default; smaller ones give the report enough campaigns to resample (docs/RISK.md, v3.1).
+    stuffing_campaign_rows: int = 4000
+    spraying_campaign_rows: int = 2500
     trips_per_year: float = 2.5
     vpn_user_share: float = 0.03
     vpn_use: float = 0.3
@@ -310,7 +314,8 @@ class _Sim:
         out: list[Row] = []
         if total_rows <= 0:
             return out
-        n_camp = max(1, round(total_rows / (4000 if kind == "stuffing" else 2500)))
+        per = p.stuffing_campaign_rows if kind == "stuffing" else p.spraying_campaign_rows
+        n_camp = max(1, round(total_rows / max(per, 1)))
         sizes = [rng.lognormvariate(0, 0.8) for _ in range(n_camp)]
         scale = total_rows / sum(sizes)
         for number, s in enumerate(sizes, 1):

@@ -94,3 +94,10 @@ def test_load_reads_campaign_ids_and_ignores_them_on_rows_that_are_not_attacks(t
     c = load(logins, scores, warmup=0).cluster
     assert c[2] == c[3] != c[4]  # one campaign, one unit
     assert len({c[0], c[1], c[2], c[4], c[5]}) == 5  # owners and probes stand alone
+
+
+def test_a_cell_of_too_few_campaigns_says_so() -> None:
+    data = _loaded(campaigns=True)
+    data.cluster[2000:] = -1  # every attack row in one campaign: resampling it cannot see campaign-to-campaign spread
+    res = evaluate_paired(data, bootstrap=20)
+    assert "3000 (1 campaign; too few to resample)" in format_paired(res, ["a", "b"])
