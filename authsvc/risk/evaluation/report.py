@@ -256,6 +256,14 @@ def evaluate(data: Loaded, *, bootstrap: int = 200, seed: int = 0, min_attacks: 
     return results
 
 
+def _cell(point: float, lo: float, hi: float, *, signed: bool = False) -> str:
+    """A point estimate with its interval; without one (``--bootstrap 0``) the point alone, not "[nan, nan]"."""
+    f = "{:+.3f}" if signed else "{:.3f}"
+    if np.isnan(lo) or np.isnan(hi):
+        return f.format(point)
+    return f"{f.format(point)} [{f.format(lo)}, {f.format(hi)}]"
+
+
 def _attacks(r: "Metrics | PairedMetrics") -> str:
     """The attack count, and the campaigns it was resampled by when those are fewer than the rows."""
     if not 0 < r.n_clusters < r.n_attack:
@@ -272,7 +280,7 @@ def format_table(results: Sequence[Metrics]) -> str:
         cells = []
         for m in METRIC_NAMES:
             lo, hi = r.ci[m]
-            cells.append(f"{r.point[m]:.3f} [{lo:.3f}, {hi:.3f}]")
+            cells.append(_cell(r.point[m], lo, hi))
         lines.append(f"| {r.attack} | {r.bucket} | {r.n_legit} ({r.n_users}) | {_attacks(r)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -356,9 +364,9 @@ def format_paired(results: Sequence[PairedMetrics], names: Sequence[str],
         for m in metrics:
             for k in range(len(names)):
                 lo, hi = r.ci[k][m]
-                cells.append(f"{r.point[k][m]:.3f} [{lo:.3f}, {hi:.3f}]")
+                cells.append(_cell(r.point[k][m], lo, hi))
             lo, hi = r.diff_ci[m]
-            cells.append(f"{r.diff[m]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            cells.append(_cell(r.diff[m], lo, hi, signed=True))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -101,3 +101,9 @@ def test_a_cell_of_too_few_campaigns_says_so() -> None:
     data.cluster[2000:] = -1  # every attack row in one campaign: resampling it cannot see campaign-to-campaign spread
     res = evaluate_paired(data, bootstrap=20)
     assert "3000 (1 campaign; too few to resample)" in format_paired(res, ["a", "b"])
+
+
+def test_without_resamples_the_table_shows_points_not_nan() -> None:
+    res = evaluate_paired(_loaded(campaigns=True), bootstrap=0)
+    table = format_paired(res, ["a", "b"])
+    assert "nan" not in table and "| 0.500 | 0.500 | +0.000 |" in table  # AUC of both models, and their difference
