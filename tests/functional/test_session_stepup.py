@@ -340,9 +340,10 @@ def test_suspended_bound_session_step_up_needs_the_device_key_too(app, client):
     """A DBSC-bound session suspended for drift (set here directly; the suspension itself is tested above): the login
     cookie alone reaches nothing, not even the step-up page; the owner's browser keeps refreshing its short cookie
     with the key, steps up, and the binding stands."""
-    from tests.functional.test_dbsc import BOUND, _bound_login, _thief
+    from tests.functional.test_dbsc import BOUND, _bound_login, _past_registration_window, _thief
 
     agent = _bound_login(app, client)
+    _past_registration_window(app)  # a bare login cookie is served for 15 s after the binding (requests in flight)
     with app.app_context():
         app.extensions["authsvc"].sessions.redis.hset(f"sess:{{{_sid(client)}}}", "su", "new_network_soon")
     thief = _thief(app, client)
