@@ -266,7 +266,9 @@ class _Gzip:
     """A gzip file whose compressed bytes are hashed and counted as they are written."""
 
     def __init__(self, path: Path):
-        self.raw = open(path, "xb")  # noqa: SIM115 - closed in close()
+        # Owner-only from the first byte (O_EXCL: never an existing file): an export holds a user's whole history
+        # or the audit log, and the folder's 0700 does not hold when an operator points AUTHSVC_EXPORT_DIR elsewhere.
+        self.raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
         self.sha = hashlib.sha256()
         self.size = 0
         self.gz = gzip.GzipFile(fileobj=self, mode="wb", mtime=0)

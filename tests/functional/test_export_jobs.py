@@ -355,3 +355,24 @@ def test_head_on_the_streamed_audit_export_writes_no_export_event(app):
     assert admin.get("/admin/audit/export.jsonl?tag=admin:").status_code == 200
     assert [e.outcome for e in audit_rows(app, "admin:audit:export")] == ["success"]
     assert admin.head("/admin/audit/export.jsonl?since=not-a-date").status_code == 400  # same checks as the GET
+
+
+def test_export_files_are_readable_by_the_service_user_only(app, client, tmp_path):
+    """An export holds the user's whole history: its file is 0600 whatever the umask, in the folder the operator
+    chose too (a shared one with 0755 included)."""
+    import os
+    import stat
+
+    shared = tmp_path / "shared-exports"
+    shared.mkdir(mode=0o755)
+    app.config["AUTHSVC_EXPORT_DIR"] = str(shared)
+    old = os.umask(0o022)
+    try:
+        create_user(app)
+        login(client)
+        assert _request(client).status_code == 302
+        _work(app)
+    finally:
+        os.umask(old)
+    files = [p for p in shared.iterdir() if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), [oct(p.stat().st_mode) for p in files]
