@@ -567,6 +567,11 @@ def user_resend(session, admin, user_id: int):
     if user.email_verified_at is not None:
         flash(_("This address is already confirmed."), "warning")
         return redirect(back)
+    if user.status == "disabled":
+        # Its link would be refused: a mail that cannot work only tells the mailbox the account exists.
+        _audit("admin:user:verification_resend", admin, user, outcome="failure", reason="disabled")
+        flash(_("This account is disabled. Enable it first, then send the link."), "warning")
+        return redirect(back), 409
     # One per account per RESEND_EVERY from the panel, on top of the per-address mail limit (mailguard).
     if not _redis().set(f"admin:resend:{{u{user.id}}}", "1", nx=True, ex=RESEND_EVERY):
         _audit("admin:user:verification_resend", admin, user, outcome="failure", reason="rate_limited")

@@ -253,6 +253,28 @@ def test_resend_verification_is_rate_limited_and_audited(app):
     assert len(audit_rows(app, "admin:user:verification_resend")) == 2
 
 
+def test_resend_verification_refuses_a_disabled_account(app):
+    """Its link would be refused anyway: no mail, a 409 and an audited refusal, and no button offering it."""
+    from authsvc.extensions import db
+    from authsvc.models import User
+    from authsvc.services import services
+
+    admin = admin_client(app)
+    dan = create_user(app, email="dan@example.com", verified=False)
+    with app.app_context():
+        db.session.get(User, dan).status = "disabled"
+        db.session.commit()
+        before = len(services().outbox.messages(to="dan@example.com"))
+    html = admin.get(f"/admin/users/{dan}").get_data(as_text=True)
+    assert "Resend the verification link" not in html
+    r = admin.post(f"/admin/users/{dan}/resend-verification", data={"csrf_token": csrf_token(html)})
+    assert r.status_code == 409
+    with app.app_context():
+        assert len(services().outbox.messages(to="dan@example.com")) == before
+    assert [(ev.outcome, ev.reason) for ev in audit_rows(app, "admin:user:verification_resend")] == [
+        ("failure", "disabled")]
+
+
 # --- the other destructive actions --------------------------------------------------------------------------------------
 def test_unblock_is_confirmed_and_acts_on_the_entity_of_its_ticket(make_app, redis_client):
     app = make_app(throttle_pair_limit=3)
