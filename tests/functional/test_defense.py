@@ -492,3 +492,60 @@ def test_a_flood_of_429s_from_rotating_ips_writes_a_bounded_number_of_audit_rows
     assert len(_rows(app, "throttle:refused")) == AUDIT_PER_MINUTE
     with app.app_context():
         assert services().refusals.recent_counts() == {"global_unfamiliar": AUDIT_PER_MINUTE + 19}
+
+
+def test_a_flood_of_429s_for_ever_new_usernames_reads_the_users_table_a_bounded_number_of_times(make_app):
+    """Stop 25: the owner's receipt needs the account, a SQL read. A stuffing flood names a new (mostly unknown)
+    account on every attempt, so every refusal passed the once-per-account guard and read the users table and
+    committed — a third of a refused login's CPU, for nothing. The reads are capped per limiter a minute; an owner
+    whose refusal fell over the cap gets the receipt with a later refusal."""
+    import datetime as dt
+
+    from sqlalchemy import event
+
+    from authsvc.defense.refusals import AUDIT_PER_MINUTE, LOOKUPS_PER_MINUTE
+
+    app = make_app(throttle_unfamiliar_per_second=1, throttle_unfamiliar_burst_seconds=1)
+    uid = create_user(app)
+    _budget(app).clock = FakeClock()  # the bucket does not refill during the test
+
+    class Frozen:
+        t = dt.datetime(2026, 11, 26, 12, 0, 30, tzinfo=dt.UTC)
+
+        def now(self):
+            return self.t
+
+    clock = Frozen()
+    reads = []
+    with app.app_context():
+        from authsvc.extensions import db
+        from authsvc.services import services
+
+        services().refusals.clock = clock
+        engine = db.engine
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM users" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        n = AUDIT_PER_MINUTE + LOOKUPS_PER_MINUTE + 60
+        codes = [attempt(app, f"victim{i}@example.org", f"{WRONG} {i}", f"10.{i // 250}.{i % 250}.9").status_code
+                 for i in range(n)]
+        assert codes.count(429) >= n - 1  # the bucket held one token
+        # at most the audited refusals plus the capped look-ups read the users table (was: every refusal)
+        assert len(reads) <= AUDIT_PER_MINUTE + LOOKUPS_PER_MINUTE
+        # the owner's account, refused while this minute's look-ups are spent: no receipt yet ...
+        assert attempt(app, "alice@example.com", WRONG, "10.200.0.9").status_code == 429
+        assert _throttled_receipts(app, uid) == []
+        # ... and with the next minute's first refusal of that account, the owner sees it
+        clock.t += dt.timedelta(minutes=1)
+        assert attempt(app, "alice@example.com", WRONG, "10.200.1.9").status_code == 429
+        assert len(_throttled_receipts(app, uid)) == 1
+        assert attempt(app, "alice@example.com", WRONG, "10.200.2.9").status_code == 429
+        assert len(_throttled_receipts(app, uid)) == 1  # once per 10 minutes
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    with app.app_context():
+        assert services().refusals.recent_counts()["global_unfamiliar"] == codes.count(429) + 3  # every one counted
