@@ -3,8 +3,9 @@
 Per-source limits never fire when every attempt comes from a new address; this budget bounds how much hashing the
 whole service spends on strangers, so owners (familiar device or network) keep the rest. Sizing and shape:
 
-* **Warm, shared measurement.** One host's capacity is ``CPUs ÷ seconds per argon2 hash``, where the hash time is the
-  *median* of several hashes after a warm-up hash (a cold first hash, taken while every worker boots at once, used to
+* **Warm, shared measurement.** One host's capacity is ``CPUs ÷ CPU seconds per argon2 hash``, where the hash time is
+  the *median* CPU time (all of argon2's lane threads; wall time over-stated the capacity by up to ``parallelism``×)
+  of several hashes after a warm-up hash (a cold first hash, taken while every worker boots at once, used to
   say 1/s on a 2-CPU box). The first worker (or ``authsvc serve`` before it forks) that finds no measurement takes a
   lock (``SET NX``), measures and stores it in Redis for ``MEASURE_TTL`` under ``th:{budget}:m:<host>:<params>``;
   every other worker of that host reads it and never measures. Changing the argon2 parameters changes the key.
@@ -131,7 +132,8 @@ class UnfamiliarBudget:
     # --- this host's capacity --------------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
         p = self.hasher.parameters
-        return f"t{p['time_cost']}.m{p['memory_cost']}.p{p['parallelism']}"
+        # ".cpu": CPU time per hash (stop 25); a wall-time figure stored by an older version is not reused
+        return f"t{p['time_cost']}.m{p['memory_cost']}.p{p['parallelism']}.cpu"
 
     def measurement_key(self) -> str:
         return f"th:{{budget}}:m:{self.host_id}:{self._fingerprint()}"
