@@ -23,7 +23,7 @@ whole service spends on strangers, so owners (familiar device or network) keep t
   period T at most ``rate × T + burst`` strangers' hashes), but a quiet service always has a full bucket: a lone new
   user is never refused because two strangers happened to share their second, as the old 1-second window did. The
   burst is thereby sized in hashes the service can spare: with a measured budget it is ``share × capacity ×
-  burst_seconds`` — at the defaults (0.25, 4 s) one second of the whole service's hashing, however small the host
+  burst_seconds`` — at the defaults (0.1, 10 s) one second of the whole service's hashing, however small the host
   (the old 10 s of a 5/s floor was 50 hashes, ~7 s of a 2-CPU box's CPU, taken at the start of every flood).
 
 Fail closed: a Redis error propagates (503), as for every other limiter.

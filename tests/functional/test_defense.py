@@ -253,7 +253,7 @@ class FakeClock:
 def test_a_flood_of_strangers_on_a_small_host_takes_no_more_than_the_share_of_its_capacity(make_app):
     """The attacker's test (stop 25). A 2-CPU host measured at 0.28 s per hash can do ~7 hashes/s. The old floor
     (5/s, bucket of 10 s of it = 50 tokens) let a flood of strangers from ever-new addresses take ~70 % of that, and
-    the workers, all busy hashing strangers, could not even refuse the rest. Now the flood gets the share (0.25)
+    the workers, all busy hashing strangers, could not even refuse the rest. Now the flood gets the share (0.1)
     of the measured capacity, plus a bucket of one second of the host's hashing, and nothing more."""
     from authsvc.defense.budget import UnfamiliarBudget
 
@@ -267,14 +267,15 @@ def test_a_flood_of_strangers_on_a_small_host_takes_no_more_than_the_share_of_it
     capacity = 2 / 0.28
     snap = budget.snapshot(force=True)
     assert snap.source == "measured" and snap.rate == pytest.approx(s.throttle_unfamiliar_share * capacity)
-    assert snap.rate <= 0.25 * capacity and snap.burst <= capacity  # the bucket: at most 1 s of the host's hashing
+    assert snap.rate <= 0.1 * capacity and snap.burst <= capacity  # the bucket: at most 1 s of the host's hashing
     # The flood: 50 attempts per second from strangers for 20 s (the budget is all it meets: every address is new).
     admitted, seconds = 0, 20
     for _ in range(seconds * 50):
         clock.t += 0.02
         admitted += budget.take()[0]
-    assert admitted <= 0.25 * capacity * seconds + capacity  # the share of the host over the flood, plus one burst
-    assert admitted >= 0.25 * capacity * seconds - 1  # and the budget is really spent on them (not a blanket 429)
+    share = s.throttle_unfamiliar_share
+    assert admitted <= share * capacity * seconds + capacity  # the share of the host over the flood, plus one burst
+    assert admitted >= share * capacity * seconds - 1  # and the budget is really spent on them (not a blanket 429)
     # The same host, quiet for a while: a lone newcomer's first sign-in (an unfamiliar attempt) is admitted.
     clock.t += 60
     assert budget.take()[0]
@@ -290,7 +291,8 @@ def test_a_lone_new_user_is_admitted_on_a_slow_quiet_host(make_app):
     # This host measured 10 s per hash (a very loaded box): share × capacity is far below 1/s.
     _redis(app).set(budget.measurement_key(), "10.0")
     snap = budget.snapshot(force=True)
-    assert snap.source == "measured" and snap.rate == pytest.approx(0.25 * budget.cpus / 10.0)
+    assert snap.source == "measured"
+    assert snap.rate == pytest.approx(app.config["AUTHSVC"].throttle_unfamiliar_share * budget.cpus / 10.0)
     assert snap.host_capacity == budget.cpus / 10.0 and snap.burst >= 1
     create_user(app)
     r = attempt(app, "alice@example.com", PASSWORD, "198.51.100.20")  # unfamiliar: first sign-in ever
@@ -312,9 +314,10 @@ def test_the_floor_is_the_budget_only_until_a_capacity_is_measured(make_app):
     CPU); it applies while no live host has a measurement (one worker is measuring)."""
     app = make_app(throttle_unfamiliar_floor=5)
     budget = _budget(app)
-    _redis(app).set(budget.measurement_key(), "0.28")  # a small host: 0.25 × CPUs ÷ 0.28 s
+    _redis(app).set(budget.measurement_key(), "0.28")  # a small host: share × CPUs ÷ 0.28 s
     snap = budget.snapshot(force=True)
-    assert snap.source == "measured" and snap.rate == pytest.approx(0.25 * budget.cpus / 0.28)
+    share = app.config["AUTHSVC"].throttle_unfamiliar_share
+    assert snap.source == "measured" and snap.rate == pytest.approx(share * budget.cpus / 0.28)
     assert snap.burst == pytest.approx(snap.rate * app.config["AUTHSVC"].throttle_unfamiliar_burst_seconds)
 
 

@@ -93,7 +93,7 @@ def test_stuffing_budget_is_visible_in_metrics(make_app):
         cpus = services().throttle.budget.cpus
     text = _scrape(client)  # a scrape refreshes the gauges: the host publishes its capacity
     # share × the measured capacity (the floor of 3/s does not raise a measured budget)
-    assert _value(text, "authsvc_unfamiliar_budget_per_second") == pytest.approx(0.25 * cpus / 0.5)
+    assert _value(text, "authsvc_unfamiliar_budget_per_second") == pytest.approx(app.config["AUTHSVC"].throttle_unfamiliar_share * cpus / 0.5)
     assert _value(text, "authsvc_unfamiliar_budget_live_hosts") == 1
     assert _value(text, "authsvc_hashing_capacity_per_second") > 0
     before = _value(text, "authsvc_unfamiliar_budget_refusals_total")
