@@ -347,8 +347,8 @@ def _measure_hashing_capacity(svc, settings) -> None:
         return
     if per_hash:
         click.echo(f"hashing capacity: {budget.cpus / per_hash:.1f} hashes/s ({budget.cpus} CPUs, "
-                   f"{per_hash * 1000:.0f} ms per warm hash); unfamiliar-attempt budget ≥ "
-                   f"{settings.throttle_unfamiliar_floor:g}/s")
+                   f"{per_hash * 1000:.0f} ms of CPU per warm hash); unfamiliar-attempt budget "
+                   f"{settings.throttle_unfamiliar_share * budget.cpus / per_hash:.1f}/s from this host")
 
 
 # Signals an operator sends to a gunicorn master (stop, quick stop, reload, reopen logs, upgrade, more/fewer workers).

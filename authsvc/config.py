@@ -107,11 +107,14 @@ class Settings:
     # Password checks per second the whole service spends on *unfamiliar* attempts (not from a trusted device or a
     # network where the account signed in before). Stuffing from rotating residential IPs slips past every per-IP
     # limit; this budget keeps hashing capacity for the owners. 0 = auto: throttle_unfamiliar_share of the hashing
-    # capacity summed over live hosts (warm measurement shared per host; authsvc/defense/budget.py), never below
-    # throttle_unfamiliar_floor. A token bucket of burst_seconds × rate lets a quiet service admit a burst.
+    # capacity summed over live hosts (warm measurement shared per host; authsvc/defense/budget.py); the floor is the
+    # budget only while no host has a measurement (it never raises a measured one: on a small host it used to give
+    # strangers most of the CPU). The share is 0.1: at 0.25 the P5 flood still found every worker hashing (stop 25).
+    # A token bucket of burst_seconds × rate lets a quiet service admit a burst: at the defaults one second of the
+    # service's whole hashing capacity.
     throttle_unfamiliar_per_second: float = 0
-    throttle_unfamiliar_floor: float = 5.0
-    throttle_unfamiliar_share: float = 0.25
+    throttle_unfamiliar_floor: float = 1.0
+    throttle_unfamiliar_share: float = 0.1
     throttle_unfamiliar_burst_seconds: float = 10.0
     throttle_host_id: str | None = None  # names this host's capacity in Redis; default: the hostname
 

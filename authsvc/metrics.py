@@ -43,7 +43,7 @@ UNAVAILABLE = Counter("authsvc_dependency_unavailable_total", "Requests answered
 # The service-wide budget for unfamiliar attempts (authsvc/defense/budget.py). Every worker computes the same figure
 # from Redis; in multi-process mode the most recent worker's value is the one shown.
 BUDGET_RATE = Gauge("authsvc_unfamiliar_budget_per_second", "Service-wide budget of password checks per second for "
-                    "unfamiliar attempts (explicit setting, or share × capacity of live hosts, never below the floor)",
+                    "unfamiliar attempts (explicit setting, or share × capacity of live hosts; the floor until one is measured)",
                     multiprocess_mode="mostrecent")
 BUDGET_HOSTS = Gauge("authsvc_unfamiliar_budget_live_hosts", "Hosts whose heartbeat is live and whose measured "
                      "hashing capacity the budget sums", multiprocess_mode="mostrecent")

@@ -118,7 +118,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
         mailer = outbox = OutboxMailer(os.path.join(app.instance_path, "outbox"), settings.mail_from, renderer)
     if settings.throttle_enabled:
         # The service-wide budget for unfamiliar attempts: explicit, or a share of the warm hashing capacity summed
-        # over live hosts, never below a floor; a token bucket (authsvc/defense/budget.py).
+        # over live hosts (a floor only until one is measured); a token bucket (authsvc/defense/budget.py).
         from authsvc.defense.budget import UnfamiliarBudget
 
         budget = UnfamiliarBudget(redis_getter=lambda: RedisExtension.client_for(app), hasher=hasher,

@@ -3,20 +3,28 @@
 Per-source limits never fire when every attempt comes from a new address; this budget bounds how much hashing the
 whole service spends on strangers, so owners (familiar device or network) keep the rest. Sizing and shape:
 
-* **Warm, shared measurement.** One host's capacity is ``CPUs ÷ seconds per argon2 hash``, where the hash time is the
-  *median* of several hashes after a warm-up hash (a cold first hash, taken while every worker boots at once, used to
+* **Warm, shared measurement.** One host's capacity is ``CPUs ÷ CPU seconds per argon2 hash``, where the hash time is
+  the *median* CPU time (all of argon2's lane threads; wall time over-stated the capacity by up to ``parallelism``×)
+  of several hashes after a warm-up hash (a cold first hash, taken while every worker boots at once, used to
   say 1/s on a 2-CPU box). The first worker (or ``authsvc serve`` before it forks) that finds no measurement takes a
   lock (``SET NX``), measures and stores it in Redis for ``MEASURE_TTL`` under ``th:{budget}:m:<host>:<params>``;
   every other worker of that host reads it and never measures. Changing the argon2 parameters changes the key.
 * **Summed over live hosts.** Each worker refreshes its host's heartbeat (a sorted set of hosts scored by expiry plus a
   hash of their capacities, both under the ``{budget}`` hash tag, one Lua script) at most every ``REFRESH`` seconds
   while it serves logins; the script drops hosts whose heartbeat is older than ``HEARTBEAT_TTL`` and returns the sum.
-  Budget = ``throttle_unfamiliar_share`` × that sum, never below ``throttle_unfamiliar_floor``.
-  ``throttle_unfamiliar_per_second`` (> 0) is the operator's explicit figure and wins over all of this.
+  Budget = ``throttle_unfamiliar_share`` × that sum. ``throttle_unfamiliar_floor`` is the budget only while no
+  live host has a measurement (the first seconds of a fresh deployment); it never raises a measured budget. It used
+  to be a minimum (5/s), and on a small host the minimum, not the share, set the rate: a 2-CPU box hashing ~7/s
+  gave strangers ~70 % of its capacity, its workers were all busy hashing them and the flood could not even be
+  refused (docs/BENCHMARKS.md, stop 25). ``throttle_unfamiliar_per_second`` (> 0) is the operator's explicit figure
+  and wins over all of this.
 * **A token bucket, not a per-second window.** ``th:{global}:bucket`` holds up to ``rate × burst_seconds`` tokens and
   refills at ``rate`` per second (the app clock, so every host agrees within NTP). Stuffing stays bounded (over any
   period T at most ``rate × T + burst`` strangers' hashes), but a quiet service always has a full bucket: a lone new
-  user is never refused because two strangers happened to share their second, as the old 1-second window did.
+  user is never refused because two strangers happened to share their second, as the old 1-second window did. The
+  burst is thereby sized in hashes the service can spare: with a measured budget it is ``share × capacity ×
+  burst_seconds`` — at the defaults (0.1, 10 s) one second of the whole service's hashing, however small the host
+  (the old 10 s of a 5/s floor was 50 hashes, ~7 s of a 2-CPU box's CPU, taken at the start of every flood).
 
 Fail closed: a Redis error propagates (503), as for every other limiter.
 """
@@ -124,7 +132,8 @@ class UnfamiliarBudget:
     # --- this host's capacity --------------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
         p = self.hasher.parameters
-        return f"t{p['time_cost']}.m{p['memory_cost']}.p{p['parallelism']}"
+        # ".cpu": CPU time per hash (stop 25); a wall-time figure stored by an older version is not reused
+        return f"t{p['time_cost']}.m{p['memory_cost']}.p{p['parallelism']}.cpu"
 
     def measurement_key(self) -> str:
         return f"th:{{budget}}:m:{self.host_id}:{self._fingerprint()}"
@@ -178,11 +187,11 @@ class UnfamiliarBudget:
                 keys=[LIVE_KEY, CAP_KEY], args=[repr(now), self.host_id, "" if mine is None else repr(mine),
                                                 HEARTBEAT_TTL])
             total = float(total)
-            measured = s.throttle_unfamiliar_share * total
-            floor = float(s.throttle_unfamiliar_floor)
-            rate = max(measured, floor)
-            snap = Snapshot(rate, "measured" if measured >= floor else "floor", int(hosts), total, mine,
-                            max(1.0, rate * burst_seconds))
+            if total > 0:  # strangers never get more than the share of what the live hosts measured
+                rate, source = s.throttle_unfamiliar_share * total, "measured"
+            else:  # no live host has a measurement yet (one worker is measuring): the floor, until it is stored
+                rate, source = float(s.throttle_unfamiliar_floor), "floor"
+            snap = Snapshot(rate, source, int(hosts), total, mine, max(1.0, rate * burst_seconds))
             self._next_refresh = now + (REFRESH if mine is not None else REFRESH_UNKNOWN)
         self._snapshot = snap
         _publish(snap)

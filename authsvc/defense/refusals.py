@@ -5,8 +5,12 @@ Per refusal, one Redis round trip: ``HINCRBY`` of the limiter in this hour's has
 ``rl:{h}:<YYYYmmddHH>``, kept 25 h), and a ``SET NX EX 60`` guard per limiter × source (IP) in a small script. Only the first refusal of
 a limiter × source in a minute writes an audit row (``throttle:refused``), and at most ``AUDIT_PER_MINUTE`` rows per
 limiter in a minute — a stuffing flood from ever-new IPs passes the per-source guard every time, the per-limiter cap
-still holds. When the refused attempt named an account, a second guard (``SET NX``, ``ACCOUNT_EVERY`` seconds per
-account) lets one receipt ("throttled") into that account's activity, so the owner sees that someone was held off.
+still holds. When the refused attempt named an account, a second guard in the same script (``ACCOUNT_EVERY`` seconds
+per limiter × account) lets one receipt ("throttled") into that account's activity, so the owner sees that someone
+was held off. Finding the account is a SQL read, so it too is capped: at most ``LOOKUPS_PER_MINUTE`` per limiter in a
+minute. Without that cap a flood of ever-new usernames passed the account guard on every attempt and every refusal
+read the users table and committed (stop 25: a third of a refused login's CPU); a refusal over the cap leaves the
+account's guard unset, so a later refusal of that account still gets its receipt.
 
 Accounts appear in Redis only as keyed hashes. Redis or SQL trouble here never changes the answer (the request is
 refused anyway); the recording is skipped and logged.
@@ -27,18 +31,34 @@ from authsvc.redis_scripts import ScriptCache
 log = logging.getLogger("authsvc")
 
 AUDIT_PER_MINUTE = 30  # audit rows per limiter per minute, at most
-ACCOUNT_EVERY = 600  # one receipt per account per 10 minutes, at most
+ACCOUNT_EVERY = 600  # one receipt per limiter × account per 10 minutes, at most
+LOOKUPS_PER_MINUTE = 60  # account look-ups (SQL reads) for receipts per limiter per minute, at most
 HOURS_KEPT = 25
 
 
-# The first refusal of a limiter × source in a minute (SET NX), and within the limiter's cap for that minute.
-# KEYS: guard, cap (same hash tag: the limiter)   ARGV: cap   → 1 = write an audit row
+# The first refusal of a limiter × source in a minute (SET NX), and within the limiter's cap for that minute → audit.
+# With an account (KEYS[3], KEYS[4]): the first refusal of a limiter × account in ACCOUNT_EVERY, within the limiter's
+# look-up cap for that minute → look the account up for its receipt. The account guard is only set when the look-up
+# is granted, so an account whose refusal fell over the cap gets its receipt with a later one.
+# KEYS: guard, cap, [account guard, look-ups] (one hash tag: the limiter)   ARGV: cap, look-up cap, account every
+# → {audit 0/1, look up 0/1}
 _GUARD = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 60) then return 0 end
-local n = redis.call('INCR', KEYS[2])
-if n == 1 then redis.call('EXPIRE', KEYS[2], 120) end
-if n <= tonumber(ARGV[1]) then return 1 end
-return 0
+local audit = 0
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', 60) then
+  local n = redis.call('INCR', KEYS[2])
+  if n == 1 then redis.call('EXPIRE', KEYS[2], 120) end
+  if n <= tonumber(ARGV[1]) then audit = 1 end
+end
+local lookup = 0
+if #KEYS >= 4 and redis.call('EXISTS', KEYS[3]) == 0 then
+  local m = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if m < tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
+    if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], 120) end
+    lookup = 1
+  end
+end
+return {audit, lookup}
 """
 
 
@@ -63,29 +83,31 @@ class RefusalLog:
         now = self.clock.now()
         scope = getattr(exc, "scope", None) or "unknown"
         minute = int(now.timestamp() // 60)
-        # One round trip: the hour's count, the guard script (limiter × source, then the limiter's cap), the account
-        # guard. The guard and the cap share the limiter's hash tag, so the script runs on a Cluster too.
+        # One round trip: the hour's count and the guard script (limiter × source and the limiter's audit cap; the
+        # limiter × account guard and the limiter's look-up cap). The script's keys share the limiter's hash tag, so
+        # it runs on a Cluster too.
         r = self._redis()
         script = self._scripts.get("guard", _GUARD)
-        keys, args = [f"rl:{{s:{scope}}}:g:{ctx.ip or 'none'}", f"rl:{{s:{scope}}}:c:{minute}"], [AUDIT_PER_MINUTE]
+        keys = [f"rl:{{s:{scope}}}:g:{ctx.ip or 'none'}", f"rl:{{s:{scope}}}:c:{minute}"]
+        if email:
+            keys += [f"rl:{{s:{scope}}}:a:{self._h(email)}", f"rl:{{s:{scope}}}:l:{minute}"]
+        args = [AUDIT_PER_MINUTE, LOOKUPS_PER_MINUTE, ACCOUNT_EVERY]
         pipe = r.pipeline(transaction=False)
         hour = _hour_key(now)
         pipe.hincrby(hour, scope, 1)
         pipe.expire(hour, HOURS_KEPT * 3600)
-        if email:
-            pipe.set(f"rl:{{a:{self._h(email)}}}", "1", nx=True, ex=ACCOUNT_EVERY)
         clustered = isinstance(r, RedisCluster)
         if not clustered:
             redis_scripts.queue(pipe, script, keys, args)
         res = pipe.execute(raise_on_error=False)
-        for reply in res[:3 if email else 2]:
+        for reply in res[:2]:
             if isinstance(reply, Exception):
                 raise reply
         if clustered:  # a Cluster pipeline refuses EVALSHA: the guard is its own round trip there
-            audited = bool(int(script(keys=keys, args=args)))
+            audit, lookup = script(keys=keys, args=args)
         else:
-            audited = bool(int(redis_scripts.settle(res[-1], script, keys, args)))
-        first_for_account = bool(res[2]) if email else False
+            audit, lookup = redis_scripts.settle(res[-1], script, keys, args)
+        audited, first_for_account = bool(int(audit)), bool(int(lookup))
         if not (audited or first_for_account):
             return {"audited": False, "receipt": False}
         svc = services()

@@ -250,24 +250,75 @@ class FakeClock:
         return self.t
 
 
-def test_budget_floor_lets_a_new_user_in_on_a_slow_quiet_host(make_app):
-    """The old budget was 0.25 × CPUs ÷ one cold hash: below 1/s on a loaded box, so *every* stranger — a brand-new
-    user's first login included — was refused. Now it never falls below the floor."""
-    app = make_app(throttle_unfamiliar_floor=5)
+def test_a_flood_of_strangers_on_a_small_host_takes_no_more_than_the_share_of_its_capacity(make_app):
+    """The attacker's test (stop 25). A 2-CPU host measured at 0.28 s per hash can do ~7 hashes/s. The old floor
+    (5/s, bucket of 10 s of it = 50 tokens) let a flood of strangers from ever-new addresses take ~70 % of that, and
+    the workers, all busy hashing strangers, could not even refuse the rest. Now the flood gets the share (0.1)
+    of the measured capacity, plus a bucket of one second of the host's hashing, and nothing more."""
+    from authsvc.defense.budget import UnfamiliarBudget
+
+    app = make_app()  # the defaults: automatic budget
+    s = app.config["AUTHSVC"]
+    mine = _budget(app)
+    clock = FakeClock()
+    budget = UnfamiliarBudget(redis_getter=mine._redis, hasher=mine.hasher, settings=mine.s, host_id="small-box",
+                              cpus=2, clock=clock)
+    _redis(app).set(budget.measurement_key(), "0.28")  # 2 CPUs ÷ 0.28 s ≈ 7.1 hashes/s
+    capacity = 2 / 0.28
+    snap = budget.snapshot(force=True)
+    assert snap.source == "measured" and snap.rate == pytest.approx(s.throttle_unfamiliar_share * capacity)
+    assert snap.rate <= 0.1 * capacity and snap.burst <= capacity  # the bucket: at most 1 s of the host's hashing
+    # The flood: 50 attempts per second from strangers for 20 s (the budget is all it meets: every address is new).
+    admitted, seconds = 0, 20
+    for _ in range(seconds * 50):
+        clock.t += 0.02
+        admitted += budget.take()[0]
+    share = s.throttle_unfamiliar_share
+    assert admitted <= share * capacity * seconds + capacity  # the share of the host over the flood, plus one burst
+    assert admitted >= share * capacity * seconds - 1  # and the budget is really spent on them (not a blanket 429)
+    # The same host, quiet for a while: a lone newcomer's first sign-in (an unfamiliar attempt) is admitted.
+    clock.t += 60
+    assert budget.take()[0]
+
+
+def test_a_lone_new_user_is_admitted_on_a_slow_quiet_host(make_app):
+    """The budget of the first sessions was 0.25 × CPUs ÷ one cold hash, counted in a 1-second window: below 1/s
+    on a loaded box every stranger — a brand-new user's first login included — was refused. The token bucket keeps
+    a quiet service's bucket full, so however slow the host (here 10 s per hash: far below one stranger per second)
+    a lone new user gets in, and so does the next one after a few strangers."""
+    app = make_app()
     budget = _budget(app)
     # This host measured 10 s per hash (a very loaded box): share × capacity is far below 1/s.
     _redis(app).set(budget.measurement_key(), "10.0")
     snap = budget.snapshot(force=True)
-    assert snap.source == "floor" and snap.rate == 5 and snap.host_capacity == budget.cpus / 10.0
+    assert snap.source == "measured"
+    assert snap.rate == pytest.approx(app.config["AUTHSVC"].throttle_unfamiliar_share * budget.cpus / 10.0)
+    assert snap.host_capacity == budget.cpus / 10.0 and snap.burst >= 1
     create_user(app)
     r = attempt(app, "alice@example.com", PASSWORD, "198.51.100.20")  # unfamiliar: first sign-in ever
     assert r.status_code == 200, r.get_json()
-    # a burst of strangers in the same second does not refuse the next lone user (token bucket, not a 1 s window)
-    for i in range(8):
-        r = attempt(app, f"s{i}@example.com", f"{WRONG} {i}", f"10.{i}.7.1")
-        assert r.status_code == 401, (i, r.get_json())
+    # a stranger is then refused before hashing (the one-token bucket is spent) ...
+    r = attempt(app, "s0@example.com", WRONG, "10.0.7.1")
+    assert r.status_code == 429 and r.get_json()["error"] == "throttled"
+    # ... and once the bucket has refilled (the service is quiet again) the next newcomer gets in
+    clock = FakeClock()
+    budget.clock = clock
+    budget.take()  # whatever is left at the fake clock's start
+    clock.t += 1 / snap.rate + 1
     create_user(app, "bob@example.com")
     assert attempt(app, "bob@example.com", PASSWORD, "198.51.100.21").status_code == 200
+
+
+def test_the_floor_is_the_budget_only_until_a_capacity_is_measured(make_app):
+    """A floor above share × capacity no longer raises the budget (on a small host it gave strangers most of the
+    CPU); it applies while no live host has a measurement (one worker is measuring)."""
+    app = make_app(throttle_unfamiliar_floor=5)
+    budget = _budget(app)
+    _redis(app).set(budget.measurement_key(), "0.28")  # a small host: share × CPUs ÷ 0.28 s
+    snap = budget.snapshot(force=True)
+    share = app.config["AUTHSVC"].throttle_unfamiliar_share
+    assert snap.source == "measured" and snap.rate == pytest.approx(share * budget.cpus / 0.28)
+    assert snap.burst == pytest.approx(snap.rate * app.config["AUTHSVC"].throttle_unfamiliar_burst_seconds)
 
 
 def test_explicit_budget_wins_over_the_measurement(make_app):
@@ -444,3 +495,60 @@ def test_a_flood_of_429s_from_rotating_ips_writes_a_bounded_number_of_audit_rows
     assert len(_rows(app, "throttle:refused")) == AUDIT_PER_MINUTE
     with app.app_context():
         assert services().refusals.recent_counts() == {"global_unfamiliar": AUDIT_PER_MINUTE + 19}
+
+
+def test_a_flood_of_429s_for_ever_new_usernames_reads_the_users_table_a_bounded_number_of_times(make_app):
+    """Stop 25: the owner's receipt needs the account, a SQL read. A stuffing flood names a new (mostly unknown)
+    account on every attempt, so every refusal passed the once-per-account guard and read the users table and
+    committed — a third of a refused login's CPU, for nothing. The reads are capped per limiter a minute; an owner
+    whose refusal fell over the cap gets the receipt with a later refusal."""
+    import datetime as dt
+
+    from sqlalchemy import event
+
+    from authsvc.defense.refusals import AUDIT_PER_MINUTE, LOOKUPS_PER_MINUTE
+
+    app = make_app(throttle_unfamiliar_per_second=1, throttle_unfamiliar_burst_seconds=1)
+    uid = create_user(app)
+    _budget(app).clock = FakeClock()  # the bucket does not refill during the test
+
+    class Frozen:
+        t = dt.datetime(2026, 11, 26, 12, 0, 30, tzinfo=dt.UTC)
+
+        def now(self):
+            return self.t
+
+    clock = Frozen()
+    reads = []
+    with app.app_context():
+        from authsvc.extensions import db
+        from authsvc.services import services
+
+        services().refusals.clock = clock
+        engine = db.engine
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM users" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        n = AUDIT_PER_MINUTE + LOOKUPS_PER_MINUTE + 60
+        codes = [attempt(app, f"victim{i}@example.org", f"{WRONG} {i}", f"10.{i // 250}.{i % 250}.9").status_code
+                 for i in range(n)]
+        assert codes.count(429) >= n - 1  # the bucket held one token
+        # at most the audited refusals plus the capped look-ups read the users table (was: every refusal)
+        assert len(reads) <= AUDIT_PER_MINUTE + LOOKUPS_PER_MINUTE
+        # the owner's account, refused while this minute's look-ups are spent: no receipt yet ...
+        assert attempt(app, "alice@example.com", WRONG, "10.200.0.9").status_code == 429
+        assert _throttled_receipts(app, uid) == []
+        # ... and with the next minute's first refusal of that account, the owner sees it
+        clock.t += dt.timedelta(minutes=1)
+        assert attempt(app, "alice@example.com", WRONG, "10.200.1.9").status_code == 429
+        assert len(_throttled_receipts(app, uid)) == 1
+        assert attempt(app, "alice@example.com", WRONG, "10.200.2.9").status_code == 429
+        assert len(_throttled_receipts(app, uid)) == 1  # once per 10 minutes
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    with app.app_context():
+        assert services().refusals.recent_counts()["global_unfamiliar"] == codes.count(429) + 3  # every one counted

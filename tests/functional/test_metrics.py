@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import PASSWORD, create_user
 
 TOKEN = "m" * 40
@@ -87,10 +89,11 @@ def test_stuffing_budget_is_visible_in_metrics(make_app):
         from authsvc.extensions import get_redis
         from authsvc.services import services
 
-        get_redis().set(services().throttle.budget.measurement_key(), "10.0")  # a slow host: the floor applies
+        get_redis().set(services().throttle.budget.measurement_key(), "0.5")  # this host: CPUs ÷ 0.5 s per hash
+        cpus = services().throttle.budget.cpus
     text = _scrape(client)  # a scrape refreshes the gauges: the host publishes its capacity
-    assert _value(text, "authsvc_unfamiliar_budget_per_second") == 3
-    assert _value(text, "authsvc_unfamiliar_budget_per_second") >= 3
+    # share × the measured capacity (the floor of 3/s does not raise a measured budget)
+    assert _value(text, "authsvc_unfamiliar_budget_per_second") == pytest.approx(app.config["AUTHSVC"].throttle_unfamiliar_share * cpus / 0.5)
     assert _value(text, "authsvc_unfamiliar_budget_live_hosts") == 1
     assert _value(text, "authsvc_hashing_capacity_per_second") > 0
     before = _value(text, "authsvc_unfamiliar_budget_refusals_total")

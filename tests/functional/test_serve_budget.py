@@ -73,7 +73,13 @@ def test_default_serve_on_a_busy_box_signs_a_new_user_in_first_try(app):
         assert r.status_code == 200, r.text  # the first try: no 429
         metrics = s.get(base + "/metrics", timeout=30).text
         rate = [line for line in metrics.splitlines() if line.startswith("authsvc_unfamiliar_budget_per_second ")]
-        assert rate and float(rate[0].split()[1]) >= app.config["AUTHSVC"].throttle_unfamiliar_floor
+        capacity = [line for line in metrics.splitlines() if line.startswith("authsvc_hashing_capacity_per_second ")]
+        # the budget is the share of what this busy host measured (never more: the stop-25 flood fix), and > 0
+        rate, capacity = float(rate[0].split()[1]), float(capacity[0].split()[1]) if capacity else 0.0
+        if capacity > 0:
+            assert 0 < rate <= app.config["AUTHSVC"].throttle_unfamiliar_share * capacity + 1e-6
+        else:  # the scraped worker had no measurement yet: the floor
+            assert rate == app.config["AUTHSVC"].throttle_unfamiliar_floor
         assert 'authsvc_logins_total{outcome="throttled"}' not in metrics
     finally:
         for b in burners:
