@@ -91,6 +91,9 @@ class Settings:
     # as ``ip_accounts_day`` (issue 16: low-and-slow spraying). The offline replay uses the same window
     # (authsvc.risk.evaluation.velocity.IP_ACCOUNTS_WINDOW); a test keeps the two equal.
     risk_ip_accounts_window: int = 86400
+    # The same over a week (``ip_accounts_week``; replay: IP_ACCOUNTS_WEEK_WINDOW, kept equal by the same test); 0 turns
+    # the week set off (a rotating-IP flood keeps one small set per failing IP for this long: docs/OPERATIONS.md).
+    risk_ip_accounts_week_window: int = 7 * 86400
     throttle_prefix32_limit: int = 3000  # failures per IPv6 /32 (one provider's allocation: many /48s)
     throttle_prefix32_window: int = 3600
     # The right password, then refused by the risk engine or stopped at the second factor: per account × network
@@ -221,6 +224,9 @@ class Settings:
             ("spray_unknown_share", 0 < self.spray_unknown_share <= 1, "must be in (0, 1]"),
             ("risk_ip_accounts_window", 60 <= self.risk_ip_accounts_window <= 30 * 86400,
              "must be between 60 seconds and 30 days"),
+            ("risk_ip_accounts_week_window",
+             self.risk_ip_accounts_week_window == 0 or 60 <= self.risk_ip_accounts_week_window <= 30 * 86400,
+             "must be 0 (off) or between 60 seconds and 30 days"),
             ("throttle_proven_limit", self.throttle_proven_limit >= 1, "must be ≥ 1"),
             ("proven_notice_after", self.proven_notice_after >= 1, "must be ≥ 1"),
             ("throttle_prefix32_limit", self.throttle_prefix32_limit >= 1, "must be ≥ 1"),

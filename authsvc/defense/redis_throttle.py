@@ -7,7 +7,7 @@ What is counted (failures only — a success never charges a limiter, it clears 
 | account × IP | ``th:{p:<acct>:<ip>}`` | ≥ pair_limit failures in the window (Auth0's pair block) |
 | IP, prefix (/24, /48), IPv6 /32, ASN | ``th:{ip:<ip>}:f``, ``th:{pfx:…}:f``, ``th:{p32:…}:f`` … | ≥ their limits in their windows |
 | spray from an IP/prefix | ``th:{ip:<ip>}:u`` (HyperLogLog of addresses), ``:sf`` (failures) | ≥ spray_min_failures failures and either ≥ spray_min_accounts distinct addresses or distinct addresses ≥ spray_unknown_share of the failures (a list, not a typo): the source is blocked for spray_block |
-| accounts failed from an IP, long window | ``th:{ip:<ip>}:ua`` (set of account hashes, ``risk_ip_accounts_window``) | never: its size goes to the risk engine as ``ip_accounts_day`` (issue 16) |
+| accounts failed from an IP, long windows | ``th:{ip:<ip>}:ua`` / ``:uw`` (sets of account hashes, ``risk_ip_accounts_window`` / ``risk_ip_accounts_week_window``) | never: their sizes go to the risk engine as ``ip_accounts_day`` / ``ip_accounts_week`` (issue 16) |
 | one password across accounts | ``th:{pw:<hmac of NFKC>}`` HyperLogLog of accounts | ≥ password_spray_accounts: that password (and its NFKC twins) is refused from unfamiliar places |
 | correct password, stopped (risk deny, MFA) | ``th:{pk:<acct>:<prefix>}`` | ≥ throttle_proven_limit in its window: refused before hashing, no more receipts; the owner is told once (``th:{a:<acct>}:n``) |
 | account, unfamiliar places | ``th:{a:<acct>}:fu`` | ≥ account_lockout_threshold → delay doubling with each further failure (60 s, 120 s, … ≤ 1 h) |
@@ -57,12 +57,16 @@ return {n, redis.call('TTL', KEYS[1])}
 # (risk_ip_accounts_window, armed by the first failure): low-and-slow spraying stays under the spray rule for weeks,
 # so its size goes to the risk engine as ``ip_accounts_day`` (a score term, never a block). SADD/SCARD are O(1); a
 # set, not a HyperLogLog, so the count is exact and equals the replay's (the IP limit bounds its size per window).
-# Kept for IP sources only (accounts_window '0' for a prefix).
-# KEYS: f, sf, u, x, block, ua   ARGV: window, spray_window, account, unknown(0/1), min_accounts, min_failures,
-#                                     distinct_share, block_seconds, accounts_window
+# KEYS[7] is the same set over a week (risk_ip_accounts_week_window → ``ip_accounts_week``, v3.2: slow campaigns).
+# Kept for IP sources only (accounts windows '0' for a prefix; a week window of '0' turns the week set off).
+# KEYS: f, sf, u, x, block, ua, uw   ARGV: window, spray_window, account, unknown(0/1), min_accounts, min_failures,
+#                                         distinct_share, block_seconds, accounts_window, accounts_week_window
 _SOURCE = """
 if ARGV[9] ~= '0' and redis.call('SADD', KEYS[6], ARGV[3]) == 1 and redis.call('TTL', KEYS[6]) < 0 then
   redis.call('EXPIRE', KEYS[6], ARGV[9])
+end
+if ARGV[10] ~= '0' and redis.call('SADD', KEYS[7], ARGV[3]) == 1 and redis.call('TTL', KEYS[7]) < 0 then
+  redis.call('EXPIRE', KEYS[7], ARGV[10])
 end
 local f = redis.call('INCR', KEYS[1])
 if f == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -252,8 +256,10 @@ class RedisThrottle:
         # Accounts that failed from this IP in the longer window (a risk signal, not a limit; see _SOURCE).
         if ip:
             pipe.scard(f"th:{{ip:{ip}}}:ua")
+            pipe.scard(f"th:{{ip:{ip}}}:uw")
         else:
             pipe.exists("th:none")  # keeps result positions fixed
+            pipe.exists("th:none")
         # Risk signals the record_failure scripts keep (same round trip): distinct accounts that failed from this IP
         # within spray_window, and distinct accounts this password failed on within password_spray_window. Before,
         # only the replay filled them, so the velocity rules ip_distinct_users / password_spray_accounts never fired
@@ -296,8 +302,9 @@ class RedisThrottle:
                 waits.append((pw_ttl, "password_spray"))
         proven_n, proven_ttl = res[pos:pos + 2]
         counts["ip_accounts_day"] = int(res[pos + 2] or 0) if ip else 0
-        counts["ip_accounts"] = int(res[pos + 3] or 0) if ip else 0
-        counts["password_accounts"] = int(res[pos + 4] or 0) if pw_hash else 0
+        counts["ip_accounts_week"] = int(res[pos + 3] or 0) if ip else 0
+        counts["ip_accounts"] = int(res[pos + 4] or 0) if ip else 0
+        counts["password_accounts"] = int(res[pos + 5] or 0) if pw_hash else 0
         if int(proven_n or 0) >= s.throttle_proven_limit:
             # The right password, stopped again and again (risk deny, MFA) from this network: whoever it is, more
             # tries here only burn hashes and write receipts. Familiar or not — it is the account's own password.
@@ -335,10 +342,11 @@ class RedisThrottle:
                 continue
             f, u, x, spray = self._script("source", _SOURCE)(
                 keys=[f"th:{{{tag}}}:f", f"th:{{{tag}}}:sf", f"th:{{{tag}}}:u", f"th:{{{tag}}}:x",
-                      f"th:{{{tag}}}:b", f"th:{{{tag}}}:ua"],
+                      f"th:{{{tag}}}:b", f"th:{{{tag}}}:ua", f"th:{{{tag}}}:uw"],
                 args=[window, s.spray_window, acct, int(not user_exists), s.spray_min_accounts,
                       s.spray_min_failures, s.spray_unknown_share, s.spray_block,
-                      s.risk_ip_accounts_window if kind == "ip" else 0])
+                      s.risk_ip_accounts_window if kind == "ip" else 0,
+                      s.risk_ip_accounts_week_window if kind == "ip" else 0])
             out[kind] = f
             out[f"{kind}_accounts"] = u
             out[f"{kind}_unknown"] = x

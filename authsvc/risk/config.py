@@ -17,6 +17,8 @@ class VelocityRule:
 
     term = weight · min(cap, 1 + log2(value / threshold)) when value ≥ threshold, else 0:
     crossing the threshold costs ``weight``, every doubling beyond it one more ``weight``, up to ``cap``.
+    Rules that share a ``group`` measure the same thing over different windows: only the largest term of a group
+    counts (a busy IP's day and week do not add up).
     """
 
     counter: str
@@ -25,6 +27,7 @@ class VelocityRule:
     code: str
     text: str  # formatted with {value}
     cap: float = 3.0
+    group: str = ""
 
 
 DEFAULT_VELOCITY_RULES: tuple[VelocityRule, ...] = (
@@ -39,7 +42,13 @@ DEFAULT_VELOCITY_RULES: tuple[VelocityRule, ...] = (
     # Issue 16: accounts that failed from this IP in a day-long fixed window (the defense layer's Redis set; the
     # replay derives the same count). Low-and-slow spraying reuses a few IPs for weeks at < 1 attempt per IP per hour,
     # under every 1-hour counter (docs/RISK.md §6, "spraying").
-    VelocityRule("ip_accounts_day", 5, 1.5, "ip_many_accounts_day", "{value:.0f} accounts failed from this IP today"),
+    VelocityRule("ip_accounts_day", 5, 1.5, "ip_many_accounts_day", "{value:.0f} accounts failed from this IP today",
+                 group="ip_accounts"),
+    # v3.2: the same count over a week (``th:{ip:…}:uw``) at twice the accounts — slow campaigns of 1–7 failures per IP
+    # a day stay under the day rule. One group with the day rule: a busy IP's day and week never add up (measured:
+    # stacking them cost targeted AUC; docs/RISK.md §6 v3.2).
+    VelocityRule("ip_accounts_week", 10, 1.5, "ip_many_accounts_week",
+                 "{value:.0f} accounts failed from this IP this week", group="ip_accounts"),
     VelocityRule("ip_unknown_user_share", 0.5, 1.5, "ip_unknown_users", "{value:.0%} of recent attempts from this IP were for unknown accounts", cap=1.0),
     VelocityRule("password_spray_accounts", 5, 2.0, "password_spray", "this password failed on {value:.0f} other accounts"),
 )

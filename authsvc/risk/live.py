@@ -162,6 +162,7 @@ class RedisRiskStore:
 # Throttle counters (authsvc.defense) → the engine's velocity names (RiskConfig.velocity_rules).
 _VELOCITY = {"account_consecutive": "account_failures", "ip": "ip_failures", "pfx": "prefix_failures",
              "asn": "asn_failures", "ip_accounts": "ip_distinct_users", "ip_accounts_day": "ip_accounts_day",
+             "ip_accounts_week": "ip_accounts_week",
              "ip_unknown_share": "ip_unknown_user_share",
              "password_accounts": "password_spray_accounts"}
 

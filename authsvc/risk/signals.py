@@ -133,12 +133,24 @@ def velocity_terms(counters: Mapping[str, float] | None, rules: Sequence[Velocit
         return 0.0, []
     total = 0.0
     reasons: list[Reason] = []
+    grouped: dict[str, tuple[float, VelocityRule, float]] | None = None
     for rule in rules:
         value = counters.get(rule.counter)
         if value is None or value < rule.threshold or rule.threshold <= 0:
             continue
         term = rule.weight * min(rule.cap, 1.0 + math.log2(value / rule.threshold))
+        if rule.group:  # only the largest term of a group counts; the first rule wins a tie
+            if grouped is None:
+                grouped = {}
+            best = grouped.get(rule.group)
+            if best is None or term > best[0]:
+                grouped[rule.group] = (term, rule, value)
+            continue
         total += term
         reasons.append(Reason(rule.code, rule.text.format(value=value), term))
+    if grouped:
+        for term, rule, value in grouped.values():
+            total += term
+            reasons.append(Reason(rule.code, rule.text.format(value=value), term))
     return total, reasons
 

@@ -9,23 +9,29 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["VelocityTracker", "IP_ACCOUNTS_WINDOW"]
+__all__ = ["VelocityTracker", "IP_ACCOUNTS_WINDOW", "IP_ACCOUNTS_WEEK_WINDOW"]
 
 # ``ip_accounts_day``: distinct accounts that *failed* from the IP in a fixed window armed by the first failure — the
 # live defense layer's set ``th:{ip:…}:ua`` (authsvc/defense/redis_throttle.py, Settings.risk_ip_accounts_window,
 # which a test keeps equal to this). Fixed, not sliding, so that replay and Redis count exactly the same thing.
 IP_ACCOUNTS_WINDOW = 86400.0
+# ``ip_accounts_week``: the same count over a week (``th:{ip:…}:uw``, Settings.risk_ip_accounts_week_window): slow
+# spraying campaigns stay under 5 accounts per IP a day for weeks (docs/RISK.md §6, v3.2). 0 = not kept.
+IP_ACCOUNTS_WEEK_WINDOW = 7 * 86400.0
 
 
 class VelocityTracker:
     def __init__(self, window_seconds: float = 3600.0, min_attempts_for_share: int = 10,
-                 ip_accounts_window: float = IP_ACCOUNTS_WINDOW) -> None:
+                 ip_accounts_window: float = IP_ACCOUNTS_WINDOW,
+                 ip_accounts_week_window: float = IP_ACCOUNTS_WEEK_WINDOW) -> None:
         self.window = window_seconds
         self.min_attempts_for_share = min_attempts_for_share
         self.ip_accounts_window = ip_accounts_window
+        self.ip_accounts_week_window = ip_accounts_week_window
         # ip → [window end, the one account that failed from it since the start, or a set once there are several]
         # (most IPs fail for one account only: no set for them — this runs for every failure)
         self._ip_failed_accounts: dict[str, list] = {}
+        self._ip_failed_accounts_week: dict[str, list] = {}  # the same, over ip_accounts_week_window
         # failures per key kind; deque of timestamps
         self._fail: dict[str, dict[str, deque[float]]] = {k: {} for k in ("account", "ip", "prefix", "asn")}
         # attempts per IP: (timestamp, user, user_was_unknown)
@@ -55,6 +61,10 @@ class VelocityTracker:
         if fa is not None and ts < fa[0]:  # the Redis key has not expired yet
             accounts = fa[1]
             out["ip_accounts_day"] = 1.0 if accounts.__class__ is str else float(len(accounts))
+        fa = self._ip_failed_accounts_week.get(ip)  # its own fixed window: it can end before the day's does
+        if fa is not None and ts < fa[0]:
+            accounts = fa[1]
+            out["ip_accounts_week"] = 1.0 if accounts.__class__ is str else float(len(accounts))
         attempts = self._ip_attempts.get(ip)
         if attempts:
             self._prune_ip(ip, attempts, ts)
@@ -73,16 +83,9 @@ class VelocityTracker:
                 if q is None:
                     q = d[key] = deque()
                 q.append(ts)
-            fa = self._ip_failed_accounts.get(ip)
-            if fa is None or ts >= fa[0]:
-                self._ip_failed_accounts[ip] = [ts + self.ip_accounts_window, user]
-            else:
-                accounts = fa[1]
-                if accounts.__class__ is str:
-                    if accounts != user:
-                        fa[1] = {accounts, user}
-                else:
-                    accounts.add(user)
+            _add_failed(self._ip_failed_accounts, ip, user, ts, self.ip_accounts_window)
+            if self.ip_accounts_week_window:
+                _add_failed(self._ip_failed_accounts_week, ip, user, ts, self.ip_accounts_week_window)
         attempts = self._ip_attempts.get(ip)
         if attempts is None:
             attempts = self._ip_attempts[ip] = deque()
@@ -117,9 +120,9 @@ class VelocityTracker:
 
     def _sweep(self, now: float) -> None:
         """Drop keys whose windows emptied, so memory follows the window, not the whole file."""
-        fa = self._ip_failed_accounts
-        for ip in [ip for ip, (end, _) in fa.items() if now >= end]:
-            del fa[ip]
+        for fa in (self._ip_failed_accounts, self._ip_failed_accounts_week):
+            for ip in [ip for ip, (end, _) in fa.items() if now >= end]:
+                del fa[ip]
         for d in self._fail.values():
             for key in list(d):
                 q = d[key]
@@ -131,3 +134,17 @@ class VelocityTracker:
             self._prune_ip(ip, q, now)
             if not q:
                 del self._ip_attempts[ip], self._ip_users[ip], self._ip_unknown[ip]
+
+
+def _add_failed(windows: dict[str, list], ip: str, user: str, ts: float, length: float) -> None:
+    """The Redis script's SADD, with EXPIRE armed by the first failure (a fixed window)."""
+    fa = windows.get(ip)
+    if fa is None or ts >= fa[0]:
+        windows[ip] = [ts + length, user]
+    else:
+        accounts = fa[1]
+        if accounts.__class__ is str:
+            if accounts != user:
+                fa[1] = {accounts, user}
+        else:
+            accounts.add(user)

@@ -7,6 +7,8 @@ the same count from earlier rows. These tests hold the two to the same definitio
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
 
 import pytest
@@ -14,8 +16,9 @@ import pytest
 from authsvc.config import Settings
 from authsvc.defense.redis_throttle import RedisThrottle
 from authsvc.risk import LoginContext, RiskEngine
-from authsvc.risk.config import DEFAULT_VELOCITY_RULES
-from authsvc.risk.evaluation.velocity import IP_ACCOUNTS_WINDOW, VelocityTracker
+from authsvc.risk.config import DEFAULT_VELOCITY_RULES, VelocityRule
+from authsvc.risk.evaluation.velocity import IP_ACCOUNTS_WEEK_WINDOW, IP_ACCOUNTS_WINDOW, VelocityTracker
+from authsvc.risk.signals import velocity_terms
 from authsvc.risk.live import LiveRiskScorer
 
 
@@ -46,6 +49,10 @@ def test_replay_and_live_windows_are_the_same_setting() -> None:
     assert Settings().risk_ip_accounts_window == IP_ACCOUNTS_WINDOW == VelocityTracker().ip_accounts_window
     rule = {r.counter: r for r in DEFAULT_VELOCITY_RULES}["ip_accounts_day"]
     assert rule.code == "ip_many_accounts_day"
+    assert (Settings().risk_ip_accounts_week_window == IP_ACCOUNTS_WEEK_WINDOW
+            == VelocityTracker().ip_accounts_week_window == 7 * 86400)
+    week = {r.counter: r for r in DEFAULT_VELOCITY_RULES}["ip_accounts_week"]
+    assert week.code == "ip_many_accounts_week" and week.group == rule.group == "ip_accounts"
 
 
 def test_repeating_one_account_does_not_inflate_the_count() -> None:
@@ -163,3 +170,125 @@ def test_window_setting_is_validated(window) -> None:
 
     with pytest.raises(ConfigError, match="(?i)risk_ip_accounts_window"):
         Settings(risk_ip_accounts_window=window).validate()
+
+
+# --- v3.2: the same count over a week (slow spraying campaigns) --------------------------------------------------------
+
+@pytest.mark.parametrize("window", [-1, 1, 59, 31 * 86400])
+def test_week_window_setting_is_validated(window) -> None:
+    from authsvc.config import ConfigError
+
+    with pytest.raises(ConfigError, match="(?i)risk_ip_accounts_week_window"):
+        Settings(risk_ip_accounts_week_window=window).validate()
+    Settings(risk_ip_accounts_week_window=0).validate()  # off
+
+
+def test_slow_spray_under_the_day_rule_is_caught_by_the_week_rule() -> None:
+    """Two accounts a day from one IP for a week: never 5 in a day, 14 in the week."""
+    tr = VelocityTracker()
+    for day in range(7):
+        for k in range(2):
+            _observe(tr, day * 86400 + k * 3000, f"acct{day}-{k}", "192.0.2.77")
+    c = tr.counters(7 * 86400 - 1, "next", "192.0.2.77", "192.0.2.0/24", "AS1")
+    assert c["ip_accounts_day"] == 2.0 and c["ip_accounts_week"] == 14.0
+    total, reasons = velocity_terms(c, DEFAULT_VELOCITY_RULES)
+    assert [r.code for r in reasons] == ["ip_many_accounts_week"] and total == pytest.approx(1.5 * (1 + math.log2(1.4)))
+    # The same IP's owner signing in again and again, and one account hammered, stay at one account.
+    tr = VelocityTracker()
+    for i in range(200):
+        _observe(tr, i * 3600.0, "victim", "198.51.100.7")
+        _observe(tr, i * 3600.0 + 1, "owner", "198.51.100.7", success=True)
+    assert tr.counters(200 * 3600.0, "x", "198.51.100.7", "198.51.100.0/24", "AS1")["ip_accounts_week"] == 1.0
+
+
+def test_week_window_is_fixed_and_can_end_before_the_day_window() -> None:
+    tr = VelocityTracker(ip_accounts_window=100.0, ip_accounts_week_window=300.0)
+    _observe(tr, 0.0, "a", "192.0.2.1")
+    _observe(tr, 250.0, "b", "192.0.2.1")   # a new day window (0–100 ended), the week armed at 0 s still open
+    c = tr.counters(299.0, "c", "192.0.2.1", "192.0.2.0/24", "AS1")
+    assert c["ip_accounts_day"] == 1.0 and c["ip_accounts_week"] == 2.0
+    c = tr.counters(300.0, "c", "192.0.2.1", "192.0.2.0/24", "AS1")
+    assert c["ip_accounts_day"] == 1.0 and "ip_accounts_week" not in c  # the week ended, the day armed at 250 s not
+    off = VelocityTracker(ip_accounts_week_window=0)
+    for i in range(20):
+        _observe(off, float(i), f"u{i}", "192.0.2.1")
+    assert "ip_accounts_week" not in off.counters(30.0, "x", "192.0.2.1", "192.0.2.0/24", "AS1")
+
+
+def test_day_and_week_terms_of_one_ip_never_add_up() -> None:
+    """A busy IP is in both windows: only the larger term counts, so the week rule cannot double the day's."""
+    both = {"ip_accounts_day": 40.0, "ip_accounts_week": 40.0}
+    total, reasons = velocity_terms(both, DEFAULT_VELOCITY_RULES)
+    day_only, _ = velocity_terms({"ip_accounts_day": 40.0}, DEFAULT_VELOCITY_RULES)
+    assert total == day_only == pytest.approx(4.5) and [r.code for r in reasons] == ["ip_many_accounts_day"]
+    total, reasons = velocity_terms({"ip_accounts_day": 6.0, "ip_accounts_week": 80.0}, DEFAULT_VELOCITY_RULES)
+    assert [r.code for r in reasons] == ["ip_many_accounts_week"] and total == pytest.approx(4.5)
+    # A group never swallows rules outside it, and rules of different groups add up.
+    rules = (VelocityRule("a", 1, 1.0, "a", "{value}", group="g"), VelocityRule("b", 1, 2.0, "b", "{value}", group="g"),
+             VelocityRule("c", 1, 1.0, "c", "{value}"), VelocityRule("d", 1, 0.5, "d", "{value}", group="h"))
+    total, reasons = velocity_terms({"a": 1, "b": 1, "c": 1, "d": 1}, rules)
+    assert total == 3.5 and sorted(r.code for r in reasons) == ["b", "c", "d"]
+    # A tie keeps the first rule of the group (the day's reason for the same size).
+    total, reasons = velocity_terms({"a": 2, "b": 1}, (rules[0], dataclasses.replace(rules[1], weight=1.0)))
+    assert total == 2.0 and [r.code for r in reasons] == ["a"]
+
+
+def test_live_week_set_hostile_addresses_expiry_and_off(redis_client) -> None:
+    th = _throttle(redis_client, risk_ip_accounts_window=60, risk_ip_accounts_week_window=600)
+    for email in ("alice@example.com", "ALICE@example.com", "ａlice@example.com", "x" * 300 + "@example.com",
+                  "alice@example.com"):
+        th.record_failure(email, _Ctx("::ffff:192.0.2.45"), user_exists=False)
+    counts = th.precheck("someone@example.com", _Ctx("192.0.2.45")).counts
+    assert counts["ip_accounts_week"] == counts["ip_accounts_day"] == 4
+    ttl = redis_client.ttl("th:{ip:192.0.2.45}:uw")
+    assert 60 < ttl <= 600
+    th.record_failure("b@example.com", _Ctx("192.0.2.45"), user_exists=True)
+    assert 0 < redis_client.ttl("th:{ip:192.0.2.45}:uw") <= ttl  # not re-armed: a fixed window
+    assert redis_client.exists("th:{pfx:192.0.2.0/24}:uw") == 0  # kept for IP sources only
+    assert th.precheck("someone@example.com", _Ctx(None)).counts["ip_accounts_week"] == 0
+    off = _throttle(redis_client, risk_ip_accounts_week_window=0)
+    off.record_failure("c@example.com", _Ctx("192.0.2.46"), user_exists=True)
+    assert redis_client.exists("th:{ip:192.0.2.46}:uw") == 0
+    assert off.precheck("someone@example.com", _Ctx("192.0.2.46")).counts["ip_accounts_week"] == 0
+
+
+def test_live_and_replay_count_the_same_week(redis_client) -> None:
+    """A random mix of failures and successes (successes never remove an account) from a few IPs: Redis's week and
+    day counts equal the replay's before every attempt. Expiry is the tracker's fixed window (tested above) and the
+    TTL armed once (test_live_week_set_hostile_addresses_expiry_and_off)."""
+    th = _throttle(redis_client)
+    tr = VelocityTracker()
+    rnd = random.Random(9)
+    ips = [f"192.0.2.{i}" for i in (20, 21)]
+    for k in range(200):
+        ip, user = rnd.choice(ips), f"user{rnd.randint(1, 40)}@example.com"
+        live = th.precheck(user, _Ctx(ip)).counts
+        replay = tr.counters(float(k), user, ip, "192.0.2.0/24", "AS1")
+        assert live["ip_accounts_week"] == replay.get("ip_accounts_week", 0.0)
+        assert live["ip_accounts_day"] == replay.get("ip_accounts_day", 0.0)
+        ok = rnd.random() < 0.2
+        if ok:
+            th.record_success(user, _Ctx(ip))
+        else:
+            th.record_failure(user, _Ctx(ip), user_exists=True)
+        _observe(tr, float(k), user, ip, success=ok)
+    assert live["ip_accounts_week"] > 10  # the run reached the rule's threshold
+
+
+def test_live_scorer_names_the_week_when_the_day_is_quiet(redis_client) -> None:
+    from authsvc.risk.live import RedisRiskStore
+
+    th = _throttle(redis_client)
+    for i in range(12):
+        th.record_failure(f"slow{i}@example.com", _Ctx("192.0.2.98"), user_exists=True)
+    redis_client.delete("th:{ip:192.0.2.98}:ua")  # the day window has ended; the week's has not
+    verdict = th.precheck("victim@example.com", _Ctx("192.0.2.98"))
+    assert verdict.counts["ip_accounts_day"] == 0 and verdict.counts["ip_accounts_week"] == 12
+
+    class _User:
+        id = 78
+
+    scorer = LiveRiskScorer(RiskEngine(store=RedisRiskStore(lambda: redis_client)), clock=_Clock(1_700_000_000.0))
+    d = scorer.score(_User(), _Ctx("192.0.2.98"), breached=False, velocity=verdict.counts)
+    codes = [r.code for r in d.reasons]
+    assert "ip_many_accounts_week" in codes and "ip_many_accounts_day" not in codes
