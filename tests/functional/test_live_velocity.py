@@ -52,3 +52,23 @@ def test_one_password_failing_across_accounts_raises_its_next_use(make_app):
     assert "password_spray" in _last_reasons(app, "bob@example.com")[0]
     attempt(app, "alice@example.com", PASSWORD, "198.51.100.9")  # another password: untouched
     assert "password_spray" not in _last_reasons(app, "alice@example.com")[0]
+
+
+def test_a_slow_spray_from_one_ip_raises_the_next_login_from_it_after_its_day_ended(make_app):
+    """Issue 16 v3.2: twelve accounts failed from one IP over days (the day set of the last of them expired — played
+    here by deleting it, as Redis would): the week set still names the IP in the next sign-in's receipt."""
+    app = make_app(spray_min_accounts=1000, spray_min_failures=1000, throttle_ip_limit=1000,
+                   throttle_unfamiliar_per_second=1000, password_spray_accounts=1000)  # score, don't block
+    create_user(app)
+    attempt(app, "alice@example.com", PASSWORD, "203.0.113.10")
+    for i in range(12):  # a password of its own each (the one-password limit is another test's)
+        r = attempt(app, f"slow{i}@example.com", f"{WRONG} {i}", "198.51.100.90")
+        assert r.status_code == 401, (i, r.get_json())
+    from authsvc.extensions import RedisExtension
+
+    assert RedisExtension.client_for(app).delete("th:{ip:198.51.100.90}:ua") == 1  # the day set was kept; now gone
+    attempt(app, "alice@example.com", PASSWORD, "198.51.100.90")
+    reasons, _ = _last_reasons(app, "alice@example.com")
+    assert "ip_many_accounts_week" in reasons and "ip_many_accounts_day" not in reasons
+    attempt(app, "alice@example.com", PASSWORD, "198.51.100.91")  # another address: untouched
+    assert "ip_many_accounts_week" not in _last_reasons(app, "alice@example.com")[0]
