@@ -85,6 +85,11 @@ class RiskConfig:
     trusted_device_weight: float = -4.0
     breached_password_weight: float = 3.0
     breached_password_min_action: str = "step_up"  # a known-breached password never passes silently
+    # Velocity terms describe the *network* (many accounts failing from this IP), not the person: a login whose own
+    # context scores below the step-up threshold — the owner's network and browser — is at most stepped up however
+    # busy the network is. Otherwise 40 failures from an office NAT denied its people for the day (stop 26's test
+    # tests/functional/test_live_velocity.py::test_failures_for_other_accounts_at_the_owners_own_network_do_not_deny_the_owner).
+    velocity_alone_max_action: str = "step_up"
     impossible_travel_weight: float = 1.5  # v1: 3.0; the country rule fires on VPN toggling (docs/RISK.md §6)
     max_travel_speed_kmh: float = 1000.0  # airliner speed; below min distance, geolocation noise dominates
     min_travel_distance_km: float = 500.0
@@ -121,3 +126,5 @@ class RiskConfig:
             raise ValueError("deny_threshold must be ≥ step_up_threshold")
         if self.breached_password_min_action not in ("allow", "step_up", "deny"):
             raise ValueError("breached_password_min_action must be allow, step_up or deny")
+        if self.velocity_alone_max_action not in ("step_up", "deny"):
+            raise ValueError("velocity_alone_max_action must be step_up or deny")

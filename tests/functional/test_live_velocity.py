@@ -72,3 +72,53 @@ def test_a_slow_spray_from_one_ip_raises_the_next_login_from_it_after_its_day_en
     assert "ip_many_accounts_week" in reasons and "ip_many_accounts_day" not in reasons
     attempt(app, "alice@example.com", PASSWORD, "198.51.100.91")  # another address: untouched
     assert "ip_many_accounts_week" not in _last_reasons(app, "alice@example.com")[0]
+
+
+
+OFFICE, UA = "203.0.113.50", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+
+
+def _teach(app, email, ip, ua, logins, days_ago=1):
+    """Successful logins in the account's risk history (and the global counts), as the pipeline learns them."""
+    from authsvc.models import User
+    from authsvc.risk import LoginContext
+    from authsvc.services import services
+
+    with app.app_context():
+        uid = db.session.execute(select(User.id).filter_by(email=email)).scalar_one()
+        engine = services().login.risk.engine
+        now = services().clock.timestamp()
+        for k in range(logins):
+            engine.learn(LoginContext(user=str(uid), ip=ip, user_agent=ua, timestamp=now - 86400 * (days_ago + k)))
+
+
+def _post(app, email, password, ip, ua=UA):
+    return app.test_client().post("/api/v1/login", json={"email": email, "password": password},
+                                  environ_base={"REMOTE_ADDR": ip}, headers={"User-Agent": ua})
+
+
+def test_failures_for_other_accounts_at_the_owners_own_network_do_not_deny_the_owner(make_app):
+    """The attacker's use of the IP counters (the week set keeps them for 7 days): make 40 accounts fail from an
+    office's shared IP so that its people are refused. An owner who signs in there from the browser and network of
+    their history is stepped up at worst (the velocity terms say the *network* is under attack, not that this is
+    someone else): never denied. A stranger's browser from the same IP, on an account without history there, still
+    is."""
+    app = make_app(spray_min_accounts=1000, spray_min_failures=1000, throttle_ip_limit=1000,
+                   throttle_unfamiliar_per_second=1000, password_spray_accounts=1000, throttle_prefix_limit=1000)
+    create_user(app)
+    create_user(app, email="bob@example.com")
+    for u in range(30):  # a population, so that "common" means something
+        create_user(app, email=f"pop{u}@example.com", verified=True)
+        _teach(app, f"pop{u}@example.com", f"198.51.100.{u + 1}", UA.replace("131", str(100 + u % 5)), 3)
+    _teach(app, "alice@example.com", OFFICE, UA, 12)
+    for i in range(40):
+        r = _post(app, f"office{i}@example.com", f"{WRONG} {i}", OFFICE, ua="python-requests/2.32")
+        assert r.status_code == 401, (i, r.get_json())
+    r = _post(app, "alice@example.com", PASSWORD, OFFICE)
+    reasons, score = _last_reasons(app, "alice@example.com")
+    assert "ip_many_accounts_day" in reasons and "ip_many_accounts_week" not in reasons  # one term of the group
+    body = r.get_json()
+    assert body.get("error") in ("email_code_required", "mfa_required") and body.get("pending_token"), (score, body)
+    # bob has no history at all: the same request is what a sprayer who guessed right looks like
+    r = _post(app, "bob@example.com", PASSWORD, OFFICE, ua="python-requests/2.32")
+    assert r.status_code == 403 and r.get_json()["error"] == "denied", r.get_json()

@@ -18,6 +18,7 @@ IP_ACCOUNTS_WINDOW = 86400.0
 # ``ip_accounts_week``: the same count over a week (``th:{ip:…}:uw``, Settings.risk_ip_accounts_week_window): slow
 # spraying campaigns stay under 5 accounts per IP a day for weeks (docs/RISK.md §6, v3.2). 0 = not kept.
 IP_ACCOUNTS_WEEK_WINDOW = 7 * 86400.0
+_NEVER = float("-inf")  # the end of a window that is not kept
 
 
 class VelocityTracker:
@@ -28,10 +29,10 @@ class VelocityTracker:
         self.min_attempts_for_share = min_attempts_for_share
         self.ip_accounts_window = ip_accounts_window
         self.ip_accounts_week_window = ip_accounts_week_window
-        # ip → [window end, the one account that failed from it since the start, or a set once there are several]
-        # (most IPs fail for one account only: no set for them — this runs for every failure)
+        # ip → [day window end, the one account that failed from it since the start, or a set once there are several,
+        #       week window end, the same for the week] (one entry for both: this runs for every attempt; most IPs fail
+        # for one account only: no set for them). Each window is fixed and armed by its own first failure.
         self._ip_failed_accounts: dict[str, list] = {}
-        self._ip_failed_accounts_week: dict[str, list] = {}  # the same, over ip_accounts_week_window
         # failures per key kind; deque of timestamps
         self._fail: dict[str, dict[str, deque[float]]] = {k: {} for k in ("account", "ip", "prefix", "asn")}
         # attempts per IP: (timestamp, user, user_was_unknown)
@@ -58,13 +59,13 @@ class VelocityTracker:
                 if q:
                     out[name] = float(len(q))
         fa = self._ip_failed_accounts.get(ip)
-        if fa is not None and ts < fa[0]:  # the Redis key has not expired yet
-            accounts = fa[1]
-            out["ip_accounts_day"] = 1.0 if accounts.__class__ is str else float(len(accounts))
-        fa = self._ip_failed_accounts_week.get(ip)  # its own fixed window: it can end before the day's does
-        if fa is not None and ts < fa[0]:
-            accounts = fa[1]
-            out["ip_accounts_week"] = 1.0 if accounts.__class__ is str else float(len(accounts))
+        if fa is not None:
+            if ts < fa[0]:  # the Redis key has not expired yet
+                accounts = fa[1]
+                out["ip_accounts_day"] = 1.0 if accounts.__class__ is str else float(len(accounts))
+            if ts < fa[2]:  # the week's own window: it can end before the day's does
+                accounts = fa[3]
+                out["ip_accounts_week"] = 1.0 if accounts.__class__ is str else float(len(accounts))
         attempts = self._ip_attempts.get(ip)
         if attempts:
             self._prune_ip(ip, attempts, ts)
@@ -83,9 +84,30 @@ class VelocityTracker:
                 if q is None:
                     q = d[key] = deque()
                 q.append(ts)
-            _add_failed(self._ip_failed_accounts, ip, user, ts, self.ip_accounts_window)
-            if self.ip_accounts_week_window:
-                _add_failed(self._ip_failed_accounts_week, ip, user, ts, self.ip_accounts_week_window)
+            fa = self._ip_failed_accounts.get(ip)
+            if fa is None:
+                week = self.ip_accounts_week_window
+                self._ip_failed_accounts[ip] = [ts + self.ip_accounts_window, user, ts + week if week else _NEVER, user]
+            else:  # the Redis script's SADD, with EXPIRE armed by the first failure of each window
+                if ts >= fa[0]:
+                    fa[0], fa[1] = ts + self.ip_accounts_window, user
+                else:
+                    accounts = fa[1]
+                    if accounts.__class__ is str:
+                        if accounts != user:
+                            fa[1] = {accounts, user}
+                    else:
+                        accounts.add(user)
+                if ts >= fa[2]:
+                    if self.ip_accounts_week_window:
+                        fa[2], fa[3] = ts + self.ip_accounts_week_window, user
+                else:
+                    accounts = fa[3]
+                    if accounts.__class__ is str:
+                        if accounts != user:
+                            fa[3] = {accounts, user}
+                    else:
+                        accounts.add(user)
         attempts = self._ip_attempts.get(ip)
         if attempts is None:
             attempts = self._ip_attempts[ip] = deque()
@@ -120,9 +142,9 @@ class VelocityTracker:
 
     def _sweep(self, now: float) -> None:
         """Drop keys whose windows emptied, so memory follows the window, not the whole file."""
-        for fa in (self._ip_failed_accounts, self._ip_failed_accounts_week):
-            for ip in [ip for ip, (end, _) in fa.items() if now >= end]:
-                del fa[ip]
+        fa = self._ip_failed_accounts
+        for ip in [ip for ip, (day_end, _, week_end, _) in fa.items() if now >= day_end and now >= week_end]:
+            del fa[ip]
         for d in self._fail.values():
             for key in list(d):
                 q = d[key]
@@ -135,16 +157,3 @@ class VelocityTracker:
             if not q:
                 del self._ip_attempts[ip], self._ip_users[ip], self._ip_unknown[ip]
 
-
-def _add_failed(windows: dict[str, list], ip: str, user: str, ts: float, length: float) -> None:
-    """The Redis script's SADD, with EXPIRE armed by the first failure (a fixed window)."""
-    fa = windows.get(ip)
-    if fa is None or ts >= fa[0]:
-        windows[ip] = [ts + length, user]
-    else:
-        accounts = fa[1]
-        if accounts.__class__ is str:
-            if accounts != user:
-                fa[1] = {accounts, user}
-        else:
-            accounts.add(user)

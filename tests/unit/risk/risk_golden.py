@@ -19,7 +19,8 @@ def pinned_config():
                       prior_weight=1.0, no_history_log_lr=0.0, step_up_threshold=-1.0, deny_threshold=7.0,
                       trusted_device_weight=-4.0, breached_password_weight=3.0, impossible_travel_weight=1.5,
                       min_country_change_hours=2.0, hour_weight=1.0, hour_cap=3.0, hour_min_history=5,
-                      velocity_rules=rules, global_smoothing=0, user_smoothing=0.0, prior_form=2)
+                      velocity_rules=rules, global_smoothing=0, user_smoothing=0.0, prior_form=2,
+                      velocity_alone_max_action="deny")  # the decisions of main@3fff4d5 (stop 26 changed the default)
 
 UAS = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
