@@ -45,7 +45,10 @@ class Decision:
 
 
 class RiskScorer(Protocol):
-    def score(self, user: User, ctx: RequestContext, *, breached: bool, velocity: dict | None = None) -> Decision:
+    def score(self, user: User, ctx: RequestContext, *, breached: bool, velocity: dict | None = None,
+              familiar: bool = False) -> Decision:
+        """``familiar``: the throttle's verdict — the account fully signed in from this network before, or the
+        request carries its trusted device."""
         ...
 
     def learn(self, user: User, ctx: RequestContext) -> None: ...
@@ -54,7 +57,8 @@ class RiskScorer(Protocol):
 class NullRiskScorer:
     """No risk engine configured: every correct password is allowed, with no reasons."""
 
-    def score(self, user: User, ctx: RequestContext, *, breached: bool, velocity: dict | None = None) -> Decision:
+    def score(self, user: User, ctx: RequestContext, *, breached: bool, velocity: dict | None = None,
+              familiar: bool = False) -> Decision:
         return Decision("allow")
 
     def learn(self, user: User, ctx: RequestContext) -> None:
@@ -137,7 +141,7 @@ class LoginService:
         # 3. Count the outcome (only failures are charged to the limiters).
         if not ok:
             counts = self.throttle.record_failure(email, ctx, user_exists=user is not None, password=password,
-                                                  familiar=verdict.familiar)
+                                                  familiar=False)
             why = "unknown_user" if user is None else ("account_disabled" if not user.is_active else "bad_password")
             if user is not None:
                 self._event(user, ctx, "failed", commit=False)  # committed with the audit event below
@@ -179,7 +183,7 @@ class LoginService:
                               user_agent=ctx.user_agent, reason="password found in breach corpus at login")
 
         # 5. Risk decision with reasons.
-        decision = self.risk.score(user, ctx, breached=breached, velocity=verdict.counts)
+        decision = self.risk.score(user, ctx, breached=breached, velocity=verdict.counts, familiar=verdict.familiar)
         if decision.action == "deny":
             self._proven_stop(email, user, ctx, denied=True)  # throttled per account × network; owner told
             self._event(user, ctx, "denied", decision)

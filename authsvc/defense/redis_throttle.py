@@ -4,7 +4,7 @@ What is counted (failures only — a success never charges a limiter, it clears 
 
 | scope | key (hash tag = the entity) | refuses when |
 |---|---|---|
-| account × IP | ``th:{p:<acct>:<ip>}`` | ≥ pair_limit failures in the window (Auth0's pair block) |
+| account × IP | ``th:{p:<acct>:<ip>}`` | ≥ pair_limit failures in the window (Auth0's pair block); never the account's own trusted device |
 | IP, prefix (/24, /48), IPv6 /32, ASN | ``th:{ip:<ip>}:f``, ``th:{pfx:…}:f``, ``th:{p32:…}:f`` … | ≥ their limits in their windows |
 | spray from an IP/prefix | ``th:{ip:<ip>}:u`` (HyperLogLog of addresses), ``:sf`` (failures) | ≥ spray_min_failures failures and either ≥ spray_min_accounts distinct addresses or distinct addresses ≥ spray_unknown_share of the failures (a list, not a typo): the source is blocked for spray_block |
 | accounts failed from an IP, long windows | ``th:{ip:<ip>}:ua`` / ``:uw`` (sets of account hashes, ``risk_ip_accounts_window`` / ``risk_ip_accounts_week_window``) | never: their sizes go to the risk engine as ``ip_accounts_day`` / ``ip_accounts_week`` (issue 16) |
@@ -281,7 +281,9 @@ class RedisThrottle:
         lock_ttl = lock_f if familiar else lock_u
         if lock_ttl and lock_ttl > 0:
             waits.append((lock_ttl, "account"))
-        if int(pair_n or 0) >= s.throttle_pair_limit:
+        if int(pair_n or 0) >= s.throttle_pair_limit and not known_device:
+            # The account's own trusted device is exempt: a guesser on the owner's network (an office NAT) would
+            # otherwise lock the owner out there for the pair window; the device cookie is what a guesser lacks.
             waits.append((max(pair_ttl, 1), "account_ip"))
         pos = 7
         counts = {"account_consecutive": int(consec or 0), "account_ip": int(pair_n or 0)}

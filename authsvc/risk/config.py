@@ -86,8 +86,9 @@ class RiskConfig:
     breached_password_weight: float = 3.0
     breached_password_min_action: str = "step_up"  # a known-breached password never passes silently
     # Velocity terms describe the *network* (many accounts failing from this IP), not the person: a login whose own
-    # context scores below the step-up threshold — the owner's network and browser — is at most stepped up however
-    # busy the network is. Otherwise 40 failures from an office NAT denied its people for the day (stop 26's test
+    # context scores below the step-up threshold — the owner's network and browser — or that comes from a network the
+    # account fully signed in from before (LoginContext.familiar_place; its context short of a deny on its own) is at
+    # most stepped up however busy the network is. Otherwise 40 failures from an office NAT denied its people for the day (stop 26's test
     # tests/functional/test_live_velocity.py::test_failures_for_other_accounts_at_the_owners_own_network_do_not_deny_the_owner).
     velocity_alone_max_action: str = "step_up"
     impossible_travel_weight: float = 1.5  # v1: 3.0; the country rule fires on VPN toggling (docs/RISK.md §6)

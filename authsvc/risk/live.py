@@ -181,15 +181,16 @@ class LiveRiskScorer:
         self.global_min_logins = global_min_logins
         self.global_min_age_days = global_min_age_days
 
-    def _ctx(self, user, ctx, *, breached: bool = False, velocity: dict | None = None) -> LoginContext:
+    def _ctx(self, user, ctx, *, breached: bool = False, velocity: dict | None = None,
+             familiar: bool = False) -> LoginContext:
         trusted = bool(ctx.device_id and self.is_trusted_device and self.is_trusted_device(user, ctx.device_id))
         vel = {_VELOCITY[k]: float(v) for k, v in (velocity or {}).items() if k in _VELOCITY}
         return LoginContext(user=str(user.id), ip=ctx.ip or "0.0.0.0", user_agent=ctx.user_agent or "",
                             timestamp=self.clock(), trusted_device=trusted, breached_password=breached,
-                            velocity=vel or None)
+                            velocity=vel or None, familiar_place=familiar)
 
-    def score(self, user, ctx, *, breached: bool, velocity: dict | None = None):
-        decision = self.engine.score(self._ctx(user, ctx, breached=breached, velocity=velocity))
+    def score(self, user, ctx, *, breached: bool, velocity: dict | None = None, familiar: bool = False):
+        decision = self.engine.score(self._ctx(user, ctx, breached=breached, velocity=velocity, familiar=familiar))
         if decision.action != "allow" and not decision.reasons and decision.score > 0:
             # When no single signal stands out but the combination scores as more likely an attacker than the owner
             # (score > 0), say so. At a score ≤ 0 the sign-in looks *like* the owner's (the step-up threshold can

@@ -167,7 +167,7 @@ class RiskEngine:
             return decision  # first logins keep the v2 score and decision (docs/RISK.md, "Learning from outcomes")
         score = fitted_score(terms, self.config)
         context = fitted_score({k: v for k, v in terms.items() if not k.startswith("v:")}, self.config)
-        return Decision(action=self._action(score, ctx.breached_password, context), score=score,
+        return Decision(action=self._action(score, ctx.breached_password, context, ctx.familiar_place), score=score,
                         reasons=decision.reasons)
 
     def _score(self, ctx: LoginContext, feats: Features, terms: dict[str, float] | None) -> Decision:
@@ -244,7 +244,7 @@ class RiskEngine:
             for r in vreasons:
                 terms["v:" + r.code] = r.weight
 
-        action = self._action(score, ctx.breached_password, score - vterm)
+        action = self._action(score, ctx.breached_password, score - vterm, ctx.familiar_place)
         if len(reasons) > 1:
             reasons.sort(key=_neg_weight)
         return Decision(action=action, score=score, reasons=reasons)
@@ -279,13 +279,14 @@ class RiskEngine:
             p_local = p_global / cfg.unseen_divisor
         return FeatureScore(p_global, p_local, ucounts, unseen)
 
-    def _action(self, score: float, breached: bool, context: float | None = None) -> str:
-        """``context``: the score without the velocity terms (see RiskConfig.velocity_alone_max_action)."""
+    def _action(self, score: float, breached: bool, context: float | None = None, familiar: bool = False) -> str:
+        """``context``: the score without the velocity terms; ``familiar``: the defense layer's "this account signed
+        in from here before" (see RiskConfig.velocity_alone_max_action)."""
         cfg = self.config
         if score >= cfg.deny_threshold:
             action = "deny"
-            if (context is not None and context < cfg.step_up_threshold
-                    and cfg.velocity_alone_max_action == "step_up"):
+            if (context is not None and cfg.velocity_alone_max_action == "step_up"
+                    and (context < cfg.step_up_threshold or (familiar and context < cfg.deny_threshold))):
                 action = "step_up"
         elif score >= cfg.step_up_threshold:
             action = "step_up"

@@ -552,3 +552,32 @@ def test_a_flood_of_429s_for_ever_new_usernames_reads_the_users_table_a_bounded_
         event.remove(engine, "before_cursor_execute", count)
     with app.app_context():
         assert services().refusals.recent_counts()["global_unfamiliar"] == codes.count(429) + 3  # every one counted
+
+
+def test_a_guesser_on_the_owners_network_does_not_lock_out_the_owners_trusted_device(make_app):
+    """Found by an outside attacker (stop 26): wrong passwords for the owner's account from the office's shared IP
+    hit the account × IP block, and the owner at the same IP got 429 for 15 minutes. The owner's remembered device
+    (the cookie a guesser lacks) now passes the pair block; the guesser on the same IP is still refused."""
+    from tests.functional.helpers import form_post, login
+    from tests.functional.mfa_helpers import DEVICE, cookie, current_code, enrol_totp, submit_totp
+
+    app = make_app(risk_enabled=False, throttle_pair_limit=5, account_lockout_threshold=1000,
+                   account_familiar_threshold=1000)
+    uid = create_user(app)
+    secret = enrol_totp(app, uid)
+    owner = app.test_client()
+    login(owner)
+    submit_totp(owner, current_code(app, secret), remember=True)
+    assert cookie(owner, DEVICE)
+    form_post(owner, "/account", {}, post_url="/logout")
+    assert login(owner).headers["Location"] == "/account"  # the remembered device, once signed in with
+    form_post(owner, "/account", {}, post_url="/logout")
+    for _ in range(8):  # the guesser, behind the same NAT (the test client's 127.0.0.1)
+        attempt(app, "alice@example.com", WRONG, "127.0.0.1")
+    assert attempt(app, "alice@example.com", PASSWORD, "127.0.0.1").status_code == 429  # no device: still blocked
+    # a made-up device cookie does not pass (the device must be the account's own)
+    stranger = app.test_client()
+    stranger.set_cookie(DEVICE, "not-a-real-device-token", domain="localhost")
+    assert login(stranger).status_code == 429
+    r = login(owner)
+    assert r.status_code == 302 and r.headers["Location"] == "/account", r.get_data(as_text=True)[:300]

@@ -122,3 +122,43 @@ def test_failures_for_other_accounts_at_the_owners_own_network_do_not_deny_the_o
     # bob has no history at all: the same request is what a sprayer who guessed right looks like
     r = _post(app, "bob@example.com", PASSWORD, OFFICE, ua="python-requests/2.32")
     assert r.status_code == 403 and r.get_json()["error"] == "denied", r.get_json()
+
+
+def test_a_new_owner_who_signed_in_from_the_office_is_not_denied_after_failures_there(make_app):
+    """Found by an outside attacker (stop 26): an owner who registered and confirmed from the office and signed in
+    there three times (each met by the fresh confirmation, so the engine learned only the confirmation's seed and
+    scores them at −0.69, a step-up) was *denied* once 14 made-up accounts failed from the office IP. The throttle
+    knows the account fully signed in from that network: velocity alone now steps up there, it does not deny."""
+    from tests.conftest import outbox_link
+
+    app = make_app(trusted_proxies=("127.0.0.1/32",), spray_min_accounts=1000, spray_min_failures=1000,
+                   throttle_ip_limit=1000, throttle_unfamiliar_per_second=1000, password_spray_accounts=1000,
+                   dbsc_enabled=False)
+    owner, ua = app.test_client(), "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+
+    def post(path, body, ip, client=owner, agent=ua):
+        return client.post(path, json=body, headers={"User-Agent": agent, "X-Forwarded-For": ip})
+
+    assert post("/api/v1/register", {"email": "owner@example.com", "password": PASSWORD}, "114.3.1.10").status_code == 202
+    token = outbox_link(app, "owner@example.com", "verify").rsplit("/", 1)[1]
+    assert post("/api/v1/email/verify", {"token": token, "password": PASSWORD}, "114.3.1.10").status_code == 204
+    for _ in range(3):
+        r = post("/api/v1/login", {"email": "owner@example.com", "password": PASSWORD}, "114.3.1.10")
+        assert r.status_code == 200, r.get_json()
+    attacker = app.test_client()
+    for i in range(14):  # each a different made-up account and password, from the office IP (IPv4-mapped, too)
+        ip = "::ffff:114.3.1.10" if i % 2 else "114.3.1.10"
+        r = post("/api/v1/login", {"email": f"nobody{i}@example.org", "password": f"{WRONG} {i}"}, ip,
+                 client=attacker, agent="python-requests/2.31")
+        assert r.status_code == 401, (i, r.get_json())
+    r = post("/api/v1/login", {"email": "owner@example.com", "password": PASSWORD}, "114.3.1.10")
+    reasons, score = _last_reasons(app, "owner@example.com")
+    assert "ip_many_accounts" in reasons and score >= 7.0  # the score still says the network is under attack
+    assert r.status_code in (200, 403) and r.get_json().get("error") != "denied", (score, reasons, r.get_json())
+    # The same right password from a network the owner never signed in from, with the same failures there: denied.
+    for i in range(14):
+        post("/api/v1/login", {"email": f"nobody{i}@example.org", "password": f"{WRONG} {i}"}, "51.60.7.7",
+             client=attacker, agent="python-requests/2.31")
+    r = post("/api/v1/login", {"email": "owner@example.com", "password": PASSWORD}, "51.60.7.7", client=attacker,
+             agent="python-requests/2.31")
+    assert r.status_code == 403 and r.get_json()["error"] == "denied", r.get_json()

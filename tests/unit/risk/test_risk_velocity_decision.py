@@ -71,3 +71,22 @@ def test_the_operator_can_restore_deny_and_nothing_else_is_accepted():
     for bad in ("allow", "", "DENY", None):
         with pytest.raises(ValueError, match="velocity_alone_max_action"):
             RiskConfig(velocity_alone_max_action=bad)
+
+
+def test_a_familiar_place_is_stepped_up_not_denied_unless_its_context_alone_denies():
+    """The defense layer's "this account fully signed in from this network before" (LoginContext.familiar_place):
+    a context in the step-up band (p3 at the office, −0.68) is stepped up with the spray, not denied; a context that
+    denies on its own (a breached password is not enough; a wholly foreign login with travel is) still denies."""
+    engine = _engine()
+    ctx = _at_office(user="p3", ua="Mozilla/5.0 Firefox/103.0", velocity=SPRAY)
+    assert engine.score(ctx).action == "deny"
+    assert engine.score(dataclasses.replace(ctx, familiar_place=True)).action == "step_up"
+    assert engine.score(dataclasses.replace(ctx, familiar_place=True, velocity=None)).action == "step_up"
+    # context ≥ deny on its own: the familiar flag does not soften it
+    strict = _engine(deny_threshold=-0.9, step_up_threshold=-1.0)
+    d = strict.score(dataclasses.replace(ctx, familiar_place=True, velocity=None))
+    assert d.score >= -0.9 and d.action == "deny"
+    assert strict.score(dataclasses.replace(ctx, familiar_place=True)).action == "deny"
+    # and the operator's "deny" keeps the old rule for familiar places too
+    old = _engine(velocity_alone_max_action="deny")
+    assert old.score(dataclasses.replace(ctx, familiar_place=True)).action == "deny"
