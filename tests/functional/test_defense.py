@@ -581,3 +581,34 @@ def test_a_guesser_on_the_owners_network_does_not_lock_out_the_owners_trusted_de
     assert login(stranger).status_code == 429
     r = login(owner)
     assert r.status_code == 302 and r.headers["Location"] == "/account", r.get_data(as_text=True)[:300]
+
+
+def test_a_spray_next_door_does_not_keep_a_new_owner_from_the_network_that_confirmed_the_account(make_app):
+    """Found by an outside attacker (stop 26): made-up accounts failing from neighbouring addresses (the same /24)
+    put a spray block on the network, and a new owner — confirmed from there, never signed in yet — got 429 for
+    30 min on the first sign-in. The confirmation (mailbox + registration password) now makes its network familiar
+    for the throttles; a stranger on that network is still refused, and no device is remembered by it."""
+    app = make_app(trusted_proxies=("127.0.0.1/32",), risk_enabled=False, throttle_unfamiliar_per_second=1000,
+                   password_spray_accounts=1000, dbsc_enabled=False)
+    c = app.test_client()
+
+    def post(path, body, ip, client=c):
+        return client.post(path, json=body, headers={"X-Forwarded-For": ip})
+
+    for email, ip in (("owner@example.com", "52.61.1.10"), ("other@example.com", "60.1.1.10")):
+        assert post("/api/v1/register", {"email": email, "password": PASSWORD}, ip).status_code == 202
+        token = outbox_link(app, email, "verify").rsplit("/", 1)[1]
+        assert post("/api/v1/email/verify", {"token": token, "password": PASSWORD}, ip).status_code == 204
+    for i in range(30):  # the sprayer, next door
+        r = post("/api/v1/login", {"email": f"made-up{i}@example.org", "password": f"{WRONG} {i}"}, f"52.61.1.{20 + i % 5}")
+        assert r.status_code in (401, 429)
+    assert r.status_code == 429  # the network is blocked for strangers…
+    assert post("/api/v1/login", {"email": "other@example.com", "password": PASSWORD}, "52.61.1.10").status_code == 429
+    r = post("/api/v1/login", {"email": "owner@example.com", "password": PASSWORD}, "52.61.1.10")
+    assert r.status_code == 200, r.get_json()  # …not for the owner whose account it confirmed
+    from authsvc.services import services
+
+    with app.app_context():
+        th = services().throttle
+        known = th._redis().smembers(f"th:{{a:{th.account_hash('owner@example.com')}}}:known")
+    assert len(known) == 1  # the confirming network only, no device
