@@ -7,7 +7,9 @@ Each row is scored only from what was learned from earlier rows; then the engine
 from __future__ import annotations
 
 import csv
+import gc
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -109,8 +111,30 @@ def _stream(fin: TextIO, check_sorted: bool) -> Iterator[list[str]]:
         yield row
 
 
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """The pass allocates millions of small acyclic objects (histories, counters, features) that stay alive: the
+    cyclic collector's generation-2 sweeps over them cost a quarter of the replay (b23, 100,000 rows: 20,800 →
+    27,600 rows per CPU-second without them) and free nothing. Reference counting still frees everything; one
+    collection at the end catches any cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+            gc.collect()
+
+
 def _process(rows: Iterator[list[str]], fout: TextIO | list[TextIO], engine: RiskEngine | ReferenceModel | list,
              use_velocity: bool) -> int:
+    with _without_cyclic_gc():
+        return _process_gc_off(rows, fout, engine, use_velocity)
+
+
+def _process_gc_off(rows: Iterator[list[str]], fout: TextIO | list[TextIO], engine: RiskEngine | ReferenceModel | list,
+                    use_velocity: bool) -> int:
     header = next(rows)
     col = {name: i for i, name in enumerate(header)}
     i_idx, i_ts, i_user = col["index"], col["Login Timestamp"], col["User ID"]

@@ -152,3 +152,40 @@ def test_simulated_ips_match_real_asns(geoip_dir: Path, tmp_path: Path) -> None:
     mismatches = [r for r in rows if (table.lookup(r[4]) or (None,))[0] != int(r[8])]
     assert not mismatches
     assert build_world(None).real_data is False
+
+
+def test_replay_turns_the_cyclic_collector_back_on_after_a_pass_and_after_a_failure(
+        simulated: tuple[Path, Path, str], tmp_path: Path) -> None:
+    """The replay switches the cyclic GC off for its pass (a quarter of its time, docs/BENCHMARKS.md): it must be on
+    again afterwards — after a normal pass, after the unsorted-input restart, and after a file that breaks mid-way —
+    and the scores must be the same as with the collector on."""
+    import gc
+
+    from authsvc.risk.evaluation.replay import replay
+
+    logins, scores, _ = simulated
+    header, rows = _read(logins)
+    short = tmp_path / "short.csv"
+    with open(short, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows[:1500])
+    assert gc.isenabled()
+    replay(short, tmp_path / "a.csv")
+    assert gc.isenabled()
+    assert _read(tmp_path / "a.csv")[1] == _read(scores)[1][:1500]
+    broken = tmp_path / "broken.csv"
+    with open(broken, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows[:200])
+        w.writerow(rows[200][:3])  # a truncated row: the pass fails
+    with pytest.raises(Exception):
+        replay(broken, tmp_path / "b.csv")
+    assert gc.isenabled()
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        replay(short, tmp_path / "c.csv")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
