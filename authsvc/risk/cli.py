@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -73,7 +74,16 @@ def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb:
                model: str, overrides: tuple[str, ...], weights_file: str | None) -> None:
     """Score every row from what was learned before it; learn from successful rows. Writes index,score,decision,reasons."""
     from .model import RiskEngine
-    from .evaluation.replay import replay
+    from .evaluation.replay import ReplayInputError
+    from .evaluation.replay import replay as _replay
+
+    def replay(*a, **k):
+        try:
+            return _replay(*a, **k)
+        except ReplayInputError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(output)  # a partial score file would pass for a whole one
+            raise click.ClickException(f"{logins}: {exc}") from None
 
     geo = GeoResolver(asn_csv=list(asn_csv) or None, country_mmdb=country_mmdb) if (asn_csv or country_mmdb) else None
     if model == "reference":
@@ -120,7 +130,7 @@ def report_cmd(logins: str, scores: tuple[str, ...], names: tuple[str, ...], boo
     if names and len(names) != len(scores):
         raise click.BadParameter("give one --name per SCORES file", param_hint="--name")
     labels = list(names) or [os.path.splitext(os.path.basename(p))[0] for p in scores]
-    data = load(logins, list(scores), warmup=warmup)
+    data = _load_or_explain(load, logins, list(scores), warmup)
     if len(scores) == 1:
         results = evaluate(data, bootstrap=bootstrap, seed=seed)
         table = format_table(results) if results else ""
@@ -166,10 +176,15 @@ def ablate_cmd(logins: str, outdir: str, variants: tuple[str, ...], warmup: floa
     unknown = [n for n in names if n != "reference" and n not in VARIANTS]
     if unknown:
         raise click.BadParameter(f"unknown variant(s) {unknown}; known: {[*VARIANTS, 'reference']}")
+    from .evaluation.replay import ReplayInputError
+
     t0 = time.perf_counter()
-    paths = run_ablations(logins, outdir, names)
+    try:
+        paths = run_ablations(logins, outdir, names)
+    except ReplayInputError as exc:
+        raise click.ClickException(f"{logins}: {exc}") from None
     click.echo(f"replayed {len(names)} variants in {time.perf_counter() - t0:.0f} s", err=True)
-    click.echo(summarise(load(logins, [str(p) for p in paths], warmup=warmup), names))
+    click.echo(summarise(_load_or_explain(load, logins, [str(p) for p in paths], warmup), names))
 
 
 @risk.command("fit")
@@ -269,6 +284,21 @@ def export_cmd(output: str, stepup_window: int, confirmed: tuple[int, ...]) -> N
             raise click.BadParameter(str(exc), param_hint="--confirmed") from None
     click.echo(f"wrote {sum(counts.values())} rows to {output}: "
                + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), err=True)
+
+
+def _load_or_explain(load, logins: str, scores: list[str], warmup: float):
+    """report.load with a one-line error for files that are not what `replay` and `simulate` write."""
+    import csv
+
+    try:
+        return load(logins, scores, warmup=warmup)
+    except KeyError as exc:
+        raise click.ClickException(f"missing column {exc} in {logins} or a score file (the RBA schema, "
+                                   f"docs/RISK.md §7; score files as `risk replay` writes them)") from None
+    except StopIteration:
+        raise click.ClickException(f"an empty file among {logins}, {', '.join(scores)}") from None
+    except (ValueError, IndexError, csv.Error, UnicodeError) as exc:
+        raise click.ClickException(f"cannot read {logins} with {', '.join(scores)}: {exc}") from None
 
 
 def _git_commit() -> str | None:

@@ -22,7 +22,7 @@ from ..signals import extract_features
 from .reference import ReferenceModel
 from .velocity import VelocityTracker
 
-__all__ = ["ReplayStats", "replay", "replay_many"]
+__all__ = ["ReplayStats", "ReplayInputError", "replay", "replay_many"]
 
 _MISSING = ("", "-", "nan", "NaN", "None")
 _TRUE = frozenset({"True", "true", "TRUE", "1", "t", "yes"})
@@ -41,6 +41,13 @@ class ReplayStats:
 
 class _Unsorted(Exception):
     pass
+
+
+class ReplayInputError(ValueError):
+    """The login file is not in the RBA schema; the message says where (the CLI prints it without a traceback)."""
+
+
+REQUIRED_COLUMNS = ("index", "Login Timestamp", "User ID", "IP Address", "User Agent String", "Login Successful")
 
 
 def replay(
@@ -64,7 +71,11 @@ def replay(
         with open(logins, newline="", encoding="utf-8") as fin:
             reader = csv.reader(fin)
             header = next(reader)
-            body = sorted(reader, key=lambda r: parse_timestamp(r[header.index("Login Timestamp")]))
+            i_ts = header.index("Login Timestamp")
+            try:
+                body = sorted(reader, key=lambda r: parse_timestamp(r[i_ts]))
+            except (ValueError, IndexError, csv.Error) as exc:
+                raise ReplayInputError(f"a row without a valid 'Login Timestamp' ({exc})") from None
         with open(scores, "w", newline="", encoding="utf-8") as fout:
             rows = _process(iter([header, *body]), fout, engine, velocity)
         resorted = True
@@ -95,7 +106,14 @@ def replay_many(
 
 def _stream(fin: TextIO, check_sorted: bool) -> Iterator[list[str]]:
     reader = csv.reader(fin)
-    header = next(reader)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ReplayInputError("empty file (expected a header row in the RBA schema, docs/RISK.md §7)") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ReplayInputError(f"missing column(s) {', '.join(repr(m) for m in missing)} (the RBA schema, "
+                               f"docs/RISK.md §7)")
     yield header
     if not check_sorted:
         yield from reader
@@ -130,7 +148,12 @@ def _without_cyclic_gc() -> Iterator[None]:
 def _process(rows: Iterator[list[str]], fout: TextIO | list[TextIO], engine: RiskEngine | ReferenceModel | list,
              use_velocity: bool) -> int:
     with _without_cyclic_gc():
-        return _process_gc_off(rows, fout, engine, use_velocity)
+        try:
+            return _process_gc_off(rows, fout, engine, use_velocity)
+        except ReplayInputError:
+            raise
+        except (csv.Error, UnicodeError) as exc:  # in the header row (data rows say which one, below)
+            raise ReplayInputError(f"not a UTF-8 CSV file ({exc})") from None
 
 
 def _process_gc_off(rows: Iterator[list[str]], fout: TextIO | list[TextIO], engine: RiskEngine | ReferenceModel | list,
@@ -149,35 +172,38 @@ def _process_gc_off(rows: Iterator[list[str]], fout: TextIO | list[TextIO], engi
     geo = engine.geo
     n = 0
     out: list[tuple[str, str, str, str]] = []
-    for row in rows:
-        ts = parse_timestamp(row[i_ts])
-        user = row[i_user]
-        ip = row[i_ip]
-        country = row[i_country] if i_country is not None else ""
-        asn = row[i_asn] if i_asn is not None else ""
-        country = None if country in _MISSING else country
-        asn = None if asn in _MISSING else (asn if asn.startswith("AS") else "AS" + asn.split(".")[0])
-        # The counters dict is filled after feature extraction (it needs the prefix and ASN) but before scoring.
-        counters: dict[str, float] = {}
-        ctx = LoginContext(user, ip, row[i_ua], ts, velocity=counters, country=country, asn=asn)
-        feats = extract_features(ctx, geo)
-        known = user in known_users
-        if tracker is not None:
-            counters.update(tracker.counters(ts, user, ip, feats.ip_values[1], feats.ip_values[2]))
-        decision = engine.score_features(ctx, feats)
-        reasons = decision.reasons
-        out.append((row[i_idx], f"{decision.score:.4f}", decision.action,
-                    ";".join([r.code for r in reasons]) if reasons else ""))
-        success = row[i_ok] in _TRUE
-        if tracker is not None:
-            tracker.observe(ts, user, ip, feats.ip_values[1], feats.ip_values[2], success, known)
-        if success:
-            engine.learn(ctx, feats)
-            known_users.add(user)
-        n += 1
-        if len(out) >= 10_000:
-            writer.writerows(out)
-            out.clear()
+    try:
+        for row in rows:
+            ts = parse_timestamp(row[i_ts])
+            user = row[i_user]
+            ip = row[i_ip]
+            country = row[i_country] if i_country is not None else ""
+            asn = row[i_asn] if i_asn is not None else ""
+            country = None if country in _MISSING else country
+            asn = None if asn in _MISSING else (asn if asn.startswith("AS") else "AS" + asn.split(".")[0])
+            # The counters dict is filled after feature extraction (it needs the prefix and ASN) but before scoring.
+            counters: dict[str, float] = {}
+            ctx = LoginContext(user, ip, row[i_ua], ts, velocity=counters, country=country, asn=asn)
+            feats = extract_features(ctx, geo)
+            known = user in known_users
+            if tracker is not None:
+                counters.update(tracker.counters(ts, user, ip, feats.ip_values[1], feats.ip_values[2]))
+            decision = engine.score_features(ctx, feats)
+            reasons = decision.reasons
+            out.append((row[i_idx], f"{decision.score:.4f}", decision.action,
+                        ";".join([r.code for r in reasons]) if reasons else ""))
+            success = row[i_ok] in _TRUE
+            if tracker is not None:
+                tracker.observe(ts, user, ip, feats.ip_values[1], feats.ip_values[2], success, known)
+            if success:
+                engine.learn(ctx, feats)
+                known_users.add(user)
+            n += 1
+            if len(out) >= 10_000:
+                writer.writerows(out)
+                out.clear()
+    except (ValueError, IndexError, csv.Error) as exc:  # zero-cost until raised; rows are 1-based after the header
+        raise ReplayInputError(f"data row {n + 1}: {exc}") from None
     writer.writerows(out)
     return n
 
@@ -204,35 +230,38 @@ def _process_many(rows: Iterator[list[str]], header: list[str], fouts: list[Text
     geo = engines[0].geo
     n = 0
     outs: list[list[tuple[str, str, str, str]]] = [[] for _ in engines]
-    for row in rows:
-        ts = parse_timestamp(row[i_ts])
-        user = row[i_user]
-        ip = row[i_ip]
-        country = row[i_country] if i_country is not None else ""
-        asn = row[i_asn] if i_asn is not None else ""
-        country = None if country in _MISSING else country
-        asn = None if asn in _MISSING else (asn if asn.startswith("AS") else "AS" + asn.split(".")[0])
-        counters: dict[str, float] = {}
-        ctx = LoginContext(user, ip, row[i_ua], ts, velocity=counters, country=country, asn=asn)
-        feats = extract_features(ctx, geo)
-        known = user in known_users
-        if tracker is not None:
-            counters.update(tracker.counters(ts, user, ip, feats.ip_values[1], feats.ip_values[2]))
-        for e, out in zip(engines, outs):
-            d = e.score_features(ctx, feats)
-            out.append((row[i_idx], f"{d.score:.4f}", d.action, ";".join([r.code for r in d.reasons])))
-        success = row[i_ok] in _TRUE
-        if tracker is not None:
-            tracker.observe(ts, user, ip, feats.ip_values[1], feats.ip_values[2], success, known)
-        if success:
-            for e in learners:
-                e.learn(ctx, feats)
-            known_users.add(user)
-        n += 1
-        if len(outs[0]) >= 10_000:
-            for w, out in zip(writers, outs):
-                w.writerows(out)
-                out.clear()
+    try:
+        for row in rows:
+            ts = parse_timestamp(row[i_ts])
+            user = row[i_user]
+            ip = row[i_ip]
+            country = row[i_country] if i_country is not None else ""
+            asn = row[i_asn] if i_asn is not None else ""
+            country = None if country in _MISSING else country
+            asn = None if asn in _MISSING else (asn if asn.startswith("AS") else "AS" + asn.split(".")[0])
+            counters: dict[str, float] = {}
+            ctx = LoginContext(user, ip, row[i_ua], ts, velocity=counters, country=country, asn=asn)
+            feats = extract_features(ctx, geo)
+            known = user in known_users
+            if tracker is not None:
+                counters.update(tracker.counters(ts, user, ip, feats.ip_values[1], feats.ip_values[2]))
+            for e, out in zip(engines, outs):
+                d = e.score_features(ctx, feats)
+                out.append((row[i_idx], f"{d.score:.4f}", d.action, ";".join([r.code for r in d.reasons])))
+            success = row[i_ok] in _TRUE
+            if tracker is not None:
+                tracker.observe(ts, user, ip, feats.ip_values[1], feats.ip_values[2], success, known)
+            if success:
+                for e in learners:
+                    e.learn(ctx, feats)
+                known_users.add(user)
+            n += 1
+            if len(outs[0]) >= 10_000:
+                for w, out in zip(writers, outs):
+                    w.writerows(out)
+                    out.clear()
+    except (ValueError, IndexError, csv.Error) as exc:  # zero-cost until raised; rows are 1-based after the header
+        raise ReplayInputError(f"data row {n + 1}: {exc}") from None
     for w, out in zip(writers, outs):
         w.writerows(out)
     return n

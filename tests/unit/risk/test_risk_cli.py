@@ -189,3 +189,42 @@ def test_replay_turns_the_cyclic_collector_back_on_after_a_pass_and_after_a_fail
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "empty file"),
+    (b"a,b\n1,2\n", "missing column(s) 'index'"),
+    (bytes(range(128, 256)) * 3, "not a UTF-8 CSV file"),
+    ("\ufeffindex\n".encode(), "missing column"),
+    (None, "data row 2: Invalid isoformat string"),           # a bad timestamp in the second data row
+    ("short", "data row 3"),                                   # a truncated row
+    ("\udcff", "'utf-8' codec can't decode"),                  # a lone surrogate escape: the byte 0xff in a row
+])
+def test_replay_report_and_ablate_explain_a_bad_file_in_one_line(simulated, tmp_path, content, says) -> None:
+    """Hostile or broken login files get one clear line and exit 1 — never a traceback — and no partial score
+    file is left to be mistaken for a whole one."""
+    logins, scores, _ = simulated
+    header, rows = _read(logins)
+    bad = tmp_path / "bad.csv"
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        body = [list(r) for r in rows[:5]]
+        if content is None:
+            body[1][1] = "not-a-time"
+        elif content == "short":
+            body[2] = body[2][:3]
+        else:
+            body[0][0] = content
+        with open(bad, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(header)
+            w.writerows(body)
+    out = tmp_path / "scores.csv"
+    res = CliRunner().invoke(risk, ["replay", str(bad), "-o", str(out)])
+    assert res.exit_code == 1 and says in res.output and "Traceback" not in res.output, res.output
+    assert not out.exists()
+    res = CliRunner().invoke(risk, ["report", str(bad), str(scores)])
+    assert res.exit_code == 1 and "Traceback" not in res.output and res.output.startswith("Error:"), res.output
+    res = CliRunner().invoke(risk, ["ablate", str(bad), "-o", str(tmp_path / "abl"), "--variant", "reference"])
+    assert res.exit_code == 1 and says in res.output and "Traceback" not in res.output, res.output
