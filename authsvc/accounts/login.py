@@ -141,7 +141,7 @@ class LoginService:
         # 3. Count the outcome (only failures are charged to the limiters).
         if not ok:
             counts = self.throttle.record_failure(email, ctx, user_exists=user is not None, password=password,
-                                                  familiar=False)
+                                                  familiar=verdict.familiar)
             why = "unknown_user" if user is None else ("account_disabled" if not user.is_active else "bad_password")
             if user is not None:
                 self._event(user, ctx, "failed", commit=False)  # committed with the audit event below

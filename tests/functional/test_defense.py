@@ -612,3 +612,21 @@ def test_a_spray_next_door_does_not_keep_a_new_owner_from_the_network_that_confi
         th = services().throttle
         known = th._redis().smembers(f"th:{{a:{th.account_hash('owner@example.com')}}}:known")
     assert len(known) == 1  # the confirming network only, no device
+
+
+def test_the_owners_typos_at_home_spend_the_familiar_budget_not_the_strangers_one(make_app):
+    """Failures from a familiar place are charged to the account's familiar budget: the owner's own typos at home
+    must not start the smart lockout that guards the account against strangers (which would then lock the owner
+    out on the road), and a stranger's failures still do. (A slip in stop 26 charged every failure as unfamiliar;
+    no test noticed until this one.)"""
+    app = make_app(risk_enabled=False, account_lockout_threshold=3, account_familiar_threshold=50,
+                   throttle_pair_limit=1000, throttle_unfamiliar_per_second=1000)
+    create_user(app)
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.10").status_code == 200  # home is familiar
+    for _ in range(5):  # typos at home (the same /24)
+        assert attempt(app, "alice@example.com", WRONG, "203.0.113.11").status_code == 401
+    assert attempt(app, "alice@example.com", PASSWORD, "198.51.100.40").status_code == 200  # on the road: not locked
+    for i in range(3):  # a stranger's guesses start the lock for unfamiliar places…
+        attempt(app, "alice@example.com", WRONG, f"192.0.2.{i + 1}")
+    assert attempt(app, "alice@example.com", PASSWORD, "192.0.2.50").status_code == 429
+    assert attempt(app, "alice@example.com", PASSWORD, "203.0.113.12").status_code == 200  # …not at home
