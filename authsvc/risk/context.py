@@ -29,8 +29,9 @@ class LoginContext:
     velocity: Mapping[str, float] | None = None
     country: str | None = None
     asn: str | None = None
-    # The defense layer's "familiar": the account fully signed in from this network (/24, /48) before, or the request
-    # carries its trusted device. Velocity alone never denies such a login (RiskConfig.velocity_alone_max_action).
+    # The defense layer's "familiar": the account fully signed in (or confirmed its address) from this network
+    # (/24, /48) before, or the request carries its trusted device. Velocity alone never denies such a login
+    # (RiskConfig.velocity_alone_max_action).
     familiar_place: bool = False
 
 
