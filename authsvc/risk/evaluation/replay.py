@@ -158,7 +158,7 @@ def _process(rows: Iterator[list[str]], fout: TextIO | list[TextIO], engine: Ris
 
 def _process_gc_off(rows: Iterator[list[str]], fout: TextIO | list[TextIO], engine: RiskEngine | ReferenceModel | list,
                     use_velocity: bool) -> int:
-    """One model is the many-model pass with one engine and one output (the same loop, measured as fast)."""
+    """One model is the many-model pass with one engine and one output (one loop to keep; +0.9 % instructions)."""
     header = next(rows)
     if isinstance(engine, list):  # replay_many
         return _process_many(rows, header, fout, engine, use_velocity)  # type: ignore[arg-type]

@@ -61,11 +61,9 @@ class VelocityTracker:
         fa = self._ip_failed_accounts.get(ip)
         if fa is not None:
             if ts < fa[0]:  # the Redis key has not expired yet
-                accounts = fa[1]
-                out["ip_accounts_day"] = 1.0 if accounts.__class__ is str else float(len(accounts))
+                out["ip_accounts_day"] = _size(fa[1])
             if ts < fa[2]:  # the week's own window: it can end before the day's does
-                accounts = fa[3]
-                out["ip_accounts_week"] = 1.0 if accounts.__class__ is str else float(len(accounts))
+                out["ip_accounts_week"] = _size(fa[3])
         attempts = self._ip_attempts.get(ip)
         if attempts:
             self._prune_ip(ip, attempts, ts)
@@ -92,22 +90,12 @@ class VelocityTracker:
                 if ts >= fa[0]:
                     fa[0], fa[1] = ts + self.ip_accounts_window, user
                 else:
-                    accounts = fa[1]
-                    if accounts.__class__ is str:
-                        if accounts != user:
-                            fa[1] = {accounts, user}
-                    else:
-                        accounts.add(user)
+                    _add(fa, 1, user)
                 if ts >= fa[2]:
                     if self.ip_accounts_week_window:
                         fa[2], fa[3] = ts + self.ip_accounts_week_window, user
                 else:
-                    accounts = fa[3]
-                    if accounts.__class__ is str:
-                        if accounts != user:
-                            fa[3] = {accounts, user}
-                    else:
-                        accounts.add(user)
+                    _add(fa, 3, user)
         attempts = self._ip_attempts.get(ip)
         if attempts is None:
             attempts = self._ip_attempts[ip] = deque()
@@ -157,3 +145,16 @@ class VelocityTracker:
             if not q:
                 del self._ip_attempts[ip], self._ip_users[ip], self._ip_unknown[ip]
 
+
+def _add(entry: list, slot: int, user: str) -> None:
+    """Add an account to a window of an ``_ip_failed_accounts`` entry: one account stays a str, several a set."""
+    accounts = entry[slot]
+    if accounts.__class__ is str:
+        if accounts != user:
+            entry[slot] = {accounts, user}
+    else:
+        accounts.add(user)
+
+
+def _size(accounts: str | set[str]) -> float:
+    return 1.0 if accounts.__class__ is str else float(len(accounts))
