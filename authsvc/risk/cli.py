@@ -74,16 +74,7 @@ def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb:
                model: str, overrides: tuple[str, ...], weights_file: str | None) -> None:
     """Score every row from what was learned before it; learn from successful rows. Writes index,score,decision,reasons."""
     from .model import RiskEngine
-    from .evaluation.replay import ReplayInputError
-    from .evaluation.replay import replay as _replay
-
-    def replay(*a, **k):
-        try:
-            return _replay(*a, **k)
-        except ReplayInputError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(output)  # a partial score file would pass for a whole one
-            raise click.ClickException(f"{logins}: {exc}") from None
+    from .evaluation.replay import ReplayInputError, replay
 
     geo = GeoResolver(asn_csv=list(asn_csv) or None, country_mmdb=country_mmdb) if (asn_csv or country_mmdb) else None
     if model == "reference":
@@ -91,7 +82,7 @@ def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb:
 
         if overrides:
             raise click.BadParameter("--set applies to the authsvc model only", param_hint="--set")
-        stats = replay(logins, output, engine=ReferenceModel(geo=geo), velocity=False)  # type: ignore[arg-type]
+        engine, velocity = ReferenceModel(geo=geo), False
     else:
         config = _config(overrides)
         if weights_file:
@@ -101,7 +92,13 @@ def replay_cmd(logins: str, output: str, asn_csv: tuple[str, ...], country_mmdb:
                 config = load_weights(weights_file, config)
             except WeightsError as exc:
                 raise click.BadParameter(str(exc), param_hint="--weights") from None
-        stats = replay(logins, output, engine=RiskEngine(config=config, geo=geo), velocity=not no_velocity)
+        engine, velocity = RiskEngine(config=config, geo=geo), not no_velocity
+    try:
+        stats = replay(logins, output, engine=engine, velocity=velocity)  # type: ignore[arg-type]
+    except ReplayInputError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(output)  # a partial score file would pass for a whole one
+        raise click.ClickException(f"{logins}: {exc}") from None
     click.echo(f"replayed {stats.rows} rows in {stats.seconds:.1f} s: {stats.rows_per_second:,.0f} rows/s"
                + (" (input was not in time order: sorted in memory)" if stats.resorted else ""), err=True)
 
@@ -125,12 +122,12 @@ def report_cmd(logins: str, scores: tuple[str, ...], names: tuple[str, ...], boo
     put side by side, bootstrapped on the same draws, with the paired difference first − second and its interval.
     """
     from .evaluation.report import (clone_shares, evaluate, evaluate_paired, format_paired, format_table, friction,
-                                    load, threshold_table)
+                                    threshold_table)
 
     if names and len(names) != len(scores):
         raise click.BadParameter("give one --name per SCORES file", param_hint="--name")
     labels = list(names) or [os.path.splitext(os.path.basename(p))[0] for p in scores]
-    data = _load_or_explain(load, logins, list(scores), warmup)
+    data = _load_or_explain(logins, list(scores), warmup)
     if len(scores) == 1:
         results = evaluate(data, bootstrap=bootstrap, seed=seed)
         table = format_table(results) if results else ""
@@ -170,7 +167,6 @@ def report_cmd(logins: str, scores: tuple[str, ...], names: tuple[str, ...], boo
 def ablate_cmd(logins: str, outdir: str, variants: tuple[str, ...], warmup: float) -> None:
     """Replay the engine's ablation variants and the reference in one pass; print AUC / TPR per attacker."""
     from .evaluation.ablate import VARIANTS, run_ablations, summarise
-    from .evaluation.report import load
 
     names = list(variants) or [*VARIANTS, "reference"]
     unknown = [n for n in names if n != "reference" and n not in VARIANTS]
@@ -184,7 +180,7 @@ def ablate_cmd(logins: str, outdir: str, variants: tuple[str, ...], warmup: floa
     except ReplayInputError as exc:
         raise click.ClickException(f"{logins}: {exc}") from None
     click.echo(f"replayed {len(names)} variants in {time.perf_counter() - t0:.0f} s", err=True)
-    click.echo(summarise(_load_or_explain(load, logins, [str(p) for p in paths], warmup), names))
+    click.echo(summarise(_load_or_explain(logins, [str(p) for p in paths], warmup), names))
 
 
 @risk.command("fit")
@@ -286,9 +282,11 @@ def export_cmd(output: str, stepup_window: int, confirmed: tuple[int, ...]) -> N
                + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), err=True)
 
 
-def _load_or_explain(load, logins: str, scores: list[str], warmup: float):
+def _load_or_explain(logins: str, scores: list[str], warmup: float):
     """report.load with a one-line error for files that are not what `replay` and `simulate` write."""
     import csv
+
+    from .evaluation.report import load
 
     try:
         return load(logins, scores, warmup=warmup)

@@ -37,7 +37,7 @@ from ..geo import GeoResolver
 from ..model import FLAG_TERMS, RiskEngine
 from ..signals import Features
 from ..weights import weights_config, write_weights
-from .schema import ATTACK_TYPE_COLUMN, SCORE_COLUMNS, parse_timestamp
+from .schema import ATTACK_TYPE_COLUMN, REPLAY_COLUMNS, SCORE_COLUMNS, parse_timestamp
 
 __all__ = ["FitInputError", "LABELS", "OUTCOME_COLUMN", "Collected", "FitResult", "check_input", "collect", "labels",
            "fit", "term_columns", "write_scores"]
@@ -46,8 +46,7 @@ LABELS = ("outcomes", "attacks")
 OUTCOME_COLUMN = "Outcome"  # written by `risk export`: allowed | stepup_passed | stepup_failed | denied | failed |
 #                             reported | confirmed
 OUTCOMES = ("allowed", "stepup_passed", "stepup_failed", "denied", "failed", "reported", "confirmed", "")
-REQUIRED = ("index", "Login Timestamp", "User ID", "IP Address", "User Agent String", "Login Successful",
-            "Is Account Takeover")
+REQUIRED = (*REPLAY_COLUMNS, "Is Account Takeover")
 _BOOL = {"true": True, "1": True, "t": True, "yes": True, "false": False, "0": False, "f": False, "no": False}
 
 

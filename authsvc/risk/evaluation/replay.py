@@ -17,7 +17,7 @@ from typing import Iterator, TextIO
 from ..context import LoginContext
 from ..geo import GeoResolver
 from ..model import RiskEngine
-from .schema import SCORE_COLUMNS, parse_timestamp
+from .schema import REPLAY_COLUMNS, SCORE_COLUMNS, parse_timestamp
 from ..signals import extract_features
 from .reference import ReferenceModel
 from .velocity import VelocityTracker
@@ -45,9 +45,6 @@ class _Unsorted(Exception):
 
 class ReplayInputError(ValueError):
     """The login file is not in the RBA schema; the message says where (the CLI prints it without a traceback)."""
-
-
-REQUIRED_COLUMNS = ("index", "Login Timestamp", "User ID", "IP Address", "User Agent String", "Login Successful")
 
 
 def replay(
@@ -110,7 +107,7 @@ def _stream(fin: TextIO, check_sorted: bool) -> Iterator[list[str]]:
         header = next(reader)
     except StopIteration:
         raise ReplayInputError("empty file (expected a header row in the RBA schema, docs/RISK.md §7)") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    missing = [c for c in REPLAY_COLUMNS if c not in header]
     if missing:
         raise ReplayInputError(f"missing column(s) {', '.join(repr(m) for m in missing)} (the RBA schema, "
                                f"docs/RISK.md §7)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-__all__ = ["COLUMNS", "ATTACK_TYPE_COLUMN", "CAMPAIGN_COLUMN", "SCORE_COLUMNS", "parse_timestamp", "format_timestamp", "parse_bool"]
+__all__ = ["COLUMNS", "REPLAY_COLUMNS", "ATTACK_TYPE_COLUMN", "CAMPAIGN_COLUMN", "SCORE_COLUMNS", "parse_timestamp", "format_timestamp", "parse_bool"]
 
 COLUMNS: tuple[str, ...] = (
     "index",
@@ -24,6 +24,9 @@ COLUMNS: tuple[str, ...] = (
     "Is Attack IP",
     "Is Account Takeover",
 )
+# The columns a replay reads (the others may be absent; `risk fit` also needs its label, "Is Account Takeover").
+REPLAY_COLUMNS: tuple[str, ...] = ("index", "Login Timestamp", "User ID", "IP Address", "User Agent String",
+                                   "Login Successful")
 # Written by the simulator after the 16 schema columns; a label, read only by the report.
 ATTACK_TYPE_COLUMN = "Attack Type"
 # Written by the simulator after ``Attack Type``: the campaign a stuffing or spraying row belongs to ("" elsewhere).
