@@ -35,6 +35,14 @@ def _read(path: Path) -> tuple[list[str], list[list[str]]]:
         return header, list(reader)
 
 
+def _write(path: Path, header: list[str], rows, errors: str = "strict") -> Path:
+    with open(path, "w", newline="", encoding="utf-8", errors=errors) as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
 def test_simulated_file_has_the_dataset_schema_first(simulated: tuple[Path, Path, str]) -> None:
     header, rows = _read(simulated[0])
     assert tuple(header[:16]) == COLUMNS
@@ -99,12 +107,8 @@ def test_report_table(simulated: tuple[Path, Path, str], tmp_path: Path) -> None
 def test_replay_ignores_labels(simulated: tuple[Path, Path, str], tmp_path: Path) -> None:
     logins, scores, _ = simulated
     header, rows = _read(logins)
-    flipped = tmp_path / "flipped.csv"
-    with open(flipped, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        for r in rows[:3000]:
-            w.writerow(r[:14] + ["False", "False", ""])  # wipe Is Attack IP / Is Account Takeover / Attack Type
+    # wipe Is Attack IP / Is Account Takeover / Attack Type
+    flipped = _write(tmp_path / "flipped.csv", header, (r[:14] + ["False", "False", ""] for r in rows[:3000]))
     out = tmp_path / "flipped_scores.csv"
     assert CliRunner().invoke(risk, ["replay", str(flipped), "-o", str(out)]).exit_code == 0
     assert _read(out)[1] == _read(scores)[1][:3000]
@@ -113,11 +117,7 @@ def test_replay_ignores_labels(simulated: tuple[Path, Path, str], tmp_path: Path
 def test_replay_sorts_unsorted_input(simulated: tuple[Path, Path, str], tmp_path: Path) -> None:
     logins, scores, _ = simulated
     header, rows = _read(logins)
-    shuffled = tmp_path / "shuffled.csv"
-    with open(shuffled, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(reversed(rows[:2000]))
+    shuffled = _write(tmp_path / "shuffled.csv", header, reversed(rows[:2000]))
     out = tmp_path / "s.csv"
     res = CliRunner().invoke(risk, ["replay", str(shuffled), "-o", str(out)])
     assert res.exit_code == 0 and "sorted in memory" in res.output
@@ -161,26 +161,19 @@ def test_replay_turns_the_cyclic_collector_back_on_after_a_pass_and_after_a_fail
     and the scores must be the same as with the collector on."""
     import gc
 
-    from authsvc.risk.evaluation.replay import replay
+    from authsvc.risk.evaluation.replay import ReplayInputError, replay
 
     logins, scores, _ = simulated
     header, rows = _read(logins)
-    short = tmp_path / "short.csv"
-    with open(short, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows[:1500])
+    short = _write(tmp_path / "short.csv", header, rows[:1500])
     assert gc.isenabled()
     replay(short, tmp_path / "a.csv")
     assert gc.isenabled()
     assert _read(tmp_path / "a.csv")[1] == _read(scores)[1][:1500]
-    broken = tmp_path / "broken.csv"
-    with open(broken, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows[:200])
-        w.writerow(rows[200][:3])  # a truncated row: the pass fails
-    with pytest.raises(Exception):
+    assert replay(_write(tmp_path / "reversed.csv", header, reversed(rows[:300])), tmp_path / "r.csv").resorted
+    assert gc.isenabled()
+    broken = _write(tmp_path / "broken.csv", header, [*rows[:200], rows[200][:3]])  # a truncated row: the pass fails
+    with pytest.raises(ReplayInputError, match="data row 201"):
         replay(broken, tmp_path / "b.csv")
     assert gc.isenabled()
     gc.disable()  # a caller that had it off keeps it off
@@ -216,10 +209,7 @@ def test_replay_report_and_ablate_explain_a_bad_file_in_one_line(simulated, tmp_
             body[2] = body[2][:3]
         else:
             body[0][0] = content
-        with open(bad, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(header)
-            w.writerows(body)
+        _write(bad, header, body, errors="surrogateescape")
     out = tmp_path / "scores.csv"
     res = CliRunner().invoke(risk, ["replay", str(bad), "-o", str(out)])
     assert res.exit_code == 1 and says in res.output and "Traceback" not in res.output, res.output
