@@ -131,22 +131,29 @@ def test_live_counter_expires_with_its_window(redis_client) -> None:
 def test_live_and_replay_count_the_same(redis_client) -> None:
     """A random mix of failures and successes from a few IPs: the Redis count equals the replay's before every
     attempt."""
+    _live_and_replay_agree(redis_client, seed=5, ips=(10, 11, 12), accounts=60, attempts=300)
+
+
+def _live_and_replay_agree(redis_client, *, seed: int, ips, accounts: int, attempts: int) -> dict:
+    """Random failures and successes from a few IPs: before every attempt, Redis's day and week counts equal the
+    replay's. Returns the last live counts."""
     th = _throttle(redis_client)
     tr = VelocityTracker()
-    rnd = random.Random(5)
-    ips = [f"192.0.2.{i}" for i in (10, 11, 12)]
-    for k in range(300):
-        ip, user = rnd.choice(ips), f"user{rnd.randint(1, 60)}@example.com"
-        live = th.precheck(user, _Ctx(ip)).counts["ip_accounts_day"]
-        replay = tr.counters(float(k), user, ip, "192.0.2.0/24", "AS1").get("ip_accounts_day", 0.0)
-        assert live == replay
+    rnd = random.Random(seed)
+    addresses = [f"192.0.2.{i}" for i in ips]
+    for k in range(attempts):
+        ip, user = rnd.choice(addresses), f"user{rnd.randint(1, accounts)}@example.com"
+        live = th.precheck(user, _Ctx(ip)).counts
+        replay = tr.counters(float(k), user, ip, "192.0.2.0/24", "AS1")
+        assert live["ip_accounts_day"] == replay.get("ip_accounts_day", 0.0)
+        assert live["ip_accounts_week"] == replay.get("ip_accounts_week", 0.0)
         ok = rnd.random() < 0.2
         if ok:
             th.record_success(user, _Ctx(ip))
         else:
             th.record_failure(user, _Ctx(ip), user_exists=True)
         _observe(tr, float(k), user, ip, success=ok)
-
+    return live
 
 def test_live_scorer_passes_the_counter_to_the_engine(redis_client) -> None:
     from authsvc.risk.live import RedisRiskStore
@@ -256,24 +263,8 @@ def test_live_and_replay_count_the_same_week(redis_client) -> None:
     """A random mix of failures and successes (successes never remove an account) from a few IPs: Redis's week and
     day counts equal the replay's before every attempt. Expiry is the tracker's fixed window (tested above) and the
     TTL armed once (test_live_week_set_hostile_addresses_expiry_and_off)."""
-    th = _throttle(redis_client)
-    tr = VelocityTracker()
-    rnd = random.Random(9)
-    ips = [f"192.0.2.{i}" for i in (20, 21)]
-    for k in range(200):
-        ip, user = rnd.choice(ips), f"user{rnd.randint(1, 40)}@example.com"
-        live = th.precheck(user, _Ctx(ip)).counts
-        replay = tr.counters(float(k), user, ip, "192.0.2.0/24", "AS1")
-        assert live["ip_accounts_week"] == replay.get("ip_accounts_week", 0.0)
-        assert live["ip_accounts_day"] == replay.get("ip_accounts_day", 0.0)
-        ok = rnd.random() < 0.2
-        if ok:
-            th.record_success(user, _Ctx(ip))
-        else:
-            th.record_failure(user, _Ctx(ip), user_exists=True)
-        _observe(tr, float(k), user, ip, success=ok)
+    live = _live_and_replay_agree(redis_client, seed=9, ips=(20, 21), accounts=40, attempts=200)
     assert live["ip_accounts_week"] > 10  # the run reached the rule's threshold
-
 
 def test_live_scorer_names_the_week_when_the_day_is_quiet(redis_client) -> None:
     from authsvc.risk.live import RedisRiskStore
